@@ -1,0 +1,154 @@
+"""On-disk embedding cache (SQLite), keyed by model key + content key.
+
+Images are keyed by the SHA-256 of their file bytes and texts by the SHA-256 of
+the text, so renaming a file or re-running on the same folder encodes nothing.
+Each batch is committed as soon as it is encoded: a run killed half way keeps
+every finished batch. WAL mode lets several readers share the file safely.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sqlite3
+import threading
+from pathlib import Path
+from typing import Iterable, Mapping, Protocol, Sequence
+
+import numpy as np
+
+from cotembed.errors import CotembedError
+
+Kind = str  # "image" or "text"
+
+
+def default_cache_path() -> Path:
+    """``$COTEMBED_CACHE`` or ``$XDG_CACHE_HOME/cotembed/embeddings.sqlite``."""
+    env = os.environ.get("COTEMBED_CACHE")
+    if env:
+        return Path(env).expanduser()
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "cotembed" / "embeddings.sqlite"
+
+
+def content_key(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def text_key(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+class EmbeddingStore(Protocol):
+    def get_many(self, model_key: str, kind: Kind, keys: Sequence[str]) -> dict[str, np.ndarray]: ...
+
+    def put_many(self, model_key: str, kind: Kind, items: Mapping[str, np.ndarray]) -> None: ...
+
+
+class NoCache:
+    """Stands in for the cache under ``--no-cache``: remembers nothing."""
+
+    path = None
+
+    def get_many(self, model_key: str, kind: Kind, keys: Sequence[str]) -> dict[str, np.ndarray]:
+        return {}
+
+    def put_many(self, model_key: str, kind: Kind, items: Mapping[str, np.ndarray]) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
+
+
+class EmbeddingCache:
+    """SQLite-backed store of float32 vectors. Safe to share between threads."""
+
+    _SCHEMA = """
+    CREATE TABLE IF NOT EXISTS embeddings (
+        model_key TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        key TEXT NOT NULL,
+        dim INTEGER NOT NULL,
+        vector BLOB NOT NULL,
+        PRIMARY KEY (model_key, kind, key)
+    ) WITHOUT ROWID
+    """
+    _CHUNK = 500  # stay under SQLite's bound-parameter limit
+
+    def __init__(self, path: str | Path | None = None):
+        self.path = Path(path) if path is not None else default_cache_path()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._conn = sqlite3.connect(self.path, timeout=30.0, check_same_thread=False)
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+            self._conn.execute(self._SCHEMA)
+            self._conn.commit()
+        except (OSError, sqlite3.Error) as exc:
+            raise CotembedError(f"cannot open embedding cache {self.path}: {exc} (use --cache PATH or --no-cache)") from exc
+        self._lock = threading.Lock()
+
+    def get_many(self, model_key: str, kind: Kind, keys: Sequence[str]) -> dict[str, np.ndarray]:
+        found: dict[str, np.ndarray] = {}
+        unique = list(dict.fromkeys(keys))
+        with self._lock:
+            for start in range(0, len(unique), self._CHUNK):
+                chunk = unique[start : start + self._CHUNK]
+                marks = ",".join("?" * len(chunk))
+                rows = self._conn.execute(
+                    f"SELECT key, dim, vector FROM embeddings WHERE model_key=? AND kind=? AND key IN ({marks})",
+                    (model_key, kind, *chunk),
+                ).fetchall()
+                for key, dim, blob in rows:
+                    vec = np.frombuffer(blob, dtype=np.float32)
+                    if vec.shape[0] == dim:
+                        found[key] = vec
+        return found
+
+    def put_many(self, model_key: str, kind: Kind, items: Mapping[str, np.ndarray]) -> None:
+        rows = [
+            (model_key, kind, key, int(vec.shape[-1]), np.ascontiguousarray(vec, dtype=np.float32).tobytes())
+            for key, vec in items.items()
+        ]
+        with self._lock:
+            self._conn.executemany("INSERT OR REPLACE INTO embeddings VALUES (?, ?, ?, ?, ?)", rows)
+            self._conn.commit()
+
+    def count(self, model_key: str | None = None) -> int:
+        with self._lock:
+            if model_key is None:
+                return self._conn.execute("SELECT COUNT(*) FROM embeddings").fetchone()[0]
+            return self._conn.execute("SELECT COUNT(*) FROM embeddings WHERE model_key=?", (model_key,)).fetchone()[0]
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> "EmbeddingCache":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def open_cache(path: str | Path | None = None, enabled: bool = True) -> EmbeddingCache | NoCache:
+    """The store the CLI flags ask for: ``--cache PATH`` or ``--no-cache``."""
+    return EmbeddingCache(path) if enabled else NoCache()
+
+
+def embed_texts_cached(encoder, texts: Iterable[str], store: EmbeddingStore) -> np.ndarray:
+    """Embed texts once per (model, text): cached ones are read, the rest encoded and stored."""
+    texts = list(texts)
+    keys = [text_key(t) for t in texts]
+    found = store.get_many(encoder.model_key, "text", keys)
+    missing = [i for i, k in enumerate(keys) if k not in found]
+    batch = max(1, int(getattr(encoder, "batch_size", 64)))
+    for start in range(0, len(missing), batch):
+        idx = missing[start : start + batch]
+        vecs = encoder.encode_texts([texts[i] for i in idx])
+        new = {keys[i]: v for i, v in zip(idx, vecs)}
+        store.put_many(encoder.model_key, "text", new)
+        found.update(new)
+    if not texts:
+        return np.zeros((0, 0), dtype=np.float32)
+    return np.stack([found[k] for k in keys]).astype(np.float32, copy=False)
