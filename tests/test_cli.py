@@ -143,3 +143,10 @@ def test_models_lists_backends(capsys):
     specs = {m["spec"]: m for m in json.loads(out)["models"]}
     assert code == 0 and {"hf:<...>", "open_clip:<...>", "jina:<...>", "st:<...>", "jina-api:<...>", "minilm"} <= set(specs)
     assert specs["minilm"]["default"] is True
+
+
+def test_classify_literal_texts(capsys, system_file, colour_model):
+    code, out, _ = run(capsys, "classify", system_file, "a red balloon", "green grass", "--text", "--model", colour_model, "--no-cache", "--format", "json")
+    result = json.loads(out)
+    assert code == 0 and [p["prediction"] for p in result["predictions"]] == ["red-thing", "green-thing"]
+    assert result["predictions"][0]["input"] == "text[0]"

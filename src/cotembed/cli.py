@@ -77,11 +77,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_classify(args: argparse.Namespace) -> int:
-    from cotembed.data import collect_samples
+    from cotembed.data import collect_samples, text_samples
     from cotembed.render import predictions_table
 
     system = _load_system(args)
-    samples = collect_samples(args.inputs)
+    samples = text_samples(args.inputs) if args.text else collect_samples(args.inputs)
     clf = _classifier(args, args.method, system)
     predictions, errors = clf.classify_samples(samples, top_k=args.top_k)
     payload = {**_run_info(clf, args.method, args.system), "predictions": [p.to_dict() for p in predictions], "errors": [e.to_dict() for e in errors]}
@@ -176,6 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("classify", help="predict classes for images or texts")
     p.add_argument("system")
     p.add_argument("inputs", nargs="+", help="image files, folders, or CSV/JSONL manifests (path,label or text,label)")
+    p.add_argument("--text", action="store_true", help="the inputs are literal texts to classify, not paths")
     _add_model_options(p)
     p.add_argument("--top-k", type=_positive_int, default=3, help="classes to report per input (default: 3)")
     _add_format(p)
