@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import Any, Callable, Sequence
 
@@ -215,6 +216,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("cotembed: interrupted (finished batches are cached)", file=sys.stderr)
         return 130
+    except Exception as exc:  # noqa: BLE001 - last resort: one clear line, traceback on request
+        if os.environ.get("COTEMBED_DEBUG"):
+            raise
+        print(f"cotembed: error: {type(exc).__name__}: {exc} (set COTEMBED_DEBUG=1 for a traceback)", file=sys.stderr)
+        return EXIT_FAILURE
 
 
 if __name__ == "__main__":

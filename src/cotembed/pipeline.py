@@ -110,33 +110,34 @@ class _Preparer:
             except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
                 bad.add(key)
                 errors.append(SampleError(s.source, f"cannot decode image: {exc}"))
-        model_input, failed = self._preprocess(images)
-        for key in failed:
+        model_input, encoded, failed = self._preprocess(images)
+        for key, reason in failed.items():
             bad.add(key)
-            errors.extend(SampleError(s.source, f"cannot preprocess image: {failed[key]}") for s, k in zip(ok, keys) if k == key)
+            errors.extend(SampleError(s.source, f"cannot preprocess image: {reason}") for s, k in zip(ok, keys) if k == key)
         kept = [(s, k) for s, k in zip(ok, keys) if k not in bad]
-        todo = [k for k in images if k not in failed]
-        return _Prepared([s for s, _ in kept], [k for _, k in kept], cached, todo, model_input, errors)
+        return _Prepared([s for s, _ in kept], [k for _, k in kept], cached, encoded, model_input, errors)
 
-    def _preprocess(self, images: dict[str, Image.Image]) -> tuple[Any, dict[str, str]]:
-        """Preprocess the batch at once; if that fails, image by image to isolate the culprit."""
+    def _preprocess(self, images: dict[str, Image.Image]) -> tuple[Any, list[str], dict[str, str]]:
+        """Preprocess the batch at once; if that fails, image by image to isolate the culprit.
+
+        Returns the model input, the keys it holds (in order) and the keys that failed.
+        """
         if not images:
-            return None, {}
+            return None, [], {}
         try:
-            return self.encoder.preprocess(list(images.values())), {}
+            return self.encoder.preprocess(list(images.values())), list(images), {}
         except Exception:  # noqa: BLE001 - any backend error; retried per image below
             pass
-        good: dict[str, Image.Image] = {}
+        good: list[str] = []
         failed: dict[str, str] = {}
         for key, img in images.items():
             try:
                 self.encoder.preprocess([img])
-                good[key] = img
+                good.append(key)
             except Exception as exc:  # noqa: BLE001
                 failed[key] = str(exc) or type(exc).__name__
-        images.clear()
-        images.update(good)
-        return (self.encoder.preprocess(list(good.values())) if good else None), failed
+        model_input = self.encoder.preprocess([images[k] for k in good]) if good else None
+        return model_input, good, failed
 
 
 def check_modality(encoder: Encoder, samples: Sequence[Sample]) -> None:
