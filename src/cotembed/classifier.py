@@ -25,6 +25,10 @@ from cotembed.scoring import Method
 from cotembed.system import CompiledSystem, System
 
 
+SCORING_CHUNK = 2048
+"""Rows scored at once: large enough for BLAS, small enough to keep B x Q temporaries in cache."""
+
+
 def resolve_temperature(explicit: float | None, system: System, encoder: Encoder) -> float:
     """Caller's value, else the system's, else the model's logit scale, else CLIP's 100."""
     for value in (explicit, system.temperature, getattr(encoder, "logit_scale", None)):
@@ -45,21 +49,24 @@ class Scorer:
     temperature: float
     hybrid_weight: float = 1.0
 
-    def similarities(self, embeddings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Cosines to the Q option prompts and the N class-name prompts."""
+    def similarities(self, embeddings: np.ndarray, method: Method = "hybrid") -> tuple[np.ndarray, np.ndarray | None]:
+        """Cosines to the Q option prompts and (unless the method is pure CoT) the N class names."""
         x = scoring.l2_normalize(embeddings)
-        return x @ self.prompt_embeddings.T, x @ self.name_embeddings.T
+        names = None if method == "cot" else x @ self.name_embeddings.T
+        return x @ self.prompt_embeddings.T, names
 
     def option_probabilities(self, prompt_sims: np.ndarray) -> np.ndarray:
         return scoring.group_softmax(prompt_sims, self.compiled.offsets, self.temperature)
 
-    def scores(self, method: Method, prompt_sims: np.ndarray, name_sims: np.ndarray, probs: np.ndarray | None = None) -> np.ndarray:
+    def scores(self, method: Method, prompt_sims: np.ndarray, name_sims: np.ndarray | None, probs: np.ndarray | None = None) -> np.ndarray:
         if method == "baseline":
+            assert name_sims is not None
             return name_sims
         probs = self.option_probabilities(prompt_sims) if probs is None else probs
         cot = scoring.cot_scores(probs, self.compiled.rule_matrix)
         if method == "cot":
             return cot
+        assert name_sims is not None
         return scoring.hybrid_scores(cot, name_sims, self.temperature, self.hybrid_weight)
 
 
@@ -211,9 +218,17 @@ class CoTClassifier:
         return self.scores_from_embeddings(self.embed(inputs))
 
     def scores_from_embeddings(self, embeddings: np.ndarray, method: Method | None = None) -> np.ndarray:
-        """Score precomputed input embeddings (B, D) -> (B, N); no model call."""
-        prompt_sims, name_sims = self.scorer.similarities(np.atleast_2d(embeddings))
-        return self.scorer.scores(method or self.method, prompt_sims, name_sims)
+        """Score precomputed input embeddings (B, D) -> (B, N); no model call.
+
+        Works in chunks so that re-scoring many cached embeddings keeps temporaries small.
+        """
+        method = method or self.method
+        embeddings = np.atleast_2d(embeddings)
+        out = np.empty((len(embeddings), self.compiled.n_classes), dtype=np.float32)
+        for start in range(0, len(embeddings), SCORING_CHUNK):
+            prompt_sims, name_sims = self.scorer.similarities(embeddings[start : start + SCORING_CHUNK], method)
+            out[start : start + SCORING_CHUNK] = self.scorer.scores(method, prompt_sims, name_sims)
+        return out
 
     def predict(self, inputs: Sequence[Any]) -> list[str]:
         scores = self.decision_function(inputs)

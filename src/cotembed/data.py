@@ -1,7 +1,7 @@
 """Inputs: image files, ImageFolder trees, CSV/JSONL manifests, text tables.
 
 Collecting inputs only lists them (paths and labels, never pixels), so a folder
-of any size costs a few bytes per file; decoding happens later, batch by batch,
+of any size costs well under a kilobyte per file; decoding happens later, batch by batch,
 in :mod:`cotembed.pipeline`.
 """
 
@@ -21,7 +21,7 @@ MANIFEST_EXTENSIONS = frozenset({".csv", ".jsonl"})
 InputKind = Literal["image", "text"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Sample:
     """One input to classify: an image path or a text, with an optional label."""
 

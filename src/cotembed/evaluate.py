@@ -102,6 +102,7 @@ def evaluate(
     question_hits = np.zeros(len(system.groups), dtype=np.int64)
     errors: list[SampleError] = []
     n_seen = n_encoded = 0
+    need_names: Method = "cot" if set(methods) == {"cot"} else "hybrid"
 
     for batch in stream_embeddings(samples, classifier.encoder, classifier.cache, classifier.batch_size, classifier.progress, "eval"):
         errors.extend(batch.errors)
@@ -109,7 +110,7 @@ def evaluate(
         if not batch.samples:
             continue
         truth = np.asarray([class_index[s.label] for s in batch.samples])  # type: ignore[index]
-        prompt_sims, name_sims = scorer.similarities(batch.embeddings)
+        prompt_sims, name_sims = scorer.similarities(batch.embeddings, need_names)
         probs = scorer.option_probabilities(prompt_sims)
         for m, result in results.items():
             predicted = scorer.scores(m, prompt_sims, name_sims, probs).argmax(axis=1)
