@@ -1,58 +1,13 @@
-"""Helpers shared by the benchmarks: a randomly initialised CLIP saved like a hub model.
-
-The benchmarks need a real transformers CLIP loaded through ``load_encoder("hf:<dir>")``
-but cannot download one, so they build a model with random weights and a byte-level
-tokenizer (no merges: any text tokenizes, nothing to download), the same way the test
-suite's ``tiny_clip_dir`` fixture does. Weights do not matter for speed or memory.
-"""
+"""Benchmarks share the package's offline random-CLIP builder; the hub stays offline."""
 
 from __future__ import annotations
 
-import math
 import os
-from pathlib import Path
-from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+from cotembed.testing import build_random_clip  # noqa: E402
 
-def _byte_alphabet() -> list[str]:
-    """GPT-2/CLIP byte-level alphabet: one printable character per byte."""
-    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
-    extra = [b for b in range(256) if b not in printable]
-    return [chr(c) for c in printable] + [chr(256 + i) for i in range(len(extra))]
-
-
-def build_random_clip(target: Path, vision: dict[str, Any], text: dict[str, Any], projection_dim: int,
-                      image_size: int, seed: int = 0) -> Path:
-    """Save a random CLIPModel + CLIPProcessor (resize shortest edge, centre crop) to ``target``."""
-    import torch
-    from transformers import CLIPConfig, CLIPModel, CLIPProcessor, CLIPTokenizer
-
-    try:  # transformers v5 without torchvision
-        from transformers import CLIPImageProcessorPil as ImageProcessor
-    except ImportError:
-        from transformers import CLIPImageProcessor as ImageProcessor
-
-    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
-    for suffix in ("", "</w>"):
-        for ch in _byte_alphabet():
-            vocab[ch + suffix] = len(vocab)
-    max_len = int(text.get("max_position_embeddings", 77))
-    tokenizer = CLIPTokenizer(vocab=vocab, merges=[], model_max_length=max_len)
-    image_processor = ImageProcessor(size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size})
-    config = CLIPConfig(
-        text_config={**text, "vocab_size": len(vocab), "max_position_embeddings": max_len,
-                     "bos_token_id": 0, "eos_token_id": 1, "pad_token_id": 1},
-        vision_config={**vision, "image_size": image_size},
-        projection_dim=projection_dim,
-        logit_scale_init_value=math.log(100.0),
-    )
-    torch.manual_seed(seed)
-    model = CLIPModel(config).eval()
-    target.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(target)
-    CLIPProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(target)
-    return target
+__all__ = ["build_random_clip"]
