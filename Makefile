@@ -1,5 +1,6 @@
 # Two entry points: `make demo` (set up, then run the bundled offline evaluation)
 # and `make test` (set up, then run the test suite). Both create .venv on first use.
+# The critters test splits are generated from fixed seeds (deterministic).
 
 PYTHON ?= python3
 VENV := .venv
@@ -8,7 +9,13 @@ STAMP := $(VENV)/.installed
 EXTRAS := hf,st,minilm,api,dev
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: demo test bench setup clean
+SPLITS := .cotembed-data
+SPECIES := examples/critters/species.yaml
+PER_CLASS := 20
+EASY_SEED := 1001
+HARD_SEED := 2002
+
+.PHONY: demo demo-hard demo-text splits test bench train setup clean
 
 setup: $(STAMP)
 
@@ -20,8 +27,29 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[$(EXTRAS)]'
 	touch $(STAMP)
 
-demo: $(STAMP)
+$(SPLITS)/critters-easy/.complete: $(STAMP) $(SPECIES)
+	rm -rf $(@D)
+	$(BIN)/cotembed critters generate --species $(SPECIES) --per-class $(PER_CLASS) --seed $(EASY_SEED) --out $(@D) -q
+	touch $@
+
+$(SPLITS)/critters-hard/.complete: $(STAMP) $(SPECIES)
+	rm -rf $(@D)
+	$(BIN)/cotembed critters generate --species $(SPECIES) --per-class $(PER_CLASS) --seed $(HARD_SEED) --difficulty hard --out $(@D) -q
+	touch $@
+
+splits: $(SPLITS)/critters-easy/.complete $(SPLITS)/critters-hard/.complete
+
+demo: $(SPLITS)/critters-easy/.complete
+	$(BIN)/cotembed eval examples/critters/system.yaml $(SPLITS)/critters-easy --model critters --cache .cotembed-cache/embeddings.sqlite
+
+demo-hard: $(SPLITS)/critters-hard/.complete
+	$(BIN)/cotembed eval examples/critters/system_paraphrased.yaml $(SPLITS)/critters-hard --model critters --cache .cotembed-cache/embeddings.sqlite
+
+demo-text: $(STAMP)
 	$(BIN)/cotembed eval examples/creatures-text/system.yaml examples/creatures-text/test.csv --model minilm --cache .cotembed-cache/embeddings.sqlite
+
+train: $(STAMP)
+	$(BIN)/cotembed critters train
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
@@ -32,4 +60,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_memory.py
 
 clean:
-	rm -rf $(VENV) .cotembed-cache
+	rm -rf $(VENV) .cotembed-cache $(SPLITS)

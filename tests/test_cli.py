@@ -142,7 +142,7 @@ def test_models_lists_backends(capsys):
     code, out, _ = run(capsys, "models", "--format", "json")
     specs = {m["spec"]: m for m in json.loads(out)["models"]}
     assert code == 0 and {"hf:<...>", "open_clip:<...>", "jina:<...>", "st:<...>", "jina-api:<...>", "minilm"} <= set(specs)
-    assert specs["minilm"]["default"] is True
+    assert specs["critters[:<...>]"]["default"] is True and specs["minilm"]["default"] is False
 
 
 def test_classify_literal_texts(capsys, system_file, colour_model):

@@ -10,6 +10,7 @@ import argparse
 import json
 import os
 import sys
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from cotembed import __version__
@@ -124,6 +125,37 @@ def cmd_models(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_critters_generate(args: argparse.Namespace) -> int:
+    from cotembed.critters.species import generate_split
+
+    summary = generate_split(args.species, args.out, args.per_class, seed=args.seed, difficulty=args.difficulty, size=args.size, progress=not args.quiet)
+    _emit(
+        args,
+        summary,
+        lambda: (
+            f"wrote {summary['n_images']} images ({summary['n_species']} species x {summary['per_class']}) to {summary['out']} "
+            f"[{summary['difficulty']}, {summary['size']}px, seed {summary['seed']}] in {summary['seconds']:.1f}s"
+        ),
+    )
+    return EXIT_OK
+
+
+def cmd_critters_train(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from cotembed.critters.model import WEIGHTS_DIR
+    from cotembed.critters.train import TrainConfig, train
+
+    overrides = {k: getattr(args, k) for k in ("seed", "n_train", "epochs", "batch_size", "threads") if getattr(args, k) is not None}
+    config = replace(TrainConfig(), **overrides)
+    out = args.out or WEIGHTS_DIR
+    record = train(config, out_dir=Path(out), log=lambda line: print(line, file=sys.stderr))
+    summary = {k: record[k] for k in ("sha256", "size_bytes", "logit_scale", "train_seconds")} | {"out": str(out)}
+    _emit(args, summary, lambda: f"trained critters image tower in {summary['train_seconds']:.0f}s: {out} "
+                               f"({summary['size_bytes'] / 1e6:.2f} MB, sha256 {summary['sha256'][:12]})")
+    return EXIT_OK
+
+
 # ---------------------------------------------------------------------- parser
 def _add_format(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", choices=("table", "json"), default="table", help="table for people, json for programs (stdout)")
@@ -153,6 +185,13 @@ def _positive_float(text: str) -> float:
 def _non_negative_float(text: str) -> float:
     value = float(text)
     if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
         raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
     return value
 
@@ -203,6 +242,28 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("models", help="list model backends and whether they are installed")
     _add_format(p)
     p.set_defaults(func=cmd_models)
+
+    critters = sub.add_parser("critters", help="the procedural critters world: generate image splits, train its model")
+    critters_sub = critters.add_subparsers(dest="critters_command", required=True, metavar="COMMAND", parser_class=_Parser)
+    p = critters_sub.add_parser("generate", help="render an ImageFolder split (OUT/<Species>/<i>.png) from a species file")
+    p.add_argument("--species", required=True, metavar="SPECIES.yaml", help="species file, e.g. examples/critters/species.yaml")
+    p.add_argument("--per-class", type=_positive_int, required=True, metavar="N", help="images per species")
+    p.add_argument("--seed", type=_non_negative_int, required=True, metavar="S", help="split seed; the same seed writes identical files")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder (must not exist or be empty)")
+    p.add_argument("--difficulty", choices=("easy", "hard"), default="easy", help="hard: smaller critters, clutter, occlusion, more noise (default: easy)")
+    p.add_argument("--size", type=_positive_int, default=64, help="image side in pixels (default: 64)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    _add_format(p)
+    p.set_defaults(func=cmd_critters_generate)
+    p = critters_sub.add_parser("train", help="train the critters image tower against the frozen MiniLM text tower (CPU)")
+    p.add_argument("--out", default=None, metavar="DIR", help="where to write weights + config (default: the bundled weights folder)")
+    p.add_argument("--seed", type=_non_negative_int, default=None, help="training seed (default: 0)")
+    p.add_argument("--n-train", type=_positive_int, default=None, metavar="N", help="rendered training images (default: 20000)")
+    p.add_argument("--epochs", type=_positive_int, default=None, help="passes over the training images (default: 12)")
+    p.add_argument("--batch-size", type=_positive_int, default=None, help="contrastive batch size (default: 128)")
+    p.add_argument("--threads", type=_positive_int, default=None, help="torch CPU threads; fixed for reproducibility (default: 2)")
+    _add_format(p)
+    p.set_defaults(func=cmd_critters_train)
     return parser
 
 

