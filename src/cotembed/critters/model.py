@@ -37,7 +37,7 @@ class TowerConfig:
 
 
 def build_tower(config: TowerConfig):
-    """Conv stages (conv-BN-ReLU, stride-2 conv to halve) -> mean+max pooling -> linear to the text space."""
+    """Stages of (stride-2 conv, conv), each with BN-ReLU -> mean+max pooling -> MLP into the text space."""
     import torch
     from torch import nn
 
@@ -46,10 +46,9 @@ def build_tower(config: TowerConfig):
             super().__init__()
             layers: list[nn.Module] = []
             c_in = 3
-            for i, c_out in enumerate(config.channels):
-                stride = 2
+            for c_out in config.channels:
                 layers += [
-                    nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False),
+                    nn.Conv2d(c_in, c_out, 3, stride=2, padding=1, bias=False),
                     nn.BatchNorm2d(c_out),
                     nn.ReLU(inplace=True),
                     nn.Conv2d(c_out, c_out, 3, padding=1, bias=False),

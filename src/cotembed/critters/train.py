@@ -103,6 +103,7 @@ def train(config: TrainConfig = TrainConfig(), out_dir: Path = WEIGHTS_DIR, log:
     index = {c: i for i, c in enumerate(unique)}
     caption_ids = torch.tensor([[index[c] for c in cs] for cs in captions])
     text_model = bundled_minilm()
+    log(f"embedding {len(unique)} distinct captions with the frozen text tower (minutes on a CPU) ...")
     caption_emb = torch.from_numpy(text_model.encode_texts(unique))
     caption_mentions = torch.from_numpy(np.stack([mentioned(c) for c in unique]))
     train_attrs_t = torch.from_numpy(train_attrs)
