@@ -130,3 +130,19 @@ def test_concurrent_readers_share_the_cache(tmp_path):
         t.join()
     assert not failures and results and all(n == 200 for n in results)
     assert writer.count() == 201
+
+
+def test_jpeg_decoded_at_reduced_scale_that_still_covers_the_model_input():
+    import io
+
+    from PIL import Image
+
+    from cotembed.pipeline import _decode_image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (1600, 1200), (10, 200, 30)).save(buf, format="JPEG")
+    full = _decode_image(buf.getvalue())
+    small = _decode_image(buf.getvalue(), min_side=224)
+    assert full.size == (1600, 1200)
+    assert small.size == (400, 300) and min(small.size) >= 224  # 1/4 DCT scale; 1/8 would be too small
+    assert small.mode == "RGB"

@@ -59,8 +59,13 @@ class _Prepared:
     errors: list[SampleError]
 
 
-def _decode_image(data: bytes) -> Image.Image:
+def _decode_image(data: bytes, min_side: int | None = None) -> Image.Image:
+    """Decode to RGB. Given the model's input size, JPEGs are decoded at the smallest
+    DCT scale that still keeps both sides >= ``min_side``: the encoder downsamples to
+    that size anyway, and full-size decoding would cost more than the resize itself."""
     with Image.open(io.BytesIO(data)) as img:
+        if min_side:
+            img.draft("RGB", (min_side, min_side))
         img.load()
         return img.convert("RGB")
 
@@ -71,6 +76,7 @@ class _Preparer:
     def __init__(self, encoder: Encoder, store: EmbeddingStore):
         self.encoder = encoder
         self.store = store
+        self.min_side: int | None = getattr(encoder, "input_size", None)
 
     def __call__(self, batch: list[Sample]) -> _Prepared:
         if batch[0].kind == "text":
@@ -106,7 +112,7 @@ class _Preparer:
             if key in cached or key in images or key in bad:
                 continue
             try:
-                images[key] = _decode_image(raw[key])
+                images[key] = _decode_image(raw[key], self.min_side)
             except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
                 bad.add(key)
                 errors.append(SampleError(s.source, f"cannot decode image: {exc}"))

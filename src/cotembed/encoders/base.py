@@ -3,6 +3,9 @@
 An encoder turns images or texts into L2-normalised float32 embeddings. Image
 encoding is split in two so the pipeline can run the CPU-bound ``preprocess``
 off the main thread while ``encode_preprocessed`` runs the model.
+
+An encoder may also set ``input_size`` (the side its preprocessing resizes images
+to); the pipeline then decodes JPEGs at a reduced scale that still covers it.
 """
 
 from __future__ import annotations

@@ -32,6 +32,7 @@ class CrittersEncoder:
         self.batch_size = int(batch_size or DEFAULT_BATCH_SIZE)
         self.model_key = f"critters:{self.record['sha256'][:12]}"
         self.logit_scale: float | None = float(self.record["logit_scale"])
+        self.input_size = self.config.image_size
 
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
         return self.text_encoder.encode_texts(texts)

@@ -77,6 +77,8 @@ class HFClipEncoder:
         self._max_length: int | None = getattr(text_config, "max_position_embeddings", None)
         # SigLIP was trained on texts padded to a fixed length without an attention mask.
         self._padding: bool | str = "max_length" if "siglip" in str(config.model_type) else True
+        vision_size = getattr(getattr(config, "vision_config", config), "image_size", None)
+        self.input_size: int | None = int(vision_size) if isinstance(vision_size, int) else None
         self._text_params = _explicit_params(model.get_text_features)
         self._image_params = _explicit_params(model.get_image_features)
 
