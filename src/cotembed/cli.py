@@ -16,7 +16,7 @@ from typing import Any, Callable, Sequence
 from cotembed import __version__
 from cotembed.errors import CotembedError, InputError
 
-EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
+EXIT_OK, EXIT_FAILURE = 0, 1  # bad input exits with InputError.exit_code (2)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -45,6 +45,8 @@ def _classifier(args: argparse.Namespace, method: str, system):
     from cotembed.classifier import CoTClassifier
     from cotembed.encoders import load_encoder
 
+    if args.quiet:  # also silence the model libraries' own loading bars
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     encoder = load_encoder(args.model, **({"batch_size": args.batch_size} if args.batch_size else {}))
     cache = open_cache(args.cache, enabled=not args.no_cache)
     return CoTClassifier(
