@@ -257,7 +257,8 @@ class CoTClassifier:
         """Each question's answer distribution and the top classes with per-group contributions."""
         samples = self._samples([item])
         embedding = self.embed([item])
-        prompt_sims, name_sims = self.scorer.similarities(embedding)
+        prompt_sims, name_sims = self.scorer.similarities(embedding, "hybrid")
+        assert name_sims is not None  # "hybrid" always computes them
         probs = self.scorer.option_probabilities(prompt_sims)[0]
         scores = self.scorer.scores(self.method, prompt_sims, name_sims, probs[None, :])[0]
         offsets = self.compiled.offsets

@@ -54,7 +54,7 @@ class EvalReport:
     hybrid_weight: float
     n_images: int
     n_classes: int
-    methods: dict[str, MethodResult]
+    methods: dict[Method, MethodResult]
     question_accuracy: dict[str, float]
     errors: list[SampleError]
     skipped: list[str]
@@ -112,8 +112,8 @@ def evaluate(
         truth = np.asarray([class_index[s.label] for s in batch.samples])  # type: ignore[index]
         prompt_sims, name_sims = scorer.similarities(batch.embeddings, need_names)
         probs = scorer.option_probabilities(prompt_sims)
-        for m, result in results.items():
-            predicted = scorer.scores(m, prompt_sims, name_sims, probs).argmax(axis=1)
+        for result in results.values():
+            predicted = scorer.scores(result.method, prompt_sims, name_sims, probs).argmax(axis=1)
             _count(result, truth, predicted, compiled.class_names)
         answers = np.stack(
             [probs[:, compiled.offsets[g] : compiled.offsets[g + 1]].argmax(axis=1) for g in range(len(system.groups))], axis=1

@@ -167,7 +167,7 @@ def stream_embeddings(
     """Yield embeddings batch by batch, in input order; memory stays bounded by the batch size."""
     check_modality(encoder, samples)
     store = store if store is not None else NoCache()
-    size = max(1, int(batch_size or getattr(encoder, "batch_size", 32)))
+    size = max(1, batch_size or int(encoder.batch_size))
     batches = [list(samples[i : i + size]) for i in range(0, len(samples), size)]
     prepare = _Preparer(encoder, store)
     unit = "img" if samples and samples[0].kind == "image" else "text"
