@@ -201,7 +201,9 @@ class CoTClassifier:
 
     def embed(self, inputs: Sequence[Any]) -> np.ndarray:
         """Embeddings of the inputs (cached); raises if any input cannot be used."""
-        samples = self._samples(inputs)
+        return self._embed_samples(self._samples(inputs))
+
+    def _embed_samples(self, samples: list[Sample]) -> np.ndarray:
         chunks: list[np.ndarray] = []
         errors: list[SampleError] = []
         for batch in stream_embeddings(samples, self.encoder, self.cache, self.batch_size, self.progress):
@@ -256,7 +258,7 @@ class CoTClassifier:
     def explain(self, item: Any, top_k: int = 5) -> Explanation:
         """Each question's answer distribution and the top classes with per-group contributions."""
         samples = self._samples([item])
-        embedding = self.embed([item])
+        embedding = self._embed_samples(samples)
         prompt_sims, name_sims = self.scorer.similarities(embedding, "hybrid")
         assert name_sims is not None  # "hybrid" always computes them
         probs = self.scorer.option_probabilities(prompt_sims)[0]
@@ -286,9 +288,9 @@ class CoTClassifier:
         cls_name = str(self.classes_[n])
         contributions: dict[str, float] = {}
         if self.method != "baseline":
-            for g, group in enumerate(self.system.groups):
-                idx = self.system.rules[cls_name][group.name]
-                contributions[group.name] = float(group.weight * probs[self.compiled.offsets[g] + np.asarray(idx)].sum())
+            # The class's column of the rule matrix, summed per group: exactly its CoT score terms.
+            per_group = np.add.reduceat(probs * self.compiled.rule_matrix[:, n], self.compiled.offsets[:-1])
+            contributions = {name: float(v) for name, v in zip(self.compiled.group_names, per_group)}
         if self.method == "hybrid":
             contributions["class name"] = self.hybrid_weight * name_prob
         return ClassEvidence(cls_name, score, contributions)

@@ -98,7 +98,6 @@ def evaluate(
     system = classifier.system
     class_index = {c: i for i, c in enumerate(compiled.class_names)}
     results = {m: MethodResult(m, prompts_used(m, compiled)) for m in methods}
-    accepted = _accepted_options(classifier)
     question_hits = np.zeros(len(system.groups), dtype=np.int64)
     errors: list[SampleError] = []
     n_seen = n_encoded = 0
@@ -115,10 +114,12 @@ def evaluate(
         for result in results.values():
             predicted = scorer.scores(result.method, prompt_sims, name_sims, probs).argmax(axis=1)
             _count(result, truth, predicted, compiled.class_names)
+        # Each group's most probable option, as a prompt index; the rule matrix says whether the true class accepts it.
         answers = np.stack(
-            [probs[:, compiled.offsets[g] : compiled.offsets[g + 1]].argmax(axis=1) for g in range(len(system.groups))], axis=1
+            [compiled.offsets[g] + probs[:, compiled.offsets[g] : compiled.offsets[g + 1]].argmax(axis=1) for g in range(len(system.groups))],
+            axis=1,
         )
-        question_hits += accepted[truth[:, None], np.arange(len(system.groups))[None, :], answers].sum(axis=0)
+        question_hits += (compiled.rule_matrix[answers, truth[:, None]] > 0).sum(axis=0)
         n_seen += len(batch.samples)
 
     question_accuracy = {g.name: (float(question_hits[i]) / n_seen if n_seen else 0.0) for i, g in enumerate(system.groups)}
@@ -135,17 +136,6 @@ def evaluate(
         skipped=[s.source for s in skipped],
         n_encoded=n_encoded,
     )
-
-
-def _accepted_options(classifier: CoTClassifier) -> np.ndarray:
-    """Boolean (N, G, max_options): does class n accept option o of group g."""
-    system = classifier.system
-    width = max(len(g.options) for g in system.groups)
-    table = np.zeros((len(system.class_names), len(system.groups), width), dtype=bool)
-    for n, cls_name in enumerate(system.class_names):
-        for g, group in enumerate(system.groups):
-            table[n, g, list(system.rules[cls_name][group.name])] = True
-    return table
 
 
 def _count(result: MethodResult, truth: np.ndarray, predicted: np.ndarray, class_names: Sequence[str]) -> None:
