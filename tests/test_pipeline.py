@@ -8,10 +8,10 @@ import threading
 import numpy as np
 import pytest
 
-from cotembed.cache import EmbeddingCache, NoCache, embed_texts_cached
+from cotembed.cache import EmbeddingCache, NoCache
 from cotembed.data import collect_samples
 from cotembed.errors import InputError
-from cotembed.pipeline import stream_embeddings
+from cotembed.pipeline import embed_texts, stream_embeddings
 from support import ColourEncoder, make_image_folder
 
 
@@ -99,9 +99,9 @@ def test_text_only_encoder_rejects_images(tmp_path):
 def test_text_embeddings_cached_once_per_model_and_prompt(tmp_path):
     cache = EmbeddingCache(tmp_path / "c.sqlite")
     enc = ColourEncoder()
-    first = embed_texts_cached(enc, ["a red thing", "a blue thing", "a red thing"], cache)
+    first = embed_texts(["a red thing", "a blue thing", "a red thing"], enc, cache)
     assert enc.texts_encoded == 2 and first.shape == (3, 8)
-    again = embed_texts_cached(enc, ["a blue thing", "a red thing"], cache)
+    again = embed_texts(["a blue thing", "a red thing"], enc, cache)
     assert enc.texts_encoded == 2
     np.testing.assert_array_equal(again[1], first[0])
 

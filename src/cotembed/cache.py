@@ -13,7 +13,7 @@ import os
 import sqlite3
 import threading
 from pathlib import Path
-from typing import Iterable, Mapping, Protocol, Sequence
+from typing import Mapping, Protocol, Sequence
 
 import numpy as np
 
@@ -134,22 +134,3 @@ class EmbeddingCache:
 def open_cache(path: str | Path | None = None, enabled: bool = True) -> EmbeddingCache | NoCache:
     """The store the CLI flags ask for: ``--cache PATH`` or ``--no-cache``."""
     return EmbeddingCache(path) if enabled else NoCache()
-
-
-def embed_texts_cached(encoder, texts: Iterable[str], store: EmbeddingStore) -> np.ndarray:
-    """Embed texts once per (model, text): cached ones are read, the rest encoded and stored."""
-    texts = list(texts)
-    keys = [text_key(t) for t in texts]
-    found = store.get_many(encoder.model_key, "text", keys)
-    text_of = dict(zip(keys, texts))
-    missing = [k for k in text_of if k not in found]
-    batch = max(1, int(getattr(encoder, "batch_size", 64)))
-    for start in range(0, len(missing), batch):
-        chunk = missing[start : start + batch]
-        vecs = encoder.encode_texts([text_of[k] for k in chunk])
-        new = dict(zip(chunk, np.asarray(vecs, dtype=np.float32)))
-        store.put_many(encoder.model_key, "text", new)
-        found.update(new)
-    if not texts:
-        return np.zeros((0, 0), dtype=np.float32)
-    return np.stack([found[k] for k in keys]).astype(np.float32, copy=False)

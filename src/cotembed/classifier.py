@@ -16,11 +16,11 @@ import numpy as np
 from PIL import Image
 
 from cotembed import scoring
-from cotembed.cache import EmbeddingStore, NoCache, embed_texts_cached
+from cotembed.cache import EmbeddingStore, NoCache
 from cotembed.data import Sample, text_samples
 from cotembed.encoders.base import Encoder
 from cotembed.errors import InputError
-from cotembed.pipeline import SampleError, stream_embeddings
+from cotembed.pipeline import SampleError, embed_texts, stream_embeddings
 from cotembed.scoring import Method
 from cotembed.system import CompiledSystem, System
 
@@ -173,8 +173,8 @@ class CoTClassifier:
     def scorer(self) -> Scorer:
         """Embeds the Q option prompts and N class-name prompts on first use."""
         if self._scorer is None:
-            prompts = embed_texts_cached(self.encoder, self.compiled.prompts, self.cache)
-            names = embed_texts_cached(self.encoder, self.compiled.baseline_prompts, self.cache)
+            prompts = embed_texts(self.compiled.prompts, self.encoder, self.cache)
+            names = embed_texts(self.compiled.baseline_prompts, self.encoder, self.cache)
             self._scorer = Scorer(
                 self.compiled,
                 scoring.l2_normalize(prompts),

@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from cotembed.cache import EmbeddingStore, NoCache, content_key, text_key
-from cotembed.data import Sample
+from cotembed.data import Sample, text_samples
 from cotembed.encoders.base import Encoder
 from cotembed.errors import CotembedError, InputError
 
@@ -193,6 +193,13 @@ def stream_embeddings(
                 fut.cancel()
             if bar is not None:
                 bar.close()
+
+
+def embed_texts(texts: Sequence[str], encoder: Encoder, store: EmbeddingStore | None = None) -> np.ndarray:
+    """(len(texts), D) embeddings through the same cached path as inputs: prompts are
+    encoded once per (model, text) and read from the cache afterwards."""
+    chunks = [batch.embeddings for batch in stream_embeddings(text_samples(list(texts)), encoder, store)]
+    return np.concatenate(chunks) if chunks else np.zeros((0, 0), dtype=np.float32)
 
 
 def _finish(prepared: _Prepared, encoder: Encoder, store: EmbeddingStore) -> EmbeddedBatch:

@@ -22,7 +22,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from cotembed.critters.world import ATTRIBUTE_NAMES, VOCABULARY
+from cotembed.critters.world import ATTRIBUTE_NAMES, VOCABULARY, value
 from cotembed.errors import InputError, SystemValidationError
 
 __all__ = [
@@ -219,7 +219,7 @@ def system_from_species(
     table = validate_species({"species": dict(species)}, "<species>")
 
     def text(attr: str, key: str) -> str:
-        v = next(v for v in VOCABULARY[attr] if v.key == key)
+        v = value(attr, key)
         return v.paraphrases[0] if paraphrased else v.caption
 
     used = {attr: {attrs[attr] for attrs in table.values()} for attr in ATTRIBUTE_NAMES}
