@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image
 
 from cotembed.errors import CotembedError
+from cotembed.scoring import l2_normalize
 
 
 @runtime_checkable
@@ -67,6 +68,4 @@ def to_numpy_normalized(x: Any) -> np.ndarray:
     """Torch tensor or array -> L2-normalised float32 numpy (rows)."""
     if hasattr(x, "detach"):
         x = x.detach().float().cpu().numpy()
-    arr = np.asarray(x, dtype=np.float32)
-    norms = np.linalg.norm(arr, axis=-1, keepdims=True)
-    return arr / np.maximum(norms, 1e-12)
+    return l2_normalize(x)
