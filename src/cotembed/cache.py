@@ -9,11 +9,13 @@ every finished batch. WAL mode lets several readers share the file safely.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import sqlite3
 import threading
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Protocol, Sequence
+from typing import Protocol, Self
 
 import numpy as np
 
@@ -44,6 +46,10 @@ class EmbeddingStore(Protocol):
 
     def put_many(self, model_key: str, kind: Kind, items: Mapping[str, np.ndarray]) -> None: ...
 
+    def get_model_info(self, model_key: str) -> dict | None: ...
+
+    def put_model_info(self, model_key: str, info: dict) -> None: ...
+
 
 class NoCache:
     """Stands in for the cache under ``--no-cache``: remembers nothing."""
@@ -54,6 +60,12 @@ class NoCache:
         return {}
 
     def put_many(self, model_key: str, kind: Kind, items: Mapping[str, np.ndarray]) -> None:
+        return None
+
+    def get_model_info(self, model_key: str) -> dict | None:
+        return None
+
+    def put_model_info(self, model_key: str, info: dict) -> None:
         return None
 
     def close(self) -> None:
@@ -71,7 +83,11 @@ class EmbeddingCache:
         dim INTEGER NOT NULL,
         vector BLOB NOT NULL,
         PRIMARY KEY (model_key, kind, key)
-    ) WITHOUT ROWID
+    ) WITHOUT ROWID;
+    CREATE TABLE IF NOT EXISTS model_info (
+        model_key TEXT PRIMARY KEY,
+        info TEXT NOT NULL
+    ) WITHOUT ROWID;
     """
     _CHUNK = 500  # stay under SQLite's bound-parameter limit
 
@@ -82,7 +98,7 @@ class EmbeddingCache:
             self._conn = sqlite3.connect(self.path, timeout=30.0, check_same_thread=False)
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=NORMAL")
-            self._conn.execute(self._SCHEMA)
+            self._conn.executescript(self._SCHEMA)
             self._conn.commit()
         except (OSError, sqlite3.Error) as exc:
             raise CotembedError(f"cannot open embedding cache {self.path}: {exc} (use --cache PATH or --no-cache)") from exc
@@ -114,6 +130,24 @@ class EmbeddingCache:
             self._conn.executemany("INSERT OR REPLACE INTO embeddings VALUES (?, ?, ?, ?, ?)", rows)
             self._conn.commit()
 
+    def get_model_info(self, model_key: str) -> dict | None:
+        """Facts about a model (dim, modalities, ...) saved so it need not be loaded to know them."""
+        with self._lock:
+            row = self._conn.execute("SELECT info FROM model_info WHERE model_key=?", (model_key,)).fetchone()
+        if row is None:
+            return None
+        try:
+            info = json.loads(row[0])
+        except ValueError:
+            return None
+        return info if isinstance(info, dict) else None
+
+    def put_model_info(self, model_key: str, info: dict) -> None:
+        payload = json.dumps(info, sort_keys=True)
+        with self._lock:
+            self._conn.execute("INSERT OR REPLACE INTO model_info VALUES (?, ?)", (model_key, payload))
+            self._conn.commit()
+
     def count(self, model_key: str | None = None) -> int:
         with self._lock:
             if model_key is None:
@@ -124,7 +158,7 @@ class EmbeddingCache:
         with self._lock:
             self._conn.close()
 
-    def __enter__(self) -> "EmbeddingCache":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
