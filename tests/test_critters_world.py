@@ -103,6 +103,22 @@ def test_render_rejects_bad_difficulty_and_size():
         render(BASE, 0, difficulty="medium")
     with pytest.raises(ValueError, match="size"):
         render(BASE, 0, size=4)
+    with pytest.raises(ValueError, match="from 8 to 4096, got 20000"):
+        render(BASE, 0, size=20000)
+
+
+def test_drawing_registries_cover_the_vocabulary():
+    """A value the vocabulary has but the renderer cannot draw would fail only at render time."""
+    from cotembed.critters.drawing.anatomy import BODY_PLANS
+    from cotembed.critters.drawing.palette import COLOUR_RGB, INK
+    from cotembed.critters.drawing.scenes import GRADIENTS, SCENES
+    from cotembed.critters.drawing.traits import LAYERS, TRAITS
+
+    keys = {name: {v.key for v in values} for name, values in VOCABULARY.items()}
+    assert set(COLOUR_RGB) == keys["colour"]
+    assert set(BODY_PLANS) == keys["form"]
+    assert set(TRAITS) == keys["trait"] and {t.layer for t in TRAITS.values()} <= set(LAYERS)
+    assert set(SCENES) == set(GRADIENTS) == set(INK) == keys["scene"]
 
 
 def test_render_is_fast():

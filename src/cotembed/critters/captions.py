@@ -11,13 +11,13 @@ a species name: species are invisible to the model during training.
 from __future__ import annotations
 
 import re
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 
 from cotembed.critters.world import ATTRIBUTE_NAMES, VOCABULARY, value
 
-__all__ = ["caption", "all_caption_phrases", "GLUE_WORDS", "N_TEMPLATES"]
+__all__ = ["GLUE_WORDS", "N_TEMPLATES", "all_caption_phrases", "caption"]
 
 # How many of the four attributes a caption mentions (1, 2, 3, 4).
 _K_PROBS = (0.15, 0.25, 0.25, 0.35)
@@ -142,10 +142,11 @@ def all_caption_phrases() -> dict[str, list[str]]:
     return {name: [v.caption for v in values] for name, values in VOCABULARY.items()}
 
 
-GLUE_WORDS: frozenset[str] = frozenset(
-    """a an the of with that has having it its is looks like body background in on near high floating crossing
-    photo picture drawing cartoon image close-up look seen there something creature critter""".split()
-)
+GLUE_WORDS: frozenset[str] = frozenset({
+    "a", "an", "the", "of", "with", "that", "has", "having", "it", "its", "is", "looks", "like", "body",
+    "background", "in", "on", "near", "high", "floating", "crossing", "photo", "picture", "drawing",
+    "cartoon", "image", "close-up", "look", "seen", "there", "something", "creature", "critter",
+})
 """Words captions use besides the caption phrases; none of them names an attribute value."""
 
 

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -27,7 +28,7 @@ class TowerConfig:
     embed_dim: int = 384  # all-MiniLM-L6-v2's output size
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "TowerConfig":
+    def from_dict(cls, data: dict[str, Any]) -> TowerConfig:
         return cls(image_size=int(data["image_size"]), channels=tuple(int(c) for c in data["channels"]), embed_dim=int(data["embed_dim"]))
 
     def to_dict(self) -> dict[str, Any]:
@@ -60,7 +61,7 @@ def build_tower(config: TowerConfig):
             self.head = nn.Sequential(nn.Linear(2 * c_in, 2 * c_in), nn.ReLU(inplace=True), nn.Linear(2 * c_in, config.embed_dim))
             self.logit_scale = nn.Parameter(torch.tensor(float(np.log(1 / 0.07))))
 
-        def forward(self, pixels: "torch.Tensor") -> "torch.Tensor":
+        def forward(self, pixels: torch.Tensor) -> torch.Tensor:
             x = self.features(pixels)
             pooled = torch.cat([x.mean(dim=(2, 3)), x.amax(dim=(2, 3))], dim=1)
             return nn.functional.normalize(self.head(pooled), dim=-1)

@@ -17,8 +17,9 @@ from __future__ import annotations
 import re
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -26,6 +27,7 @@ from cotembed.critters.world import ATTRIBUTE_NAMES, VOCABULARY, value
 from cotembed.errors import InputError, SystemValidationError
 
 __all__ = [
+    "PROMPTS",
     "SpeciesFileError",
     "generate_split",
     "image_seed",
@@ -33,7 +35,6 @@ __all__ = [
     "system_from_species",
     "system_yaml",
     "validate_species",
-    "PROMPTS",
 ]
 
 SpeciesTable = dict[str, dict[str, str]]

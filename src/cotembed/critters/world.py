@@ -8,8 +8,8 @@ named attribute combinations; their names never appear in any caption.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 ATTRIBUTE_NAMES = ("colour", "form", "trait", "scene")
 
