@@ -21,6 +21,8 @@ class ColourEncoder:
     modalities = frozenset({"image", "text"})
     logit_scale = 50.0
     batch_size = 4
+    dim = 8
+    input_size = 8
 
     def __init__(self, name: str = "colour"):
         self.model_key = f"test:{name}"
@@ -43,7 +45,8 @@ class ColourEncoder:
         return np.stack([self._text_vector(t) for t in texts])
 
     def preprocess(self, images: Sequence[Image.Image]) -> np.ndarray:
-        return np.stack([np.asarray(img.resize((8, 8)), dtype=np.float32).reshape(-1, 3).mean(axis=0) / 255.0 for img in images])
+        return np.stack([np.asarray(img.convert("RGB").resize((8, 8)), dtype=np.float32).reshape(-1, 3).mean(axis=0) / 255.0
+                         for img in images])
 
     def encode_preprocessed(self, batch: np.ndarray) -> np.ndarray:
         self.calls += 1
@@ -51,6 +54,9 @@ class ColourEncoder:
         out = np.zeros((len(batch), 8), dtype=np.float32)
         out[:, :3] = batch
         return out / np.linalg.norm(out, axis=1, keepdims=True)
+
+    def close(self) -> None:
+        self.closed = True
 
 
 COLOUR_SYSTEM = {

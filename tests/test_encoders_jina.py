@@ -154,7 +154,7 @@ def test_images_round_trip(encoder: JinaClipEncoder) -> None:
 
 def test_task_and_truncation_options(jina_dir: Path) -> None:
     enc = JinaClipEncoder(str(jina_dir), device="cpu", task="retrieval.query", truncate_dim=4)
-    assert enc.model_key.endswith("@4")
+    assert enc.model_key == f"jina:{jina_dir.resolve()}@4;task=retrieval.query"
     emb = enc.encode_texts(["red"])
     assert emb.shape == (1, 4)
     assert enc.model.calls[-1][2] == "retrieval.query"

@@ -97,7 +97,6 @@ def _unit(rows: list[list[float]]) -> np.ndarray:
 
 def test_texts_round_trip_in_order(server: _FakeJina) -> None:
     enc, _ = _encoder(server, batch_size=2)
-    assert isinstance(enc, Encoder)
     assert enc.model_key == "jina-api:jina-clip-v2" and enc.logit_scale is None
     texts = ["red", "green leaves", "blue", "eee", "x"]
     emb = enc.encode_texts(texts)
@@ -109,6 +108,27 @@ def test_texts_round_trip_in_order(server: _FakeJina) -> None:
     assert first["auth"] == "Bearer test-key-123"
     assert first["body"] == {"model": "jina-clip-v2", "input": [{"text": "red"}, {"text": "green leaves"}],
                              "normalized": True, "embedding_type": "float"}
+    assert isinstance(enc, Encoder)  # reads dim: learned from the responses, no further request
+    assert enc.dim == 4 and len(server.requests) == 3
+
+
+def test_dim_without_a_response(server: _FakeJina) -> None:
+    """``dimensions`` answers at once; otherwise one short probe request learns it."""
+    enc, _ = _encoder(server, dimensions=4, task="text-matching")
+    assert enc.dim == 4 and server.requests == []
+    assert enc.model_key == "jina-api:jina-clip-v2@4;task=text-matching"
+    probed, _ = _encoder(server)
+    assert probed.dim == 4 and len(server.requests) == 1
+    assert server.requests[0]["body"]["input"] == [{"text": "a"}]
+
+
+def test_close_is_idempotent_and_final(server: _FakeJina) -> None:
+    enc, _ = _encoder(server)
+    enc.close()
+    enc.close()
+    with pytest.raises(CotembedError, match="was closed"):
+        enc.encode_texts(["red"])
+    assert server.requests == []
 
 
 def test_images_round_trip(server: _FakeJina) -> None:

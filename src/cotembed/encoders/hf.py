@@ -9,16 +9,22 @@ the *projected* embedding; v4 returned that tensor directly. ``_embeddings`` acc
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable, Sequence
+from functools import cached_property
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 from PIL import Image
 
-from cotembed.encoders.base import to_numpy_normalized
+from cotembed.encoders.base import probe_dim, release, to_numpy_normalized
 from cotembed.encoders.loading import load_error, require_torch, resolve_device, resolve_local_or_hub
 from cotembed.errors import MissingDependencyError, ModelLoadError
 
 DEFAULT_BATCH_SIZE = 32
+
+
+def model_key(argument: str, options: Mapping[str, Any]) -> str:
+    """The cache key, without loading: local directories by absolute path, hub ids as given."""
+    return resolve_local_or_hub(argument, "hf")[1]
 
 
 def _explicit_params(fn: Callable[..., Any]) -> set[str]:
@@ -49,8 +55,7 @@ class HFClipEncoder:
 
     modalities = frozenset({"image", "text"})
 
-    def __init__(self, argument: str, *, device: str | None = None, batch_size: int | None = None,
-                 **_ignored: Any) -> None:
+    def __init__(self, argument: str, *, device: str | None = None, batch_size: int | None = None) -> None:
         torch = require_torch("hf")
         try:
             import transformers
@@ -58,7 +63,7 @@ class HFClipEncoder:
             raise MissingDependencyError("transformers", "hf") from exc
         self._torch = torch
         source, self.model_key = resolve_local_or_hub(argument, "hf")
-        self.device = resolve_device(device)
+        self.device = resolve_device(device, "hf")
         self.batch_size = int(batch_size or DEFAULT_BATCH_SIZE)
         try:
             model = transformers.AutoModel.from_pretrained(source)
@@ -81,6 +86,11 @@ class HFClipEncoder:
         self.input_size: int | None = int(vision_size) if isinstance(vision_size, int) else None
         self._text_params = _explicit_params(model.get_text_features)
         self._image_params = _explicit_params(model.get_image_features)
+
+    dim = cached_property(probe_dim)
+
+    def close(self) -> None:
+        release(self, "model")
 
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:

@@ -8,16 +8,25 @@ converts to RGB and the model does the rest.
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable, Sequence
+from functools import cached_property
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 from PIL import Image
 
-from cotembed.encoders.base import to_numpy_normalized
+from cotembed.encoders.base import probe_dim, release, to_numpy_normalized
 from cotembed.encoders.loading import load_error, require_torch, resolve_device, resolve_local_or_hub
 from cotembed.errors import MissingDependencyError, ModelLoadError
 
 DEFAULT_BATCH_SIZE = 16
+
+
+def model_key(argument: str, options: Mapping[str, Any]) -> str:
+    """The cache key, without loading. A Matryoshka truncation and a task adapter each give
+    different embeddings, so both are part of it."""
+    truncate_dim, task = options.get("truncate_dim"), options.get("task")
+    return (resolve_local_or_hub(argument, "jina")[1] + (f"@{int(truncate_dim)}" if truncate_dim else "")
+            + (f";task={task}" if task else ""))
 
 
 def _call(fn: Callable[..., Any], items: list[Any], **kwargs: Any) -> Any:
@@ -38,16 +47,15 @@ class JinaClipEncoder:
     modalities = frozenset({"image", "text"})
 
     def __init__(self, argument: str, *, device: str | None = None, batch_size: int | None = None,
-                 task: str | None = None, truncate_dim: int | None = None, **_ignored: Any) -> None:
+                 task: str | None = None, truncate_dim: int | None = None) -> None:
         torch = require_torch("jina")
         try:
             from transformers import AutoModel
         except ImportError as exc:
             raise MissingDependencyError("transformers", "jina") from exc
-        source, self.model_key = resolve_local_or_hub(argument, "jina")
-        if truncate_dim:
-            self.model_key += f"@{int(truncate_dim)}"
-        self.device = resolve_device(device)
+        source = resolve_local_or_hub(argument, "jina")[0]
+        self.model_key = model_key(argument, {"truncate_dim": truncate_dim, "task": task})
+        self.device = resolve_device(device, "jina")
         self.batch_size = int(batch_size or DEFAULT_BATCH_SIZE)
         self.task = task
         self.truncate_dim = truncate_dim
@@ -66,6 +74,13 @@ class JinaClipEncoder:
         self.logit_scale: float | None = (
             float(scale.detach().float().exp().item()) if isinstance(scale, torch.Tensor) else None
         )
+        vision_size = getattr(getattr(model.config, "vision_config", None), "image_size", None)
+        self.input_size: int | None = vision_size if isinstance(vision_size, int) else None
+
+    dim = cached_property(probe_dim)
+
+    def close(self) -> None:
+        release(self, "model")
 
     def _options(self) -> dict[str, Any]:
         return {"batch_size": self.batch_size, "convert_to_numpy": True, "normalize_embeddings": True,

@@ -11,17 +11,24 @@ import base64
 import io
 import os
 import time
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 from PIL import Image
 
-from cotembed.encoders.base import to_numpy_normalized
+from cotembed.encoders.base import Closed, probe_dim, to_numpy_normalized
 from cotembed.errors import CotembedError, InputError, MissingDependencyError
 
 DEFAULT_BASE_URL = "https://api.jina.ai"
 DEFAULT_BATCH_SIZE = 32
 MAX_RETRY_SLEEP_S = 60.0
+
+
+def model_key(argument: str, options: Mapping[str, Any]) -> str:
+    """The cache key, without a request: the model name, plus the Matryoshka size and the
+    task adapter when given (each gives different embeddings)."""
+    dimensions, task = options.get("dimensions"), options.get("task")
+    return f"jina-api:{argument}" + (f"@{int(dimensions)}" if dimensions else "") + (f";task={task}" if task else "")
 
 
 def encode_image_b64(image: Image.Image, *, max_side: int | None = 1024, fmt: str = "PNG") -> str:
@@ -46,16 +53,18 @@ def _retry_after(value: str | None) -> float | None:
 class JinaApiEncoder:
     """Embeddings from the hosted API. Options: ``base_url`` (or ``JINA_API_BASE_URL``),
     ``api_key``, ``max_attempts``, ``backoff_s`` (first retry delay, doubled each time),
-    ``timeout_s``, ``task``, ``dimensions``, ``logit_scale``, ``max_image_side``, ``image_format``."""
+    ``timeout_s``, ``task``, ``dimensions``, ``logit_scale``, ``max_image_side`` (0: send full
+    size), ``image_format``. ``sleep`` replaces ``time.sleep`` between retries (for tests)."""
 
     modalities = frozenset({"image", "text"})
+    input_size: int | None = None  # the server resizes; images are only shrunk to max_image_side
 
-    def __init__(self, argument: str, *, device: str | None = None, batch_size: int | None = None,
+    def __init__(self, argument: str, *, batch_size: int | None = None,
                  base_url: str | None = None, api_key: str | None = None, max_attempts: int = 5,
                  backoff_s: float = 1.0, timeout_s: float = 60.0, task: str | None = None,
                  dimensions: int | None = None, logit_scale: float | None = None,
                  max_image_side: int | None = 1024, image_format: str = "PNG",
-                 sleep: Callable[[float], None] = time.sleep, **_ignored: Any) -> None:
+                 sleep: Callable[[float], None] = time.sleep) -> None:
         try:
             import httpx
         except ImportError as exc:
@@ -66,7 +75,7 @@ class JinaApiEncoder:
                              "(get one at https://jina.ai/embeddings)")
         self._httpx = httpx
         self.model = argument
-        self.model_key = f"jina-api:{argument}" + (f"@{int(dimensions)}" if dimensions else "")
+        self.model_key = model_key(argument, {"dimensions": dimensions, "task": task})
         self.logit_scale = logit_scale
         self.batch_size = int(batch_size or DEFAULT_BATCH_SIZE)
         self.url = (base_url or os.environ.get("JINA_API_BASE_URL") or DEFAULT_BASE_URL).rstrip("/") + "/v1/embeddings"
@@ -78,9 +87,17 @@ class JinaApiEncoder:
         self.image_format = image_format
         self._sleep = sleep
         self._dim: int | None = None
-        self._client = httpx.Client(timeout=timeout_s, headers={
+        self._client: Any = httpx.Client(timeout=timeout_s, headers={
             "Authorization": f"Bearer {key}", "Content-Type": "application/json", "Accept": "application/json",
         })
+
+    @property
+    def dim(self) -> int:
+        """The requested ``dimensions``, else learned from the first response (one probe
+        request when nothing was encoded yet)."""
+        if self._dim is None:
+            self._dim = int(self.dimensions) if self.dimensions else probe_dim(self)
+        return self._dim
 
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
         return self._embed([{"text": t} for t in texts])
@@ -94,7 +111,7 @@ class JinaApiEncoder:
 
     def _embed(self, items: list[dict[str, str]]) -> np.ndarray:
         if not items:
-            return np.zeros((0, self._dim or 0), dtype=np.float32)
+            return np.zeros((0, self._dim or self.dimensions or 0), dtype=np.float32)
         parts = [self._request(items[i:i + self.batch_size]) for i in range(0, len(items), self.batch_size)]
         out = np.concatenate(parts, axis=0)
         self._dim = out.shape[1]
@@ -142,7 +159,10 @@ class JinaApiEncoder:
         return to_numpy_normalized(np.asarray(rows, dtype=np.float32))
 
     def close(self) -> None:
-        self._client.close()
+        """Close the HTTP client's connections; later requests say the encoder was closed."""
+        if not isinstance(self._client, Closed):
+            self._client.close()
+            self._client = Closed(self.model_key)
 
 
 def _detail(response: Any) -> str:

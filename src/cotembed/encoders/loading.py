@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from cotembed.errors import MissingDependencyError, ModelLoadError
+from cotembed.errors import InputError, MissingDependencyError, ModelLoadError
 
 
 def require_torch(extra: str) -> Any:
@@ -17,12 +17,25 @@ def require_torch(extra: str) -> Any:
     return torch
 
 
-def resolve_device(device: str | None) -> str:
-    """``None`` means CUDA when available, else CPU."""
-    if device:
-        return device
-    torch = require_torch("hf")
-    return "cuda" if torch.cuda.is_available() else "cpu"
+def resolve_device(device: str | None, extra: str = "hf") -> str:
+    """``None`` or ``"auto"``: CUDA, else Apple MPS, else CPU. An explicit device must
+    exist here: asking for ``cuda`` on a machine without it is an input error now, not
+    a confusing failure halfway through loading."""
+    torch = require_torch(extra)
+    if device is None or device == "auto":
+        if torch.cuda.is_available():
+            return "cuda"
+        mps = getattr(torch.backends, "mps", None)
+        return "mps" if mps is not None and mps.is_available() else "cpu"
+    try:
+        kind = torch.device(device).type
+    except (RuntimeError, TypeError, ValueError) as exc:
+        raise InputError(f"device={device!r} is not a torch device; use cpu, cuda, cuda:N, mps or auto") from exc
+    available = {"cuda": torch.cuda.is_available, "mps": lambda: bool(getattr(torch.backends, "mps", None))
+                 and torch.backends.mps.is_available()}
+    if kind in available and not available[kind]():
+        raise InputError(f"device={device!r} is not available on this machine; use device='cpu' or 'auto'")
+    return device
 
 
 def looks_like_path(argument: str) -> bool:

@@ -7,13 +7,14 @@ model name, since open_clip resolves those itself.
 from __future__ import annotations
 
 import warnings
+from functools import cached_property
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 from PIL import Image
 
-from cotembed.encoders.base import to_numpy_normalized
+from cotembed.encoders.base import probe_dim, release, to_numpy_normalized
 from cotembed.encoders.loading import require_torch, resolve_device
 from cotembed.errors import MissingDependencyError, ModelLoadError
 
@@ -34,13 +35,26 @@ def split_argument(argument: str) -> tuple[str, str | None, str]:
     return arch, pretrained, f"open_clip:{arch}:{pretrained}"
 
 
+def model_key(argument: str, options: Mapping[str, Any]) -> str:
+    """The cache key, without loading (checkpoint paths absolute)."""
+    return split_argument(argument)[2]
+
+
+def _side(size: Any) -> int | None:
+    """open_clip stores ``visual.image_size`` as an int or an (h, w) pair."""
+    if isinstance(size, int):
+        return size
+    if isinstance(size, (tuple, list)) and size and all(isinstance(s, int) for s in size):
+        return max(size)
+    return None
+
+
 class OpenClipEncoder:
     """``open_clip.create_model_and_transforms`` + ``get_tokenizer``; eval transforms for images."""
 
     modalities = frozenset({"image", "text"})
 
-    def __init__(self, argument: str, *, device: str | None = None, batch_size: int | None = None,
-                 **_ignored: Any) -> None:
+    def __init__(self, argument: str, *, device: str | None = None, batch_size: int | None = None) -> None:
         torch = require_torch("open_clip")
         try:
             import open_clip
@@ -48,7 +62,7 @@ class OpenClipEncoder:
             raise MissingDependencyError("open_clip_torch", "open_clip") from exc
         self._torch = torch
         arch, pretrained, self.model_key = split_argument(argument)
-        self.device = resolve_device(device)
+        self.device = resolve_device(device, "open_clip")
         self.batch_size = int(batch_size or DEFAULT_BATCH_SIZE)
         try:
             model, _, transform = open_clip.create_model_and_transforms(arch, pretrained=pretrained)
@@ -65,6 +79,12 @@ class OpenClipEncoder:
         self.transform = transform
         scale = getattr(model, "logit_scale", None)
         self.logit_scale: float | None = float(scale.detach().float().exp().item()) if scale is not None else None
+        self.input_size = _side(getattr(getattr(model, "visual", None), "image_size", None))
+
+    dim = cached_property(probe_dim)
+
+    def close(self) -> None:
+        release(self, "model")
 
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
