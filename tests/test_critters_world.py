@@ -278,6 +278,76 @@ def test_generate_split_writes_image_folder(tmp_path):
         generate_split(species, tmp_path / "out", per_class=1, seed=1, progress=False)
 
 
+@pytest.mark.parametrize(
+    ("settings", "expected"),
+    [
+        ({"size": 20000}, "size (--size) must be an integer from 16 to 1024 pixels, got 20000"),
+        ({"size": 8}, "size (--size) must be an integer from 16 to 1024"),
+        ({"per_class": 100_001}, "per_class (--per-class) must be an integer from 1 to 100000, got 100001"),
+        ({"per_class": 0}, "per_class (--per-class)"),
+        ({"per_class": True}, "per_class (--per-class)"),
+        ({"seed": -1}, "seed (--seed) must be an integer >= 0"),
+        ({"difficulty": "medium"}, "difficulty (--difficulty) 'medium' is unknown"),
+    ],
+)
+def test_generate_split_bounds_settings_before_writing(tmp_path, settings, expected):
+    args = {"per_class": 1, "seed": 0, "difficulty": "easy", "size": 32, **settings}
+    with pytest.raises(InputError) as info:
+        generate_split(SPECIES_FILE, tmp_path / "out", progress=False, **args)
+    assert expected in str(info.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_generate_split_reports_every_bad_setting_at_once(tmp_path):
+    with pytest.raises(InputError) as info:
+        generate_split(SPECIES_FILE, tmp_path / "out", per_class=0, seed=0, size=5000, progress=False)
+    assert "--per-class" in str(info.value) and "--size" in str(info.value)
+
+
+def test_generate_split_into_an_existing_empty_folder_and_new_parents(tmp_path):
+    species = _write(tmp_path, "species:\n  Aa: {colour: red, form: bird, trait: wings, scene: sky}\n")
+    (tmp_path / "empty").mkdir()
+    generate_split(species, tmp_path / "empty", per_class=1, seed=0, size=16, progress=False)
+    generate_split(species, tmp_path / "a" / "b" / "c", per_class=1, seed=0, size=16, progress=False)
+    assert (tmp_path / "empty" / "Aa" / "0000.png").read_bytes() == (tmp_path / "a" / "b" / "c" / "Aa" / "0000.png").read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "empty", "species.yaml"]  # no staging folders left
+
+
+def test_interrupted_generate_leaves_nothing_and_the_rerun_works(tmp_path):
+    """Ctrl-C half way: no partial split (visible or staged) remains, stderr says so, the same --out works again."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    species = _write(tmp_path, "species:\n  Aa: {colour: red, form: bird, trait: wings, scene: sky}\n")
+    out = tmp_path / "nested" / "split"
+    code = ("import signal; signal.signal(signal.SIGINT, signal.default_int_handler); "  # even if started with SIGINT ignored
+            f"from cotembed.critters.species import generate_split; "
+            f"generate_split({str(species)!r}, {str(out)!r}, per_class=100000, seed=0, size=16, progress=False)")
+    proc = subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    deadline = time.monotonic() + 60
+    try:
+        while not list((tmp_path / "nested").glob(".split.*.partial/Aa/*.png")):
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            assert time.monotonic() < deadline, "generate never started writing"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode != 0
+    assert "interrupted after" in err and f"removed the partial output, nothing was written to {out}" in err
+    assert not (tmp_path / "nested").exists()  # the staging folder and the parent it created are gone
+
+    summary = generate_split(species, out, per_class=2, seed=0, size=16, progress=False)
+    assert summary["n_images"] == 2
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.png")) == ["Aa/0000.png", "Aa/0001.png"]
+    assert sorted(p.name for p in (tmp_path / "nested").iterdir()) == ["split"]
+
+
 # ----------------------------------------------------------------- systems
 @pytest.mark.parametrize(("filename", "paraphrased"), [("system.yaml", False), ("system_paraphrased.yaml", True)])
 def test_example_systems_match_species_file(filename, paraphrased):

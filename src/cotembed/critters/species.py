@@ -14,7 +14,11 @@ of ...)``), :func:`generate_split` renders an ImageFolder split from it, and
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
+import secrets
+import shutil
 import sys
 import time
 from collections.abc import Mapping
@@ -27,7 +31,9 @@ from cotembed.critters.world import ATTRIBUTE_NAMES, VOCABULARY, value
 from cotembed.errors import InputError, SystemValidationError
 
 __all__ = [
+    "MAX_PER_CLASS",
     "PROMPTS",
+    "SIZE_RANGE",
     "SpeciesFileError",
     "generate_split",
     "image_seed",
@@ -144,6 +150,44 @@ def image_seed(seed: int, species_index: int, i: int) -> int:
     return int(state[0])
 
 
+SIZE_RANGE = (16, 1024)
+"""Image sides :func:`generate_split` writes: 16 px is the least a critter is legible at;
+1024 px keeps one render's supersampled canvas (4096 px square) well inside memory."""
+MAX_PER_CLASS = 100_000
+
+
+def _check_split_settings(per_class: Any, seed: Any, difficulty: Any, size: Any) -> None:
+    """Every bad setting in one :class:`InputError`, each named as the argument and its flag."""
+    from cotembed.critters.render import DIFFICULTIES
+
+    def whole(value: Any) -> bool:
+        return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+    problems = []
+    if not whole(per_class) or not 1 <= per_class <= MAX_PER_CLASS:
+        problems.append(f"per_class (--per-class) must be an integer from 1 to {MAX_PER_CLASS}, got {per_class!r}")
+    if not whole(seed) or seed < 0:
+        problems.append(f"seed (--seed) must be an integer >= 0, got {seed!r}")
+    if difficulty not in DIFFICULTIES:
+        problems.append(f"difficulty (--difficulty) {difficulty!r} is unknown; choose one of {', '.join(DIFFICULTIES)}")
+    lo, hi = SIZE_RANGE
+    if not whole(size) or not lo <= size <= hi:
+        problems.append(f"size (--size) must be an integer from {lo} to {hi} pixels, got {size!r}")
+    if problems:
+        raise InputError("; ".join(problems))
+
+
+def _make_parents(folder: Path) -> list[Path]:
+    """Create ``folder`` and its missing ancestors; return the ones created, deepest first."""
+    created = []
+    for parent in [folder, *folder.parents]:
+        if parent.exists():
+            break
+        created.append(parent)
+    folder.mkdir(parents=True, exist_ok=True)
+    return created
+
+
 def generate_split(
     species_path: str | Path,
     out_dir: str | Path,
@@ -158,20 +202,17 @@ def generate_split(
     Deterministic: image ``i`` of the species at position ``k`` in the file is
     rendered with :func:`image_seed` ``(seed, k, i)``, so the same arguments
     write byte-identical files. ``out_dir`` must not exist or be empty.
-    Returns a summary (counts, paths, settings, seconds).
+
+    All or nothing: images go to a hidden sibling folder that is renamed to
+    ``out_dir`` once complete, so an interrupted or failed run leaves no partial
+    split behind to block the rerun (it says so on stderr). Returns a summary
+    (counts, paths, settings, seconds).
     """
     from tqdm import tqdm
 
-    from cotembed.critters.render import DIFFICULTIES, render
+    from cotembed.critters.render import render
 
-    if not isinstance(per_class, int) or per_class < 1:
-        raise InputError(f"per_class must be >= 1, got {per_class!r}")
-    if not isinstance(seed, int) or seed < 0:
-        raise InputError(f"seed must be an integer >= 0, got {seed!r}")
-    if difficulty not in DIFFICULTIES:
-        raise InputError(f"unknown difficulty {difficulty!r}; choose one of {', '.join(DIFFICULTIES)}")
-    if not isinstance(size, int) or size < 8:
-        raise InputError(f"size must be an integer >= 8, got {size!r}")
+    _check_split_settings(per_class, seed, difficulty, size)
     table = load_species(species_path)
     out = Path(out_dir)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
@@ -180,14 +221,32 @@ def generate_split(
     width = max(4, len(str(per_class - 1)))
     start = time.perf_counter()
     total = len(table) * per_class
-    with tqdm(total=total, desc="critters", unit="img", file=sys.stderr, disable=not progress) as bar:
-        for k, (name, attrs) in enumerate(table.items()):
-            folder = out / name
-            folder.mkdir(parents=True, exist_ok=True)
-            for i in range(per_class):
-                image = render(attrs, image_seed(seed, k, i), size=size, difficulty=difficulty)
-                image.save(folder / f"{i:0{width}d}.png", format="PNG")
-                bar.update(1)
+    created = _make_parents(out.parent)
+    staging = out.parent / f".{out.name}.{os.getpid()}-{secrets.token_hex(4)}.partial"
+    staging.mkdir()  # not mkdtemp: the split keeps the usual permissions (umask), not 0700
+    done = 0
+    try:
+        with tqdm(total=total, desc="critters", unit="img", file=sys.stderr, disable=not progress) as bar:
+            for k, (name, attrs) in enumerate(table.items()):
+                folder = staging / name
+                folder.mkdir()
+                for i in range(per_class):
+                    image = render(attrs, image_seed(seed, k, i), size=size, difficulty=difficulty)
+                    image.save(folder / f"{i:0{width}d}.png", format="PNG")
+                    done += 1
+                    bar.update(1)
+        if out.exists():
+            out.rmdir()  # checked empty above; a folder can only be renamed onto a missing name everywhere
+        staging.rename(out)
+    except BaseException as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        for folder in created:
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        why = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"failed ({type(exc).__name__})"
+        print(f"critters generate {why} after {done} of {total} images: removed the partial output, "
+              f"nothing was written to {out}", file=sys.stderr)
+        raise
     return {
         "species_file": str(species_path),
         "out": str(out),
