@@ -13,7 +13,8 @@ from PIL import Image
 from cotembed.encoders import load_encoder
 from cotembed.encoders.base import Encoder, encode_images
 from cotembed.encoders.hf import HFClipEncoder, _embeddings
-from cotembed.errors import ModelLoadError
+from cotembed.errors import CotembedError, ModelLoadError
+from cotembed.testing import check_encoder
 
 TEXTS = ["a red square", "a blue circle", "a green triangle on a white background", "x", "yellow"]
 
@@ -41,6 +42,14 @@ def test_identity_and_protocol(encoder: HFClipEncoder, tiny_clip_dir: Path) -> N
     assert encoder.modalities == frozenset({"image", "text"})
     assert encoder.batch_size == 2
     assert encoder.logit_scale == pytest.approx(100.0, rel=1e-4)
+
+
+def test_passes_check_encoder(tiny_clip_dir: Path) -> None:
+    enc = load_encoder(f"hf:{tiny_clip_dir}", device="cpu", batch_size=2)
+    assert check_encoder(enc)[-1] == "close"
+    assert enc.dim == 16 and enc.input_size == 32
+    with pytest.raises(CotembedError, match="was closed"):
+        enc.encode_texts(["red"])
 
 
 def test_matches_clip_forward(encoder: HFClipEncoder) -> None:

@@ -17,6 +17,7 @@ from cotembed.encoders import load_encoder
 from cotembed.encoders.base import Encoder, encode_images
 from cotembed.encoders.jina import JinaClipEncoder
 from cotembed.errors import ModelLoadError
+from cotembed.testing import check_encoder
 
 CONFIGURATION = '''
 from transformers import PretrainedConfig
@@ -124,6 +125,12 @@ def test_loads_remote_code_offline(encoder: JinaClipEncoder, jina_dir: Path) -> 
     assert encoder.modalities == frozenset({"image", "text"})
     assert encoder.logit_scale == pytest.approx(math.exp(2.0))
     assert not encoder.model.training
+
+
+def test_passes_check_encoder(jina_dir: Path) -> None:
+    enc = load_encoder(f"jina:{jina_dir}", device="cpu", batch_size=2)
+    assert "image_embeddings" in check_encoder(enc)
+    assert enc.dim == 8 and enc.input_size is None  # the tiny config has no vision_config
 
 
 def test_text_embeddings_come_from_saved_weights(encoder: JinaClipEncoder, jina_dir: Path) -> None:

@@ -18,6 +18,7 @@ from cotembed.encoders import load_encoder
 from cotembed.encoders.base import Encoder, encode_images
 from cotembed.encoders.jina_api import JinaApiEncoder
 from cotembed.errors import CotembedError, InputError, MissingDependencyError
+from cotembed.testing import check_encoder
 
 
 def _text_vector(text: str) -> list[float]:
@@ -129,6 +130,12 @@ def test_close_is_idempotent_and_final(server: _FakeJina) -> None:
     with pytest.raises(CotembedError, match="was closed"):
         enc.encode_texts(["red"])
     assert server.requests == []
+
+
+def test_passes_check_encoder(server: _FakeJina) -> None:
+    enc = load_encoder("jina-api:jina-clip-v2", base_url=server.base_url, batch_size=2, max_image_side=64)
+    assert "image_embeddings" in check_encoder(enc)
+    assert all(r["auth"] == "Bearer test-key-123" for r in server.requests)
 
 
 def test_images_round_trip(server: _FakeJina) -> None:

@@ -18,6 +18,7 @@ from cotembed.encoders import load_encoder
 from cotembed.encoders.base import Encoder, encode_images
 from cotembed.encoders.open_clip import OpenClipEncoder
 from cotembed.errors import MissingDependencyError, ModelLoadError
+from cotembed.testing import check_encoder
 
 
 class _TinyClip(torch.nn.Module):
@@ -65,6 +66,8 @@ def fake_open_clip(monkeypatch: pytest.MonkeyPatch) -> types.SimpleNamespace:
             raise RuntimeError(f"Model config for {arch} not found.")
         calls["create"] = (arch, pretrained)
         calls["model"] = _TinyClip().train()
+        if "image_size" in calls:  # open_clip towers carry the size their transform resizes to
+            calls["model"].visual.image_size = calls["image_size"]
         return calls["model"], "train-transform", _transform
 
     def get_tokenizer(arch: str) -> Any:
@@ -86,6 +89,20 @@ def test_loads_and_reports_identity(fake_open_clip: types.SimpleNamespace) -> No
     assert enc.logit_scale == pytest.approx(100.0)
     assert enc.modalities == frozenset({"image", "text"})
     assert not enc.model.training
+
+
+def test_passes_check_encoder(fake_open_clip: types.SimpleNamespace) -> None:
+    enc = load_encoder("open_clip:ViT-T-1:laion_fake", device="cpu", batch_size=3)
+    assert "image_embeddings" in check_encoder(enc)
+    assert enc.dim == 8
+
+
+def test_input_size_from_the_visual_tower(fake_open_clip: types.SimpleNamespace) -> None:
+    """open_clip keeps ``visual.image_size`` as an int or an (h, w) pair."""
+    assert OpenClipEncoder("ViT-T-1:x", device="cpu").input_size is None
+    for size, expected in ((224, 224), ((256, 384), 384)):
+        fake_open_clip.calls["image_size"] = size
+        assert OpenClipEncoder("ViT-T-1:x", device="cpu").input_size == expected
 
 
 def test_checkpoint_path_and_hf_hub_keys(fake_open_clip: types.SimpleNamespace, tmp_path: Path,

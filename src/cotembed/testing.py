@@ -1,4 +1,5 @@
-"""Build randomly initialised transformers CLIP models offline, for tests and benchmarks.
+"""Tools for testing cotembed and its backends: an offline random-CLIP builder and
+``check_encoder``, the conformance suite every encoder (ours or a third party's) should pass.
 
 Real weights cannot always be downloaded, but the real ``hf:`` loading path can still
 be driven end to end: this saves a CLIPModel with random weights and a byte-level
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Sequence
 
 TINY_VISION = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2, "patch_size": 8}
 TINY_TEXT = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2, "max_position_embeddings": 40}
@@ -29,6 +30,7 @@ def build_random_clip(target: Path, vision: dict[str, Any] = TINY_VISION, text: 
     import torch
     from transformers import CLIPConfig, CLIPModel, CLIPProcessor, CLIPTokenizer
 
+    ImageProcessor: Any
     try:  # transformers v5 without torchvision
         from transformers import CLIPImageProcessorPil as ImageProcessor
     except ImportError:
@@ -54,3 +56,219 @@ def build_random_clip(target: Path, vision: dict[str, Any] = TINY_VISION, text: 
     model.save_pretrained(target)
     CLIPProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(target)
     return target
+
+
+# --- Encoder conformance suite -------------------------------------------------------
+
+
+class EncoderCheckError(AssertionError):
+    """An encoder failed a conformance check; ``check`` names which one."""
+
+    def __init__(self, check: str, model_key: str, problem: str) -> None:
+        self.check = check
+        self.model_key = model_key
+        super().__init__(f"check_encoder: {check} failed for {model_key}: {problem}")
+
+
+SAMPLE_TEXTS = (
+    "a photo of a red fox in the snow",
+    "blue",
+    "Ein grünes Blatt, nass vom Regen – 雨に濡れた緑の葉",
+    "a very long description " + "of many small things " * 12,
+    "x",
+    "the colour of the sky at dusk, with two small birds",
+)
+
+
+def sample_images(seed: int = 0) -> list[Any]:
+    """Generated PIL images of different sizes, modes (RGB, L, RGBA) and colours."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    shapes = [((32, 32), "RGB", (220, 40, 30)), ((48, 20), "L", (90, 90, 90)), ((17, 45), "RGBA", (30, 60, 210)),
+              ((64, 64), "RGB", (40, 200, 60)), ((300, 7), "RGB", (240, 230, 40))]
+    images = []
+    for (width, height), mode, colour in shapes:
+        pixels = np.clip(np.asarray(colour) + rng.normal(0, 25, (height, width, 3)), 0, 255).astype(np.uint8)
+        image = Image.fromarray(pixels, "RGB")
+        images.append(image.convert(mode))
+    return images
+
+
+class _Checker:
+    """Holds the encoder and the reference embeddings the checks share."""
+
+    def __init__(self, encoder: Any, atol: float) -> None:
+        self.encoder = encoder
+        self.atol = atol
+        self.key = str(getattr(encoder, "model_key", type(encoder).__name__))
+
+    def fail(self, check: str, problem: str) -> EncoderCheckError:
+        return EncoderCheckError(check, self.key, problem)
+
+    def rows(self, check: str, out: Any, n: int) -> Any:
+        """``out`` must be an (n, dim) float32 array of finite unit rows."""
+        import numpy as np
+
+        dim = self.encoder.dim
+        if not isinstance(out, np.ndarray):
+            raise self.fail(check, f"returned {type(out).__name__}, not a numpy array")
+        if out.shape != (n, dim):
+            raise self.fail(check, f"returned shape {out.shape}, expected ({n}, {dim}) (dim={dim})")
+        if out.dtype != np.float32:
+            raise self.fail(check, f"returned dtype {out.dtype}, expected float32")
+        if not np.isfinite(out).all():
+            raise self.fail(check, f"returned non-finite values in rows {sorted({int(i) for i in np.argwhere(~np.isfinite(out))[:, 0]})}")
+        norms = np.linalg.norm(out, axis=1)
+        bad = np.flatnonzero(np.abs(norms - 1.0) > 1e-3)
+        if bad.size:
+            raise self.fail(check, f"rows are not L2-normalised (row {bad[0]} has norm {norms[bad[0]]:.6f})")
+        return out
+
+    def same(self, check: str, a: Any, b: Any, what: str) -> None:
+        import numpy as np
+
+        diff = float(np.max(np.abs(a - b))) if a.size else 0.0
+        if diff > self.atol:
+            raise self.fail(check, f"{what} (max difference {diff:.2e} > atol {self.atol:g})")
+
+    def texts(self, check: str, texts: Sequence[str]) -> Any:
+        return self.rows(check, self.encoder.encode_texts(list(texts)), len(texts))
+
+    def images(self, check: str, images: Sequence[Any]) -> Any:
+        return self.rows(check, self.encoder.encode_preprocessed(self.encoder.preprocess(list(images))), len(images))
+
+
+def _check_attributes(c: _Checker) -> None:
+    enc, name = c.encoder, "attributes"
+    missing = [a for a in ("model_key", "logit_scale", "modalities", "batch_size", "dim", "input_size",
+                           "encode_texts", "preprocess", "encode_preprocessed", "close") if not hasattr(enc, a)]
+    if missing:
+        raise c.fail(name, f"missing protocol member(s): {', '.join(missing)}")
+    for method in ("encode_texts", "preprocess", "encode_preprocessed", "close"):
+        if not callable(getattr(enc, method)):
+            raise c.fail(name, f"{method} is not callable")
+
+    def positive_int(value: Any) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+    problems = {
+        "model_key": isinstance(enc.model_key, str) and bool(enc.model_key.strip()),
+        "modalities": isinstance(enc.modalities, frozenset) and bool(enc.modalities)
+        and enc.modalities <= {"image", "text"},
+        "batch_size": positive_int(enc.batch_size),
+        "dim": positive_int(enc.dim),
+        "input_size": enc.input_size is None or positive_int(enc.input_size),
+        "logit_scale": enc.logit_scale is None or (isinstance(enc.logit_scale, (int, float))
+                                                   and not isinstance(enc.logit_scale, bool)
+                                                   and math.isfinite(enc.logit_scale) and enc.logit_scale > 0),
+    }
+    wants = {"model_key": "a non-empty str", "modalities": 'a non-empty frozenset of "image"/"text"',
+             "batch_size": "a positive int", "dim": "a positive int", "input_size": "None or a positive int",
+             "logit_scale": "None or a finite float > 0"}
+    for attr, ok in problems.items():
+        if not ok:
+            raise c.fail(name, f"{attr}={getattr(enc, attr)!r} should be {wants[attr]}")
+
+
+def _check_text_embeddings(c: _Checker) -> None:
+    import numpy as np
+
+    out = c.texts("text_embeddings", SAMPLE_TEXTS)
+    if np.all(np.abs(out - out[0]) <= c.atol):
+        raise c.fail("text_embeddings", "every text gets the same embedding")
+
+
+def _check_text_deterministic(c: _Checker) -> None:
+    first = c.texts("text_deterministic", SAMPLE_TEXTS)
+    c.same("text_deterministic", first, c.texts("text_deterministic", SAMPLE_TEXTS), "the same texts encode differently twice")
+
+
+def _check_text_order(c: _Checker) -> None:
+    a, b = SAMPLE_TEXTS[3], SAMPLE_TEXTS[4]  # long and short: padding differs between positions
+    forward = c.texts("text_order", [a, b])
+    backward = c.texts("text_order", [b, a])
+    c.same("text_order", forward, backward[::-1], "encoding [a, b] is not encoding [b, a] reversed")
+
+
+def _check_text_single(c: _Checker) -> None:
+    batch = c.texts("text_single", SAMPLE_TEXTS[:2])
+    c.same("text_single", c.texts("text_single", SAMPLE_TEXTS[:1]), batch[:1], "a text alone encodes differently than in a batch")
+
+
+def _check_text_large_batch(c: _Checker) -> None:
+    size = c.encoder.batch_size
+    texts = [f"{SAMPLE_TEXTS[i % len(SAMPLE_TEXTS)]} #{i}" for i in range(size + 2)]
+    out = c.texts("text_large_batch", texts)
+    for i in sorted({0, size - 1, size, size + 1}):
+        c.same("text_large_batch", c.texts("text_large_batch", [texts[i]]), out[i:i + 1],
+               f"row {i} of {len(texts)} texts (batch_size {size}) differs from that text encoded alone")
+
+
+def _check_images(c: _Checker) -> None:
+    import numpy as np
+
+    images = sample_images()
+    out = c.images("image_embeddings", images)
+    if np.all(np.abs(out - out[0]) <= c.atol):
+        raise c.fail("image_embeddings", "every image gets the same embedding")
+    for i, image in enumerate(images):
+        c.same("image_embeddings", c.images("image_embeddings", [image]), out[i:i + 1],
+               f"image {i} ({image.mode} {image.size[0]}x{image.size[1]}) encodes differently alone than in a batch")
+
+
+def _check_images_refused(c: _Checker) -> None:
+    """A text-only encoder must fail loudly on images rather than return something."""
+    try:
+        c.encoder.encode_preprocessed(c.encoder.preprocess(sample_images()[:1]))
+    except Exception:
+        return
+    raise c.fail("images_refused", "a text-only encoder (modalities without 'image') encoded an image")
+
+
+def _check_close(c: _Checker) -> None:
+    c.encoder.close()
+    try:
+        c.encoder.close()
+    except Exception as exc:
+        raise c.fail("close", f"a second close() raised {type(exc).__name__}: {exc}") from exc
+
+
+ENCODER_CHECKS: list[tuple[str, Callable[[Any], bool], Callable[[_Checker], None]]] = [
+    ("attributes", lambda e: True, _check_attributes),
+    ("text_embeddings", lambda e: True, _check_text_embeddings),
+    ("text_deterministic", lambda e: True, _check_text_deterministic),
+    ("text_order", lambda e: True, _check_text_order),
+    ("text_single", lambda e: True, _check_text_single),
+    ("text_large_batch", lambda e: True, _check_text_large_batch),
+    ("image_embeddings", lambda e: "image" in e.modalities, _check_images),
+    ("images_refused", lambda e: "image" not in e.modalities, _check_images_refused),
+    ("close", lambda e: True, _check_close),
+]
+"""(name, applies to this encoder?, check). Prompts are always texts, so every encoder encodes texts."""
+
+
+def check_encoder(encoder: Any, *, atol: float = 1e-4, close: bool = True) -> list[str]:
+    """Check that ``encoder`` meets the :class:`~cotembed.encoders.base.Encoder` contract
+    the pipeline relies on; raise :class:`EncoderCheckError` naming the first failed check.
+
+    Texts: (n, dim) float32, finite, unit rows; deterministic; order-preserving; a batch
+    larger than ``batch_size`` equals its texts encoded alone. Images (if the encoder takes
+    them): generated RGB/L/RGBA images of several sizes give such rows, alone or batched.
+    Text-only encoders must refuse images. Last, ``close()`` twice (skipped with
+    ``close=False``; the encoder is unusable after it). Returns the checks that ran.
+    """
+    checker = _Checker(encoder, atol)
+    ran = []
+    for name, applies, check in ENCODER_CHECKS:
+        if (name == "close" and not close) or (name != "attributes" and not applies(encoder)):
+            continue
+        try:
+            check(checker)
+        except EncoderCheckError:
+            raise
+        except Exception as exc:
+            raise EncoderCheckError(name, checker.key, f"raised {type(exc).__name__}: {exc}") from exc
+        ran.append(name)
+    return ran
