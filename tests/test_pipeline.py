@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import io
 import sqlite3
 import threading
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from cotembed.cache import EmbeddingCache, NoCache
 from cotembed.data import collect_samples
 from cotembed.errors import InputError
-from cotembed.pipeline import embed_texts, stream_embeddings
+from cotembed.pipeline import decode_image, embed_texts, stream_embeddings
 from support import ColourEncoder, make_image_folder
 
 
@@ -133,16 +135,130 @@ def test_concurrent_readers_share_the_cache(tmp_path):
 
 
 def test_jpeg_decoded_at_reduced_scale_that_still_covers_the_model_input():
-    import io
-
-    from PIL import Image
-
-    from cotembed.pipeline import _decode_image
-
     buf = io.BytesIO()
     Image.new("RGB", (1600, 1200), (10, 200, 30)).save(buf, format="JPEG")
-    full = _decode_image(buf.getvalue())
-    small = _decode_image(buf.getvalue(), min_side=224)
+    full = decode_image(io.BytesIO(buf.getvalue()))
+    small = decode_image(io.BytesIO(buf.getvalue()), min_side=224)
     assert full.size == (1600, 1200)
     assert small.size == (400, 300) and min(small.size) >= 224  # 1/4 DCT scale; 1/8 would be too small
     assert small.mode == "RGB"
+
+
+@pytest.mark.parametrize("mode", ["RGB", "RGBA", "L", "P", "I;16", "CMYK"])
+def test_large_images_are_shrunk_to_twice_the_model_input_in_any_mode(mode):
+    rng = np.random.default_rng(0)
+    img = Image.fromarray(rng.integers(0, 255, (1500, 2400, 3), dtype=np.uint8)).convert(mode)
+    buf = io.BytesIO()
+    img.save(buf, format="TIFF" if mode == "CMYK" else "PNG")
+    out = decode_image(io.BytesIO(buf.getvalue()), keep_side=448)
+    assert out.mode == "RGB" and out.size == (717, 448)  # aspect kept, short side 2 x 224
+    small = decode_image(io.BytesIO(buf.getvalue()), keep_side=4096)
+    assert small.size == (2400, 1500)  # never enlarged
+
+
+def test_shrinking_keeps_what_the_model_sees():
+    """A gradient shrunk to twice the model input, then resized by the model's own
+    preprocessing, matches resizing the full image directly."""
+    y, x = np.mgrid[0:1800, 0:2400]
+    pixels = np.stack([x * 255 // 2400, y * 255 // 1800, (x + y) * 255 // 4200], axis=-1).astype(np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, format="PNG")
+    direct = np.asarray(Image.fromarray(pixels).resize((224, 168), Image.Resampling.BICUBIC), dtype=np.float32)
+    shrunk = decode_image(io.BytesIO(buf.getvalue()), keep_side=448)
+    via = np.asarray(shrunk.resize((224, 168), Image.Resampling.BICUBIC), dtype=np.float32)
+    assert np.abs(direct - via).max() <= 2.0
+
+
+def test_pipeline_hands_the_encoder_shrunk_images(tmp_path):
+    (tmp_path / "data").mkdir()
+    for i, size in enumerate([(1200, 900), (40, 30)]):
+        Image.new("RGB", size, (200, 10, 10)).save(tmp_path / "data" / f"{i}.png")
+
+    class Sized(ColourEncoder):
+        input_size = 32
+
+        def preprocess(self, images):
+            self.seen = [img.size for img in images]
+            return super().preprocess(images)
+
+    encoder = Sized()
+    run(collect_samples([tmp_path / "data"]), encoder, NoCache())
+    assert encoder.seen == [(85, 64), (40, 30)]
+
+
+def test_images_above_the_pixel_cap_are_refused_per_file_and_the_run_goes_on(tmp_path, monkeypatch):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", Image.MAX_IMAGE_PIXELS)  # restored afterwards
+    root = make_image_folder(tmp_path / "data", per_class=1)
+    big = root / "red-thing" / "big.png"
+    Image.new("RGB", (2000, 1500), (200, 10, 10)).save(big)  # 3 MP
+    huge = root / "red-thing" / "huge.png"
+    Image.new("RGB", (3000, 3000), (200, 10, 10)).save(huge)  # 9 MP: above twice the cap, PIL's own refusal
+    monkeypatch.setenv("COTEMBED_MAX_PIXELS", "2_000_000")
+    encoder = ColourEncoder()
+    _, sources, errors = run(collect_samples([root]), encoder, NoCache())
+    assert len(sources) == 4 and encoder.images_encoded == 4
+    failed = {e.source: e.error for e in errors}
+    assert set(failed) == {str(big), str(huge)}
+    assert failed[str(big)].startswith("image too large: big.png is 2000x1500 = 3.0 MP, above the cap of 2.0 MP; ")
+    assert failed[str(huge)].startswith("image too large: huge.png is 9.0 MP, above the cap of 2.0 MP; ")
+    for error in failed.values():
+        assert "COTEMBED_MAX_PIXELS" in error and "_io." not in error
+    assert Image.MAX_IMAGE_PIXELS == 2_000_000  # PIL refuses nothing the cap allows
+    _, sources, errors = run(collect_samples([root]), ColourEncoder(), NoCache(), max_pixels=10_000_000)
+    assert len(sources) == 6 and not errors
+
+
+@pytest.mark.parametrize("value", ["lots", "1.5", "0", "-3"])
+def test_a_bad_pixel_cap_is_an_input_error(tmp_path, monkeypatch, value):
+    samples = collect_samples([make_image_folder(tmp_path / "data", per_class=1)])
+    monkeypatch.setenv("COTEMBED_MAX_PIXELS", value)
+    with pytest.raises(InputError, match="COTEMBED_MAX_PIXELS|max_pixels"):
+        run(samples, ColourEncoder(), NoCache())
+
+
+def test_cached_images_are_not_decoded_again(tmp_path):
+    samples = collect_samples([make_image_folder(tmp_path / "data", per_class=2)])
+    cache = EmbeddingCache(tmp_path / "c.sqlite")
+    run(samples, ColourEncoder(), cache)
+
+    class Lazy(ColourEncoder):
+        @property
+        def input_size(self):
+            raise AssertionError("a cached run must not ask the model anything")
+
+    # a cap of one pixel refuses every image that is decoded; none is
+    _, sources, errors = run(samples, Lazy(), cache, max_pixels=1)
+    assert len(sources) == 8 and not errors
+
+
+def test_decode_errors_name_the_file(tmp_path):
+    root = make_image_folder(tmp_path / "data", per_class=1)
+    good = root / "red-thing" / "0.png"
+    truncated = root / "red-thing" / "truncated.png"
+    truncated.write_bytes(good.read_bytes()[:-200])
+    garbage = root / "red-thing" / "garbage.png"
+    garbage.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 100)
+    _, _, errors = run(collect_samples([root]), ColourEncoder(), NoCache())
+    failed = {e.source: e.error for e in errors}
+    assert set(failed) == {str(truncated), str(garbage)}
+    for source, error in failed.items():
+        name = source.rsplit("/", 1)[-1]
+        assert error.startswith(f"cannot decode image: {name}") and "_io." not in error and "0x" not in error
+    assert "garbage.png is not in an image format PIL can read" in failed[str(garbage)]
+
+
+@pytest.mark.parametrize("size", [0, -1, 4097, 2.5, True])
+def test_batch_size_out_of_range_is_an_input_error(tmp_path, size):
+    samples = collect_samples([make_image_folder(tmp_path / "data", per_class=1)])
+    with pytest.raises(InputError, match="batch size must be a whole number from 1 to 4096"):
+        run(samples, ColourEncoder(), NoCache(), batch_size=size)
+
+
+def test_encoder_batch_size_out_of_range_names_the_model(tmp_path):
+    encoder = ColourEncoder()
+    encoder.batch_size = 100_000
+    with pytest.raises(InputError, match="model test:colour's batch size must be"):
+        embed_texts(["a"], encoder, NoCache())
+    assert embed_texts(["a", "b"], ColourEncoder(), NoCache()).shape == (2, 8)
+    batches = list(stream_embeddings(collect_samples([make_image_folder(tmp_path / "d", per_class=1)]), encoder, NoCache(), 4096))
+    assert sum(len(b.samples) for b in batches) == 4

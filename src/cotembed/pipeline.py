@@ -5,26 +5,51 @@ ahead of the model, so the encoder never waits on disk or PIL. Finished batches
 are written to the cache before they are yielded: a run killed half way keeps
 them, and the next run encodes only what is missing. A sample that cannot be
 read or decoded becomes a :class:`SampleError` and the run goes on.
+
+Memory is bounded by the batch size, not by the images: each file is hashed in
+chunks (its bytes are never held whole), looked up in the cache, and only if it is
+missing decoded and at once shrunk to what the encoder needs (short side about
+twice its ``input_size``; JPEGs are decoded at a reduced DCT scale to begin with).
+A batch therefore holds small images whatever the camera. Images above a pixel cap
+(:data:`DEFAULT_MAX_PIXELS`, ``$COTEMBED_MAX_PIXELS`` or ``max_pixels=``) are refused
+per file before their pixels are decoded; PIL's own bomb limit is set to the same cap.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
+import os
+import re
 import sys
+import warnings
 from collections import deque
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Sequence
+from typing import IO, Any
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from cotembed.cache import EmbeddingStore, NoCache, content_key, text_key
+from cotembed.cache import EmbeddingStore, NoCache, text_key
 from cotembed.data import Sample, text_samples
 from cotembed.encoders.base import Encoder
 from cotembed.errors import CotembedError, InputError
 
 PREFETCH_BATCHES = 2
+MAX_BATCH_SIZE = 4096
+"""Larger batches only cost memory: the model sees no more of the data at once that matters."""
+DEFAULT_MAX_PIXELS = 100_000_000
+"""Per image, before decoding (a 100 MP RGB image alone needs 300 MB to decode)."""
+MAX_PIXELS_ENV = "COTEMBED_MAX_PIXELS"
+KEEP_FACTOR = 2
+"""Decoded images are shrunk to a short side of ``KEEP_FACTOR * input_size``: the
+encoder's own resize then works from twice its resolution, as from the original."""
+DEFAULT_MAX_SIDE = 2048
+"""Long-side bound for encoders that declare neither ``input_size`` nor ``max_image_side``."""
+HASH_CHUNK = 1 << 20
+_SHRINK_MODES = frozenset({"RGB", "L"})  # shrinking first gives the same result as converting first
 
 
 @dataclass(frozen=True)
@@ -59,24 +84,126 @@ class _Prepared:
     errors: list[SampleError]
 
 
-def _decode_image(data: bytes, min_side: int | None = None) -> Image.Image:
-    """Decode to RGB. Given the model's input size, JPEGs are decoded at the smallest
-    DCT scale that still keeps both sides >= ``min_side``: the encoder downsamples to
-    that size anyway, and full-size decoding would cost more than the resize itself."""
-    with Image.open(io.BytesIO(data)) as img:
-        if min_side:
-            img.draft("RGB", (min_side, min_side))
-        img.load()
-        return img.convert("RGB")
+def resolve_max_pixels(max_pixels: int | None = None) -> int:
+    """The pixel cap: the argument, else ``$COTEMBED_MAX_PIXELS``, else the default."""
+    source, value = "max_pixels", max_pixels
+    if value is None:
+        env = os.environ.get(MAX_PIXELS_ENV, "").strip()
+        if not env:
+            return DEFAULT_MAX_PIXELS
+        source = MAX_PIXELS_ENV
+        try:
+            number = float(env.replace("_", ""))
+        except ValueError:
+            raise InputError(f"{MAX_PIXELS_ENV}={env!r} is not a number of pixels (e.g. 200000000)") from None
+        if not number.is_integer():
+            raise InputError(f"{MAX_PIXELS_ENV}={env!r} is not a whole number of pixels (e.g. 200000000)")
+        value = int(number)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InputError(f"{source} must be a positive whole number of pixels, got {value!r}")
+    return value
+
+
+def _megapixels(pixels: int) -> str:
+    return f"{pixels / 1e6:.1f} MP"
+
+
+def _too_large(name: str, size: str, max_pixels: int) -> str:
+    return (f"image too large: {name} is {size}, above the cap of {_megapixels(max_pixels)}; "
+            f"raise it with {MAX_PIXELS_ENV}=<pixels> (or max_pixels=) if this image is expected")
+
+
+_STREAM_REPR = re.compile(r"<_io\.\w+ (?:name=[^>]*|object at 0x[0-9a-fA-F]+)>")
+
+
+def _reason(exc: BaseException, name: str) -> str:
+    """PIL's message without the stream's repr (``<_io.BytesIO object at 0x...>``)."""
+    if isinstance(exc, UnidentifiedImageError):
+        return f"cannot decode image: {name} is not in an image format PIL can read, or is damaged"
+    text = _STREAM_REPR.sub(repr(name), str(exc)).strip()
+    return f"cannot decode image: {name}: {type(exc).__name__}{': ' + text if text else ''}"
+
+
+def _shrink(img: Image.Image, short_side: int | None, long_side: int | None) -> Image.Image:
+    """Downscale (never up) so the short side is ``short_side`` or the long side ``long_side``.
+    ``reducing_gap`` lets PIL box-reduce by an integer factor first, then resample finely."""
+    w, h = img.size
+    scale = 1.0
+    if short_side:
+        scale = min(scale, short_side / min(w, h))
+    if long_side:
+        scale = min(scale, long_side / max(w, h))
+    if scale >= 1.0:
+        return img
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return img.resize(size, Image.Resampling.BICUBIC, reducing_gap=2.0)
+
+
+def decode_image(fp: IO[bytes], *, name: str = "image", min_side: int | None = None,
+                 keep_side: int | None = None, max_side: int | None = None,
+                 max_pixels: int | None = None) -> Image.Image:
+    """Decode one image to a small RGB copy; raises ``ValueError`` with a message naming
+    ``name`` (the file's name: the message may be shown without its path).
+
+    ``min_side``: JPEGs are decoded at the smallest DCT scale that keeps both sides
+    >= it. ``keep_side``/``max_side``: the decoded image is then shrunk to that short
+    (or long) side, before any full-size copy (mode conversion) is made. Images
+    above ``max_pixels`` are refused from their header, before their pixels are read.
+    """
+    cap = max_pixels or DEFAULT_MAX_PIXELS
+    try:
+        with warnings.catch_warnings():  # the cap is checked below with a clearer message
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(fp)
+    except Image.DecompressionBombError as exc:  # far above the cap: PIL stops at its header
+        found = re.search(r"\((\d+) pixels\)", str(exc))
+        size = _megapixels(int(found.group(1))) if found else f"more than {_megapixels(2 * (Image.MAX_IMAGE_PIXELS or cap))}"
+        raise ValueError(_too_large(name, size, cap)) from exc
+    except Exception as exc:
+        raise ValueError(_reason(exc, name)) from exc
+    with img:
+        width, height = img.size
+        if width * height > cap:
+            raise ValueError(_too_large(name, f"{width}x{height} = {_megapixels(width * height)}", cap))
+        try:
+            if min_side and img.format == "JPEG":
+                img.draft("RGB", (min_side, min_side))
+            img.load()
+            small = img if img.mode in _SHRINK_MODES else img.convert("RGB")
+            small = _shrink(small, keep_side, max_side)
+            return small.convert("RGB") if small.mode != "RGB" or small is img else small
+        except Exception as exc:  # any decoder failure is this file's problem, not the run's
+            raise ValueError(_reason(exc, name)) from exc
+
+
+def configure_pil(max_pixels: int) -> None:
+    """PIL's own decompression-bomb limit follows cotembed's cap, so neither refuses
+    what the other allows (PIL errors at twice its limit; cotembed at the cap)."""
+    Image.MAX_IMAGE_PIXELS = max_pixels
 
 
 class _Preparer:
     """Worker-thread half of the pipeline: I/O, hashing, cache lookup, decode, preprocess."""
 
-    def __init__(self, encoder: Encoder, store: EmbeddingStore):
+    def __init__(self, encoder: Encoder, store: EmbeddingStore, max_pixels: int):
         self.encoder = encoder
         self.store = store
-        self.min_side: int | None = getattr(encoder, "input_size", None)
+        self.max_pixels = max_pixels
+        self._sizes: tuple[int | None, int | None, int | None] | None = None
+
+    def sizes(self) -> tuple[int | None, int | None, int | None]:
+        """(JPEG draft side, short side kept, long side kept), read from the encoder only
+        when something must be decoded (a lazy encoder need not load for a cached run)."""
+        if self._sizes is None:
+            input_size = getattr(self.encoder, "input_size", None)
+            max_image_side = getattr(self.encoder, "max_image_side", None)
+            if isinstance(input_size, int) and input_size > 0:
+                self._sizes = (input_size, KEEP_FACTOR * input_size, None)
+            elif isinstance(max_image_side, int) and max_image_side > 0:
+                self._sizes = (None, None, max_image_side)
+            else:
+                self._sizes = (None, None, DEFAULT_MAX_SIDE)
+        return self._sizes
 
     def __call__(self, batch: list[Sample]) -> _Prepared:
         if batch[0].kind == "text":
@@ -91,36 +218,44 @@ class _Preparer:
         return _Prepared(batch, keys, cached, todo, [text_of[k] for k in todo], [])
 
     def _images(self, batch: list[Sample]) -> _Prepared:
+        """One file at a time: hash it in chunks, look it up, and decode it small only
+        if the cache lacks it. At most one full-size image exists at any moment."""
         errors: list[SampleError] = []
-        ok: list[Sample] = []
-        keys: list[str] = []
-        raw: dict[str, bytes] = {}
+        ok: list[tuple[Sample, str]] = []
+        cached: dict[str, np.ndarray] = {}
+        images: dict[str, Image.Image] = {}
+        buffer = bytearray(HASH_CHUNK)
         for s in batch:
+            if s.path is None:
+                errors.append(SampleError(s.source, "cannot read: an image sample without a path"))
+                continue
+            name = getattr(s.path, "name", None) or s.source
             try:
-                data = s.path.read_bytes()  # type: ignore[union-attr]
+                with _open_source(s.path) as fh:
+                    before = _stamp(fh)
+                    key = _hash_file(fh, buffer)
+                    if key not in cached and key not in images:
+                        cached.update(self.store.get_many(self.encoder.model_key, "image", [key]))
+                    if key not in cached and key not in images:
+                        fh.seek(0)
+                        draft, keep, longest = self.sizes()
+                        images[key] = decode_image(fh, name=name, min_side=draft, keep_side=keep,
+                                                   max_side=longest, max_pixels=self.max_pixels)
+                        if _stamp(fh) != before:
+                            del images[key]
+                            raise ValueError(f"cannot decode image: {name} changed while it was read")
             except OSError as exc:
                 errors.append(SampleError(s.source, f"cannot read: {exc.strerror or exc}"))
                 continue
-            key = content_key(data)
-            ok.append(s)
-            keys.append(key)
-            raw[key] = data
-        cached = self.store.get_many(self.encoder.model_key, "image", keys) if keys else {}
-        images: dict[str, Image.Image] = {}
-        bad: set[str] = set()
-        for s, key in zip(ok, keys):
-            if key in cached or key in images or key in bad:
+            except ValueError as exc:
+                errors.append(SampleError(s.source, str(exc)))
                 continue
-            try:
-                images[key] = _decode_image(raw[key], self.min_side)
-            except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
-                bad.add(key)
-                errors.append(SampleError(s.source, f"cannot decode image: {exc}"))
+            ok.append((s, key))
         model_input, encoded, failed = self._preprocess(images)
+        images.clear()
         for key, reason in failed.items():
-            bad.add(key)
-            errors.extend(SampleError(s.source, f"cannot preprocess image: {reason}") for s, k in zip(ok, keys) if k == key)
-        kept = [(s, k) for s, k in zip(ok, keys) if k not in bad]
+            errors.extend(SampleError(s.source, f"cannot preprocess image: {reason}") for s, k in ok if k == key)
+        kept = [(s, k) for s, k in ok if k not in failed]
         return _Prepared([s for s, _ in kept], [k for _, k in kept], cached, encoded, model_input, errors)
 
     def _preprocess(self, images: dict[str, Image.Image]) -> tuple[Any, list[str], dict[str, str]]:
@@ -132,18 +267,51 @@ class _Preparer:
             return None, [], {}
         try:
             return self.encoder.preprocess(list(images.values())), list(images), {}
-        except Exception:  # noqa: BLE001 - any backend error; retried per image below
-            pass
-        good: list[str] = []
-        failed: dict[str, str] = {}
-        for key, img in images.items():
-            try:
-                self.encoder.preprocess([img])
-                good.append(key)
-            except Exception as exc:  # noqa: BLE001
-                failed[key] = str(exc) or type(exc).__name__
+        except Exception:  # any backend error: find the culprit image by image
+            good: list[str] = []
+            failed: dict[str, str] = {}
+            for key, img in images.items():
+                try:
+                    self.encoder.preprocess([img])
+                    good.append(key)
+                except Exception as exc:
+                    failed[key] = str(exc) or type(exc).__name__
         model_input = self.encoder.preprocess([images[k] for k in good]) if good else None
         return model_input, good, failed
+
+
+def _open_source(path: Any) -> io.BufferedReader | io.BytesIO:
+    """A file path, or an in-memory source with ``read_bytes()`` (a PIL image given to
+    the Python API travels the same path as a file)."""
+    if isinstance(path, str | os.PathLike):
+        return open(path, "rb")  # the caller closes it
+    return io.BytesIO(path.read_bytes())
+
+
+def _stamp(fh: io.BufferedIOBase) -> tuple[int, int] | None:
+    """(size, mtime) of an open file, to notice a file rewritten while it is read."""
+    try:
+        st = os.fstat(fh.fileno())
+    except (OSError, io.UnsupportedOperation):
+        return None
+    return st.st_size, st.st_mtime_ns
+
+
+def _hash_file(fh: io.BufferedIOBase, buffer: bytearray) -> str:
+    """SHA-256 of the file's bytes (the cache key), read through one reused buffer."""
+    digest = hashlib.sha256()
+    view = memoryview(buffer)
+    while n := fh.readinto(buffer):
+        digest.update(view[:n])
+    return digest.hexdigest()
+
+
+def check_batch_size(batch_size: int | None, encoder: Encoder) -> int:
+    """The batch size to use: the caller's, else the encoder's; 1..MAX_BATCH_SIZE."""
+    size, source = (batch_size, "batch size") if batch_size is not None else (encoder.batch_size, f"model {encoder.model_key}'s batch size")
+    if isinstance(size, bool) or not isinstance(size, int | np.integer) or not 1 <= int(size) <= MAX_BATCH_SIZE:
+        raise InputError(f"{source} must be a whole number from 1 to {MAX_BATCH_SIZE}, got {size!r}")
+    return int(size)
 
 
 def check_modality(encoder: Encoder, samples: Sequence[Sample]) -> None:
@@ -163,13 +331,21 @@ def stream_embeddings(
     batch_size: int | None = None,
     progress: bool = False,
     desc: str = "encoding",
+    *,
+    max_pixels: int | None = None,
 ) -> Iterator[EmbeddedBatch]:
-    """Yield embeddings batch by batch, in input order; memory stays bounded by the batch size."""
+    """Yield embeddings batch by batch, in input order; memory stays bounded by the batch size.
+
+    ``max_pixels``: images above it are reported as errors (default ``$COTEMBED_MAX_PIXELS``
+    or :data:`DEFAULT_MAX_PIXELS`).
+    """
     check_modality(encoder, samples)
     store = store if store is not None else NoCache()
-    size = max(1, batch_size or int(encoder.batch_size))
+    size = check_batch_size(batch_size, encoder)
+    cap = resolve_max_pixels(max_pixels)
+    configure_pil(cap)
     batches = [list(samples[i : i + size]) for i in range(0, len(samples), size)]
-    prepare = _Preparer(encoder, store)
+    prepare = _Preparer(encoder, store, cap)
     unit = "img" if samples and samples[0].kind == "image" else "text"
     bar = _progress_bar(len(samples), desc, unit, progress)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="cotembed-prep") as pool:
