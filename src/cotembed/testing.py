@@ -97,7 +97,7 @@ def sample_images(seed: int = 0) -> list[Any]:
 
 
 class _Checker:
-    """Holds the encoder and the reference embeddings the checks share."""
+    """The encoder under test and the assertions the checks share."""
 
     def __init__(self, encoder: Any, atol: float) -> None:
         self.encoder = encoder
@@ -115,7 +115,7 @@ class _Checker:
         if not isinstance(out, np.ndarray):
             raise self.fail(check, f"returned {type(out).__name__}, not a numpy array")
         if out.shape != (n, dim):
-            raise self.fail(check, f"returned shape {out.shape}, expected ({n}, {dim}) (dim={dim})")
+            raise self.fail(check, f"returned shape {out.shape}, expected ({n}, {dim}) (n inputs, encoder.dim)")
         if out.dtype != np.float32:
             raise self.fail(check, f"returned dtype {out.dtype}, expected float32")
         if not np.isfinite(out).all():
@@ -153,7 +153,7 @@ def _check_attributes(c: _Checker) -> None:
     def positive_int(value: Any) -> bool:
         return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
-    problems = {
+    valid = {
         "model_key": isinstance(enc.model_key, str) and bool(enc.model_key.strip()),
         "modalities": isinstance(enc.modalities, frozenset) and bool(enc.modalities)
         and enc.modalities <= {"image", "text"},
@@ -167,7 +167,7 @@ def _check_attributes(c: _Checker) -> None:
     wants = {"model_key": "a non-empty str", "modalities": 'a non-empty frozenset of "image"/"text"',
              "batch_size": "a positive int", "dim": "a positive int", "input_size": "None or a positive int",
              "logit_scale": "None or a finite float > 0"}
-    for attr, ok in problems.items():
+    for attr, ok in valid.items():
         if not ok:
             raise c.fail(name, f"{attr}={getattr(enc, attr)!r} should be {wants[attr]}")
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 from dataclasses import dataclass
-from typing import Any, Callable, Literal, Mapping
+from typing import Any, Callable, Literal, Mapping, overload
 
 from cotembed.encoders.base import Encoder, encode_images
 from cotembed.encoders.lazy import LazyEncoder, ModelInfoStore, model_info
@@ -149,6 +149,16 @@ def parse_spec(spec: str) -> tuple[Backend, str]:
     if backend.argument == "none" and sep:
         raise InputError(f"model spec {scheme!r} takes no argument (got {spec!r})")
     return backend, argument
+
+
+@overload
+def load_encoder(spec: str, *, lazy: Literal[True], info_store: ModelInfoStore | None = None,
+                 **options: Any) -> LazyEncoder: ...
+
+
+@overload
+def load_encoder(spec: str, *, lazy: bool = False, info_store: ModelInfoStore | None = None,
+                 **options: Any) -> Encoder: ...
 
 
 def load_encoder(spec: str, *, lazy: bool = False, info_store: ModelInfoStore | None = None,

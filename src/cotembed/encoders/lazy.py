@@ -55,6 +55,9 @@ class LazyEncoder:
     Built by ``load_encoder(spec, lazy=True, info_store=cache)``. ``loaded`` says whether
     the real encoder exists; ``close()`` closes it (idempotent) and the wrapper for good.
     A field given by ``options`` (``logit_scale`` for jina-api) overrides the record.
+
+    Note: before Python 3.12, ``isinstance(x, Encoder)`` reads every protocol attribute,
+    so on a lazy encoder whose record is missing it loads the model.
     """
 
     def __init__(self, spec: str, load: Callable[[], Encoder], *, model_key: str | None = None,
