@@ -6,7 +6,13 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-EXTRAS := hf,st,minilm,api,dev
+EXTRAS := hf,st,minilm,api,serve,dev
+# PyTorch is installed first, on its own, so that the extras below reuse it. By default pip
+# takes torch from the configured index: on Linux, PyPI serves the CUDA build (several GB).
+# For the CPU-only build set the PyTorch CPU wheel index, e.g.
+#   make demo TORCH_PIP_ARGS="--index-url https://download.pytorch.org/whl/cpu"
+TORCH_SPEC ?= torch==2.13.0
+TORCH_PIP_ARGS ?=
 export HF_HUB_OFFLINE ?= 1
 
 SPLITS := .cotembed-data
@@ -15,15 +21,14 @@ PER_CLASS := 20
 EASY_SEED := 1001
 HARD_SEED := 2002
 
-.PHONY: demo demo-hard demo-text splits test bench train setup clean
+.PHONY: demo demo-hard demo-text splits test lint bench benchmarks train setup clean
 
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	# CPU build of PyTorch first, so the extras below do not pull a CUDA build.
-	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet $(TORCH_PIP_ARGS) '$(TORCH_SPEC)'
 	$(BIN)/pip install --quiet -e '.[$(EXTRAS)]'
 	touch $(STAMP)
 
@@ -51,8 +56,15 @@ demo-text: $(STAMP)
 train: $(STAMP)
 	$(BIN)/cotembed critters train
 
-test: $(STAMP)
+test: $(STAMP) splits
 	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/mypy
+
+benchmarks: $(STAMP) splits
+	$(BIN)/python benchmarks/run_all.py
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_scoring.py

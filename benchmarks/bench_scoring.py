@@ -17,8 +17,7 @@ import time
 
 import numpy as np
 
-from cotembed.classifier import Scorer
-from cotembed.scoring import l2_normalize
+from cotembed.scoring import Scorer, ScoringConfig, l2_normalize
 from cotembed.system import System
 
 
@@ -41,12 +40,8 @@ def random_system(groups: int, options: int, classes: int, rng: np.random.Genera
 
 
 def batched_predict(scorer: Scorer, images: np.ndarray, chunk: int) -> np.ndarray:
-    """What CoTClassifier.scores_from_embeddings does (method "cot"), then argmax, chunk by chunk."""
-    out = np.empty(len(images), dtype=np.int64)
-    for start in range(0, len(images), chunk):
-        prompt_sims, name_sims = scorer.similarities(images[start : start + chunk], "cot")
-        out[start : start + chunk] = scorer.scores("cot", prompt_sims, name_sims).argmax(axis=1)
-    return out
+    """What CoTClassifier.scores_from_embeddings does (method "cot"), then argmax."""
+    return scorer.scores(images, "cot", chunk=chunk).argmax(axis=1)
 
 
 def article_loop(image_embeddings, text_embeddings, group_sizes, rules, temperature):
@@ -111,7 +106,7 @@ def main() -> None:
     images = l2_normalize(rng.standard_normal((args.images, d), dtype=np.float32))
     prompts = l2_normalize(rng.standard_normal((q, d), dtype=np.float32))
     names = l2_normalize(rng.standard_normal((n, d), dtype=np.float32))
-    scorer = Scorer(compiled, prompts, names, args.temperature)
+    scorer = Scorer(system, {"options": prompts, "names": names}, ScoringConfig(args.temperature), ("cot",))
 
     print(f"numpy {np.__version__}, BLAS: {blas_info()}")
     print(f"images={args.images}  Q={q} ({args.groups} groups x {args.options} options)  N={n}  D={d}  temperature={args.temperature:g}")

@@ -45,9 +45,11 @@ def test_prompts_embedded_once_through_cache(tmp_path, system):
     cache = EmbeddingCache(tmp_path / "c.sqlite")
     enc = ColourEncoder()
     CoTClassifier(system, enc, cache=cache).predict([Image.new("RGB", (4, 4), (200, 10, 10))])
-    assert enc.texts_encoded == 8  # Q=4 option prompts + N=4 class names
+    assert enc.texts_encoded == 4  # cot needs only the Q=4 option prompts
+    CoTClassifier(system, enc, cache=cache, method="hybrid").predict([Image.new("RGB", (4, 4), (200, 10, 10))])
+    assert enc.texts_encoded == 8  # hybrid adds the N=4 class-name prompts, nothing twice
     enc2 = ColourEncoder()
-    CoTClassifier(system, enc2, cache=cache).predict([Image.new("RGB", (4, 4), (200, 10, 10))])
+    CoTClassifier(system, enc2, cache=cache, method="hybrid").predict([Image.new("RGB", (4, 4), (200, 10, 10))])
     assert enc2.texts_encoded == 0 and enc2.images_encoded == 0
 
 

@@ -127,7 +127,11 @@ def test_explain_shows_questions_and_contributions(capsys, tmp_path, system_file
         (["eval", "{system}", "{data}", "--model", "hf:"], "needs an argument"),
         (["eval", "{system}", "{tmp}/missing"], "no such file or folder"),
         (["eval", "{system}", "{data}", "--methods", "cot,magic", "--model", "test:colour"], "unknown method 'magic'"),
-        (["classify", "{system}", "{data}", "--temperature", "-1"], "must be > 0"),
+        (["classify", "{system}", "{data}", "--temperature", "-1"], "must be in (0, 10000]"),
+        (["classify", "{system}", "{data}", "--temperature", "inf"], "must be a finite number"),
+        (["eval", "{system}", "{data}", "--temperature", "1e39"], "must be in (0, 10000]"),
+        (["eval", "{system}", "{data}", "--hybrid-weight", "inf"], "must be a finite number"),
+        (["eval", "{system}", "{data}", "--hybrid-weight", "nan"], "must be a finite number"),
         (["frobnicate"], "invalid choice"),
     ],
 )
@@ -150,3 +154,73 @@ def test_classify_literal_texts(capsys, system_file, colour_model):
     result = json.loads(out)
     assert code == 0 and [p["prediction"] for p in result["predictions"]] == ["red-thing", "green-thing"]
     assert result["predictions"][0]["input"] == "text[0]"
+
+
+def test_json_mode_prints_an_error_object_and_keeps_the_exit_code(capsys, tmp_path, system_file, colour_model):
+    data = make_image_folder(tmp_path / "data", per_class=1)
+    code, out, err = run(capsys, "eval", system_file, data, "--model", colour_model, "--methods", "vote", "--format", "json", "--no-cache")
+    error = json.loads(out)["error"]
+    assert code == 2 and error["type"] == "InputError" and "unknown method 'vote'" in error["message"] and error["exit_code"] == 2
+    assert "unknown method 'vote'" in err
+    code, out, _ = run(capsys, "validate", tmp_path / "missing.yaml", "--format", "json")
+    assert code == 2 and str(tmp_path / "missing.yaml") in json.loads(out)["error"]["message"]
+    code, out, _ = run(capsys, "eval", "--format", "json")  # a usage error is JSON too
+    assert code == 2 and json.loads(out)["error"]["type"] == "InputError"
+
+
+def test_cached_eval_never_loads_the_model(capsys, tmp_path, system_file, monkeypatch):
+    import support
+
+    built: list[str] = []
+
+    class CountingEncoder(support.ColourEncoder):
+        def __init__(self, name: str = "colour"):
+            built.append(name)
+            super().__init__(name)
+
+    monkeypatch.setattr(support, "CountingEncoder", CountingEncoder, raising=False)
+    monkeypatch.setattr(support, "DEFAULT_BATCH_SIZE", 4, raising=False)
+    monkeypatch.setattr(support, "counting_key", lambda argument, options: f"test:{argument}", raising=False)
+    backend = encoders.Backend("count", "support", "CountingEncoder", "dev", "image, text", "test double", "count:x", key="counting_key")
+    monkeypatch.setitem(encoders.BACKENDS, "count", backend)
+    data = make_image_folder(tmp_path / "data", per_class=2)
+    cache = tmp_path / "cache.sqlite"
+    argv = ["eval", system_file, data, "--model", "count:colour", "--cache", cache, "--format", "json", "-q"]
+    code, first, _ = run(capsys, *argv)
+    assert code == 0 and built == ["colour"]
+    code, second, _ = run(capsys, *argv)
+    assert code == 0 and built == ["colour"], "a fully cached run must not load the model"
+    assert json.loads(second)["n_encoded"] == 0
+    assert json.loads(second)["methods"] == json.loads(first)["methods"]
+
+
+def test_eval_output_file_by_extension(capsys, tmp_path, system_file, colour_model):
+    data = make_image_folder(tmp_path / "data", per_class=1)
+    for name in ("m.json", "m.csv", "m.jsonl"):
+        code, _, _ = run(capsys, "eval", system_file, data, "--model", colour_model, "--no-cache", "-q", "--output", tmp_path / name)
+        assert code == 0
+    assert json.loads((tmp_path / "m.json").read_text())["methods"]["cot"]["acc1"] == 1.0
+    csv_lines = (tmp_path / "m.csv").read_text().splitlines()
+    assert csv_lines[0].startswith("model,system,method") and len(csv_lines) == 4
+    rows = [json.loads(line) for line in (tmp_path / "m.jsonl").read_text().splitlines()]
+    assert [r["method"] for r in rows] == ["baseline", "cot", "hybrid"]
+    code, _, err = run(capsys, "eval", system_file, data, "--model", colour_model, "--no-cache", "-q", "--output", tmp_path / "m.xlsx")
+    assert code == 2 and "use .json, .csv or .jsonl" in err
+
+
+def test_eval_with_no_usable_input_says_so(capsys, tmp_path, system_file, colour_model):
+    data = tmp_path / "data"
+    (data / "red-thing").mkdir(parents=True)
+    (data / "red-thing" / "0.png").write_bytes(b"not an image")
+    code, out, _ = run(capsys, "eval", system_file, data, "--model", colour_model, "--no-cache", "-q")
+    assert code == 1 and "nothing was evaluated" in out and "0.00%" not in out
+    code, out, _ = run(capsys, "eval", system_file, data, "--model", colour_model, "--no-cache", "-q", "--format", "json")
+    assert json.loads(out)["methods"]["cot"]["acc1"] is None
+
+
+def test_eval_compares_several_models_in_one_table(capsys, tmp_path, system_file, colour_model):
+    data = make_image_folder(tmp_path / "data", per_class=1)
+    code, out, _ = run(capsys, "eval", system_file, data, "--model", "test:one", "--model", "test:two", "--no-cache", "-q")
+    assert code == 0 and "model test:one" in out and "model test:two" in out
+    code, out, _ = run(capsys, "eval", system_file, data, "--model", "test:one", "--model", "test:two", "--no-cache", "-q", "--format", "json")
+    assert [r["model"] for r in json.loads(out)["models"]] == ["test:one", "test:two"]

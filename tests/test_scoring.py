@@ -99,8 +99,16 @@ def test_hybrid_separates_classes_with_identical_rules():
     np.testing.assert_allclose(scoring.hybrid_scores(cot, name_sims, 10.0, 0.0), cot)
 
 
-def test_normalize_scores_rows_sum_to_one():
+def test_every_registered_method_gives_probabilities_that_rank_like_its_scores():
     rng = np.random.default_rng(3)
-    for method in scoring.METHODS:
-        p = scoring.normalize_scores(np.abs(rng.normal(size=(4, 6))).astype(np.float32), method, 20.0)
+    system = random_system(rng, n_groups=3, n_classes=6)
+    compiled = system.compile()
+    config = scoring.ScoringConfig(temperature=20.0)
+    vectors = {"options": rng.normal(size=(compiled.n_prompts, 16)), "names": rng.normal(size=(compiled.n_classes, 16))}
+    scorer = scoring.Scorer(system, vectors, config, scoring.method_names())
+    x = rng.normal(size=(7, 16)).astype(np.float32)
+    for name in scoring.method_names():
+        scores = scorer.scores(x, name)
+        p = scorer.probabilities(x, name)
         np.testing.assert_allclose(p.sum(axis=1), 1.0, rtol=1e-5)
+        assert (p.argmax(axis=1) == scores.argmax(axis=1)).all()

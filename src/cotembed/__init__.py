@@ -11,6 +11,7 @@ __version__ = "0.1.0"
 
 from cotembed.cache import EmbeddingCache, NoCache, open_cache
 from cotembed.classifier import CoTClassifier, Explanation, Prediction
+from cotembed.embeddings import EmbeddingSet, PromptBank
 from cotembed.encoders import Encoder, load_encoder
 from cotembed.errors import (
     CotembedError,
@@ -22,26 +23,34 @@ from cotembed.errors import (
     UnknownModelError,
 )
 from cotembed.evaluate import EvalReport, evaluate
+from cotembed.scoring import METHODS, Scorer, ScoringConfig, ScoringMethod, get_method
 from cotembed.system import Group, System
 
 __all__ = [
     "CoTClassifier",
     "CotembedError",
     "EmbeddingCache",
+    "EmbeddingSet",
     "Encoder",
     "EvalReport",
     "Explanation",
     "Group",
     "InputError",
+    "METHODS",
     "MissingDependencyError",
     "ModelLoadError",
     "NoCache",
     "Prediction",
+    "PromptBank",
+    "Scorer",
+    "ScoringConfig",
+    "ScoringMethod",
     "System",
     "SystemValidationError",
     "UnknownLabelError",
     "UnknownModelError",
     "evaluate",
+    "get_method",
     "load_encoder",
     "open_cache",
 ]

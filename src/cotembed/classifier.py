@@ -1,13 +1,14 @@
 """CoTClassifier: a system plus a frozen encoder, with a scikit-learn-style API.
 
-The classifier embeds the system's prompts once (cached per model and prompt),
-streams inputs through the cached encoding pipeline, and scores with the pure
-functions of :mod:`cotembed.scoring`. Every prediction can explain itself.
+It composes the pieces that also work on their own: a :class:`PromptBank` (prompt
+texts -> vectors, each encoded once per model), a :class:`Scorer` (pure numpy) and the
+cached streaming pipeline for inputs. Every prediction can explain itself.
 """
 
 from __future__ import annotations
 
 import io
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -15,64 +16,25 @@ from typing import Any, Sequence
 import numpy as np
 from PIL import Image
 
-from cotembed import scoring
 from cotembed.cache import EmbeddingStore, NoCache
 from cotembed.data import Sample, text_samples
+from cotembed.embeddings import EmbeddingSet, PromptBank
 from cotembed.encoders.base import Encoder
 from cotembed.errors import InputError
-from cotembed.pipeline import SampleError, embed_texts, stream_embeddings
-from cotembed.scoring import Method
-from cotembed.system import CompiledSystem, System
+from cotembed.evaluate import EvalReport, evaluate
+from cotembed.pipeline import SampleError, stream_embeddings
+from cotembed.scoring import DEFAULT_TEMPERATURE, NAMES, OPTIONS, Scorer, ScoringConfig, get_method, softmax
+from cotembed.system import System
 
 
-SCORING_CHUNK = 2048
-"""Rows scored at once: large enough for BLAS, small enough to keep B x Q temporaries in cache."""
-
-
-def resolve_temperature(explicit: float | None, system: System, encoder: Encoder) -> float:
+def resolve_temperature(explicit: float | None, system: System, encoder: Encoder | None) -> float:
     """Caller's value, else the system's, else the model's logit scale, else CLIP's 100."""
-    for value in (explicit, system.temperature, getattr(encoder, "logit_scale", None)):
+    for value in (explicit, system.temperature, getattr(encoder, "logit_scale", None) if encoder is not None else None):
         if value is not None:
-            if not value > 0:
-                raise InputError(f"temperature must be positive, got {value}")
+            if not (math.isfinite(value) and value > 0):
+                raise InputError(f"temperature must be a positive finite number, got {value}")
             return float(value)
-    return scoring.DEFAULT_TEMPERATURE
-
-
-@dataclass
-class Scorer:
-    """A compiled system with its prompt embeddings: scores any batch of input embeddings."""
-
-    compiled: CompiledSystem
-    prompt_embeddings: np.ndarray
-    name_embeddings: np.ndarray
-    temperature: float
-    hybrid_weight: float = 1.0
-
-    def similarities(self, embeddings: np.ndarray, method: Method = "hybrid") -> tuple[np.ndarray, np.ndarray | None]:
-        """Cosines to the Q option prompts and (unless the method is pure CoT) the N class names."""
-        x = scoring.l2_normalize(embeddings)
-        names = None if method == "cot" else x @ self.name_embeddings.T
-        return x @ self.prompt_embeddings.T, names
-
-    def option_probabilities(self, prompt_sims: np.ndarray) -> np.ndarray:
-        return scoring.group_softmax(prompt_sims, self.compiled.offsets, self.temperature)
-
-    def scores(self, method: Method, prompt_sims: np.ndarray, name_sims: np.ndarray | None, probs: np.ndarray | None = None) -> np.ndarray:
-        if method == "baseline":
-            assert name_sims is not None
-            return name_sims
-        probs = self.option_probabilities(prompt_sims) if probs is None else probs
-        cot = scoring.cot_scores(probs, self.compiled.rule_matrix)
-        if method == "cot":
-            return cot
-        assert name_sims is not None
-        return scoring.hybrid_scores(cot, name_sims, self.temperature, self.hybrid_weight)
-
-
-def prompts_used(method: Method, compiled: CompiledSystem) -> int:
-    """Text embeddings a method needs: N for baseline, Q for CoT, Q + N for hybrid."""
-    return {"baseline": compiled.n_classes, "cot": compiled.n_prompts, "hybrid": compiled.n_prompts + compiled.n_classes}[method]
+    return DEFAULT_TEMPERATURE
 
 
 @dataclass(frozen=True)
@@ -138,131 +100,153 @@ class CoTClassifier:
     """Classify images or texts with a frozen encoder and a classification system.
 
     >>> clf = CoTClassifier(System.load("system.yaml"), load_encoder("minilm"))  # doctest: +SKIP
-    >>> clf.predict(["a crimson winged thing over lava"])                        # doctest: +SKIP
+    >>> clf.predict(texts=["a crimson winged thing over lava"])                  # doctest: +SKIP
+
+    The modality is explicit: ``predict(images=[...])`` or ``predict(texts=[...])``.
+    A positional argument is accepted where it cannot be misread: PIL images and
+    ``Path`` objects are images, and strings are texts for a text-only model and
+    image paths for an image-only one.
     """
 
     def __init__(
         self,
         system: System,
         encoder: Encoder,
-        method: Method = "cot",
+        method: str = "cot",
         temperature: float | None = None,
         hybrid_weight: float = 1.0,
         cache: EmbeddingStore | None = None,
         batch_size: int | None = None,
         progress: bool = False,
+        method_options: dict[str, Any] | None = None,
     ):
-        if method not in scoring.METHODS:
-            raise InputError(f"unknown method {method!r}: choose one of {', '.join(scoring.METHODS)}")
-        if not hybrid_weight >= 0:
-            raise InputError(f"hybrid weight must be >= 0, got {hybrid_weight}")
+        get_method(method)
         self.system = system
         self.encoder = encoder
-        self.method: Method = method
-        self.temperature = resolve_temperature(temperature, system, encoder)
-        self.hybrid_weight = float(hybrid_weight)
-        self.cache = cache if cache is not None else NoCache()
+        self.method = method
+        self.config = ScoringConfig(resolve_temperature(temperature, system, encoder), float(hybrid_weight), dict(method_options or {}))
+        self.cache: EmbeddingStore = cache if cache is not None else NoCache()
         self.batch_size = batch_size
         self.progress = progress
+        self.prompt_bank = PromptBank(encoder, self.cache, progress)
         self.compiled = system.compile()
         self.classes_ = np.asarray(self.compiled.class_names, dtype=object)
-        self._scorer: Scorer | None = None
+        self._scorers: dict[tuple[str, ...], Scorer] = {}
 
-    # -------------------------------------------------------------- internals
+    @property
+    def temperature(self) -> float:
+        return self.config.temperature
+
+    @property
+    def hybrid_weight(self) -> float:
+        return self.config.hybrid_weight
+
+    # -------------------------------------------------------------- scoring
+    def scorer_for(self, methods: Sequence[str]) -> Scorer:
+        """A scorer for these methods; prompts are embedded through the prompt bank on first use."""
+        key = tuple(dict.fromkeys(methods))
+        if key not in self._scorers:
+            self._scorers[key] = Scorer.build(self.system, self.prompt_bank.embed, self.config, key)
+        return self._scorers[key]
+
     @property
     def scorer(self) -> Scorer:
-        """Embeds the Q option prompts and N class-name prompts on first use."""
-        if self._scorer is None:
-            prompts = embed_texts(self.compiled.prompts, self.encoder, self.cache)
-            names = embed_texts(self.compiled.baseline_prompts, self.encoder, self.cache)
-            self._scorer = Scorer(
-                self.compiled,
-                scoring.l2_normalize(prompts),
-                scoring.l2_normalize(names),
-                self.temperature,
-                self.hybrid_weight,
-            )
-        return self._scorer
+        return self.scorer_for((self.method,))
 
-    def _samples(self, inputs: Sequence[Any]) -> list[Sample]:
-        if isinstance(inputs, (str, Path, Image.Image)):
-            inputs = [inputs]
-        if all(isinstance(x, str) for x in inputs) and "image" not in self.encoder.modalities:
-            return text_samples(list(inputs))
-        samples = []
-        for i, x in enumerate(inputs):
-            if isinstance(x, (str, Path)):
-                samples.append(Sample(source=str(x), kind="image", path=Path(x)))
-            elif isinstance(x, Image.Image):
-                samples.append(Sample(source=f"image[{i}]", kind="image", path=_InMemoryImage(x)))  # type: ignore[arg-type]
-            else:
-                raise InputError(f"input {i}: expected an image path, a PIL image or a text, got {type(x).__name__}")
-        return samples
+    # --------------------------------------------------------------- inputs
+    def _samples(self, inputs: Any = None, images: Any = None, texts: Any = None) -> list[Sample]:
+        given = [x is not None for x in (inputs, images, texts)]
+        if sum(given) != 1:
+            raise InputError("give exactly one of: inputs, images=..., texts=...")
+        if texts is not None:
+            return text_samples([texts] if isinstance(texts, str) else [str(t) for t in texts])
+        if images is not None:
+            return _image_samples([images] if isinstance(images, (str, Path, Image.Image)) else list(images))
+        items = [inputs] if isinstance(inputs, (str, Path, Image.Image)) else list(inputs)
+        if all(isinstance(x, str) for x in items):
+            modalities = set(self.encoder.modalities)
+            if modalities == {"text"}:
+                return text_samples([str(x) for x in items])
+            if "text" in modalities:
+                raise InputError(
+                    f"model {self.encoder.model_key} takes images and texts, so plain strings are ambiguous: "
+                    "call with texts=[...] for texts or images=[...] for image paths"
+                )
+        return _image_samples(items)
 
-    def embed(self, inputs: Sequence[Any]) -> np.ndarray:
+    def embed(self, inputs: Any = None, *, images: Any = None, texts: Any = None) -> np.ndarray:
         """Embeddings of the inputs (cached); raises if any input cannot be used."""
-        return self._embed_samples(self._samples(inputs))
+        return self._embed_samples(self._samples(inputs, images, texts))
 
     def _embed_samples(self, samples: list[Sample]) -> np.ndarray:
-        chunks: list[np.ndarray] = []
-        errors: list[SampleError] = []
-        for batch in stream_embeddings(samples, self.encoder, self.cache, self.batch_size, self.progress):
-            errors.extend(batch.errors)
-            if len(batch.samples):
-                chunks.append(batch.embeddings)
-        if errors:
-            raise InputError("; ".join(f"{e.source}: {e.error}" for e in errors))
-        return np.concatenate(chunks) if chunks else np.zeros((0, 0), dtype=np.float32)
+        data = self.embedding_set(samples)
+        if data.errors:
+            raise InputError("; ".join(f"{e.source}: {e.error}" for e in data.errors))
+        return data.embeddings
+
+    def embedding_set(self, samples: Sequence[Sample], skipped: Sequence[Sample] = ()) -> EmbeddingSet:
+        """Embeddings of collected samples through the cache; failed inputs are kept as errors."""
+        return EmbeddingSet.from_samples(samples, self.encoder, self.cache, self.batch_size, self.progress, skipped)
 
     # ------------------------------------------------------------ public API
-    def decision_function(self, inputs: Sequence[Any]) -> np.ndarray:
-        """Raw class scores (B, N): cosines for baseline, summed probabilities otherwise."""
-        return self.scores_from_embeddings(self.embed(inputs))
+    def decision_function(self, inputs: Any = None, *, images: Any = None, texts: Any = None) -> np.ndarray:
+        """Raw class scores (B, N): cosines for baseline, summed probabilities for CoT."""
+        return self.scores_from_embeddings(self.embed(inputs, images=images, texts=texts))
 
-    def scores_from_embeddings(self, embeddings: np.ndarray, method: Method | None = None) -> np.ndarray:
-        """Score precomputed input embeddings (B, D) -> (B, N); no model call.
+    def scores_from_embeddings(self, embeddings: np.ndarray, method: str | None = None) -> np.ndarray:
+        """Score precomputed input embeddings (B, D) -> (B, N); no model call for the inputs."""
+        name = method or self.method
+        get_method(name)
+        return self.scorer_for((name,)).scores(embeddings, name)
 
-        Works in chunks so that re-scoring many cached embeddings keeps temporaries small.
-        """
-        method = method or self.method
-        embeddings = np.atleast_2d(embeddings)
-        out = np.empty((len(embeddings), self.compiled.n_classes), dtype=np.float32)
-        for start in range(0, len(embeddings), SCORING_CHUNK):
-            prompt_sims, name_sims = self.scorer.similarities(embeddings[start : start + SCORING_CHUNK], method)
-            out[start : start + SCORING_CHUNK] = self.scorer.scores(method, prompt_sims, name_sims)
-        return out
-
-    def predict(self, inputs: Sequence[Any]) -> list[str]:
-        scores = self.decision_function(inputs)
+    def predict(self, inputs: Any = None, *, images: Any = None, texts: Any = None) -> list[str]:
+        scores = self.decision_function(inputs, images=images, texts=texts)
         return [str(self.classes_[i]) for i in scores.argmax(axis=1)]
 
-    def predict_proba(self, inputs: Sequence[Any]) -> np.ndarray:
+    def predict_proba(self, inputs: Any = None, *, images: Any = None, texts: Any = None) -> np.ndarray:
         """(B, N) probabilities in ``classes_`` order; rows sum to 1."""
-        return scoring.normalize_scores(self.decision_function(inputs), self.method, self.temperature)
+        scores = self.decision_function(inputs, images=images, texts=texts)
+        return get_method(self.method).probabilities(scores, self.config)
+
+    def evaluate(self, samples: Sequence[Sample], methods: Sequence[str] | None = None, skipped: Sequence[Sample] = ()) -> EvalReport:
+        """Metrics of several methods from one encoding pass (see :func:`cotembed.evaluate.evaluate`)."""
+        names = tuple(methods) if methods is not None else (self.method,)
+        for name in names:
+            get_method(name)
+        unlabelled = [s.source for s in samples if s.label is None]
+        if unlabelled:
+            raise InputError(f"eval needs labels; {len(unlabelled)} input(s) have none, e.g. {unlabelled[0]}")
+        if not samples:
+            raise InputError("eval: no labelled inputs to evaluate")
+        scorer = self.scorer_for(names)
+        return evaluate(scorer, self.embedding_set(samples, skipped), names)
 
     def classify_samples(self, samples: Sequence[Sample], top_k: int = 3) -> tuple[list[Prediction], list[SampleError]]:
         """Streamed classification of collected samples; failed inputs are returned, not raised."""
         predictions: list[Prediction] = []
         errors: list[SampleError] = []
+        scorer = self.scorer
         for batch in stream_embeddings(samples, self.encoder, self.cache, self.batch_size, self.progress, "classify"):
             errors.extend(batch.errors)
             if not batch.samples:
                 continue
-            scores = self.scores_from_embeddings(batch.embeddings)
+            scores = scorer.scores(batch.embeddings, self.method)
             order = np.argsort(-scores, axis=1, kind="stable")[:, : max(1, top_k)]
             for sample, row, idx in zip(batch.samples, scores, order):
                 top = [(str(self.classes_[i]), float(row[i])) for i in idx]
                 predictions.append(Prediction(sample.source, top[0][0], top[0][1], top, sample.label))
         return predictions, errors
 
-    def explain(self, item: Any, top_k: int = 5) -> Explanation:
+    def explain(self, item: Any = None, *, image: Any = None, text: Any = None, top_k: int = 5) -> Explanation:
         """Each question's answer distribution and the top classes with per-group contributions."""
-        samples = self._samples([item])
+        samples = self._samples(item, image, text)
+        if len(samples) != 1:
+            raise InputError(f"explain takes one input, got {len(samples)}")
         embedding = self._embed_samples(samples)
-        prompt_sims, name_sims = self.scorer.similarities(embedding, "hybrid")
-        assert name_sims is not None  # "hybrid" always computes them
-        probs = self.scorer.option_probabilities(prompt_sims)[0]
-        scores = self.scorer.scores(self.method, prompt_sims, name_sims, probs[None, :])[0]
+        scorer = self.scorer_for((self.method, "hybrid"))
+        batch = scorer.batch(embedding)
+        probs = batch.option_probs[0]
+        scores = get_method(self.method).score(batch)[0]
         offsets = self.compiled.offsets
         questions = []
         for g, group in enumerate(self.system.groups):
@@ -270,7 +254,7 @@ class CoTClassifier:
             questions.append(
                 QuestionAnswer(group.name, group.prompt, group.options[int(p.argmax())], {o: float(v) for o, v in zip(group.options, p)})
             )
-        name_probs = scoring.softmax(name_sims[0] * np.float32(self.temperature))
+        name_probs = softmax(batch[NAMES][0] * np.float32(self.temperature))
         order = np.argsort(-scores, kind="stable")[: max(1, top_k)]
         top = [self._evidence(int(n), float(scores[n]), probs, float(name_probs[n])) for n in order]
         return Explanation(
@@ -280,20 +264,32 @@ class CoTClassifier:
             questions=questions,
             top=top,
             model=self.encoder.model_key,
-            system_hash=self.system.hash,
+            system_hash=self.system.fingerprint,
             temperature=self.temperature,
         )
 
     def _evidence(self, n: int, score: float, probs: np.ndarray, name_prob: float) -> ClassEvidence:
         cls_name = str(self.classes_[n])
         contributions: dict[str, float] = {}
-        if self.method != "baseline":
+        if OPTIONS in get_method(self.method).needs:
             # The class's column of the rule matrix, summed per group: exactly its CoT score terms.
             per_group = np.add.reduceat(probs * self.compiled.rule_matrix[:, n], self.compiled.offsets[:-1])
             contributions = {name: float(v) for name, v in zip(self.compiled.group_names, per_group)}
-        if self.method == "hybrid":
+        if NAMES in get_method(self.method).needs and OPTIONS in get_method(self.method).needs:
             contributions["class name"] = self.hybrid_weight * name_prob
         return ClassEvidence(cls_name, score, contributions)
+
+
+def _image_samples(items: Sequence[Any]) -> list[Sample]:
+    samples = []
+    for i, x in enumerate(items):
+        if isinstance(x, (str, Path)):
+            samples.append(Sample(source=str(x), kind="image", path=Path(x)))
+        elif isinstance(x, Image.Image):
+            samples.append(Sample(source=f"image[{i}]", kind="image", path=_InMemoryImage(x)))  # type: ignore[arg-type]
+        else:
+            raise InputError(f"input {i}: expected an image path or a PIL image, got {type(x).__name__}")
+    return samples
 
 
 class _InMemoryImage:
@@ -311,4 +307,4 @@ class _InMemoryImage:
         return "<PIL image>"
 
 
-__all__ = ["CoTClassifier", "Explanation", "Scorer", "prompts_used", "resolve_temperature"]
+__all__ = ["ClassEvidence", "CoTClassifier", "Explanation", "Prediction", "QuestionAnswer", "resolve_temperature"]

@@ -1,9 +1,11 @@
-"""Accuracy of several methods on one labelled set, from a single encoding pass.
+"""Metrics of several methods on one labelled embedding set, without the model.
 
-The inputs are encoded once (streamed, cached); each batch is scored by every
-method and only counts are kept, so memory does not grow with the data set.
-Besides accuracy per method and per class, it reports *question accuracy*: how
-often each group's most probable option is one the true class's rule accepts.
+Takes a :class:`~cotembed.scoring.Scorer` and an :class:`~cotembed.embeddings.EmbeddingSet`
+and scores chunk by chunk, keeping only counts, so memory does not grow with the data.
+Metrics use the CLIP_benchmark vocabulary: ``acc1``, ``acc5``, ``mean_per_class_recall``,
+plus the expected calibration error of the method's probabilities and a confusion
+matrix. It also reports *question accuracy*: how often each group's most probable
+option is one that the true class's rule accepts.
 """
 
 from __future__ import annotations
@@ -13,37 +15,111 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from cotembed.classifier import CoTClassifier, prompts_used
-from cotembed.data import Sample
+from cotembed.embeddings import EmbeddingSet
 from cotembed.errors import InputError
-from cotembed.pipeline import SampleError, stream_embeddings
-from cotembed.scoring import METHODS, Method
+from cotembed.pipeline import SampleError
+from cotembed.scoring import DEFAULT_EVAL_METHODS, Scorer, get_method
+
+ECE_BINS = 15
+DENSE_CONFUSION_MAX_CLASSES = 256
+"""Above this many classes the JSON lists only the largest confusions, not the whole matrix."""
+TOP_CONFUSIONS = 20
 
 
 @dataclass
 class MethodResult:
-    method: Method
+    """Counts for one method; every metric is derived from them."""
+
+    method: str
     prompts: int
-    correct: int = 0
-    total: int = 0
-    per_class_correct: dict[str, int] = field(default_factory=dict)
-    per_class_total: dict[str, int] = field(default_factory=dict)
+    class_names: tuple[str, ...]
+    confusion: np.ndarray
+    top5_hits: int = 0
+    ece_count: np.ndarray = field(default_factory=lambda: np.zeros(ECE_BINS, dtype=np.int64))
+    ece_confidence: np.ndarray = field(default_factory=lambda: np.zeros(ECE_BINS))
+    ece_correct: np.ndarray = field(default_factory=lambda: np.zeros(ECE_BINS))
 
     @property
-    def accuracy(self) -> float:
-        return self.correct / self.total if self.total else 0.0
+    def total(self) -> int:
+        return int(self.confusion.sum())
+
+    @property
+    def correct(self) -> int:
+        return int(np.trace(self.confusion))
+
+    @property
+    def accuracy(self) -> float | None:
+        """Top-1 accuracy; None when nothing was evaluated (never a misleading 0 %)."""
+        return self.correct / self.total if self.total else None
+
+    acc1 = accuracy
+
+    @property
+    def acc5(self) -> float | None:
+        return self.top5_hits / self.total if self.total else None
+
+    @property
+    def per_class_recall(self) -> dict[str, float]:
+        support = self.confusion.sum(axis=1)
+        return {c: float(self.confusion[i, i] / support[i]) for i, c in enumerate(self.class_names) if support[i]}
+
+    @property
+    def mean_per_class_recall(self) -> float | None:
+        recalls = list(self.per_class_recall.values())
+        return float(np.mean(recalls)) if recalls else None
+
+    @property
+    def ece(self) -> float | None:
+        """Expected calibration error of the top-1 probability (15 equal-width bins)."""
+        if not self.total:
+            return None
+        gaps = np.abs(self.ece_confidence - self.ece_correct)
+        return float(gaps.sum() / self.total)
+
+    def add(self, truth: np.ndarray, scores: np.ndarray, probs: np.ndarray) -> None:
+        predicted = scores.argmax(axis=1)
+        np.add.at(self.confusion, (truth, predicted), 1)
+        k = min(5, scores.shape[1])
+        top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+        self.top5_hits += int((top == truth[:, None]).any(axis=1).sum())
+        confidence = probs[np.arange(len(truth)), predicted].astype(np.float64)
+        bins = np.minimum((confidence * ECE_BINS).astype(np.int64), ECE_BINS - 1)
+        np.add.at(self.ece_count, bins, 1)
+        np.add.at(self.ece_confidence, bins, confidence)
+        np.add.at(self.ece_correct, bins, (predicted == truth).astype(np.float64))
+
+    def top_confusions(self, limit: int = TOP_CONFUSIONS) -> list[dict[str, Any]]:
+        off = self.confusion.copy()
+        np.fill_diagonal(off, 0)
+        flat = np.argsort(-off, axis=None, kind="stable")[:limit]
+        rows, cols = np.unravel_index(flat, off.shape)
+        return [
+            {"true": self.class_names[r], "predicted": self.class_names[c], "count": int(off[r, c])}
+            for r, c in zip(rows, cols)
+            if off[r, c] > 0
+        ]
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        support = self.confusion.sum(axis=1)
+        out: dict[str, Any] = {
             "accuracy": self.accuracy,
+            "acc1": self.accuracy,
+            "acc5": self.acc5,
+            "mean_per_class_recall": self.mean_per_class_recall,
+            "ece": self.ece,
             "correct": self.correct,
             "total": self.total,
             "text_prompts": self.prompts,
             "per_class": {
-                c: {"accuracy": self.per_class_correct.get(c, 0) / n, "correct": self.per_class_correct.get(c, 0), "total": n}
-                for c, n in sorted(self.per_class_total.items())
+                c: {"accuracy": float(self.confusion[i, i] / support[i]), "correct": int(self.confusion[i, i]), "total": int(support[i])}
+                for i, c in sorted(enumerate(self.class_names), key=lambda item: item[1])
+                if support[i]
             },
+            "top_confusions": self.top_confusions(),
         }
+        if len(self.class_names) <= DENSE_CONFUSION_MAX_CLASSES:
+            out["confusion"] = {"classes": list(self.class_names), "matrix": self.confusion.tolist()}
+        return out
 
 
 @dataclass
@@ -52,13 +128,19 @@ class EvalReport:
     model: str
     temperature: float
     hybrid_weight: float
-    n_images: int
+    n_inputs: int
     n_classes: int
-    methods: dict[Method, MethodResult]
-    question_accuracy: dict[str, float]
+    methods: dict[str, MethodResult]
+    question_accuracy: dict[str, float | None]
     errors: list[SampleError]
     skipped: list[str]
     n_encoded: int = 0
+    chance: float = 0.0
+
+    @property
+    def n_images(self) -> int:
+        """Older name of ``n_inputs``, kept for callers of the first release."""
+        return self.n_inputs
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -66,8 +148,10 @@ class EvalReport:
             "model": self.model,
             "temperature": self.temperature,
             "hybrid_weight": self.hybrid_weight,
-            "n_images": self.n_images,
+            "n_inputs": self.n_inputs,
+            "n_images": self.n_inputs,
             "n_classes": self.n_classes,
+            "chance": self.chance,
             "methods": {m: r.to_dict() for m, r in self.methods.items()},
             "question_accuracy": self.question_accuracy,
             "errors": [e.to_dict() for e in self.errors],
@@ -76,73 +160,66 @@ class EvalReport:
         }
 
 
-def evaluate(
-    classifier: CoTClassifier,
-    samples: Sequence[Sample],
-    methods: Sequence[Method] = METHODS,
-    skipped: Sequence[Sample] = (),
-) -> EvalReport:
-    """Score every method on the labelled samples (labels already resolved to class names)."""
-    unlabelled = [s.source for s in samples if s.label is None]
-    if unlabelled:
-        raise InputError(f"eval needs labels; {len(unlabelled)} input(s) have none, e.g. {unlabelled[0]}")
-    if not samples:
-        raise InputError("eval: no labelled inputs to evaluate")
-    if not methods:
-        raise InputError(f"eval: no methods given; choose from {', '.join(METHODS)}")
-    for m in methods:
-        if m not in METHODS:
-            raise InputError(f"unknown method {m!r}: choose from {', '.join(METHODS)}")
-    scorer = classifier.scorer
-    compiled = classifier.compiled
-    system = classifier.system
-    class_index = {c: i for i, c in enumerate(compiled.class_names)}
-    results = {m: MethodResult(m, prompts_used(m, compiled)) for m in methods}
-    question_hits = np.zeros(len(system.groups), dtype=np.int64)
-    errors: list[SampleError] = []
-    n_seen = n_encoded = 0
-    need_names: Method = "cot" if set(methods) == {"cot"} else "hybrid"
-
-    for batch in stream_embeddings(samples, classifier.encoder, classifier.cache, classifier.batch_size, classifier.progress, "eval"):
-        errors.extend(batch.errors)
-        n_encoded += batch.n_encoded
-        if not batch.samples:
-            continue
-        truth = np.asarray([class_index[s.label] for s in batch.samples])  # type: ignore[index]
-        prompt_sims, name_sims = scorer.similarities(batch.embeddings, need_names)
-        probs = scorer.option_probabilities(prompt_sims)
-        for result in results.values():
-            predicted = scorer.scores(result.method, prompt_sims, name_sims, probs).argmax(axis=1)
-            _count(result, truth, predicted, compiled.class_names)
-        # Each group's most probable option, as a prompt index; the rule matrix says whether the true class accepts it.
-        answers = np.stack(
-            [compiled.offsets[g] + probs[:, compiled.offsets[g] : compiled.offsets[g + 1]].argmax(axis=1) for g in range(len(system.groups))],
-            axis=1,
-        )
-        question_hits += (compiled.rule_matrix[answers, truth[:, None]] > 0).sum(axis=0)
-        n_seen += len(batch.samples)
-
-    question_accuracy = {g.name: (float(question_hits[i]) / n_seen if n_seen else 0.0) for i, g in enumerate(system.groups)}
+def evaluate(scorer: Scorer, data: EmbeddingSet, methods: Sequence[str] | None = None) -> EvalReport:
+    """Every method's metrics on the labelled embedding set; no model call."""
+    names = tuple(dict.fromkeys(methods if methods is not None else scorer.methods))
+    if not names:
+        raise InputError(f"no methods given; choose from {', '.join(DEFAULT_EVAL_METHODS)}")
+    for name in names:
+        get_method(name)
+    missing = [m for m in names if m not in scorer.methods]
+    if missing:
+        raise InputError(f"the scorer was not built for {', '.join(missing)}; build it with methods={list(names)}")
+    compiled = scorer.compiled
+    truth_all = data.label_indices(compiled.class_names)
+    n_classes = compiled.n_classes
+    results = {
+        m: MethodResult(m, scorer.prompts_used(m), compiled.class_names, np.zeros((n_classes, n_classes), dtype=np.int64))
+        for m in names
+    }
+    n_groups = len(compiled.group_names)
+    question_hits = np.zeros(n_groups, dtype=np.int64)
+    needs_options = any("options" in get_method(m).prompt_sets(compiled, scorer.config) for m in names)
+    for rows, batch in scorer.batches(data.embeddings, names):
+        truth = truth_all[rows]
+        for name, result in results.items():
+            method = get_method(name)
+            scores = method.score(batch)
+            result.add(truth, scores, method.probabilities(scores, scorer.config))
+        if needs_options:
+            question_hits += _question_hits(batch.option_probs, compiled.offsets, compiled.rule_matrix, truth)
+    n = len(data)
+    question_accuracy: dict[str, float | None] = {
+        g: (float(question_hits[i]) / n if n and needs_options else None) for i, g in enumerate(compiled.group_names)
+    }
     return EvalReport(
-        system={"name": system.name, "hash": system.hash, "n_prompts": compiled.n_prompts},
-        model=classifier.encoder.model_key,
-        temperature=classifier.temperature,
-        hybrid_weight=classifier.hybrid_weight,
-        n_images=n_seen,
-        n_classes=compiled.n_classes,
+        system={"name": scorer.system.name, "hash": scorer.system.fingerprint, "n_prompts": compiled.n_prompts},
+        model=data.model_key,
+        temperature=scorer.config.temperature,
+        hybrid_weight=scorer.config.hybrid_weight,
+        n_inputs=n,
+        n_classes=n_classes,
         methods=results,
         question_accuracy=question_accuracy,
-        errors=errors,
-        skipped=[s.source for s in skipped],
-        n_encoded=n_encoded,
+        errors=list(data.errors),
+        skipped=list(data.skipped),
+        n_encoded=data.n_encoded,
+        chance=1.0 / n_classes,
     )
 
 
-def _count(result: MethodResult, truth: np.ndarray, predicted: np.ndarray, class_names: Sequence[str]) -> None:
-    hits = truth == predicted
-    result.correct += int(hits.sum())
-    result.total += len(truth)
-    for t, h in zip(truth, hits):
-        name = class_names[int(t)]
-        result.per_class_total[name] = result.per_class_total.get(name, 0) + 1
-        result.per_class_correct[name] = result.per_class_correct.get(name, 0) + int(h)
+def question_answers(option_probs: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """(B, G) prompt index of each group's most probable option."""
+    return np.stack(
+        [offsets[g] + option_probs[:, offsets[g] : offsets[g + 1]].argmax(axis=1) for g in range(len(offsets) - 1)],
+        axis=1,
+    )
+
+
+def _question_hits(option_probs: np.ndarray, offsets: np.ndarray, rule_matrix: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """Per group: how many inputs got an answer the true class's rule accepts."""
+    answers = question_answers(option_probs, offsets)
+    return (rule_matrix[answers, truth[:, None]] > 0).sum(axis=0)
+
+
+__all__ = ["EvalReport", "MethodResult", "evaluate", "question_answers"]

@@ -35,25 +35,62 @@ def errors_block(errors: Sequence[SampleError], limit: int = 20) -> list[str]:
     return lines
 
 
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.2f}%"
+
+
 def _prompt_label(method: str, count: int) -> str:
-    return {"baseline": f"N={count}", "cot": f"Q={count}", "hybrid": f"Q+N={count}"}.get(method, str(count))
+    """``Q=51`` for option prompts, ``N=16`` for class names, ``Q+N=67`` for both, as in the article."""
+    from cotembed.scoring import NAMES, OPTIONS, get_method
+
+    needs = set(get_method(method).needs) if method in _registered() else set()
+    symbol = {frozenset({OPTIONS}): "Q", frozenset({NAMES}): "N", frozenset({OPTIONS, NAMES}): "Q+N"}.get(frozenset(needs))
+    return f"{symbol}={count}" if symbol else str(count)
+
+
+def _registered() -> tuple[str, ...]:
+    from cotembed.scoring import method_names
+
+    return method_names()
+
+
+PER_CLASS_TABLE_MAX = 60
+"""Above this many classes the per-class block is left to --format json / --output."""
 
 
 def eval_table(report: EvalReport) -> str:
-    """The article's comparison table: method, accuracy, text prompts used, inputs."""
+    """One model's block of the article's comparison table, then per-class and per-question accuracy."""
     header = (
         f"system {report.system['name'] or '(unnamed)'} [{report.system['hash']}]  model {report.model}  "
-        f"temperature {report.temperature:g}  classes {report.n_classes}"
+        f"temperature {report.temperature:g}  classes {report.n_classes}  inputs {report.n_inputs}"
     )
-    rows = [("method", "accuracy", "text prompts", "inputs")]
-    rows += [(m, f"{100 * r.accuracy:.2f}%", _prompt_label(m, r.prompts), str(r.total)) for m, r in report.methods.items()]
-    lines = [header, table(rows)]
-    if report.question_accuracy:
-        lines.append("question accuracy: " + ", ".join(f"{g} {100 * a:.1f}%" for g, a in report.question_accuracy.items()))
+    if report.n_inputs == 0:
+        lines = [header, "nothing was evaluated: no input could be used"]
+        return "\n".join(lines + errors_block(report.errors))
+    rows = [("method", "acc1", "acc5", "mean recall", "ECE", "text prompts", "inputs")]
+    rows += [
+        (m, _percent(r.acc1), _percent(r.acc5), _percent(r.mean_per_class_recall), f"{r.ece:.3f}" if r.ece is not None else "-",
+         _prompt_label(m, r.prompts), str(r.total))
+        for m, r in report.methods.items()
+    ]
+    lines = [header, table(rows), f"chance: {_percent(report.chance)}"]
+    if report.n_classes <= PER_CLASS_TABLE_MAX:
+        per_class = {m: r.per_class_recall for m, r in report.methods.items()}
+        classes = sorted({c for recalls in per_class.values() for c in recalls})
+        class_rows = [("class", *report.methods)] + [(c, *(_percent(per_class[m].get(c)) for m in report.methods)) for c in classes]
+        lines += ["", "per-class accuracy:", table(class_rows)]
+    answered = {g: a for g, a in report.question_accuracy.items() if a is not None}
+    if answered:
+        lines.append("question accuracy: " + ", ".join(f"{g} {100 * a:.1f}%" for g, a in answered.items()))
     lines += errors_block(report.errors)
     if report.skipped:
         lines.append(f"{len(report.skipped)} input(s) skipped: labels not in the system")
     return "\n".join(lines)
+
+
+def eval_tables(reports: Sequence[EvalReport]) -> str:
+    """Several models on the same system and data: one block per model, like the article's table."""
+    return "\n\n".join(eval_table(r) for r in reports)
 
 
 def predictions_table(predictions: Sequence[Prediction], errors: Sequence[SampleError]) -> str:

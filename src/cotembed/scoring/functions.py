@@ -1,18 +1,13 @@
-"""Pure-numpy scoring: similarities -> per-group softmax -> rule aggregation.
+"""Pure-numpy building blocks: similarities -> per-group softmax -> rule aggregation.
 
-Everything here works on whole batches of embeddings so that B images cost one
+Everything here works on whole batches of embeddings so that B inputs cost one
 B x D . D x Q product for the similarities and one B x Q . Q x N product for the
-class scores. Nothing in this module imports torch or knows about encoders.
+class scores. Nothing in this package imports torch or knows about encoders.
 """
 
 from __future__ import annotations
 
-from typing import Literal
-
 import numpy as np
-
-Method = Literal["baseline", "cot", "hybrid"]
-METHODS: tuple[Method, ...] = ("baseline", "cot", "hybrid")
 
 DEFAULT_TEMPERATURE = 100.0
 """Used when neither the caller, the system nor the model sets one (CLIP's logit scale)."""
@@ -42,7 +37,7 @@ def group_softmax(similarities: np.ndarray, offsets: np.ndarray, temperature: fl
     ``offsets`` has G + 1 entries; group g is columns ``offsets[g]:offsets[g+1]``.
     Vectorised with ``reduceat`` so many small groups cost no Python loop.
     """
-    logits = np.asarray(similarities, dtype=np.float32) * np.float32(temperature)
+    logits = np.array(similarities, dtype=np.float32, copy=True) * np.float32(temperature)
     starts = np.asarray(offsets[:-1])
     sizes = np.diff(offsets)
     group_max = np.maximum.reduceat(logits, starts, axis=1)
@@ -50,6 +45,17 @@ def group_softmax(similarities: np.ndarray, offsets: np.ndarray, temperature: fl
     np.exp(logits, out=logits)
     group_sum = np.add.reduceat(logits, starts, axis=1)
     logits /= np.repeat(group_sum, sizes, axis=1)
+    return logits
+
+
+def group_log_softmax(similarities: np.ndarray, offsets: np.ndarray, temperature: float) -> np.ndarray:
+    """Log of :func:`group_softmax`, computed stably (no log of an underflowed zero)."""
+    logits = np.array(similarities, dtype=np.float32, copy=True) * np.float32(temperature)
+    starts = np.asarray(offsets[:-1])
+    sizes = np.diff(offsets)
+    logits -= np.repeat(np.maximum.reduceat(logits, starts, axis=1), sizes, axis=1)
+    log_sum = np.log(np.add.reduceat(np.exp(logits), starts, axis=1))
+    logits -= np.repeat(log_sum, sizes, axis=1)
     return logits
 
 
@@ -67,13 +73,7 @@ def hybrid_scores(cot: np.ndarray, name_similarities: np.ndarray, temperature: f
     return cot + np.float32(weight) * softmax(name_similarities * np.float32(temperature), axis=1)
 
 
-def normalize_scores(scores: np.ndarray, method: Method, temperature: float) -> np.ndarray:
-    """Turn raw scores into per-row probabilities (rows sum to 1).
-
-    Baseline scores are cosines, so they go through a tempered softmax; CoT and
-    hybrid scores are already non-negative sums of probabilities and are rescaled.
-    """
-    if method == "baseline":
-        return softmax(scores * np.float32(temperature), axis=1)
+def sum_normalize(scores: np.ndarray) -> np.ndarray:
+    """Non-negative scores rescaled so each row sums to 1."""
     total = scores.sum(axis=1, keepdims=True)
     return scores / np.maximum(total, 1e-12)

@@ -1,0 +1,3 @@
+from cotembed.cli.main import main
+
+raise SystemExit(main())

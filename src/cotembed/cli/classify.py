@@ -1,0 +1,176 @@
+"""Verbs that use a system as it is: validate, classify, eval, explain, models."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from cotembed.cli.common import (
+    EXIT_FAILURE,
+    EXIT_OK,
+    Resources,
+    add_format,
+    add_model_options,
+    bounded_int,
+    emit,
+    load_system,
+    write_rows,
+)
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from cotembed.reporting.text import validate_table
+
+    summary = {"path": args.system, **load_system(args.system).summary()}
+    emit(args, {"valid": True, **summary}, lambda: validate_table(summary))
+    return EXIT_OK
+
+
+def _collect(args: argparse.Namespace, inputs: list[str]) -> Any:
+    from cotembed.data import collect_samples
+
+    return collect_samples(inputs, allow_outside=args.allow_outside_paths)
+
+
+def _classifier(args: argparse.Namespace, res: Resources, system: Any, spec: str, method: str) -> Any:
+    from cotembed.classifier import CoTClassifier
+
+    return CoTClassifier(
+        system,
+        res.encoder(spec),
+        method=method,
+        temperature=args.temperature,
+        hybrid_weight=args.hybrid_weight,
+        cache=res.cache,
+        batch_size=args.batch_size,
+        progress=not args.quiet,
+    )
+
+
+def run_info(clf: Any, method: str, system_path: str) -> dict[str, Any]:
+    """What makes a result reproducible: model, system fingerprint, method, temperature."""
+    return {
+        "system": {"name": clf.system.name, "path": system_path, "hash": clf.system.fingerprint},
+        "model": clf.encoder.model_key,
+        "method": method,
+        "temperature": clf.temperature,
+        "hybrid_weight": clf.hybrid_weight,
+    }
+
+
+def cmd_classify(args: argparse.Namespace) -> int:
+    from cotembed.data import text_samples
+    from cotembed.reporting.text import predictions_table
+
+    system = load_system(args.system)
+    samples = text_samples(args.inputs) if args.text else _collect(args, args.inputs)
+    with Resources(args) as res:
+        clf = _classifier(args, res, system, args.model, args.method)
+        predictions, errors = clf.classify_samples(samples, top_k=args.top_k)
+        payload = {**run_info(clf, args.method, args.system), "predictions": [p.to_dict() for p in predictions], "errors": [e.to_dict() for e in errors]}
+    if args.output:
+        write_rows(args.output, [_prediction_row(p) for p in payload["predictions"]], payload)
+    emit(args, payload, lambda: predictions_table(predictions, errors))
+    return EXIT_FAILURE if errors or not predictions else EXIT_OK
+
+
+def _prediction_row(p: dict[str, Any]) -> dict[str, Any]:
+    row = {k: p[k] for k in ("input", "prediction", "score")}
+    row["label"] = p.get("label")
+    row["top"] = "; ".join(f"{t['class']}={t['score']:.4f}" for t in p["top"])
+    return row
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from cotembed.data import resolve_labels
+    from cotembed.encoders import DEFAULT_MODEL, parse_spec
+    from cotembed.reporting.text import eval_tables
+    from cotembed.scoring import parse_methods
+
+    methods = parse_methods(args.methods)
+    specs = list(dict.fromkeys(args.model or [DEFAULT_MODEL]))
+    for spec in specs:
+        parse_spec(spec)
+    system = load_system(args.system)
+    samples, skipped = resolve_labels(_collect(args, args.data), system.resolve_label, args.ignore_unknown)
+    reports = []
+    with Resources(args) as res:
+        for spec in specs:
+            clf = _classifier(args, res, system, spec, methods[0])
+            report = clf.evaluate(samples, methods, skipped)
+            report.system["path"] = args.system
+            reports.append(report)
+    payload = reports[0].to_dict() if len(reports) == 1 else {"models": [r.to_dict() for r in reports]}
+    if args.output:
+        write_rows(args.output, [_metrics_row(r, m) for r in reports for m in r.methods], payload)
+    emit(args, payload, lambda: eval_tables(reports))
+    failed = any(r.errors for r in reports) or any(r.n_inputs == 0 for r in reports)
+    return EXIT_FAILURE if failed else EXIT_OK
+
+
+def _metrics_row(report: Any, method: str) -> dict[str, Any]:
+    result = report.methods[method].to_dict()
+    keys = ("acc1", "acc5", "mean_per_class_recall", "ece", "correct", "total", "text_prompts")
+    return {"model": report.model, "system": report.system["hash"], "method": method, "temperature": report.temperature,
+            **{k: result[k] for k in keys}}
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    from cotembed.reporting.text import explanation_table
+
+    system = load_system(args.system)
+    with Resources(args) as res:
+        clf = _classifier(args, res, system, args.model, args.method)
+        as_text = args.text or set(clf.encoder.modalities) == {"text"}
+        explanation = clf.explain(**({"text": args.input} if as_text else {"image": args.input}), top_k=args.top_k)
+    emit(args, explanation.to_dict(), lambda: explanation_table(explanation))
+    return EXIT_OK
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from cotembed.encoders import available_models
+    from cotembed.reporting.text import models_table
+
+    models = available_models()
+    emit(args, {"models": models}, lambda: models_table(models))
+    return EXIT_OK
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("validate", help="check a system file and summarise it")
+    p.add_argument("system", help="system file (.yaml or .json)")
+    add_format(p)
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("classify", help="predict classes for images or texts")
+    p.add_argument("system")
+    p.add_argument("inputs", nargs="+", help="image files, folders, or CSV/JSONL manifests (path,label or text,label)")
+    p.add_argument("--text", action="store_true", help="the inputs are literal texts to classify, not paths")
+    add_model_options(p)
+    p.add_argument("--top-k", type=bounded_int(1, 1000), default=3, help="classes to report per input (default: 3)")
+    p.add_argument("--output", metavar="FILE", help="also write the predictions to FILE (.json, .csv or .jsonl)")
+    add_format(p)
+    p.set_defaults(func=cmd_classify)
+
+    p = sub.add_parser("eval", help="accuracy of several methods (and models) on labelled data")
+    p.add_argument("system")
+    p.add_argument("data", nargs="+", help="ImageFolder directories or CSV/JSONL manifests with labels")
+    add_model_options(p, method=False, several_models=True)
+    p.add_argument("--methods", default=None, help="comma-separated methods (default: baseline,cot,hybrid; see --help of classify for all)")
+    p.add_argument("--ignore-unknown", action="store_true", help="skip inputs whose label is not a class of the system")
+    p.add_argument("--output", metavar="FILE", help="also write the metrics to FILE (.json: full report; .csv/.jsonl: a row per model and method)")
+    add_format(p)
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("explain", help="show each question's answers and the top classes for one input")
+    p.add_argument("system")
+    p.add_argument("input", help="an image path, or a text with --text")
+    p.add_argument("--text", action="store_true", help="the input is a literal text, not an image path")
+    add_model_options(p)
+    p.add_argument("--top-k", type=bounded_int(1, 1000), default=5, help="classes to show (default: 5)")
+    add_format(p)
+    p.set_defaults(func=cmd_explain)
+
+    p = sub.add_parser("models", help="list model backends and whether they are installed")
+    add_format(p)
+    p.set_defaults(func=cmd_models)

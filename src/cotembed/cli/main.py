@@ -1,0 +1,79 @@
+"""The ``cotembed`` command: builds the parser from the verb families and runs one verb.
+
+Each family of verbs is one module with a ``register(subparsers)`` function; adding a
+family is one entry in ``FAMILIES``. JSON goes to stdout, progress and logs to stderr.
+Exit codes: 0 ok, 1 runtime failure (including any input that could not be used),
+2 bad input. Under ``--format json`` a failure also prints ``{"error": {...}}`` on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from typing import Any, Sequence
+
+from cotembed import __version__
+from cotembed.cli.common import EXIT_FAILURE, Parser, dumps
+from cotembed.errors import CotembedError
+
+FAMILIES = (
+    "cotembed.cli.classify",
+    "cotembed.cli.critters",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(prog="cotembed", description="Chain-of-thought classification with frozen embedding models.")
+    parser.add_argument("--version", action="version", version=f"cotembed {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
+    for family in FAMILIES:
+        importlib.import_module(family).register(sub)
+    return parser
+
+
+def _wants_json(argv: Sequence[str]) -> bool:
+    """Read --format from raw argv too, so usage errors are reported as JSON when asked."""
+    argv = list(argv)
+    for i, arg in enumerate(argv):
+        if arg == "--format" and i + 1 < len(argv):
+            return argv[i + 1] == "json"
+        if arg == "--format=json":
+            return True
+    return False
+
+
+def _error_payload(exc: BaseException, exit_code: int) -> dict[str, Any]:
+    error: dict[str, Any] = {"type": type(exc).__name__, "message": str(exc), "exit_code": exit_code}
+    for field in ("source", "problems"):
+        if hasattr(exc, field):
+            error[field] = getattr(exc, field)
+    return {"error": error}
+
+
+def _fail(exc: BaseException, exit_code: int, as_json: bool, message: str) -> int:
+    print(f"cotembed: {message}", file=sys.stderr)
+    if as_json:
+        sys.stdout.write(dumps(_error_payload(exc, exit_code)) + "\n")
+    return exit_code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    as_json = _wants_json(argv)
+    try:
+        args = build_parser().parse_args(argv)
+        return int(args.func(args))
+    except CotembedError as exc:
+        return _fail(exc, exc.exit_code, as_json, f"error: {exc}")
+    except KeyboardInterrupt as exc:
+        return _fail(exc, 130, as_json, "interrupted")
+    except Exception as exc:
+        if os.environ.get("COTEMBED_DEBUG"):
+            raise
+        return _fail(exc, EXIT_FAILURE, as_json, f"error: {type(exc).__name__}: {exc} (set COTEMBED_DEBUG=1 for a traceback)")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,58 @@
+"""Pure-numpy scoring: no torch, no encoders, no I/O.
+
+``functions`` holds the building blocks, ``methods`` the registry of scoring
+methods, ``scorer`` the :class:`Scorer` that applies them to any embeddings.
+"""
+
+from __future__ import annotations
+
+from cotembed.scoring.functions import (
+    DEFAULT_TEMPERATURE,
+    cosine_similarity,
+    cot_scores,
+    group_log_softmax,
+    group_softmax,
+    hybrid_scores,
+    l2_normalize,
+    softmax,
+    sum_normalize,
+)
+from cotembed.scoring.methods import (
+    DEFAULT_EVAL_METHODS,
+    METHODS,
+    NAMES,
+    OPTIONS,
+    Batch,
+    ScoringConfig,
+    ScoringMethod,
+    get_method,
+    method_names,
+    parse_methods,
+    register,
+)
+from cotembed.scoring.scorer import SCORING_CHUNK, Scorer
+
+__all__ = [
+    "DEFAULT_EVAL_METHODS",
+    "DEFAULT_TEMPERATURE",
+    "METHODS",
+    "NAMES",
+    "OPTIONS",
+    "SCORING_CHUNK",
+    "Batch",
+    "Scorer",
+    "ScoringConfig",
+    "ScoringMethod",
+    "cosine_similarity",
+    "cot_scores",
+    "get_method",
+    "group_log_softmax",
+    "group_softmax",
+    "hybrid_scores",
+    "l2_normalize",
+    "method_names",
+    "parse_methods",
+    "register",
+    "softmax",
+    "sum_normalize",
+]
