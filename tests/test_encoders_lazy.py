@@ -95,6 +95,16 @@ def test_identity_is_known_without_loading() -> None:
     assert "not loaded" in repr(enc)
 
 
+def test_default_batch_size_from_the_factory_class(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without a module DEFAULT_BATCH_SIZE, the factory's class attribute says it; the key
+    function may live in another module (``module:function``)."""
+    backend = encoders.Backend("colour", "support", "ColourEncoder", "dev", "image, text", "double", "colour:x",
+                               key=f"{__name__}:counting_key")
+    monkeypatch.setitem(encoders.BACKENDS, "colour", backend)
+    enc = load_encoder("colour:c", lazy=True)
+    assert (enc.model_key, enc.batch_size, enc.loaded) == ("test:c", ColourEncoder.batch_size, False)
+
+
 def test_missing_facts_load_once_even_from_many_threads() -> None:
     enc = load_encoder("count:colour", lazy=True, info_store=NoCache())
     images = [Image.new("RGB", (8, 8), "red")] * 2

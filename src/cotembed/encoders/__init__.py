@@ -54,12 +54,15 @@ class Backend:
         return getattr(importlib.import_module(module or self.module), name)
 
     def default_batch_size(self) -> int | None:
-        """The module's ``DEFAULT_BATCH_SIZE`` (importing a backend module loads no model)."""
-        value = getattr(importlib.import_module(self.module), "DEFAULT_BATCH_SIZE", None)
-        return value if isinstance(value, int) else None
+        """The module's ``DEFAULT_BATCH_SIZE``, else the factory's own ``batch_size`` class
+        attribute (importing a backend module loads no model); None when neither says."""
+        candidates = (getattr(importlib.import_module(self.module), "DEFAULT_BATCH_SIZE", None),
+                      getattr(self._attr(self.factory), "batch_size", None))
+        return next((v for v in candidates if isinstance(v, int) and not isinstance(v, bool) and v > 0), None)
 
     def model_key(self, argument: str, options: Mapping[str, Any]) -> str | None:
-        """The key the loaded encoder will report, or None when only loading can tell."""
+        """The key the loaded encoder will report, or None when only loading can tell.
+        ``key(argument, options)`` gets the checked options as a mapping."""
         return str(self._attr(self.key)(argument, options)) if self.key else None
 
     def load(self, argument: str, **options: Any) -> Encoder:
