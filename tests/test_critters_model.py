@@ -7,6 +7,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from cotembed.cli import main
@@ -49,14 +50,68 @@ def test_cot_far_above_baseline_on_a_fresh_easy_split(tmp_path, capsys):
     assert cot - baseline >= 0.30, (baseline, cot)
 
 
-def test_training_is_deterministic(tmp_path):
-    from cotembed.critters.model import TowerConfig
-    from cotembed.critters.train import TrainConfig, train
 
-    config = TrainConfig(n_train=96, n_val=16, captions_per_image=1, epochs=1, batch_size=32,
-                         tower=TowerConfig(channels=(8, 8, 8, 8)))
-    first = train(config, tmp_path / "a", log=lambda _: None)
-    second = train(config, tmp_path / "b", log=lambda _: None)
-    assert first["sha256"] == second["sha256"]
-    third = train(TrainConfig(**{**config.__dict__, "seed": 1}), tmp_path / "c", log=lambda _: None)
-    assert third["sha256"] != first["sha256"]
+# ------------------------------------------------------------------ encoder
+def test_critters_encoder_meets_the_encoder_contract():
+    from cotembed.testing import check_encoder
+
+    encoder = load_encoder("critters")
+    assert (encoder.dim, encoder.input_size, encoder.batch_size) == (384, 64, 128)
+    assert encoder.modalities == frozenset({"image", "text"})
+    assert "image_embeddings" in check_encoder(encoder)  # ends with close() twice
+
+
+def test_close_drops_the_tower_and_the_text_model():
+    import gc
+    import weakref
+
+    from cotembed.errors import CotembedError
+    from cotembed.testing import sample_images
+
+    encoder = load_encoder("critters", batch_size=7)
+    assert encoder.batch_size == 7
+    tower, text_model = weakref.ref(encoder.tower), weakref.ref(encoder.text_model.model)
+    batch = encoder.preprocess(sample_images()[:2])
+    encoder.close()
+    encoder.close()
+    gc.collect()
+    assert tower() is None and text_model() is None
+    with pytest.raises(CotembedError, match="closed"):
+        encoder.encode_preprocessed(batch)
+    with pytest.raises(CotembedError, match="closed"):
+        encoder.encode_texts(["a red bird"])
+
+
+def test_critters_encoder_takes_only_batch_size_and_device():
+    import inspect
+
+    from cotembed.encoders.critters import CrittersEncoder
+    from cotembed.errors import InputError
+
+    params = inspect.signature(CrittersEncoder).parameters
+    assert {n for n, p in params.items() if p.kind is p.KEYWORD_ONLY} == {"batch_size", "device"}
+    assert not [p for p in params.values() if p.kind is p.VAR_KEYWORD]
+    with pytest.raises(InputError, match="unknown option"):
+        load_encoder("critters", batchsize=2)
+    with pytest.raises(InputError, match="batch_size"):
+        CrittersEncoder(batch_size=0)
+
+
+def test_device_moves_the_tower():
+    torch = pytest.importorskip("torch")
+    from cotembed.errors import InputError
+
+    encoder = load_encoder("critters", device="cpu")
+    assert next(encoder.tower.parameters()).device.type == "cpu"
+    encoder.close()
+    if not torch.cuda.is_available():
+        with pytest.raises(InputError, match="not available"):
+            load_encoder("critters", device="cuda")
+        return
+    from cotembed.testing import sample_images
+
+    cpu = load_encoder("critters")
+    gpu = load_encoder("critters", device="cuda")
+    assert next(gpu.tower.parameters()).device.type == "cuda"
+    batch = cpu.preprocess(sample_images())
+    np.testing.assert_allclose(gpu.encode_preprocessed(batch), cpu.encode_preprocessed(batch), atol=1e-4)
