@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
+import pickle
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
-from cotembed.system import System, SystemValidationError
+import cotembed.system as system_module
+from cotembed.errors import InputError
+from cotembed.system import Group, System, SystemValidationError, parse_system_text
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -165,3 +171,399 @@ def test_resolve_label_uses_case_and_aliases():
     assert system.resolve_label("alpha") == "Alpha"
     assert system.resolve_label("a1") == "Alpha"
     assert system.resolve_label("Gamma") is None
+
+
+# ------------------------------------------------------------ immutability
+def test_system_is_read_only():
+    system = System.from_dict(BASE)
+    with pytest.raises(TypeError):
+        system.rules["Alpha"] = {"colour": (1,), "shape": (1,)}  # type: ignore[index]
+    with pytest.raises(TypeError):
+        system.rules["Alpha"]["colour"] = (2,)  # type: ignore[index]
+    with pytest.raises(TypeError):
+        system.aliases["Alpha"] = ("a",)  # type: ignore[index]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        system.name = "renamed"  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        system.groups[0].options = ("x",)  # type: ignore[misc]
+
+
+def test_equal_content_is_equal_and_hashes_alike(tmp_path):
+    one = System.from_dict(BASE)
+    path = tmp_path / "s.json"
+    path.write_text(json.dumps(BASE), encoding="utf-8")
+    two = System.load(path)
+    assert one is not two and one == two and hash(one) == hash(two)
+    assert len({one, two}) == 1 and {one: "x"}[two] == "x"
+    assert one != System.from_dict(mutate(lambda d: d["pokemon_rules"]["Alpha"].update(colour=1)))
+
+
+def rename_shape_group(d):
+    d["classification_cot"]["size"] = d["classification_cot"].pop("shape")
+    for rule in d["pokemon_rules"].values():
+        rule["size"] = rule.pop("shape")
+
+
+def test_fingerprint_follows_what_changes_scores():
+    base = System.from_dict(BASE)
+    assert len(base.fingerprint) == 16 and int(base.fingerprint, 16) >= 0
+    assert base.hash == base.fingerprint
+    same_scores = [
+        lambda d: d.update(name="renamed", description="words"),
+        lambda d: d.update(aliases={"Alpha": ["first"]}),
+        lambda d: d["classification_cot"]["colour"].update(description="the main colour"),
+        lambda d: d["pokemon_rules"]["Beta"].update(colour=[2, "red"]),  # same options, other order
+        lambda d: d["classification_cot"]["shape"].update(weight=1),  # the default, written out
+    ]
+    for change in same_scores:
+        assert System.from_dict(mutate(change)).fingerprint == base.fingerprint
+    other_scores = [
+        lambda d: d["classification_cot"]["colour"]["options"].__setitem__(1, "navy"),
+        lambda d: d["classification_cot"]["colour"].update(prompt="Its colour is {}."),
+        lambda d: d["classification_cot"]["shape"].update(weight=2),
+        lambda d: d["pokemon_rules"]["Alpha"].update(colour=[0, 1]),
+        lambda d: d.update(temperature=30),
+        lambda d: d.update(baseline_prompt="a photo of {}"),
+        lambda d: d.update(classification_cot=dict(reversed(list(d["classification_cot"].items())))),
+        lambda d: d.update(pokemon_rules=dict(reversed(list(d["pokemon_rules"].items())))),
+        rename_shape_group,
+    ]
+    prints = {System.from_dict(mutate(change)).fingerprint for change in other_scores}
+    assert base.fingerprint not in prints and len(prints) == len(other_scores)
+
+
+def test_compile_is_cached_and_read_only():
+    system = System.from_dict(BASE)
+    compiled = system.compile()
+    assert system.compile() is compiled
+    with pytest.raises(ValueError):
+        compiled.rule_matrix[0, 0] = 5.0
+    with pytest.raises(ValueError):
+        compiled.offsets[0] = 1
+
+
+def test_pickle_and_copy_keep_the_system():
+    system = System.from_dict(mutate(lambda d: d.update(aliases={"Alpha": ["first"]}, temperature=7)))
+    again = pickle.loads(pickle.dumps(system))
+    assert again == system and again.fingerprint == system.fingerprint
+    assert again.resolve_label("FIRST") == "Alpha"
+    assert copy.deepcopy(system) is system  # immutable: a copy is the same object
+
+
+def test_roundtrip_keeps_everything(tmp_path):
+    data = {
+        "name": "full",
+        "description": "every optional field",
+        "baseline_prompt": "a photo of {}",
+        "temperature": 12.5,
+        "groups": {
+            "colour": {"prompt": "It is {}.", "options": ["red", "blue", "green"], "description": "the main colour"},
+            "shape": {"prompt": "It looks like {}.", "options": ["a ball", "a box"], "weight": 2.5},
+        },
+        "rules": {"Alpha": {"colour": "red", "shape": "a box"}, "Beta": {"colour": ["red", "green"], "shape": "a ball"}},
+        "aliases": {"Alpha": ["first", "A1"]},
+    }
+    system = System.from_dict(data)
+    assert system.to_dict() == data
+    assert system.groups[0].description == "the main colour"
+    for suffix in (".yaml", ".json"):
+        path = tmp_path / f"s{suffix}"
+        system.save(path)
+        again = System.load(path)
+        assert again == system and again.to_dict() == data
+
+
+# ----------------------------------------------------- direct construction
+COLOUR = Group("colour", "It is {}.", ("red", "blue", "green"))
+SHAPE = Group("shape", "It looks like {}.", ("a ball", "a box"), weight=2)
+
+
+def test_direct_construction_resolves_and_normalises():
+    system = System(groups=(COLOUR, SHAPE), rules={"Alpha": {"colour": "red", "shape": 1}, "Beta": {"shape": ["a box", 0], "colour": 2}})
+    assert system == System.from_dict({
+        "groups": {"colour": {"prompt": "It is {}.", "options": ["red", "blue", "green"]},
+                   "shape": {"prompt": "It looks like {}.", "options": ["a ball", "a box"], "weight": 2}},
+        "rules": {"Alpha": {"colour": 0, "shape": 1}, "Beta": {"colour": 2, "shape": [0, 1]}},
+    })
+    assert system.rules["Beta"] == {"colour": (2,), "shape": (0, 1)}
+    assert SHAPE.weight == 2.0 and isinstance(SHAPE.weight, float)
+    renamed = dataclasses.replace(system, name="renamed")
+    assert renamed.name == "renamed" and renamed.fingerprint == system.fingerprint
+
+
+def test_direct_construction_reports_like_from_dict():
+    with pytest.raises(SystemValidationError) as info:
+        System(groups=(COLOUR, SHAPE), rules={"Alpha": {"colour": 9, "shape": 0}, "Beta": {"colour": "red"}}, temperature=float("nan"))
+    assert info.value.problems == [
+        "rules.Alpha.colour: option 9 out of range (group has 3 options)",
+        "rules.Beta: missing group 'shape'",
+        "temperature: must be a positive finite number, got nan",
+    ]
+    with pytest.raises(SystemValidationError, match=r"groups\.colour\.prompt: prompt must contain exactly one"):
+        Group("colour", "It is red.", ("red",))
+    with pytest.raises(SystemValidationError, match=r"groups\.colour\.weight: must be a positive finite number"):
+        Group("colour", "It is {}.", ("red",), weight=float("inf"))
+    with pytest.raises(SystemValidationError) as info:
+        System(groups=(COLOUR, COLOUR, "shape"), rules={"Alpha": {"colour": 0}, "Beta": {"colour": 1}})  # type: ignore[arg-type]
+    assert info.value.problems == ["groups.colour: duplicate group name", "groups[2]: expected a Group, got str"]
+    with pytest.raises(SystemValidationError, match="rules: a classifier needs at least 2 classes"):
+        System(groups=(COLOUR,), rules={"Alpha": {"colour": 0}})
+
+
+# ------------------------------------------------------------------ edits
+@pytest.fixture()
+def base() -> System:
+    return System.from_dict(mutate(lambda d: d.update(name="base")))
+
+
+def test_replace_option_keeps_rules_on_the_index(base):
+    edited = base.replace_option("colour", "blue", "navy")
+    assert edited.groups[0].options == ("red", "navy", "green")
+    assert edited.rules == base.rules
+    assert edited.compile().prompts[1] == "It is navy."
+    np.testing.assert_array_equal(edited.compile().rule_matrix, base.compile().rule_matrix)
+    assert edited.replace_option("colour", 1, "blue") == base
+    assert base.groups[0].options == ("red", "blue", "green")  # the original is untouched
+
+
+def test_add_and_remove_option_reindex_rules(base):
+    added = base.add_option("colour", "black")
+    assert added.groups[0].options[-1] == "black" and added.rules == base.rules
+    assert added.compile().rule_matrix[3].tolist() == [0.0, 0.0]
+    removed = base.remove_option("colour", "blue")
+    assert removed.groups[0].options == ("red", "green")
+    assert removed.rules["Beta"]["colour"] == (0, 1)  # red and green, re-indexed
+    assert removed.to_dict()["rules"] == base.to_dict()["rules"]
+    # Beta also accepts green, so dropping red leaves it green; Alpha had only red.
+    with pytest.raises(SystemValidationError) as info:
+        base.remove_option("colour", "red")
+    assert info.value.problems == ["rules.Alpha.colour: 'red' is the class's only option in this group; give it another option first"]
+    assert base.with_rule("Alpha", "colour", ["red", "blue"]).remove_option("colour", 0).rules["Beta"]["colour"] == (1,)
+
+
+def test_rule_edits(base):
+    edited = base.with_rule("Alpha", "colour", ["green", "blue"])
+    assert edited.rules["Alpha"]["colour"] == (1, 2) and edited.rules["Beta"] == base.rules["Beta"]
+    batch = base.with_rules({"Alpha": {"shape": 0}, "Beta": {"colour": "blue", "shape": [0, 1]}})
+    assert batch.rules["Alpha"] == {"colour": (0,), "shape": (0,)}
+    assert batch.rules["Beta"] == {"colour": (1,), "shape": (0, 1)}
+    assert batch.identical_rules() == []
+    assert base.with_rule("Beta", "colour", "red").with_rule("Beta", "shape", 1).identical_rules() == [["Alpha", "Beta"]]
+    with pytest.raises(SystemValidationError, match="empty list of options"):
+        base.with_rule("Alpha", "colour", [])
+    with pytest.raises(SystemValidationError, match="the same option is listed twice"):
+        base.with_rule("Alpha", "colour", ["red", 0])
+
+
+def test_group_edits(base):
+    weighted = base.with_group_weights({"shape": 3})
+    assert weighted.groups[1].weight == 3.0 and weighted.rules is base.rules
+    assert weighted.compile().rule_matrix[4].tolist() == [3.0, 0.0]
+    dropped = base.without_group("colour")
+    assert dropped.group_names == ("shape",) and dropped.rules["Alpha"] == {"shape": (1,)}
+    size = Group("size", "It is {} in size.", ("big", "small"), description="how big")
+    added = base.with_group(size, {"Alpha": "big", "Beta": ["small", "big"]}, position=1)
+    assert added.group_names == ("colour", "size", "shape")
+    assert added.rules["Beta"] == {"colour": (0, 2), "size": (0, 1), "shape": (0,)}
+    assert added.without_group("size") == base
+    assert added.compile().prompts[3:5] == ("It is big in size.", "It is small in size.")
+    assert System.from_dict(added.to_dict()) == added
+    with pytest.raises(SystemValidationError, match=r"rules\.Beta: missing group 'size'"):
+        base.with_group(size, {"Alpha": "big"})
+    with pytest.raises(SystemValidationError, match="already has a group with this name"):
+        base.with_group(COLOUR, {"Alpha": 0, "Beta": 0})
+    with pytest.raises(SystemValidationError, match="at least one group"):
+        dropped.without_group("shape")
+
+
+def test_scalar_edits(base):
+    assert base.with_temperature(20).temperature == 20.0
+    assert base.with_temperature(20).with_temperature(None) == base
+    assert base.with_baseline_prompt("a photo of {}").compile().baseline_prompts == ("a photo of Alpha", "a photo of Beta")
+    for value in (0, -1, float("inf"), float("nan"), "hot", 10**400):
+        with pytest.raises(SystemValidationError, match="temperature: must be a"):
+            base.with_temperature(value)  # type: ignore[arg-type]
+    with pytest.raises(SystemValidationError, match="baseline_prompt: prompt must contain exactly one"):
+        base.with_baseline_prompt("a photo")
+    with pytest.raises(SystemValidationError, match=r"groups\.shape\.weight"):
+        base.with_group_weights({"shape": 1e400})
+
+
+@pytest.mark.parametrize(
+    "edit, named",
+    [
+        (lambda s: s.replace_option("size", 0, "x"), "unknown group 'size'"),
+        (lambda s: s.replace_option("colour", "purple", "x"), "unknown option 'purple'"),
+        (lambda s: s.remove_option("colour", 7), "unknown option 7"),
+        (lambda s: s.add_option("size", "x"), "unknown group 'size'"),
+        (lambda s: s.with_rule("Gamma", "colour", 0), "unknown class 'Gamma'"),
+        (lambda s: s.with_rule("Alpha", "size", 0), "unknown group 'size'"),
+        (lambda s: s.with_rule("Alpha", "colour", "purple"), "rules.Alpha.colour: unknown option 'purple'"),
+        (lambda s: s.with_rules({"Alpha": {"colour": 0}, "Gamma": {"colour": 0}}), "unknown class 'Gamma'"),
+        (lambda s: s.with_group_weights({"size": 2}), "unknown group 'size'"),
+        (lambda s: s.without_group("size"), "unknown group 'size'"),
+        (lambda s: s.with_group(Group("size", "{}", ("big",)), {"Alpha": 0, "Beta": 0, "Gamma": 0}), "unknown class 'Gamma'"),
+        (lambda s: s.with_group(Group("size", "{}", ("big",)), {"Alpha": 0, "Beta": 3}), "unknown option 3"),
+    ],
+)
+def test_edits_on_unknown_names_are_input_errors(base, edit, named):
+    with pytest.raises(InputError, match=re.escape(named)) as info:
+        edit(base)
+    assert "'base'" in str(info.value) or "group" in str(info.value)
+    assert info.value.exit_code == 2
+
+
+def test_replace_and_add_option_are_validated(base):
+    with pytest.raises(SystemValidationError) as info:
+        base.replace_option("colour", "blue", "red")
+    assert info.value.problems == ["groups.colour.options[1]: duplicate option 'red' (same as options[0])"]
+    assert "'base' after replace_option" in str(info.value)
+    with pytest.raises(SystemValidationError, match=r"groups\.colour\.options\[3\]: option must be a non-empty string"):
+        base.add_option("colour", " ")
+
+
+# ------------------------------------------------------- real-world input
+def test_binary_file_is_not_utf8(tmp_path):
+    path = tmp_path / "photo.yaml"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)))
+    with pytest.raises(SystemValidationError) as info:
+        System.load(path)
+    assert str(path) in str(info.value) and info.value.exit_code == 2
+    assert info.value.problems[0].startswith("not UTF-8 text: byte 0x89 at offset 0 (line 1)")
+    late = tmp_path / "late.json"
+    late.write_bytes(b'{"name": "ok",\n "x": "caf\xe9"}')  # Latin-1, not UTF-8
+    with pytest.raises(SystemValidationError, match=r"byte 0xe9 at offset 25 \(line 2\)"):
+        System.load(late)
+
+
+def test_group_problems_do_not_hide_rule_problems():
+    def change(d):
+        d["classification_cot"]["colour"]["prompt"] = "no placeholder"
+        d["pokemon_rules"]["Alpha"]["shape"] = "a cone"
+        d["pokemon_rules"]["Beta"]["colour"] = "purple"  # not checked: colour itself is broken
+
+    problems = problems_of(mutate(change))
+    assert problems == [
+        "groups.colour.prompt: prompt must contain exactly one '{}' (found 0): 'no placeholder'",
+        "rules.Alpha.shape: option 'a cone' is not one of the group's options",
+        "rules.*.colour: not checked because groups.colour is invalid",
+    ]
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ('{"groups": {"c": {"prompt": "{}", "options": ["a", "b"], "weight": 1e400}}, "rules": {"A": {"c": 0}, "B": {"c": 1}}}',
+         "groups.c.weight: must be a positive finite number, got inf"),
+        ('{"groups": {"c": {"prompt": "{}", "options": ["a", "b"]}}, "rules": {"A": {"c": 0}, "B": {"c": 1}}, "temperature": 1e400}',
+         "temperature: must be a positive finite number, got inf"),
+        ('{"groups": {"c": {"prompt": "{}", "options": ["a", "b"]}}, "rules": {"A": {"c": 0}, "B": {"c": 1}}, "temperature": 1' + "0" * 400 + "}",
+         "temperature: must be a positive finite number, got 1000"),
+        ("groups: {c: {prompt: '{}', options: [a, b], weight: .nan}}\nrules: {A: {c: 0}, B: {c: 1}}",
+         "groups.c.weight: must be a positive finite number, got nan"),
+        ("groups: {c: {prompt: '{}', options: [a, b]}}\nrules: {A: {c: 0}, B: {c: 1}}\ntemperature: -.inf",
+         "temperature: must be a positive finite number, got -inf"),
+        ("groups: {c: {prompt: '{}', options: [a, b], weight: 1.0e+31}}\nrules: {A: {c: 0}, B: {c: 1}}",
+         "groups.c.weight: must be between 1e-30 and 1e+30 (scores are float32), got 1e+31"),
+        ("groups: {c: {prompt: '{}', options: [a, b]}}\nrules: {A: {c: 0}, B: {c: 1}}\ntemperature: 1.0e-40",
+         "temperature: must be between 1e-30 and 1e+30 (scores are float32), got 1e-40"),
+        ("groups: {c: {prompt: '{}', options: [a, b]}}\nrules: {A: {c: 0}}", "rules: a classifier needs at least 2 classes (found 1)"),
+        ("groups: {c: {prompt: '{}', options: [a, b]}}\nrules:", "rules: must be a mapping of class name"),
+        ("groups:\nrules: {A: {c: 0}, B: {c: 1}}", "groups: must be a non-empty mapping"),
+    ],
+)
+def test_numbers_and_sections_from_files(tmp_path, text, expected):
+    path = tmp_path / ("s.json" if text.startswith("{") else "s.yaml")
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(SystemValidationError) as info:
+        System.load(path)
+    assert any(p.startswith(expected) for p in info.value.problems), info.value.problems
+
+
+# --------------------------------------------------------------- YAML reading
+YAML_FEATURES = """\
+groups:
+  colour: {prompt: "It is {}.", options: [red, blue, green]}
+  shape:
+    prompt: 'It looks like {}.'
+    options:
+      - a ball
+      - a box
+    description: |
+      two
+      lines
+rules:
+  Alpha: &alpha {colour: 0, shape: "a box"}
+  Beta:
+    <<: *alpha
+    colour: [red, 2]
+    shape: a ball
+"""
+
+
+@pytest.fixture(params=["libyaml", "python"])
+def yaml_parser(request, monkeypatch):
+    """Run a test with libyaml's event parser and with PyYAML's pure-Python one."""
+    if request.param == "python":
+        monkeypatch.setattr(system_module, "_YAML_PARSER", system_module._PyParser)
+    elif system_module._CParser is None:
+        pytest.skip("libyaml is not installed")
+    return request.param
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        YAML_FEATURES,
+        "a: 1\nb: [1, 2.5, .inf, ~, null, yes, No, '1', \"x\\ty\", 0x1F, 0o17, 1_000, 2001-12-14]\nc: !!str 12\nd: ! 12\n",
+        "x: &a [1, {k: v}]\ny: *a\nz: >-\n  folded\n  text\n",
+        "",
+        "# only a comment\n",
+        "- just\n- a list\n",
+        "plain scalar\n",
+        "? [a, b]\n: c\n",
+        "---\nk: v\n...\n",
+    ],
+)
+def test_yaml_reader_matches_pyyaml(yaml_parser, text):
+    try:
+        expected = yaml.safe_load(text)
+    except yaml.YAMLError:
+        with pytest.raises(SystemValidationError):
+            parse_system_text(text, "t.yaml")
+        return
+    assert parse_system_text(text, "t.yaml") == expected
+    assert parse_system_text(text.encode("utf-8"), "t.yaml") == expected
+
+
+def test_yaml_features_load_as_a_system(yaml_parser, tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text(YAML_FEATURES, encoding="utf-8")
+    system = System.load(path)
+    assert system.rules["Beta"] == {"colour": (0, 2), "shape": (0,)}
+    assert system.groups[1].description == "two\nlines\n"
+
+
+@pytest.mark.parametrize(
+    "text, problem",
+    [
+        ("a: 1\nb: 2\na: 3\n", "line 3: duplicate key 'a'"),
+        ("base: &b {x: 1}\nr:\n  <<: *b\n  y: 2\n  y: 3\n", "line 5: duplicate key 'y'"),  # merge keys: the node path
+        ("a: *nowhere\n", "line 1, column 4: malformed YAML:"),
+        ("a: 2024-13-45\n", "line 1, column 4: malformed YAML: cannot read '2024-13-45' as timestamp"),
+        ("a: !!int nope\n", "line 1, column 4: malformed YAML:"),
+        ("a: 1\n---\nb: 2\n", "line 2, column 1: malformed YAML: but found another document"),
+        ("a: [1, 2\nb: 3\n", "line 2, column 2: malformed YAML"),
+        ("a: 'tab\x00'\n", "line 1: malformed YAML"),
+    ],
+)
+def test_yaml_problems_name_their_line(yaml_parser, text, problem):
+    with pytest.raises(SystemValidationError) as info:
+        parse_system_text(text, "t.yaml")
+    assert info.value.problems[0].startswith(problem), info.value.problems
+
+
+def test_json_duplicates_are_found_in_one_pass():
+    with pytest.raises(SystemValidationError) as info:
+        parse_system_text('{"a": 1, "b": {"x": 1, "x": 2, "y": 0, "y": 1}, "a": 2}', "t.json", json_format=True)
+    assert info.value.problems == ["duplicate key 'x'", "duplicate key 'y'", "duplicate key 'a'"]

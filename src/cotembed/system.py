@@ -841,6 +841,8 @@ class _UniqueKeyLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: 
 def _construct_unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
     seen: set[Any] = set()
     for key_node, _ in node.value:
+        if key_node.tag == _MERGE_TAG:
+            continue  # '<<': construct_mapping merges it
         key = loader.construct_object(key_node, deep=deep)
         try:
             if key in seen:
@@ -924,15 +926,13 @@ def _read_yaml_events(parser: Any, duplicates: list[str]) -> Any:
             if kind is ScalarEvent:
                 tag = event.tag
                 raw = event.value
-                if tag is None:
-                    if not event.style:  # plain ('' from libyaml, None from PyYAML): resolve each distinct text once
+                if tag is None or tag == "!":
+                    if event.implicit[0]:  # plain: resolve null/bool/int/float/... once per distinct text
                         value = plain.get(raw, _MISSING)
                         if value is _MISSING:
                             value = plain[raw] = _construct_scalar(constructor, resolve(yaml.ScalarNode, raw, (True, False)), event)
                     else:
                         value = quoted.setdefault(raw, raw)
-                elif tag == "!":
-                    value = quoted.setdefault(raw, raw)
                 else:
                     value = _construct_scalar(constructor, tag, event)
                 if event.anchor is not None:
@@ -1017,7 +1017,12 @@ def _pick(data: Mapping[str, Any], keys: Sequence[str], what: str, problems: lis
     return data[present[0]]
 
 
+SCALE_RANGE = (1e-30, 1e30)
+"""Weights and temperatures outside this range would overflow or vanish in float32 scores."""
+
+
 def _positive_number(value: Any, path: str, problems: list[str]) -> float | None:
+    """A weight or temperature as a float; None (and a problem naming ``path``) when it is unusable."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         problems.append(f"{path}: must be a number, got {value!r}")
         return None
@@ -1027,6 +1032,10 @@ def _positive_number(value: Any, path: str, problems: list[str]) -> float | None
         number = math.inf
     if not (number > 0 and math.isfinite(number)):
         problems.append(f"{path}: must be a positive finite number, got {value!r}")
+        return None
+    low, high = SCALE_RANGE
+    if not low <= number <= high:
+        problems.append(f"{path}: must be between {low:g} and {high:g} (scores are float32), got {value!r}")
         return None
     return number
 
