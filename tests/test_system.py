@@ -430,10 +430,29 @@ def test_binary_file_is_not_utf8(tmp_path):
         System.load(path)
     assert str(path) in str(info.value) and info.value.exit_code == 2
     assert info.value.problems[0].startswith("not UTF-8 text: byte 0x89 at offset 0 (line 1)")
+    ascii_binary = tmp_path / "model.json"
+    ascii_binary.write_bytes(b"{\n\x00\x01\x02}")
+    with pytest.raises(SystemValidationError, match=r"not UTF-8 text: NUL byte at offset 2 \(line 2\)"):
+        System.load(ascii_binary)
     late = tmp_path / "late.json"
     late.write_bytes(b'{"name": "ok",\n "x": "caf\xe9"}')  # Latin-1, not UTF-8
     with pytest.raises(SystemValidationError, match=r"byte 0xe9 at offset 25 \(line 2\)"):
         System.load(late)
+
+
+def test_bad_byte_offsets_across_decoding_chunks():
+    step = 1 << 20  # the reader decodes in 1 MiB chunks: "é" is cut in two by the first boundary
+    text = b"#" * (step - 1) + "é".encode() + b"\n#"
+    system_module._check_utf8(text, "big.yaml")
+    with pytest.raises(SystemValidationError, match=rf"byte 0xff at offset {step + 3} \(line 2\)"):
+        system_module._check_utf8(text + b"\xff", "big.yaml")
+
+
+def test_byte_order_mark_is_accepted(tmp_path):
+    for suffix, text in ((".json", json.dumps(BASE)), (".yaml", yaml.safe_dump(BASE))):
+        path = tmp_path / f"bom{suffix}"
+        path.write_bytes(b"\xef\xbb\xbf" + text.encode("utf-8"))
+        assert System.load(path) == System.from_dict(BASE)
 
 
 def test_group_problems_do_not_hide_rule_problems():
@@ -554,7 +573,7 @@ def test_yaml_features_load_as_a_system(yaml_parser, tmp_path):
         ("a: !!int nope\n", "line 1, column 4: malformed YAML:"),
         ("a: 1\n---\nb: 2\n", "line 2, column 1: malformed YAML: but found another document"),
         ("a: [1, 2\nb: 3\n", "line 2, column 2: malformed YAML"),
-        ("a: 'tab\x00'\n", "line 1: malformed YAML"),
+        ("a: 'bell\x07'\n", "line 1: malformed YAML"),
     ],
 )
 def test_yaml_problems_name_their_line(yaml_parser, text, problem):

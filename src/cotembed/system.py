@@ -773,21 +773,32 @@ def parse_system_text(text: str | bytes, source: str, json_format: bool = False)
 
 
 def _check_utf8(data: bytes, source: str) -> None:
-    """Raise a SystemValidationError naming the first bad byte, decoding in chunks to keep memory flat."""
+    """Raise a SystemValidationError naming the first byte that no UTF-8 text file holds.
+
+    That is an invalid UTF-8 sequence or a NUL (valid UTF-8, but only binary
+    files and UTF-16 have them). Decodes in chunks to keep memory flat.
+    """
+    nul = data.find(b"\x00")
+    end = nul if nul >= 0 else len(data)
     decoder = codecs.getincrementaldecoder("utf-8")()
-    view = memoryview(data)
+    view = memoryview(data)[:end]
     step = 1 << 20
-    for start in range(0, max(len(data), 1), step):
+    for start in range(0, max(end, 1), step):
         pending = len(decoder.getstate()[0])  # bytes of a character cut by the previous chunk
         try:
-            decoder.decode(view[start:start + step], final=start + step >= len(data))
+            decoder.decode(view[start:start + step], final=start + step >= end)
         except UnicodeDecodeError as exc:
             offset = start - pending + exc.start
-            line = data.count(b"\n", 0, max(offset, 0)) + 1
+            line = data.count(b"\n", 0, offset) + 1
             raise SystemValidationError(source, [
                 f"not UTF-8 text: byte 0x{data[offset]:02x} at offset {offset} (line {line}) is not valid UTF-8; "
                 "a system is a YAML or JSON text file"
             ]) from None
+    if nul >= 0:
+        line = data.count(b"\n", 0, nul) + 1
+        raise SystemValidationError(source, [
+            f"not UTF-8 text: NUL byte at offset {nul} (line {line}); a system is a YAML or JSON text file"
+        ])
 
 
 def _parse_json(text: str, source: str) -> Any:
