@@ -701,10 +701,10 @@ class System:
             rules = MappingProxyType(updated)
         else:
             rules = self.rules  # type: ignore[assignment]
-            for key in ("rules_digest", "group_index", "labels"):
+            for key in ("rules_digest", "group_index"):
                 if key in self._cache:
                     cache[key] = self._cache[key]
-        if "aliases" not in fields and "labels" in self._cache:
+        if "aliases" not in fields and "labels" in self._cache:  # classes never change in an edit
             cache["labels"] = self._cache["labels"]
         values: dict[str, Any] = {"name": self.name, "baseline_prompt": self.baseline_prompt,
                                   "temperature": self.temperature, "aliases": self.aliases, "description": self.description}
