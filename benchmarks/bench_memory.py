@@ -7,7 +7,10 @@ batch size, not on how many images the folder holds nor on how many pixels each 
 Each case runs the real CLI (``python -m cotembed.cli eval ... --no-cache --format json``)
 in a fresh subprocess with a small randomly initialised CLIP (224 px input, like the
 common real ones, so images are shrunk to what a real model would keep), and reads that
-child's own peak RSS from ``os.wait4`` (per child, so the runs' peaks do not mix).
+child's own peak RSS from ``os.wait4`` (per child, so the runs' peaks do not mix). Linux
+counts the launching process's own peak into a child's (the memory it had until ``exec``),
+so this script stays small: the model and the images are made in helper processes, and
+the launcher's own peak is printed to show it is below every figure.
 
 Cases (``--cases``, default ``small,12mp-half,12mp,huge``):
 
@@ -37,11 +40,6 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-from PIL import Image
-
-from _common import build_random_clip
-
 COLOURS = ("red", "green", "blue", "yellow")
 SMALL_VISION = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 2, "patch_size": 32}
 SMALL_TEXT = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 2, "max_position_embeddings": 40}
@@ -59,6 +57,9 @@ HUGE = (12000, 12000)
 
 def gradient_png(path: Path, width: int, height: int, seed: int, compress_level: int = 1) -> Path:
     """A colour gradient with noise, built in row strips (a 144 MP image never exists in float)."""
+    import numpy as np
+    from PIL import Image
+
     rng = np.random.default_rng(seed)
     pixels = np.empty((height, width, 3), dtype=np.uint8)
     x = np.arange(width, dtype=np.int32)[None, :]
@@ -72,12 +73,16 @@ def gradient_png(path: Path, width: int, height: int, seed: int, compress_level:
     return path
 
 
-def png_with_text_chunk(data: bytes, text: str) -> bytes:
-    """The same PNG with a tEXt chunk after IHDR: other bytes (another cache key), same pixels."""
+def copy_with_text_chunk(src: Path, dst: Path, text: str) -> None:
+    """The same PNG with a tEXt chunk after IHDR: other bytes (another cache key), same
+    pixels. Streamed, so the launcher never holds a large file."""
     body = b"Comment\0" + text.encode("latin-1")
     chunk = struct.pack(">I", len(body)) + b"tEXt" + body + struct.pack(">I", zlib.crc32(b"tEXt" + body) & 0xFFFFFFFF)
     ihdr_end = 8 + 8 + 13 + 4  # signature, IHDR length+type, IHDR data, CRC
-    return data[:ihdr_end] + chunk + data[ihdr_end:]
+    with src.open("rb") as fin, dst.open("wb") as fout:
+        fout.write(fin.read(ihdr_end))
+        fout.write(chunk)
+        shutil.copyfileobj(fin, fout, 1 << 20)
 
 
 def image_folder(root: Path, files: list[Path]) -> Path:
@@ -97,26 +102,43 @@ def big_files(data_dir: Path, count: int, size: tuple[int, int]) -> list[Path]:
     base = store / "base.png"
     if not base.exists():
         print(f"generating a {size[0]}x{size[1]} PNG ...", file=sys.stderr)
-        gradient_png(base, *size, seed=0)
-    data = base.read_bytes()
+        helper("png", str(base), str(size[0]), str(size[1]), "0", "1")
     files = []
     for i in range(count):
         path = store / f"{i:05d}.png"
         if not path.exists():
-            path.write_bytes(png_with_text_chunk(data, f"copy {i}"))
+            copy_with_text_chunk(base, path, f"copy {i}")
         files.append(path)
     return files
 
 
 def small_files(data_dir: Path, count: int, side: int) -> list[Path]:
     store = data_dir / f"png-small-{side}"
-    files = []
-    for i in range(count):
-        path = store / f"{i:05d}.png"
-        if not path.exists():
-            gradient_png(path, side, side, seed=i, compress_level=6)
-        files.append(path)
+    files = [store / f"{i:05d}.png" for i in range(count)]
+    if not all(path.exists() for path in files):
+        helper("smalls", str(store), str(side), str(count))
     return files
+
+
+def helper(task: str, *args: str) -> None:
+    """Run one memory-hungry preparation step in its own process (see the module docstring)."""
+    subprocess.run([sys.executable, __file__, "--helper", task, *args], check=True)
+
+
+def run_helper(task: str, args: list[str]) -> None:
+    if task == "png":
+        path, width, height, seed, level = args
+        gradient_png(Path(path), int(width), int(height), int(seed), int(level))
+    elif task == "smalls":
+        folder, side, count = args
+        for i in range(int(count)):
+            gradient_png(Path(folder) / f"{i:05d}.png", int(side), int(side), seed=i, compress_level=6)
+    elif task == "model":
+        from _common import build_random_clip
+
+        build_random_clip(Path(args[0]), SMALL_VISION, SMALL_TEXT, projection_dim=32, image_size=224, seed=int(args[1]))
+    else:
+        raise SystemExit(f"unknown helper task {task}")
 
 
 def run_child(command: list[str], env: dict[str, str], log_dir: Path, tag: str) -> tuple[int, float, float, Path]:
@@ -149,6 +171,9 @@ class Case:
 
 
 def main() -> None:
+    if len(sys.argv) > 2 and sys.argv[1] == "--helper":
+        run_helper(sys.argv[2], sys.argv[3:])
+        return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=256, help="images in the small and 12mp cases (12mp-half: half)")
     parser.add_argument("--cases", default="small,12mp-half,12mp,huge", help="comma-separated: small, 12mp-half, 12mp, huge")
@@ -165,7 +190,7 @@ def main() -> None:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     if args.src is not None:
         env["PYTHONPATH"] = os.pathsep.join([str(args.src.resolve()), *filter(None, [env.get("PYTHONPATH")])])
-    where = subprocess.run([sys.executable, "-c", "import cotembed; print(cotembed.__file__)"], env=env,
+    where = subprocess.run([sys.executable, "-c", "import importlib.util; print(importlib.util.find_spec('cotembed').origin)"], env=env,
                            capture_output=True, text=True, check=True).stdout.strip()
 
     data_dir: Path = args.data_dir
@@ -183,7 +208,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="cotembed-mem-") as tmp:
         root = Path(tmp)
         print("building a small random CLIP ...", file=sys.stderr)
-        model_dir = build_random_clip(root / "clip", SMALL_VISION, SMALL_TEXT, projection_dim=32, image_size=224, seed=args.seed)
+        model_dir = root / "clip"
+        helper("model", str(model_dir), str(args.seed))
         system_path = root / "system.json"
         system_path.write_text(json.dumps(SYSTEM, indent=2))
         for name in wanted:
@@ -200,7 +226,10 @@ def main() -> None:
                 raise SystemExit(f"cotembed eval classified {done} of {len(case.files)} images in case {name}")
             rows.append((case, peak_mib, wall))
 
-    print(f"cotembed eval from {where}")
+    import resource
+
+    launcher = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"cotembed eval from {where}; launcher's own peak RSS {launcher:.1f} MiB (a floor for every figure below)")
     print(f"small random CLIP (224 px input, vision hidden 64, 2 layers), batch {args.batch_size}, --no-cache; "
           "each case in a fresh process; peak RSS of that process")
     small = next((peak for case, peak, _ in rows if case.name == "small"), None)
