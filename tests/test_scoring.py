@@ -105,6 +105,9 @@ def test_every_registered_method_gives_probabilities_that_rank_like_its_scores()
     compiled = system.compile()
     config = scoring.ScoringConfig(temperature=20.0)
     vectors = {"options": rng.normal(size=(compiled.n_prompts, 16)), "names": rng.normal(size=(compiled.n_classes, 16))}
+    for name in scoring.method_names():  # methods with prompt sets of their own (ensemble templates, random words)
+        for prompt_set, texts in scoring.get_method(name).prompt_sets(compiled, config).items():
+            vectors.setdefault(prompt_set, rng.normal(size=(len(texts), 16)))
     scorer = scoring.Scorer(system, vectors, config, scoring.method_names())
     x = rng.normal(size=(7, 16)).astype(np.float32)
     for name in scoring.method_names():

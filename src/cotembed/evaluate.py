@@ -18,7 +18,8 @@ import numpy as np
 from cotembed.embeddings import EmbeddingSet
 from cotembed.errors import InputError
 from cotembed.pipeline import SampleError
-from cotembed.scoring import DEFAULT_EVAL_METHODS, Scorer, get_method
+from cotembed.scoring import DEFAULT_EVAL_METHODS, Batch, Scorer, ScoringMethod, get_method
+from cotembed.scoring.zoo import SeededMethod, method_settings
 
 ECE_BINS = 15
 DENSE_CONFUSION_MAX_CLASSES = 256
@@ -88,6 +89,10 @@ class MethodResult:
         np.add.at(self.ece_confidence, bins, confidence)
         np.add.at(self.ece_correct, bins, (predicted == truth).astype(np.float64))
 
+    def update(self, method: ScoringMethod, batch: Batch, truth: np.ndarray) -> None:
+        scores = method.score(batch)
+        self.add(truth, scores, method.probabilities(scores, batch.config))
+
     def top_confusions(self, limit: int = TOP_CONFUSIONS) -> list[dict[str, Any]]:
         off = self.confusion.copy()
         np.fill_diagonal(off, 0)
@@ -122,6 +127,104 @@ class MethodResult:
         return out
 
 
+SPREAD_METRICS = ("acc1", "acc5", "mean_per_class_recall", "ece")
+
+
+class SeededResult:
+    """One :class:`MethodResult` per seed of a seeded method (random-control); metrics are their means.
+
+    Seeds are repeats of the same experiment, so the JSON keeps every run and the
+    spread (sample std, min, max) of each metric next to the mean.
+    """
+
+    def __init__(self, method: str, prompts: int, class_names: tuple[str, ...], seeds: Sequence[int]):
+        self.method, self.prompts, self.class_names = method, prompts, class_names
+        n = len(class_names)
+        self.runs = {s: MethodResult(method, prompts, class_names, np.zeros((n, n), dtype=np.int64)) for s in seeds}
+
+    def update(self, method: ScoringMethod, batch: Batch, truth: np.ndarray) -> None:
+        if not isinstance(method, SeededMethod):
+            raise TypeError(f"{method.name} is not a seeded method")
+        for seed, run in self.runs.items():
+            scores = method.score_seed(batch, seed)
+            run.add(truth, scores, method.probabilities(scores, batch.config))
+
+    def _values(self, metric: str) -> list[float]:
+        return [v for v in (getattr(r, metric) for r in self.runs.values()) if v is not None]
+
+    def _mean(self, metric: str) -> float | None:
+        values = self._values(metric)
+        return float(np.mean(values)) if values else None
+
+    @property
+    def total(self) -> int:
+        return next(iter(self.runs.values())).total
+
+    @property
+    def confusion(self) -> np.ndarray:
+        """Summed over seeds (each run's own matrix is in the JSON under ``seeds``)."""
+        return np.sum([r.confusion for r in self.runs.values()], axis=0)
+
+    @property
+    def acc1(self) -> float | None:
+        return self._mean("acc1")
+
+    accuracy = acc1
+
+    @property
+    def acc5(self) -> float | None:
+        return self._mean("acc5")
+
+    @property
+    def mean_per_class_recall(self) -> float | None:
+        return self._mean("mean_per_class_recall")
+
+    @property
+    def ece(self) -> float | None:
+        return self._mean("ece")
+
+    @property
+    def per_class_recall(self) -> dict[str, float]:
+        runs = [r.per_class_recall for r in self.runs.values()]
+        return {c: float(np.mean([r[c] for r in runs])) for c in runs[0]}
+
+    @property
+    def spread(self) -> dict[str, dict[str, float]]:
+        """Per metric: mean, std (ddof=1; 0 for one seed), min and max over seeds."""
+        out = {}
+        for metric in SPREAD_METRICS:
+            values = np.asarray(self._values(metric), dtype=np.float64)
+            if len(values):
+                std = float(values.std(ddof=1)) if len(values) > 1 else 0.0
+                out[metric] = {"mean": float(values.mean()), "std": std, "min": float(values.min()), "max": float(values.max())}
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        runs = {str(s): r.to_dict() for s, r in self.runs.items()}
+        out: dict[str, Any] = {m: self._mean(m) for m in ("accuracy", *SPREAD_METRICS)}
+        out.update(
+            correct=float(np.mean([r.correct for r in self.runs.values()])),
+            total=self.total,
+            text_prompts=self.prompts,
+            n_seeds=len(self.runs),
+            spread=self.spread,
+            per_class={c: {"accuracy": v} for c, v in sorted(self.per_class_recall.items())},
+            seeds=runs,
+        )
+        if len(self.class_names) <= DENSE_CONFUSION_MAX_CLASSES:
+            out["confusion"] = {"classes": list(self.class_names), "matrix": self.confusion.tolist(), "summed_over_seeds": True}
+        return out
+
+
+def _new_result(name: str, scorer: Scorer) -> MethodResult | SeededResult:
+    method, compiled = get_method(name), scorer.compiled
+    prompts = scorer.prompts_used(name)
+    if isinstance(method, SeededMethod):
+        return SeededResult(name, prompts, compiled.class_names, method.seeds(scorer.config))
+    n = compiled.n_classes
+    return MethodResult(name, prompts, compiled.class_names, np.zeros((n, n), dtype=np.int64))
+
+
 @dataclass
 class EvalReport:
     system: dict[str, Any]
@@ -130,12 +233,14 @@ class EvalReport:
     hybrid_weight: float
     n_inputs: int
     n_classes: int
-    methods: dict[str, MethodResult]
+    methods: dict[str, MethodResult | SeededResult]
     question_accuracy: dict[str, float | None]
     errors: list[SampleError]
     skipped: list[str]
     n_encoded: int = 0
     chance: float = 0.0
+    method_options: dict[str, Any] = field(default_factory=dict)
+    """Settings that change some methods' scores (ensemble templates, random-control seeds)."""
 
     @property
     def n_images(self) -> int:
@@ -148,6 +253,7 @@ class EvalReport:
             "model": self.model,
             "temperature": self.temperature,
             "hybrid_weight": self.hybrid_weight,
+            "method_options": self.method_options,
             "n_inputs": self.n_inputs,
             "n_images": self.n_inputs,
             "n_classes": self.n_classes,
@@ -173,19 +279,14 @@ def evaluate(scorer: Scorer, data: EmbeddingSet, methods: Sequence[str] | None =
     compiled = scorer.compiled
     truth_all = data.label_indices(compiled.class_names)
     n_classes = compiled.n_classes
-    results = {
-        m: MethodResult(m, scorer.prompts_used(m), compiled.class_names, np.zeros((n_classes, n_classes), dtype=np.int64))
-        for m in names
-    }
+    results = {m: _new_result(m, scorer) for m in names}
     n_groups = len(compiled.group_names)
     question_hits = np.zeros(n_groups, dtype=np.int64)
     needs_options = any("options" in get_method(m).prompt_sets(compiled, scorer.config) for m in names)
     for rows, batch in scorer.batches(data.embeddings, names):
         truth = truth_all[rows]
         for name, result in results.items():
-            method = get_method(name)
-            scores = method.score(batch)
-            result.add(truth, scores, method.probabilities(scores, scorer.config))
+            result.update(get_method(name), batch, truth)
         if needs_options:
             question_hits += _question_hits(batch.option_probs, compiled.offsets, compiled.rule_matrix, truth)
     n = len(data)
@@ -205,6 +306,7 @@ def evaluate(scorer: Scorer, data: EmbeddingSet, methods: Sequence[str] | None =
         skipped=list(data.skipped),
         n_encoded=data.n_encoded,
         chance=1.0 / n_classes,
+        method_options=method_settings([get_method(m) for m in names], scorer.config),
     )
 
 
@@ -222,4 +324,4 @@ def _question_hits(option_probs: np.ndarray, offsets: np.ndarray, rule_matrix: n
     return (rule_matrix[answers, truth[:, None]] > 0).sum(axis=0)
 
 
-__all__ = ["EvalReport", "MethodResult", "evaluate", "question_answers"]
+__all__ = ["EvalReport", "MethodResult", "SeededResult", "evaluate", "question_answers"]

@@ -14,6 +14,7 @@ from cotembed.cli.common import (
     bounded_int,
     emit,
     load_system,
+    seed_int,
     write_rows,
 )
 
@@ -44,7 +45,58 @@ def _classifier(args: argparse.Namespace, res: Resources, system: Any, spec: str
         cache=res.cache,
         batch_size=args.batch_size,
         progress=not args.quiet,
+        method_options=method_options(args),
     )
+
+
+def method_options(args: argparse.Namespace) -> dict[str, Any]:
+    """Settings of the method zoo given on the command line (the defaults live in scoring.zoo)."""
+    options: dict[str, Any] = {}
+    if getattr(args, "templates", None):
+        options["templates"] = read_templates(args.templates)
+    if getattr(args, "random_seeds", None):
+        options["random_seeds"] = args.random_seeds
+    return options
+
+
+def read_templates(path: str) -> tuple[str, ...]:
+    """A templates file: one template with a single ``{}`` per line; blank lines and ``#`` comments skipped."""
+    from pathlib import Path
+
+    from cotembed.errors import InputError
+
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"--templates {path}: cannot read ({exc})") from exc
+    templates, problems = [], []
+    for number, line in enumerate(lines, 1):
+        text = line.strip()
+        if not text or text.startswith("#"):
+            continue
+        if text.count("{}") != 1:
+            problems.append(f"line {number}: {text!r} must contain '{{}}' exactly once")
+        templates.append(text)
+    if problems:
+        raise InputError(f"--templates {path}: " + "; ".join(problems))
+    if not templates:
+        raise InputError(f"--templates {path}: no templates (one per line, each with '{{}}')")
+    return tuple(templates)
+
+
+def seed_list(text: str) -> tuple[int, ...]:
+    """``0,1,2`` -> distinct seeds, each a whole number in [0, 2**32)."""
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    if not parts:
+        raise argparse.ArgumentTypeError("give one or more seeds, e.g. 0,1,2,3,4")
+    return tuple(dict.fromkeys(seed_int(p) for p in parts))
+
+
+def add_zoo_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--templates", metavar="FILE", default=None,
+                   help="name templates for the ensemble method, one per line with {} (default: a CLIP-style set)")
+    p.add_argument("--random-seeds", type=seed_list, default=None, metavar="S,S,...",
+                   help="seeds of random-control, one run each; eval reports mean and spread (default: 0,1,2,3,4)")
 
 
 def run_info(clf: Any, method: str, system_path: str) -> dict[str, Any]:
@@ -111,8 +163,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def _metrics_row(report: Any, method: str) -> dict[str, Any]:
     result = report.methods[method].to_dict()
     keys = ("acc1", "acc5", "mean_per_class_recall", "ece", "correct", "total", "text_prompts")
+    spread = {f"{k}_std": v["std"] for k, v in result.get("spread", {}).items() if k in ("acc1", "acc5")}
     return {"model": report.model, "system": report.system["hash"], "method": method, "temperature": report.temperature,
-            **{k: result[k] for k in keys}}
+            **{k: result[k] for k in keys}, **spread}
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
@@ -137,6 +190,8 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def register(sub: Any) -> None:
+    from cotembed.scoring import method_names
+
     p = sub.add_parser("validate", help="check a system file and summarise it")
     p.add_argument("system", help="system file (.yaml or .json)")
     add_format(p)
@@ -147,6 +202,7 @@ def register(sub: Any) -> None:
     p.add_argument("inputs", nargs="+", help="image files, folders, or CSV/JSONL manifests (path,label or text,label)")
     p.add_argument("--text", action="store_true", help="the inputs are literal texts to classify, not paths")
     add_model_options(p)
+    add_zoo_options(p)
     p.add_argument("--top-k", type=bounded_int(1, 1000), default=3, help="classes to report per input (default: 3)")
     p.add_argument("--output", metavar="FILE", help="also write the predictions to FILE (.json, .csv or .jsonl)")
     add_format(p)
@@ -156,7 +212,9 @@ def register(sub: Any) -> None:
     p.add_argument("system")
     p.add_argument("data", nargs="+", help="ImageFolder directories or CSV/JSONL manifests with labels")
     add_model_options(p, method=False, several_models=True)
-    p.add_argument("--methods", default=None, help="comma-separated methods (default: baseline,cot,hybrid; see --help of classify for all)")
+    p.add_argument("--methods", default=None,
+                   help=f"comma-separated methods, of {', '.join(method_names())} (default: baseline,cot,hybrid)")
+    add_zoo_options(p)
     p.add_argument("--ignore-unknown", action="store_true", help="skip inputs whose label is not a class of the system")
     p.add_argument("--output", metavar="FILE", help="also write the metrics to FILE (.json: full report; .csv/.jsonl: a row per model and method)")
     add_format(p)
@@ -167,6 +225,7 @@ def register(sub: Any) -> None:
     p.add_argument("input", help="an image path, or a text with --text")
     p.add_argument("--text", action="store_true", help="the input is a literal text, not an image path")
     add_model_options(p)
+    add_zoo_options(p)
     p.add_argument("--top-k", type=bounded_int(1, 1000), default=5, help="classes to show (default: 5)")
     add_format(p)
     p.set_defaults(func=cmd_explain)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from cotembed.classifier import Explanation, Prediction
-from cotembed.evaluate import EvalReport
+from cotembed.evaluate import EvalReport, MethodResult, SeededResult
 from cotembed.pipeline import SampleError
 
 
@@ -43,8 +43,10 @@ def _prompt_label(method: str, count: int) -> str:
     """``Q=51`` for option prompts, ``N=16`` for class names, ``Q+N=67`` for both, as in the article."""
     from cotembed.scoring import NAMES, OPTIONS, get_method
 
-    needs = set(get_method(method).needs) if method in _registered() else set()
-    symbol = {frozenset({OPTIONS}): "Q", frozenset({NAMES}): "N", frozenset({OPTIONS, NAMES}): "Q+N"}.get(frozenset(needs))
+    scoring_method = get_method(method) if method in _registered() else None
+    needs = set(scoring_method.needs) if scoring_method else set()
+    symbol = getattr(scoring_method, "prompt_symbol", None) or {
+        frozenset({OPTIONS}): "Q", frozenset({NAMES}): "N", frozenset({OPTIONS, NAMES}): "Q+N"}.get(frozenset(needs))
     return f"{symbol}={count}" if symbol else str(count)
 
 
@@ -52,6 +54,17 @@ def _registered() -> tuple[str, ...]:
     from cotembed.scoring import method_names
 
     return method_names()
+
+
+def _metric(result: MethodResult | SeededResult, metric: str) -> str:
+    """A percentage (ECE: a fraction); seeded methods add ``± std`` over their seeds."""
+    value = getattr(result, metric)
+    as_text = _percent if metric != "ece" else (lambda v: "-" if v is None else f"{v:.3f}")
+    spread = result.spread.get(metric) if isinstance(result, SeededResult) else None
+    if spread is None:
+        return as_text(value)
+    std = f"{100 * spread['std']:.2f}" if metric != "ece" else f"{spread['std']:.3f}"
+    return f"{as_text(value)} ± {std}"
 
 
 PER_CLASS_TABLE_MAX = 60
@@ -69,11 +82,13 @@ def eval_table(report: EvalReport) -> str:
         return "\n".join(lines + errors_block(report.errors))
     rows = [("method", "acc1", "acc5", "mean recall", "ECE", "text prompts", "inputs")]
     rows += [
-        (m, _percent(r.acc1), _percent(r.acc5), _percent(r.mean_per_class_recall), f"{r.ece:.3f}" if r.ece is not None else "-",
+        (m, _metric(r, "acc1"), _metric(r, "acc5"), _metric(r, "mean_per_class_recall"), _metric(r, "ece"),
          _prompt_label(m, r.prompts), str(r.total))
         for m, r in report.methods.items()
     ]
     lines = [header, table(rows), f"chance: {_percent(report.chance)}"]
+    lines += [f"{m}: mean ± std over {len(r.runs)} seeds ({', '.join(map(str, r.runs))})"
+              for m, r in report.methods.items() if isinstance(r, SeededResult)]
     if report.n_classes <= PER_CLASS_TABLE_MAX:
         per_class = {m: r.per_class_recall for m, r in report.methods.items()}
         classes = sorted({c for recalls in per_class.values() for c in recalls})
@@ -91,6 +106,29 @@ def eval_table(report: EvalReport) -> str:
 def eval_tables(reports: Sequence[EvalReport]) -> str:
     """Several models on the same system and data: one block per model, like the article's table."""
     return "\n\n".join(eval_table(r) for r in reports)
+
+
+def curve_table(curve: dict[str, Any]) -> str:
+    """The test-time-compute curve (a ``Curve.to_dict()``) as rows: k, prompts, accuracy over subsets."""
+    system, base = curve["system"], curve["baseline"]
+    lines = [
+        f"system {system['name'] or '(unnamed)'} [{system['hash']}]  model {curve['model']}  method {curve['method']}  "
+        f"temperature {curve['temperature']:g}  classes {curve['n_classes']}  inputs {curve['n_inputs']}",
+    ]
+    rows = [("k", "subsets", "text prompts", "mean", "std", "min", "max")]
+    rows += [
+        (str(p["k"]), f"{p['subsets']}/{p['of']}", _prompt_range(p), _percent(p["mean"]), f"{100 * p['std']:.2f}",
+         _percent(p["min"]), _percent(p["max"]))
+        for p in curve["points"]
+    ]
+    lines += [table(rows), f"baseline (N={base['text_prompts']}): {_percent(base['accuracy'])}   chance: {_percent(curve['chance'])}"]
+    lines += [f"ties count 1/m; subsets sampled with seed {curve['seed']} where more than {curve['max_subsets']} exist"]
+    return "\n".join(lines)
+
+
+def _prompt_range(point: dict[str, Any]) -> str:
+    low, high = point["prompts_min"], point["prompts_max"]
+    return str(low) if low == high else f"{low}-{high}"
 
 
 def predictions_table(predictions: Sequence[Prediction], errors: Sequence[SampleError]) -> str:

@@ -1,7 +1,8 @@
 """Pure-numpy scoring: no torch, no encoders, no I/O.
 
 ``functions`` holds the building blocks, ``methods`` the registry of scoring
-methods, ``scorer`` the :class:`Scorer` that applies them to any embeddings.
+methods, ``zoo`` the methods CoT is compared with (registered on import), and
+``scorer`` the :class:`Scorer` that applies them to any embeddings.
 """
 
 from __future__ import annotations
@@ -31,9 +32,12 @@ from cotembed.scoring.methods import (
     register,
 )
 from cotembed.scoring.scorer import SCORING_CHUNK, Scorer
+from cotembed.scoring.zoo import DEFAULT_RANDOM_SEEDS, DEFAULT_TEMPLATES, SeededMethod  # registers the method zoo
 
 __all__ = [
     "DEFAULT_EVAL_METHODS",
+    "DEFAULT_RANDOM_SEEDS",
+    "DEFAULT_TEMPLATES",
     "DEFAULT_TEMPERATURE",
     "METHODS",
     "NAMES",
@@ -43,6 +47,7 @@ __all__ = [
     "Scorer",
     "ScoringConfig",
     "ScoringMethod",
+    "SeededMethod",
     "cosine_similarity",
     "cot_scores",
     "get_method",

@@ -61,10 +61,13 @@ class Batch:
     and shared by every method scored on it.
     """
 
-    def __init__(self, similarities: Mapping[str, np.ndarray], compiled: "CompiledSystem", config: ScoringConfig):
+    def __init__(self, similarities: Mapping[str, np.ndarray], compiled: "CompiledSystem", config: ScoringConfig,
+                 prompt_vectors: Mapping[str, np.ndarray] | None = None):
         self.similarities = similarities
         self.compiled = compiled
         self.config = config
+        # Unit prompt embeddings by set, for methods that combine prompts before comparing (ensembling).
+        self.prompt_vectors: Mapping[str, np.ndarray] = prompt_vectors or {}
 
     def __getitem__(self, prompt_set: str) -> np.ndarray:
         return self.similarities[prompt_set]

@@ -1,0 +1,336 @@
+"""The method zoo: the zero-shot methods the article's CoT is measured against.
+
+All of them score from one encoding pass of the inputs (only prompt texts differ),
+so ``eval --methods baseline,ensemble,dclip,cot,cot-log,random-control`` compares
+them on exactly the same embeddings:
+
+- ``ensemble``: CLIP prompt ensembling. Each class is the re-normalised mean of
+  its name filled into several templates (``DEFAULT_TEMPLATES``, or
+  ``method_options["templates"]``); T x N prompts.
+- ``dclip``: classification by description (Menon & Vondrick, 2023). A class
+  scores the plain mean cosine of the option prompts its rule accepts (every
+  accepted prompt counts once, group weights are ignored); no softmax; Q prompts.
+- ``cot-log``: the product of experts ``sum_g w_g log P_g(class)``, where
+  ``P_g(class)`` is the probability mass of the class's options in group g.
+  With one option per group and per class, ``log P_g = t * cos - log Z_g`` and
+  ``log Z_g`` is shared by every class, so the ranking is that of the sum of the
+  class's cosines: exactly ``dclip``'s when the weights are equal. They part
+  when a rule accepts several options (``log`` of a sum of probabilities vs a
+  mean of cosines that counts each accepted option once) and when group weights
+  differ (``dclip`` ignores them).
+- ``random-control``: the article's aggregation with the same questions, option
+  counts and rules, but every option word replaced by a seeded random word
+  (WaffleCLIP-style). It measures what ensembling Q prompts gives without the
+  system's knowledge; ``cot`` minus it is the value of that knowledge. One run per
+  seed (``method_options["random_seeds"]``); ``evaluate`` reports mean and spread.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any, Sequence
+
+import numpy as np
+
+from cotembed.errors import InputError
+from cotembed.scoring.functions import cot_scores, group_softmax, softmax
+from cotembed.scoring.methods import OPTIONS, Batch, ScoringConfig, ScoringMethod, register
+
+if TYPE_CHECKING:
+    from cotembed.system import CompiledSystem
+
+ENSEMBLE = "ensemble"
+"""Prompt set of the ensemble: every template filled with every class name, class-major (N x T)."""
+
+DEFAULT_TEMPLATES: tuple[str, ...] = (
+    "{}",
+    "a photo of a {}.",
+    "a picture of a {}.",
+    "an image of a {}.",
+    "a drawing of a {}.",
+    "an illustration of a {}.",
+    "a rendering of a {}.",
+    "a cartoon {}.",
+    "a close-up photo of a {}.",
+    "a low resolution photo of a {}.",
+    "a photo of the small {}.",
+    "a photo of the large {}.",
+    "art of the {}.",
+    "a {} in a video game.",
+)
+"""Name templates after CLIP's ImageNet set, trimmed to ones that suit any kind of picture."""
+
+DEFAULT_RANDOM_SEEDS: tuple[int, ...] = (0, 1, 2, 3, 4)
+
+RANDOM_WORDS: tuple[str, ...] = tuple(
+    """
+    anchor apron attic bagel ballot bamboo banjo barrel basket battery beacon bench bicycle blanket
+    bottle bracelet brick bridge broom bucket buckle button cabinet cable calendar camera candle
+    canvas carpet castle catalog ceiling cello chair chalk chimney chisel clock closet coin collar
+    compass cookie copper cork corner cotton cradle crayon cushion curtain dagger desk diary dial
+    dinner doorbell drawer drum elbow engine envelope eraser fabric fence ferry fiddle folder fork
+    fountain frame funnel furnace gadget garage garlic gate glove glue goblet guitar hammer hammock
+    handle harbor harp helmet hinge hockey hook hotel invoice iron jacket jar jigsaw journal kettle
+    keyboard kitchen knob ladder ladle lamp lantern laptop leather lemon lens letter lever library
+    locker magnet mailbox mallet map marble market mattress medal menu mirror mitten monitor mop
+    mortar muffin napkin needle notebook novel oven paddle padlock pamphlet pancake paper parcel
+    pasta pebble pencil pepper piano pickle pillow pin pipe pitcher plank plate pliers pocket
+    porch postcard pottery pulley puzzle quilt racket radio railing recipe ribbon rocket roof rope
+    rubber ruler saddle salad sandal saucer saw scarf scissors screw shelf shoe shovel sink skillet
+    sleeve slipper soap sock sofa spatula sponge spoon stapler statue stool stove straw string
+    suitcase sweater table tablet teacup teapot ticket toaster token tractor trolley trumpet
+    tunnel typewriter umbrella vase velvet violin wallet wardrobe whistle window wrench yarn zipper
+    absent ancient awkward brave brief busy careful casual cheap clever costly crisp curious eager
+    early easy elegant empty fair famous fancy formal frank gentle glad grand handy honest humble
+    idle jolly keen kind late lazy legal loyal lucky modern modest narrow neat noble normal odd
+    polite proud quick quiet rapid rare ready rich rigid royal rude rustic secret silent simple
+    sincere slow smart solid sour steady strict sturdy sudden tidy tiny tough urban usual vague
+    vivid wary weary wise witty young zealous
+    """.split()
+)
+"""Neutral common nouns and adjectives: no colours, shapes, animals, body parts or landscapes."""
+
+
+# ----------------------------------------------------------------- ensemble
+def ensemble_templates(config: ScoringConfig) -> tuple[str, ...]:
+    """The templates in force: ``method_options["templates"]`` or :data:`DEFAULT_TEMPLATES`."""
+    templates = config.option("templates") or DEFAULT_TEMPLATES
+    if isinstance(templates, str) or not isinstance(templates, Sequence):
+        raise InputError(f"ensemble templates must be a list of strings with one '{{}}', got {templates!r}")
+    bad = [t for t in templates if not isinstance(t, str) or t.count("{}") != 1]
+    if bad:
+        raise InputError(f"ensemble templates must each contain '{{}}' exactly once; bad: {', '.join(map(repr, bad[:5]))}")
+    return tuple(dict.fromkeys(templates))
+
+
+class Ensemble(ScoringMethod):
+    name = "ensemble"
+    description = "CLIP prompt ensembling: class = mean of its name in T templates, re-normalised (T x N prompts)"
+    needs = ()
+    prompt_symbol = "TxN"
+
+    def settings(self, config: ScoringConfig) -> dict[str, Any]:
+        return {"templates": list(ensemble_templates(config))}
+
+    def prompt_sets(self, compiled: "CompiledSystem", config: ScoringConfig) -> dict[str, tuple[str, ...]]:
+        templates = ensemble_templates(config)
+        return {ENSEMBLE: tuple(t.replace("{}", c, 1) for c in compiled.class_names for t in templates)}
+
+    def score(self, batch: Batch) -> np.ndarray:
+        n = batch.compiled.n_classes
+        sims = batch[ENSEMBLE].reshape(len(batch), n, -1)
+        vectors = batch.prompt_vectors[ENSEMBLE]
+        # cos(x, normalise(mean_t e_t)) = mean_t cos(x, e_t) / |mean_t e_t|: no second pass over the inputs.
+        norms = np.linalg.norm(vectors.reshape(n, sims.shape[2], -1).mean(axis=1), axis=1)
+        return sims.mean(axis=2) / np.maximum(norms, 1e-12).astype(np.float32)
+
+    def probabilities(self, scores: np.ndarray, config: ScoringConfig) -> np.ndarray:
+        return softmax(scores * np.float32(config.temperature), axis=1)
+
+
+# -------------------------------------------------------------------- dclip
+class ClassificationByDescription(ScoringMethod):
+    name = "dclip"
+    description = "classification by description: class = mean cosine of the option prompts its rule accepts (Q prompts)"
+    needs = (OPTIONS,)
+
+    def score(self, batch: Batch) -> np.ndarray:
+        accepted = (batch.compiled.rule_matrix > 0).astype(np.float32)
+        return (batch[OPTIONS] @ accepted) / accepted.sum(axis=0)
+
+    def probabilities(self, scores: np.ndarray, config: ScoringConfig) -> np.ndarray:
+        return softmax(scores * np.float32(config.temperature), axis=1)
+
+
+# ------------------------------------------------------------------ cot-log
+def split_rules(compiled: "CompiledSystem") -> tuple[np.ndarray, list[tuple[np.ndarray, float, np.ndarray]]]:
+    """The rule matrix as (single-option part, multi-option entries).
+
+    The single part is Q x N with the group weight where a class accepts exactly
+    one option of the group, so those terms cost one matrix product. Each multi
+    entry is (option prompt indices, weight, class columns): classes that accept
+    the same several options of one group share one log-sum-exp.
+    """
+    accepted = compiled.rule_matrix > 0
+    starts = compiled.offsets[:-1]
+    sizes = np.diff(compiled.offsets)
+    counts = np.add.reduceat(accepted.astype(np.int64), starts, axis=0)  # (G, N)
+    single = np.where(np.repeat(counts == 1, sizes, axis=0), compiled.rule_matrix, np.float32(0))
+    multi: list[tuple[np.ndarray, float, np.ndarray]] = []
+    for g in np.flatnonzero((counts > 1).any(axis=1)):
+        block = accepted[starts[g] : starts[g] + sizes[g]]
+        by_set: dict[tuple[int, ...], list[int]] = {}
+        for n in np.flatnonzero(counts[g] > 1):
+            by_set.setdefault(tuple(np.flatnonzero(block[:, n]) + starts[g]), []).append(int(n))
+        for options, columns in by_set.items():
+            weight = float(compiled.rule_matrix[options[0], columns[0]])
+            multi.append((np.asarray(options), weight, np.asarray(columns)))
+    return single, multi
+
+
+class ProductOfExperts(ScoringMethod):
+    name = "cot-log"
+    description = "product of experts: sum over groups of weight x log P(class's options) (Q prompts)"
+    needs = (OPTIONS,)
+
+    def score(self, batch: Batch) -> np.ndarray:
+        single, multi = split_rules(batch.compiled)
+        log_probs = batch.option_log_probs
+        scores = log_probs @ single
+        for options, weight, columns in multi:
+            picked = log_probs[:, options]
+            top = picked.max(axis=1, keepdims=True)
+            lse = top[:, 0] + np.log(np.exp(picked - top).sum(axis=1))
+            scores[:, columns] += np.float32(weight) * lse[:, None]
+        return scores
+
+    def probabilities(self, scores: np.ndarray, config: ScoringConfig) -> np.ndarray:
+        """Normalised product of the groups' probabilities (scores are already log-likelihoods)."""
+        return softmax(scores, axis=1)
+
+
+# ----------------------------------------------------------- random control
+class SeededMethod(ScoringMethod):
+    """A method run once per seed; ``evaluate`` keeps one result per seed and reports mean and spread."""
+
+    def seeds(self, config: ScoringConfig) -> tuple[int, ...]:
+        raise NotImplementedError
+
+    def score_seed(self, batch: Batch, seed: int) -> np.ndarray:
+        raise NotImplementedError
+
+    def score(self, batch: Batch) -> np.ndarray:
+        """A single prediction uses the first seed (``eval`` reports every seed)."""
+        return self.score_seed(batch, self.seeds(batch.config)[0])
+
+
+def random_seeds(config: ScoringConfig) -> tuple[int, ...]:
+    """``method_options["random_seeds"]`` checked: a non-empty list of distinct integers in [0, 2**32)."""
+    seeds = config.option("random_seeds", DEFAULT_RANDOM_SEEDS)
+    if isinstance(seeds, (str, bytes)) or not isinstance(seeds, Sequence) or not seeds:
+        raise InputError(f"random_seeds must be a non-empty list of integers, got {seeds!r}")
+    bad = [s for s in seeds if isinstance(s, bool) or not isinstance(s, (int, np.integer)) or not 0 <= s < 2**32]
+    if bad:
+        raise InputError(f"random_seeds must be integers in [0, 2**32), got {', '.join(map(repr, bad))}")
+    return tuple(dict.fromkeys(int(s) for s in seeds))
+
+
+def question_frame(prompts: Sequence[str]) -> tuple[str, str]:
+    """What every prompt of one group shares around its option: (prefix, suffix), cut at word edges.
+
+    A compiled system keeps filled-in prompts only; the frame is the group's
+    template as far as they show it (a one-option group shows none). The prefix
+    ends, and the suffix starts, with a non-word character, and neither eats a
+    whole option, so a frame never holds part of one option only.
+    """
+    if len(prompts) < 2:
+        return "", ""
+    shortest = min(len(p) for p in prompts)
+    prefix = _common_prefix(prompts)[: shortest - 1]
+    while prefix and prefix[-1].isalnum():
+        prefix = prefix[:-1]
+    rest = [p[len(prefix) :] for p in prompts]
+    suffix = _common_prefix([r[::-1] for r in rest])[::-1]
+    suffix = suffix[len(suffix) - min(len(suffix), min(len(r) for r in rest) - 1) :]
+    while suffix and suffix[0].isalnum():
+        suffix = suffix[1:]
+    return prefix, suffix
+
+
+def _common_prefix(texts: Sequence[str]) -> str:
+    first, last = min(texts), max(texts)
+    i = 0
+    while i < len(first) and first[i] == last[i]:
+        i += 1
+    return first[:i]
+
+
+@lru_cache(maxsize=64)
+def random_prompts(prompts: tuple[str, ...], offsets: tuple[int, ...], seed: int) -> tuple[str, ...]:
+    """The system's prompts with each option replaced by a seeded random word (distinct within a group).
+
+    Words the system itself uses anywhere are never drawn, so no option can be
+    redrawn by chance. Beyond the word list, options get random word pairs.
+    """
+    used = {w for p in prompts for w in re.findall(r"[a-z]+", p.lower())}
+    pool = [w for w in RANDOM_WORDS if w not in used]
+    if not pool:
+        raise InputError("random-control: every word of the random word list occurs in the system")
+    rng = np.random.default_rng(seed)
+    out: list[str] = []
+    for start, stop in zip(offsets[:-1], offsets[1:]):
+        prefix, suffix = question_frame(prompts[start:stop])
+        size = stop - start
+        width = 1 if size <= len(pool) else math.ceil(math.log(size, len(pool))) if len(pool) > 1 else 0
+        if width == 0 or len(pool) ** width < size:
+            raise InputError(f"random-control: a group of {size} options needs more random words than the {len(pool)} available")
+        draws = rng.choice(len(pool) ** width, size=size, replace=False)
+        for code in draws:
+            digits = [(int(code) // len(pool) ** i) % len(pool) for i in range(width)]
+            out.append(prefix + " ".join(pool[d] for d in digits) + suffix)
+    return tuple(out)
+
+
+def random_set_name(seed: int) -> str:
+    return f"random-control/{seed}"
+
+
+class RandomControl(SeededMethod):
+    name = "random-control"
+    description = "cot with every option word replaced by a seeded random word: what ensembling alone gives (Q prompts per seed)"
+    needs = ()
+    prompt_symbol = "Q"
+
+    def seeds(self, config: ScoringConfig) -> tuple[int, ...]:
+        return random_seeds(config)
+
+    def settings(self, config: ScoringConfig) -> dict[str, Any]:
+        return {"random_seeds": list(self.seeds(config)), "random_words": len(RANDOM_WORDS)}
+
+    def prompt_sets(self, compiled: "CompiledSystem", config: ScoringConfig) -> dict[str, tuple[str, ...]]:
+        offsets = tuple(int(o) for o in compiled.offsets)
+        return {random_set_name(s): random_prompts(tuple(compiled.prompts), offsets, s) for s in self.seeds(config)}
+
+    def prompts_used(self, compiled: "CompiledSystem", config: ScoringConfig) -> int:
+        """Q: each seed's run asks as many questions as ``cot`` (the seeds are repeats, not one ensemble)."""
+        return compiled.n_prompts
+
+    def score_seed(self, batch: Batch, seed: int) -> np.ndarray:
+        probs = group_softmax(batch[random_set_name(seed)], batch.compiled.offsets, batch.config.temperature)
+        return cot_scores(probs, batch.compiled.rule_matrix)
+
+
+ZOO: tuple[ScoringMethod, ...] = (Ensemble(), ClassificationByDescription(), ProductOfExperts(), RandomControl())
+for _method in ZOO:
+    register(_method)
+
+
+def method_settings(methods: Sequence[ScoringMethod], config: ScoringConfig) -> dict[str, Any]:
+    """Settings in force that change these methods' scores (templates, seeds), for reports."""
+    out: dict[str, Any] = {}
+    for method in methods:
+        settings = getattr(method, "settings", None)
+        if settings is not None:
+            out.update(settings(config))
+    return out
+
+
+__all__ = [
+    "DEFAULT_RANDOM_SEEDS",
+    "DEFAULT_TEMPLATES",
+    "ENSEMBLE",
+    "RANDOM_WORDS",
+    "ClassificationByDescription",
+    "Ensemble",
+    "ProductOfExperts",
+    "RandomControl",
+    "SeededMethod",
+    "ensemble_templates",
+    "method_settings",
+    "question_frame",
+    "random_prompts",
+    "random_seeds",
+    "split_rules",
+]
