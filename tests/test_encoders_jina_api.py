@@ -87,6 +87,7 @@ def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[_FakeJina]:
 def _encoder(server: _FakeJina, **options: Any) -> tuple[JinaApiEncoder, list[float]]:
     sleeps: list[float] = []
     options.setdefault("backoff_s", 0.01)
+    options.setdefault("jitter", 0.0)  # exact delays to compare against
     enc = JinaApiEncoder("jina-clip-v2", base_url=server.base_url, sleep=sleeps.append, **options)
     return enc, sleeps
 

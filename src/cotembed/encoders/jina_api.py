@@ -1,8 +1,9 @@
 """Jina Embeddings HTTP API (``jina-api:<model>``, e.g. ``jina-api:jina-clip-v2``).
 
 POST ``{base_url}/v1/embeddings`` with ``{"model", "input": [{"text"}|{"image"}], ...}``;
-the key comes from ``JINA_API_KEY``. 429 and 5xx (and connection failures) are retried
-with exponential backoff, honouring ``Retry-After``; 401/403 fail at once.
+the key comes from ``JINA_API_KEY``. 429 and 5xx, timeouts and connection failures are
+retried by the shared policy of :mod:`cotembed.http` (exponential backoff with jitter,
+honouring ``Retry-After``, bounded attempts and total time); 401/403 fail at once.
 """
 
 from __future__ import annotations
@@ -18,10 +19,12 @@ from PIL import Image
 
 from cotembed.encoders.base import Closed, probe_dim, to_numpy_normalized
 from cotembed.errors import CotembedError, InputError, MissingDependencyError
+from cotembed.http import RetryPolicy, response_detail, send_with_retries
 
 DEFAULT_BASE_URL = "https://api.jina.ai"
 DEFAULT_BATCH_SIZE = 32
 MAX_RETRY_SLEEP_S = 60.0
+MAX_RETRY_TOTAL_S = 300.0
 
 
 def model_key(argument: str, options: Mapping[str, Any]) -> str:
@@ -43,18 +46,13 @@ def encode_image_b64(image: Image.Image, *, max_side: int | None = 1024, fmt: st
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def _retry_after(value: str | None) -> float | None:
-    try:
-        return max(0.0, float(value)) if value is not None else None
-    except ValueError:
-        return None  # an HTTP-date: fall back to our own backoff
-
-
 class JinaApiEncoder:
     """Embeddings from the hosted API. Options: ``base_url`` (or ``JINA_API_BASE_URL``),
     ``api_key``, ``max_attempts``, ``backoff_s`` (first retry delay, doubled each time),
     ``timeout_s``, ``task``, ``dimensions``, ``logit_scale``, ``max_image_side`` (0: send full
-    size), ``image_format``. ``sleep`` replaces ``time.sleep`` between retries (for tests)."""
+    size), ``image_format``. From Python also ``jitter`` (fraction of each delay taken off at
+    random) and ``max_total_s`` (time budget for one request's retries). ``sleep`` replaces
+    ``time.sleep`` between retries (for tests)."""
 
     modalities = frozenset({"image", "text"})
     input_size: int | None = None  # the server resizes; images are only shrunk to max_image_side
@@ -63,8 +61,8 @@ class JinaApiEncoder:
                  base_url: str | None = None, api_key: str | None = None, max_attempts: int = 5,
                  backoff_s: float = 1.0, timeout_s: float = 60.0, task: str | None = None,
                  dimensions: int | None = None, logit_scale: float | None = None,
-                 max_image_side: int | None = 1024, image_format: str = "PNG",
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 max_image_side: int | None = 1024, image_format: str = "PNG", jitter: float = 0.5,
+                 max_total_s: float | None = MAX_RETRY_TOTAL_S, sleep: Callable[[float], None] = time.sleep) -> None:
         try:
             import httpx
         except ImportError as exc:
@@ -73,14 +71,13 @@ class JinaApiEncoder:
         if not key:
             raise InputError(f"jina-api:{argument} needs an API key: set the JINA_API_KEY environment variable "
                              "(get one at https://jina.ai/embeddings)")
-        self._httpx = httpx
         self.model = argument
         self.model_key = model_key(argument, {"dimensions": dimensions, "task": task})
         self.logit_scale = logit_scale
         self.batch_size = int(batch_size or DEFAULT_BATCH_SIZE)
         self.url = (base_url or os.environ.get("JINA_API_BASE_URL") or DEFAULT_BASE_URL).rstrip("/") + "/v1/embeddings"
-        self.max_attempts = max(1, int(max_attempts))
-        self.backoff_s = float(backoff_s)
+        self.retry = RetryPolicy(max_attempts=max(1, int(max_attempts)), backoff_s=float(backoff_s),
+                                 max_delay_s=MAX_RETRY_SLEEP_S, max_total_s=max_total_s, jitter=jitter)
         self.task = task
         self.dimensions = dimensions
         self.max_image_side = max_image_side
@@ -123,29 +120,15 @@ class JinaApiEncoder:
             body["task"] = self.task
         if self.dimensions:
             body["dimensions"] = int(self.dimensions)
-        problem = ""
-        for attempt in range(self.max_attempts):
-            delay = self.backoff_s * 2**attempt
-            try:
-                response = self._client.post(self.url, json=body)
-            except self._httpx.TransportError as exc:
-                problem = f"{type(exc).__name__}: {exc}"
-            else:
-                if response.status_code in (401, 403):
-                    raise InputError(f"JINA_API_KEY was rejected by {self.url} (HTTP {response.status_code}): "
-                                     f"{_detail(response)}; check the key and its remaining balance")
-                if response.status_code == 429 or response.status_code >= 500:
-                    problem = f"HTTP {response.status_code}: {_detail(response)}"
-                    retry_after = _retry_after(response.headers.get("Retry-After"))
-                    delay = delay if retry_after is None else retry_after
-                elif response.status_code >= 400:
-                    raise CotembedError(f"Jina API rejected the request for model {self.model!r} "
-                                        f"(HTTP {response.status_code}): {_detail(response)}")
-                else:
-                    return self._parse(response, len(items))
-            if attempt + 1 < self.max_attempts:
-                self._sleep(min(delay, MAX_RETRY_SLEEP_S))
-        raise CotembedError(f"Jina API at {self.url} failed after {self.max_attempts} attempts; last error: {problem}")
+        response = send_with_retries(lambda: self._client.post(self.url, json=body), self.retry,
+                                     what=f"Jina API at {self.url}", sleep=self._sleep)
+        if response.status_code in (401, 403):
+            raise InputError(f"JINA_API_KEY was rejected by {self.url} (HTTP {response.status_code}): "
+                             f"{response_detail(response)}; check the key and its remaining balance")
+        if response.status_code >= 400:
+            raise CotembedError(f"Jina API rejected the request for model {self.model!r} "
+                                f"(HTTP {response.status_code}): {response_detail(response)}")
+        return self._parse(response, len(items))
 
     def _parse(self, response: Any, expected: int) -> np.ndarray:
         try:
@@ -163,16 +146,6 @@ class JinaApiEncoder:
         if not isinstance(self._client, Closed):
             self._client.close()
             self._client = Closed(self.model_key)
-
-
-def _detail(response: Any) -> str:
-    """The server's error message, short."""
-    try:
-        payload = response.json()
-    except ValueError:
-        return response.text[:300]
-    text = (payload.get("detail") or payload.get("message") or payload) if isinstance(payload, dict) else payload
-    return str(text)[:300]
 
 
 __all__ = ["JinaApiEncoder", "encode_image_b64"]
