@@ -38,6 +38,13 @@ ENTRIES: list[Entry] = [
     Entry("Scoring vs the article's per-image loop", "bench_scoring.py", ("--loop-images", "500")),
     Entry("Validating a large system", "bench_validate.py"),
     Entry("Peak memory vs image size and folder size", "bench_memory.py"),
+    Entry("The method zoo on critters easy and hard", "bench_zoo.py",
+          about="One encoding pass per split, every method scored on it; random-control is the article's aggregation "
+                "with random option words (mean ± std over 5 seeds), so cot minus it is what the system's knowledge adds."),
+    Entry("Test-time compute: accuracy as questions are added", "bench_curve.py",
+          figures=("curve-easy.png", "curve-hard.png"),
+          about="For k = 1..G groups: CoT accuracy over every subset of k groups (line: mean, bars: ±1 std, band: min-max), "
+                "with the text prompts Q they cost (top axis) and the class-name baseline."),
 ]
 
 

@@ -71,6 +71,20 @@ PER_CLASS_TABLE_MAX = 60
 """Above this many classes the per-class block is left to --format json / --output."""
 
 
+def methods_table(report: EvalReport) -> str:
+    """The comparison rows (one per method), chance, and how seeded methods were summarised."""
+    rows = [("method", "acc1", "acc5", "mean recall", "ECE", "text prompts", "inputs")]
+    rows += [
+        (m, _metric(r, "acc1"), _metric(r, "acc5"), _metric(r, "mean_per_class_recall"), _metric(r, "ece"),
+         _prompt_label(m, r.prompts), str(r.total))
+        for m, r in report.methods.items()
+    ]
+    lines = [table(rows), f"chance: {_percent(report.chance)}"]
+    lines += [f"{m}: mean ± std over {len(r.runs)} seeds ({', '.join(map(str, r.runs))})"
+              for m, r in report.methods.items() if isinstance(r, SeededResult)]
+    return "\n".join(lines)
+
+
 def eval_table(report: EvalReport) -> str:
     """One model's block of the article's comparison table, then per-class and per-question accuracy."""
     header = (
@@ -80,15 +94,7 @@ def eval_table(report: EvalReport) -> str:
     if report.n_inputs == 0:
         lines = [header, "nothing was evaluated: no input could be used"]
         return "\n".join(lines + errors_block(report.errors))
-    rows = [("method", "acc1", "acc5", "mean recall", "ECE", "text prompts", "inputs")]
-    rows += [
-        (m, _metric(r, "acc1"), _metric(r, "acc5"), _metric(r, "mean_per_class_recall"), _metric(r, "ece"),
-         _prompt_label(m, r.prompts), str(r.total))
-        for m, r in report.methods.items()
-    ]
-    lines = [header, table(rows), f"chance: {_percent(report.chance)}"]
-    lines += [f"{m}: mean ± std over {len(r.runs)} seeds ({', '.join(map(str, r.runs))})"
-              for m, r in report.methods.items() if isinstance(r, SeededResult)]
+    lines = [header, methods_table(report)]
     if report.n_classes <= PER_CLASS_TABLE_MAX:
         per_class = {m: r.per_class_recall for m, r in report.methods.items()}
         classes = sorted({c for recalls in per_class.values() for c in recalls})
