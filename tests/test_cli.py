@@ -224,3 +224,32 @@ def test_eval_compares_several_models_in_one_table(capsys, tmp_path, system_file
     assert code == 0 and "model test:one" in out and "model test:two" in out
     code, out, _ = run(capsys, "eval", system_file, data, "--model", "test:one", "--model", "test:two", "--no-cache", "-q", "--format", "json")
     assert [r["model"] for r in json.loads(out)["models"]] == ["test:one", "test:two"]
+
+
+def test_cli_recovers_a_corrupt_cache_only_when_asked(capsys, tmp_path, system_file, colour_model):
+    data = make_image_folder(tmp_path / "data", per_class=1)
+    cache = tmp_path / "cache.sqlite"
+    code, _, _ = run(capsys, "eval", system_file, data, "--model", colour_model, "--cache", cache, "-q")
+    assert code == 0
+    raw = bytearray(cache.read_bytes())
+    page = 4096
+    for offset in range(page, len(raw), page):  # smash every page header after the first
+        raw[offset : offset + 16] = b"\xde\xad\xbe\xef" * 4
+    cache.write_bytes(bytes(raw))
+    code, out, err = run(capsys, "eval", system_file, data, "--model", colour_model, "--cache", cache, "-q", "--format", "json")
+    assert code != 0 and str(cache) in err and "--cache-recover" in err
+    assert str(cache) in json.loads(out)["error"]["message"]
+    code, _, err = run(capsys, "eval", system_file, data, "--model", colour_model, "--cache", cache, "-q", "--cache-recover")
+    assert code == 0 and "corrupt" in err
+    assert list(tmp_path.glob("cache.sqlite.corrupt-*")), "the damaged file is kept aside, never deleted"
+
+
+def test_manifest_outside_paths_need_the_flag(capsys, tmp_path, system_file, colour_model):
+    image = make_image(tmp_path / "elsewhere" / "a.png", "red")
+    manifest = tmp_path / "inside" / "m.csv"
+    manifest.parent.mkdir()
+    manifest.write_text(f"path,label\n../elsewhere/a.png,red-thing\n{image},red-thing\n", encoding="utf-8")
+    code, _, err = run(capsys, "classify", system_file, manifest, "--model", colour_model, "--no-cache", "-q")
+    assert code == 2 and "--allow-outside-paths" in err and "m.csv" in err
+    code, out, _ = run(capsys, "classify", system_file, manifest, "--model", colour_model, "--no-cache", "-q", "--allow-outside-paths", "--format", "json")
+    assert code == 0 and [p["prediction"] for p in json.loads(out)["predictions"]] == ["red-thing", "red-thing"]
