@@ -22,6 +22,7 @@ FAMILIES = (
     "cotembed.cli.classify",
     "cotembed.cli.critters",
     "cotembed.cli.evidence",
+    "cotembed.cli.authoring",
 )
 
 

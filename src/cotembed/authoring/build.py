@@ -1,0 +1,794 @@
+"""Drafting a system with an LLM, as the article recommends: the LLM proposes attribute
+groups, prompt templates, options and one rule per class; cotembed validates the answer
+and sends every problem back until the draft is valid (or the rounds run out); a person
+reviews it and can send feedback the same way.
+
+The pieces are separate so each can be used and tested on its own:
+
+* :func:`load_class_names` reads the classes (a list file, a folder of class folders, a manifest);
+* :func:`draft_messages` / :func:`feedback_messages` / :func:`repair_message` write the prompts;
+* :func:`extract_system` finds the system in an answer (JSON, a Python dict such as the
+  article's ``pokemon_system = {...}``, YAML; in a code fence or in prose);
+* :func:`review_draft` validates it against the requested classes and lists the static findings;
+* :func:`build_system` runs the bounded draft -> review -> repair loop;
+* :func:`write_system` writes a reviewed system atomically, with a provenance header.
+"""
+
+from __future__ import annotations
+
+import ast
+import difflib
+import json
+import os
+import re
+import secrets
+import shutil
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping, Sequence
+
+import yaml
+
+from cotembed.authoring.llm import ChatModel, ChatReply, LLMError
+from cotembed.errors import CotembedError, InputError, SystemValidationError
+from cotembed.system import GROUP_KEYS, RULE_KEYS, System, parse_system_text
+
+DEFAULT_ROUNDS = 3
+"""Repair rounds after the first answer: most drafts are valid after one or two."""
+MAX_HEADER_FINDINGS = 20
+MAX_ANSWER_CHARS = 4_000_000
+"""An answer longer than this is not read (a system for 10,000 classes is far shorter)."""
+
+
+# ------------------------------------------------------------------ class lists
+@dataclass(frozen=True)
+class ClassList:
+    """The classes to draft a system for, where they came from, and optional notes per class."""
+
+    names: tuple[str, ...]
+    source: str
+    notes: Mapping[str, str] = field(default_factory=dict)
+
+
+def load_class_names(path: str | Path) -> ClassList:
+    """Classes from a folder (its class sub-folders, ImageFolder style), a CSV/JSONL manifest
+    (its labels), a YAML/JSON list (or a mapping of class name -> a note on it), a system file
+    (its classes), or a text file with one name per line (blank lines and ``#`` comments skipped)."""
+    path = Path(path)
+    if path.is_dir():
+        names = sorted(_nfc(p.name) for p in path.iterdir() if p.is_dir() and not _hidden(p.name))
+        if not names:
+            raise InputError(f"{path}: no class folders inside (expected one sub-folder per class)")
+        return make_class_list(names, f"{path}/ (class folders)", {})
+    if not path.is_file():
+        raise InputError(f"{path}: no such file or folder (give a class list file, a data folder or a manifest)")
+    reader = _CLASS_READERS.get(path.suffix.lower(), _lines_file)
+    names, notes = reader(path)
+    return make_class_list(names, str(path), notes)
+
+
+def _nfc(text: str) -> str:
+    from cotembed.data import nfc
+
+    return nfc(text)
+
+
+def _hidden(name: str) -> bool:
+    from cotembed.data import is_hidden
+
+    return is_hidden(name)
+
+
+def _manifest_labels(path: Path) -> tuple[list[str], dict[str, str]]:
+    from cotembed.data import collect_samples
+
+    samples = collect_samples([path], allow_outside=True)  # only labels are read, never the files
+    labels = list(dict.fromkeys(s.label for s in samples if s.label))
+    if not labels:
+        raise InputError(f"{path}: the manifest has no labels (a 'label' column gives each row its class)")
+    return labels, {}
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: not UTF-8 text ({exc.reason})") from exc
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+
+
+def _structured_list(path: Path) -> tuple[list[str], dict[str, str]]:
+    try:
+        data = parse_system_text(_read_text(path), str(path), json_format=path.suffix.lower() == ".json")
+    except SystemValidationError as exc:
+        raise InputError(f"{path}: cannot read the class list: {'; '.join(exc.problems)}") from exc
+    if isinstance(data, Mapping) and "classes" in data and len(data) == 1:
+        data = data["classes"]
+    rules = next((data[k] for k in RULE_KEYS if k in data), None) if isinstance(data, Mapping) else None
+    if isinstance(rules, Mapping):  # a system file: its classes
+        return [str(k) for k in rules], {}
+    if isinstance(data, list) and all(isinstance(n, (str, int)) and not isinstance(n, bool) for n in data):
+        return [str(n) for n in data], {}
+    if isinstance(data, Mapping) and all(isinstance(v, (str, type(None))) for v in data.values()):
+        return [str(k) for k in data], {str(k): v.strip() for k, v in data.items() if isinstance(v, str) and v.strip()}
+    raise InputError(f"{path}: expected a list of class names, or a mapping of class name to a short note on it")
+
+
+def _lines_file(path: Path) -> tuple[list[str], dict[str, str]]:
+    lines = (line.strip() for line in _read_text(path).splitlines())
+    return [line for line in lines if line and not line.startswith("#")], {}
+
+
+_CLASS_READERS: dict[str, Callable[[Path], tuple[list[str], dict[str, str]]]] = {
+    ".csv": _manifest_labels,
+    ".jsonl": _manifest_labels,
+    ".json": _structured_list,
+    ".yaml": _structured_list,
+    ".yml": _structured_list,
+}
+"""Suffix -> reader; anything else is a text file with one name per line."""
+
+
+def make_class_list(raw: Sequence[str], source: str, notes: Mapping[str, str] | None = None) -> ClassList:
+    """A checked ClassList: names stripped and NFC, at least two, none repeated (ignoring case)."""
+    names = [_nfc(n.strip()) for n in raw if n.strip()]
+    seen: dict[str, str] = {}
+    duplicates = []
+    for name in names:
+        key = name.casefold()
+        if key in seen:
+            duplicates.append(name if seen[key] == name else f"{name} (same as {seen[key]})")
+        seen.setdefault(key, name)
+    if duplicates:
+        raise InputError(f"{source}: duplicate class name(s): {', '.join(duplicates[:10])}; class names must differ beyond case")
+    if len(names) < 2:
+        raise InputError(f"{source}: found {len(names)} class name(s); a classifier needs at least 2")
+    return ClassList(tuple(names), source, {_nfc(k.strip()): v for k, v in (notes or {}).items()})
+
+
+# -------------------------------------------------------------------- prompting
+@dataclass(frozen=True)
+class Modality:
+    """How the prompts speak of the inputs: the model, what it sees, what attributes to use."""
+
+    model: str
+    input: str
+    features: str
+    example_prompt: str
+
+
+MODALITIES: dict[str, Modality] = {
+    "image": Modality(
+        model="an image-text embedding model (such as CLIP)",
+        input="an image",
+        features="visual features: what can be seen in a picture (colours, shapes, body parts, textures, the background scene)",
+        example_prompt="This animal's body is mainly {} in color.",
+    ),
+    "text": Modality(
+        model="a text embedding model",
+        input="a text",
+        features="features of the text: its topic, the things it mentions, its tone and its form",
+        example_prompt="This text is mainly about {}.",
+    ),
+}
+
+
+@dataclass(frozen=True)
+class BuildRequest:
+    """What to draft: the classes, and optional hints (domain, attribute ideas, number of groups, free notes)."""
+
+    classes: ClassList
+    domain: str = ""
+    attributes: tuple[str, ...] = ()
+    n_groups: int | None = None
+    hints: tuple[str, ...] = ()
+    modality: str = "image"
+
+    def __post_init__(self) -> None:
+        if self.modality not in MODALITIES:
+            raise InputError(f"unknown modality {self.modality!r}; choose one of {', '.join(MODALITIES)}")
+        if self.n_groups is not None and not 1 <= self.n_groups <= 64:
+            raise InputError(f"the number of groups must be from 1 to 64, got {self.n_groups}")
+
+
+_SHAPE_EXAMPLE = """{
+  "name": "short_snake_case_name",
+  "description": "One sentence: what this system classifies and from which cues.",
+  "groups": {
+    "dominant_color": {
+      "prompt": "%(prompt)s",
+      "options": ["white", "gray", "brown", "green"]
+    },
+    "body_shape": {
+      "prompt": "The body shape can be described as {}.",
+      "options": ["wolf-like on four legs", "bulky and armored", "long and worm-like"]
+    }
+  },
+  "rules": {
+    "<first class>": {"dominant_color": "white", "body_shape": "wolf-like on four legs"},
+    "<second class>": {"dominant_color": ["gray", "brown"], "body_shape": "bulky and armored"}
+  }
+}"""
+
+
+def system_prompt(modality: str = "image") -> str:
+    m = MODALITIES[modality]
+    return (
+        f"You design classification systems for {m.model} that stays frozen. The model cannot reliably say which "
+        f"class {m.input} shows, but it can compare {m.input} with short sentences. A system splits the decision into "
+        "attribute questions: each group has a prompt template with exactly one {} and a list of short options that "
+        "fill it; each class has a rule naming the option (or options) it matches in every group. The input is "
+        "compared with every filled-in prompt, each group's similarities become probabilities, and a class scores "
+        "the sum over the groups of the probability of its options. Good systems ask about features the model can "
+        "see, keep options short and concrete, and give every class a different combination of options. "
+        "You answer with one JSON object and nothing else."
+    )
+
+
+def draft_messages(request: BuildRequest) -> list[dict[str, str]]:
+    """The conversation that asks for a first draft (the article's prompt, made precise)."""
+    return [{"role": "system", "content": system_prompt(request.modality)}, {"role": "user", "content": task_prompt(request)}]
+
+
+def task_prompt(request: BuildRequest) -> str:
+    m = MODALITIES[request.modality]
+    classes = request.classes
+    domain = f" ({request.domain.strip()})" if request.domain.strip() else ""
+    n_groups = f"{request.n_groups}" if request.n_groups else "4 to 6"
+    lines = [
+        f"I need a classification system for these {len(classes.names)} classes{domain}, given as a JSON list:",
+        json.dumps(list(classes.names), ensure_ascii=False),
+    ]
+    if classes.notes:
+        lines += ["", "Notes on some classes:"] + [f"- {name}: {note}" for name, note in classes.notes.items()]
+    lines += [
+        "",
+        "Create:",
+        f"1. {n_groups} attribute groups based on {m.features}, chosen to tell these classes apart.",
+    ]
+    if request.attributes:
+        lines.append("   Consider these attributes: " + "; ".join(a.strip() for a in request.attributes if a.strip()) + ".")
+    lines += [
+        "2. For each group:",
+        f'   - a natural-language prompt template with exactly one "{{}}" where the option goes, e.g. "{m.example_prompt}"',
+        "   - a list of options: short phrases that are mutually exclusive (no two describe the same thing) and together "
+        "cover every class.",
+        "3. A rule for every class: for each group, the option it matches, written exactly as in the group's options "
+        "(or a list of options when several apply).",
+        "",
+        "Requirements:",
+        "- Use the class names exactly as given (same spelling, case and punctuation), every one of them, and no others.",
+        "- Every rule names an option for every group.",
+        "- Every option is used by at least one class.",
+        "- No two classes have the same rule: two classes with the same options in every group cannot be told apart.",
+        '- Include "description": one sentence on what the system classifies.',
+    ]
+    if request.hints:
+        lines += ["", "More guidance:"] + [f"- {h.strip()}" for h in request.hints if h.strip()]
+    lines += ["", "Answer with the system as one JSON object only, in this shape:", _SHAPE_EXAMPLE % {"prompt": m.example_prompt}]
+    return "\n".join(lines)
+
+
+def feedback_messages(request: BuildRequest, current: Mapping[str, Any], feedback: Sequence[str],
+                      problems: Sequence[str] = (), findings: Sequence[str] = ()) -> list[dict[str, str]]:
+    """The conversation that asks to revise ``current`` (a system as a dict) after a person's feedback.
+
+    The current system stands as the assistant's earlier answer, so the model revises its
+    own work, as in the article's human-in-the-loop cycle; its open problems and findings
+    are listed after the feedback.
+    """
+    text = ["A reviewer checked this system and asks for these changes:"]
+    text += [f"- {f.strip()}" for f in feedback if f.strip()]
+    if problems:
+        text += ["", "The system is also invalid until these problems are fixed:"] + [f"- {p}" for p in problems]
+    if findings:
+        text += ["", "Automatic checks also found (fix them where you can):"] + [f"- {f}" for f in findings]
+    text += ["", "Revise the system accordingly. Keep whatever the feedback does not touch. "
+             "Answer with the whole revised system as one JSON object only."]
+    return [*draft_messages(request),
+            {"role": "assistant", "content": json.dumps(current, ensure_ascii=False, indent=1, default=str)},
+            {"role": "user", "content": "\n".join(text)}]
+
+
+def repair_message(problems: Sequence[str], findings: Sequence[str] = ()) -> str:
+    """What goes back to the LLM after a draft: every problem (the draft is invalid) and every finding."""
+    lines: list[str] = []
+    if problems:
+        lines += [f"Your system has {len(problems)} problem(s); it is invalid until every one is fixed:"]
+        lines += [f"- {p}" for p in problems]
+    if findings:
+        lines += ["", "Weaknesses to fix where you can:"] if problems else ["Your system is valid, but automatic checks found weaknesses to fix where you can:"]
+        lines += [f"- {f}" for f in findings]
+    lines += ["", "Keep everything that is not mentioned unchanged. Answer with the whole corrected system as one JSON object only."]
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------- parsing
+class DraftParseError(Exception):
+    """An answer with no readable system in it; ``reason`` says what was wrong, for the LLM and the user."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+_FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[^\n]*\n(.*?)(?:```|\Z)", re.DOTALL)
+_LITERALS = {"true": True, "false": False, "null": None, "True": True, "False": False, "None": None}
+
+
+def extract_system(text: str) -> dict[str, Any]:
+    """The system in an LLM answer, as a dict.
+
+    Tried in order: each fenced code block, the whole answer, then each balanced ``{...}``
+    in the prose. Each is read as JSON, then as a Python literal (``# comments``, a leading
+    ``name =`` as in the article's ``pokemon_system = {...}``, trailing commas, single
+    quotes; ``//`` comments are dropped), then as YAML for fenced YAML. The first mapping
+    with groups or rules wins. Duplicate keys are reported, never silently merged.
+    """
+    if len(text) > MAX_ANSWER_CHARS:
+        raise DraftParseError(f"the answer is {len(text):,} characters long, more than the {MAX_ANSWER_CHARS:,} read")
+    first_error = ""
+    fallback: dict[str, Any] | None = None
+    for candidate, yaml_ok in _candidates(text):
+        try:
+            data = _load_mapping(candidate, yaml_ok)
+        except DraftParseError as exc:
+            first_error = first_error or exc.reason
+            continue
+        if data is None:
+            continue
+        if any(k in data for k in (*GROUP_KEYS, *RULE_KEYS)):
+            return data
+        fallback = fallback or data
+    if fallback is not None:
+        return fallback
+    if "{" not in text:
+        raise DraftParseError("the answer contains no system (no JSON object): " + _quote(text))
+    raise DraftParseError(first_error or "no complete JSON object found in the answer")
+
+
+def _quote(text: str, limit: int = 160) -> str:
+    flat = " ".join(text.split())
+    return repr(flat if len(flat) <= limit else flat[:limit] + "...")
+
+
+def _candidates(text: str) -> Iterator[tuple[str, bool]]:
+    for match in _FENCE.finditer(text):
+        yield match.group(2), match.group(1).lower() in ("yaml", "yml")
+    yield text, False
+    for start, end in _brace_spans(text):
+        yield text[start:end], False
+
+
+def _load_mapping(text: str, yaml_ok: bool) -> dict[str, Any] | None:
+    """A mapping read from ``text``; None when it is some other value; DraftParseError when unreadable."""
+    stripped = text.strip()
+    if not stripped:
+        return None
+    errors = []
+    if stripped.startswith("{"):
+        try:
+            data = parse_system_text(stripped, "answer", json_format=True)
+        except SystemValidationError as exc:
+            if any(p.startswith("duplicate key") for p in exc.problems):
+                raise DraftParseError("; ".join(exc.problems) + " (each class, group and field may appear once)") from None
+            errors.append(f"not JSON: {exc.problems[0]}")
+        else:
+            return data if isinstance(data, dict) else None
+    body = _ASSIGNMENT.sub("", stripped, count=1)
+    if body.startswith("{"):
+        try:
+            data = _python_literal(body)
+        except DraftParseError as exc:
+            errors.append(exc.reason)
+        else:
+            return data if isinstance(data, dict) else None
+    if yaml_ok:
+        try:
+            data = parse_system_text(stripped, "answer")
+        except SystemValidationError as exc:
+            errors.append(f"not YAML: {'; '.join(exc.problems)}")
+        else:
+            return data if isinstance(data, dict) else None
+    if errors:
+        raise DraftParseError("; ".join(errors))
+    return None
+
+
+_ASSIGNMENT = re.compile(r"\A[A-Za-z_][A-Za-z0-9_]*\s*(?::[^=\n]*)?=\s*")
+
+
+def _python_literal(text: str) -> Any:
+    """A Python literal (dicts, lists, strings, numbers; JSON's true/false/null too), comments dropped."""
+    source = _strip_comments(text)
+    try:
+        tree = ast.parse(source, mode="eval")
+    except SyntaxError as exc:
+        raise DraftParseError(f"not JSON or a Python dict: line {exc.lineno}: {exc.msg}") from None
+    except (ValueError, RecursionError, MemoryError):
+        raise DraftParseError("not JSON or a Python dict: nested too deeply or too large") from None
+    duplicates: list[str] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Dict):
+            counts = Counter(k.value for k in node.keys if isinstance(k, ast.Constant))
+            duplicates.extend(sorted(repr(k) for k, n in counts.items() if n > 1))
+    if duplicates:
+        raise DraftParseError(f"duplicate key(s) {', '.join(duplicates)} (each class, group and field may appear once)")
+    tree = _Literals().visit(tree)
+    try:
+        return ast.literal_eval(tree)
+    except (ValueError, TypeError, SyntaxError, RecursionError, MemoryError) as exc:
+        raise DraftParseError(f"not JSON or a Python dict: only literal values are allowed ({exc})") from None
+
+
+class _Literals(ast.NodeTransformer):
+    """``true``/``false``/``null`` (JSON spellings inside a Python-style answer) as constants."""
+
+    def visit_Name(self, node: ast.Name) -> ast.AST:
+        if node.id in _LITERALS:
+            return ast.copy_location(ast.Constant(_LITERALS[node.id]), node)
+        return node
+
+
+_STRING = r""""(?:[^"\\\n]|\\.)*"?|'(?:[^'\\\n]|\\.)*'?"""
+_COMMENT = r"\#[^\n]*|//[^\n]*"
+_NOT_CODE = re.compile(f"{_STRING}|{_COMMENT}")
+_BRACE_TOKENS = re.compile(f"{_STRING}|{_COMMENT}|[{{}}]")
+
+
+def _strip_comments(text: str) -> str:
+    """``#`` and ``//`` comments dropped; strings (single or double quotes) kept as they are."""
+    return _NOT_CODE.sub(lambda m: m.group(0) if m.group(0)[0] in "\"'" else "", text)
+
+
+def _brace_spans(text: str, limit: int = 50) -> Iterator[tuple[int, int]]:
+    """Balanced ``{...}`` spans (braces in strings and comments do not count), in order, at most ``limit``."""
+    pos = 0
+    for _ in range(limit):
+        start = text.find("{", pos)
+        if start < 0:
+            return
+        depth, end = 0, -1
+        for match in _BRACE_TOKENS.finditer(text, start):
+            token = match.group(0)
+            if token == "{":
+                depth += 1
+            elif token == "}":
+                depth -= 1
+                if depth == 0:
+                    end = match.end()
+                    break
+        if end < 0:
+            return  # unbalanced to the end: a cut-off answer
+        yield start, end
+        pos = end
+
+
+# ----------------------------------------------------------------------- review
+@dataclass(frozen=True)
+class Review:
+    """A draft checked: the valid system (or None), the problems that make it invalid, and
+    the static findings of a valid system (identical rules, unused options)."""
+
+    system: System | None
+    problems: tuple[str, ...] = ()
+    findings: tuple[str, ...] = ()
+
+    @property
+    def valid(self) -> bool:
+        return self.system is not None
+
+
+def review_draft(data: Any, class_names: Sequence[str], source: str = "LLM draft", description: str = "") -> Review:
+    """Validate a draft dict: the system's own validation plus the class list (names exactly
+    as requested, none missing, none extra). The rules are put in the requested order and a
+    missing ``description`` is filled with ``description``."""
+    problems: list[str] = []
+    if isinstance(data, Mapping):
+        data = dict(data)
+        rules_key = next((k for k in RULE_KEYS if k in data), None)
+        if rules_key is not None and isinstance(data[rules_key], Mapping):
+            class_problems = class_name_problems(list(map(str, data[rules_key])), class_names)
+            problems += class_problems
+            if not class_problems:
+                rules = {str(k): v for k, v in data[rules_key].items()}
+                data[rules_key] = {name: rules[name] for name in class_names}
+        if description and not (isinstance(data.get("description"), str) and data["description"].strip()):
+            data["description"] = description
+    try:
+        system = System.from_dict(data, source=source)
+    except SystemValidationError as exc:
+        problems = list(exc.problems) + problems
+        system = None
+    if problems:
+        return Review(None, tuple(problems))
+    assert system is not None
+    return Review(system, (), tuple(static_findings(system)))
+
+
+def class_name_problems(found: Sequence[str], wanted: Sequence[str]) -> list[str]:
+    """Missing and extra classes, with the nearest requested name for each extra one."""
+    wanted_set, found_set = set(wanted), set(found)
+    missing = [n for n in wanted if n not in found_set]
+    folded = {w.casefold().strip(): w for w in missing}
+    problems = []
+    for name in found:
+        if name in wanted_set:
+            continue
+        near = folded.get(name.casefold().strip()) or next(iter(difflib.get_close_matches(name, missing, n=1, cutoff=0.75)), None)
+        hint = f"; write it exactly as {near!r}" if near else ""
+        problems.append(f"rules.{name}: not one of the requested classes{hint}")
+    if missing:
+        problems.append(f"rules: missing class(es) {', '.join(repr(n) for n in missing)}: every requested class needs a rule")
+    return problems
+
+
+REPAIR_FINDINGS = ("identical-rules", "inseparable", "unused-option", "no-information")
+"""Kinds of :mod:`cotembed.inspection` suggestion sent back for repair: what a valid system
+gets wrong outright. Softer ones (fragile pairs, redundant groups) are left to a person."""
+
+
+def static_findings(system: System) -> list[str]:
+    """What weakens a valid system, as ``kind: suggestion`` sentences an LLM (or a person) can
+    act on: classes no question tells apart, options no class uses, groups that tell nothing."""
+    from cotembed.inspection import static_report
+
+    return [f"{s.kind}: {s.text}" for s in static_report(system).suggestions if s.kind in REPAIR_FINDINGS]
+
+
+# ------------------------------------------------------------------------- loop
+@dataclass(frozen=True)
+class Exchange:
+    """One request and its answer, checked."""
+
+    round: int
+    kind: str  # "draft", "feedback" or "repair"
+    messages: tuple[Mapping[str, str], ...]
+    reply: ChatReply | None
+    problems: tuple[str, ...]
+    findings: tuple[str, ...]
+    valid: bool
+    error: str = ""
+    time: str = field(default_factory=lambda: timestamp())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": "exchange", "round": self.round, "kind": self.kind, "time": self.time,
+                "request": {"messages": [dict(m) for m in self.messages]},
+                "reply": self.reply.to_dict() if self.reply else None,
+                "valid": self.valid, "problems": list(self.problems), "findings": list(self.findings),
+                **({"error": self.error} if self.error else {})}
+
+
+@dataclass
+class BuildResult:
+    """The outcome: the best valid system (fewest findings; the later one on a tie) or None,
+    its findings, the last answer's problems when none was valid, the last answer that held
+    a readable draft (and that draft's own problems), and the exchanges."""
+
+    system: System | None
+    findings: list[str]
+    problems: list[str]
+    last_draft: dict[str, Any] | None
+    last_answer: str
+    exchanges: list[Exchange]
+    answered_by: str = ""
+    draft_problems: list[str] = field(default_factory=list)
+
+    @property
+    def rounds(self) -> int:
+        """LLM calls made."""
+        return len(self.exchanges)
+
+
+class BuildFailed(CotembedError):
+    """No valid system after every repair round (exit code 1); ``problems`` are the last draft's."""
+
+    def __init__(self, message: str, problems: Sequence[str], source: str, rejected: str | None = None):
+        super().__init__(message)
+        self.problems = list(problems)
+        self.source = source
+        self.rejected = rejected
+
+
+def default_description(request: BuildRequest) -> str:
+    domain = f" ({request.domain.strip()})" if request.domain.strip() else ""
+    return f"Attribute questions for {len(request.classes.names)} classes{domain}, drafted with an LLM."
+
+
+def build_system(
+    model: ChatModel,
+    request: BuildRequest,
+    *,
+    rounds: int = DEFAULT_ROUNDS,
+    current: Mapping[str, Any] | None = None,
+    feedback: Sequence[str] = (),
+    record: Callable[[dict[str, Any]], None] | None = None,
+    log: Callable[[str], None] | None = None,
+) -> BuildResult:
+    """Ask for a draft (or, with ``current`` and ``feedback``, a revision), then send every
+    problem and finding back for at most ``rounds`` repairs; stop early at a valid system
+    without findings. ``record`` receives each exchange as a dict (the transcript); ``log``
+    short progress lines. LLM errors (network, refusal, ...) propagate after being recorded.
+    """
+    if not 0 <= rounds <= 20:
+        raise InputError(f"repair rounds must be from 0 to 20, got {rounds}")
+    say = log or (lambda _line: None)
+    if current is not None:
+        start = review_draft(current, request.classes.names, "the current system")
+        base, kind = feedback_messages(request, current, feedback, start.problems, start.findings), "feedback"
+    else:
+        base, kind = draft_messages(request), "draft"
+    messages = base
+    description = default_description(request)
+    best: Review | None = None
+    exchanges: list[Exchange] = []
+    last_draft: dict[str, Any] | None = None
+    draft_problems: tuple[str, ...] = ()
+    problems: tuple[str, ...] = ()
+    answer, answered_by = "", ""
+    for n in range(1, rounds + 2):
+        say(f"round {n}: asking {model.settings.model} at {model.settings.host} for a {kind}")
+        try:
+            reply = model.complete(messages)
+        except LLMError as exc:
+            exchange = Exchange(n, kind, tuple(messages), None, (), (), False, error=str(exc))
+            exchanges.append(exchange)
+            if record:
+                record(exchange.to_dict())
+            raise
+        answer, answered_by = reply.content, reply.model or answered_by
+        try:
+            draft = extract_system(reply.content)
+        except DraftParseError as exc:
+            cut = " (the answer was cut off at the token limit: raise --max-tokens, or ask for fewer, shorter options)" if reply.truncated else ""
+            review = Review(None, (f"the answer could not be read as a system: {exc.reason}{cut}",))
+        else:
+            review = review_draft(draft, request.classes.names, f"LLM draft (round {n})", description)
+            last_draft, draft_problems = draft, review.problems
+        problems = review.problems
+        exchange = Exchange(n, kind, tuple(messages), reply, review.problems, review.findings, review.valid)
+        exchanges.append(exchange)
+        if record:
+            record(exchange.to_dict())
+        if review.valid:
+            if best is None or len(review.findings) <= len(best.findings):
+                best = review
+            say(f"round {n}: valid" + (f", {len(review.findings)} finding(s)" if review.findings else ", no findings"))
+            if not review.findings:
+                break
+        else:
+            say(f"round {n}: {len(review.problems)} problem(s), e.g. {review.problems[0]}")
+        if n == rounds + 1:
+            break
+        messages = [*base, {"role": "assistant", "content": reply.content},
+                    {"role": "user", "content": repair_message(review.problems, review.findings)}]
+        kind = "repair"
+    if best is not None:
+        return BuildResult(best.system, list(best.findings), [], last_draft, answer, exchanges, answered_by)
+    return BuildResult(None, [], list(problems), last_draft, answer, exchanges, answered_by, list(draft_problems))
+
+
+# ---------------------------------------------------------------------- writing
+def timestamp() -> str:
+    """Now, in UTC, to the second (ISO 8601): when a draft was made."""
+    return datetime.now(timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def provenance_header(*, model: str, host: str, classes: ClassList, rounds: int, feedback: Sequence[str] = (),
+                      based_on: str | None = None, findings: Sequence[str] = (), when: str | None = None) -> str:
+    """YAML comment lines saying how the system was drafted; every value is kept on one line."""
+    lines = [
+        f"Drafted by `cotembed build` on {when or timestamp()}",
+        f"LLM: {model} at {host}; {rounds} round(s)",
+        f"Classes: {len(classes.names)} from {classes.source}",
+    ]
+    if based_on:
+        lines.append(f"Revised from: {based_on}")
+    lines += [f"Feedback: {f}" for f in feedback]
+    lines += [f"Open finding: {f}" for f in findings[:MAX_HEADER_FINDINGS]]
+    if len(findings) > MAX_HEADER_FINDINGS:
+        lines.append(f"... and {len(findings) - MAX_HEADER_FINDINGS} more findings (see `cotembed validate`)")
+    lines.append("An LLM draft: review the groups, options and rules, then `cotembed validate` and `cotembed eval`.")
+    return "".join(f"# {_one_line(line)}\n" for line in lines)
+
+
+def render_system(system: System, suffix: str, header: str = "") -> str:
+    """The canonical text of ``system`` for a ``.json`` or YAML file (JSON has no comments: no header)."""
+    data = system.to_dict()
+    if suffix.lower() == ".json":
+        return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+    return header + yaml.dump(data, Dumper=dumper, sort_keys=False, allow_unicode=True, width=100)
+
+
+def write_system(system: System, path: str | Path, header: str = "") -> None:
+    """Write atomically: a temporary file beside ``path`` is written, read back and compared
+    with ``system``, and only then renamed over ``path``; on any failure ``path`` is untouched."""
+    path = Path(path)
+    text = render_system(system, path.suffix, header)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp{path.suffix}")
+    try:
+        with open(tmp, "x", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        if path.exists():
+            shutil.copymode(path, tmp)
+        if System.load(tmp) != system:
+            raise CotembedError(f"{path}: the written system did not read back the same; nothing was written")
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise CotembedError(f"{path}: cannot write the system ({exc.strerror or exc}); nothing was written") from exc
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def rejected_path(out: str | Path) -> Path:
+    """Where the last invalid draft goes: beside OUT, clearly named, never OUT itself."""
+    out = Path(out)
+    return out.with_name(f"{out.stem}.rejected.yaml")
+
+
+def write_rejected(result: BuildResult, out: str | Path) -> Path | None:
+    """Save the last readable draft with its own problems as comments, for a person to fix
+    (or, when no answer held a readable draft, the last answer as comments). None when
+    there is nothing to save or it cannot be written."""
+    body = None
+    if result.last_draft is not None:
+        try:
+            body = yaml.safe_dump(result.last_draft, sort_keys=False, allow_unicode=True, width=100)
+        except yaml.YAMLError:  # a Python answer may hold values YAML cannot write (sets, complex numbers)
+            body = None
+    problems = result.draft_problems if body is not None else result.problems
+    if body is None:
+        if not result.last_answer.strip():
+            return None
+        body = "".join(f"# {line}\n" for line in result.last_answer.splitlines())
+    later = result.last_draft is not None and body is not None and result.problems != result.draft_problems
+    header = "".join(f"# {_one_line(line)}\n" for line in [
+        "REJECTED: an LLM draft that is NOT a valid system. Fix these problems, then `cotembed validate` it:",
+        *(f"- {p}" for p in problems),
+        *(["(Later answers held no readable draft.)"] if later else []),
+    ])
+    path = rejected_path(out)
+    try:
+        path.write_text(header + body, encoding="utf-8")
+    except OSError:
+        return None
+    return path
+
+
+__all__ = [
+    "BuildFailed",
+    "BuildRequest",
+    "BuildResult",
+    "ClassList",
+    "DraftParseError",
+    "MODALITIES",
+    "Review",
+    "build_system",
+    "class_name_problems",
+    "draft_messages",
+    "extract_system",
+    "feedback_messages",
+    "load_class_names",
+    "make_class_list",
+    "provenance_header",
+    "rejected_path",
+    "render_system",
+    "repair_message",
+    "review_draft",
+    "REPAIR_FINDINGS",
+    "static_findings",
+    "timestamp",
+    "write_rejected",
+    "write_system",
+]
