@@ -17,6 +17,7 @@ from cotembed.authoring.build import (
     ClassList,
     DraftParseError,
     build_system,
+    draft_messages,
     extract_system,
     load_class_names,
     make_class_list,
@@ -318,6 +319,24 @@ def test_feedback_revises_an_existing_system_in_place(server: ScriptedChatServer
     assert feedback in messages[3]["content"] and json.dumps(CLASSES) in messages[1]["content"]
 
 
+def test_feedback_on_an_invalid_file_asks_to_fix_its_problems_too(server: ScriptedChatServer, tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    current = tmp_path / "draft.yaml"
+    current.write_text(yaml.safe_dump(bad_system(), allow_unicode=True), encoding="utf-8")
+    classes = tmp_path / "classes.txt"
+    classes.write_text("\n".join(CLASSES), encoding="utf-8")
+    server.push(reply(as_json(good_system())))
+    out = tmp_path / "fixed.yaml"
+    code, payload, _ = run(server, capsys, "--from", str(current), "--classes", str(classes), "--feedback", "Use 'white' for Absol.",
+                           "--out", str(out))
+    assert code == 0 and System.load(out) == System.from_dict(good_system())
+    asked = server.requests[0].last_user
+    assert "- Use 'white' for Absol." in asked and "invalid until these problems are fixed" in asked
+    for problem in review_draft(bad_system(), CLASSES).problems:
+        assert problem in asked
+    assert current.read_text(encoding="utf-8") == yaml.safe_dump(bad_system(), allow_unicode=True)
+
+
 def test_transcript_records_the_whole_exchange_without_the_key(server: ScriptedChatServer, classes_file: Path, tmp_path: Path,
                                                                capsys: pytest.CaptureFixture[str]) -> None:
     server.push(reply("no system here"), reply(as_json(good_system())))
@@ -466,6 +485,7 @@ def test_extract_system_shapes() -> None:
     loose = text.replace('"a caterpillar larva"\n', '"a caterpillar larva",  // last one\n').replace('"Weedle": {', '"Weedle": {  # brown\n')
     assert loose != text and extract_system(loose) == data
     assert extract_system("{'groups': {}, 'rules': {}, 'temperature': null, 'x': true}") == {"groups": {}, "rules": {}, "temperature": None, "x": True}
+    assert extract_system(json.dumps({"pokemon_system": data})) == data
     # An example object before the real one in prose: the one with groups wins.
     assert extract_system('Use {} for the option, e.g. {"a": 1}. The system: ' + text) == data
 
@@ -504,6 +524,13 @@ def test_review_checks_classes_orders_rules_and_fills_the_description() -> None:
     assert problems == ("rules.absol: not one of the requested classes; write it exactly as 'Absol'",
                         "rules: missing class(es) 'Absol': every requested class needs a rule")
     assert review_draft(["not", "a", "dict"], CLASSES).problems[0].startswith("top level: expected a mapping")
+
+
+def test_class_notes_and_hints_reach_the_prompt() -> None:
+    request = BuildRequest(ClassList(("Absol", "Weedle"), "test", {"Absol": "white wolf with a horn"}), hints=("short options",))
+    task = draft_messages(request)[1]["content"]
+    assert "Notes on some classes:\n- Absol: white wolf with a horn" in task and "- short options" in task
+    assert "1. 4 to 6 attribute groups" in task
 
 
 def test_repair_message_lists_problems_then_findings() -> None:

@@ -326,7 +326,8 @@ def extract_system(text: str) -> dict[str, Any]:
     in the prose. Each is read as JSON, then as a Python literal (``# comments``, a leading
     ``name =`` as in the article's ``pokemon_system = {...}``, trailing commas, single
     quotes; ``//`` comments are dropped), then as YAML for fenced YAML. The first mapping
-    with groups or rules wins. Duplicate keys are reported, never silently merged.
+    with groups or rules wins (also when wrapped, as in ``{"system": {...}}``). Duplicate keys
+    are reported, never silently merged.
     """
     if len(text) > MAX_ANSWER_CHARS:
         raise DraftParseError(f"the answer is {len(text):,} characters long, more than the {MAX_ANSWER_CHARS:,} read")
@@ -340,7 +341,9 @@ def extract_system(text: str) -> dict[str, Any]:
             continue
         if data is None:
             continue
-        if any(k in data for k in (*GROUP_KEYS, *RULE_KEYS)):
+        if len(data) == 1 and isinstance(inner := next(iter(data.values())), dict) and _looks_like_system(inner):
+            data = inner  # {"system": {...}} or {"pokemon_system": {...}}
+        if _looks_like_system(data):
             return data
         fallback = fallback or data
     if fallback is not None:
@@ -348,6 +351,10 @@ def extract_system(text: str) -> dict[str, Any]:
     if "{" not in text:
         raise DraftParseError("the answer contains no system (no JSON object): " + _quote(text))
     raise DraftParseError(first_error or "no complete JSON object found in the answer")
+
+
+def _looks_like_system(data: Mapping[str, Any]) -> bool:
+    return any(k in data for k in (*GROUP_KEYS, *RULE_KEYS))
 
 
 def _quote(text: str, limit: int = 160) -> str:
