@@ -74,7 +74,9 @@ MIN_CLASS_INPUTS = 3
 """Rule disagreements are only judged for classes with at least this many inputs."""
 ATTRACTOR_RATIO = 2.0
 ATTRACTOR_EXCESS = 0.15
-"""An option the model answers at least twice as often as the rules expect, and 15 points more, draws answers from the others."""
+ATTRACTOR_CLASS_SHARE = 0.25
+"""An *attractor* is answered at least twice as often as the rules expect, 15 points more, and for at least a
+quarter of the inputs of two or more classes whose rules do not accept it: it draws answers from the other options."""
 
 
 SUGGESTION_ORDER = ("identical-rules", "inseparable", "weak-question", "attractor", "near-duplicate", "rule-disagreement",
@@ -439,22 +441,32 @@ def data_report(system: System, embed: EmbedTexts, data: EmbeddingSet, config: S
         expected = (member[truth] / s.sizes[g][truth][:, None]).mean(axis=0)
         shares[group.name] = [{"option": o, "answered": float(a), "expected": float(e)} for o, a, e in zip(group.options, answered, expected)]
 
-    attractors = [{"group": g, "option": o["option"], "answered": o["answered"], "expected": o["expected"]}
-                  for g, rows in shares.items() for o in rows
-                  if o["answered"] >= ATTRACTOR_RATIO * o["expected"] and o["answered"] - o["expected"] >= ATTRACTOR_EXCESS]
+    # Per group, the share of each class's inputs given each answer (classes with too few inputs are not judged).
+    judged = np.flatnonzero(np.bincount(truth, minlength=s.n_classes) >= MIN_CLASS_INPUTS)
+    class_shares = []
+    for g, group in enumerate(s.groups):
+        counts = np.zeros((s.n_classes, len(group.options)))
+        np.add.at(counts, (truth, answers[:, g]), 1)
+        class_shares.append(counts / np.maximum(counts.sum(axis=1, keepdims=True), 1))
+    attractors = []
+    for g, group in enumerate(s.groups):
+        for j, o in enumerate(shares[group.name]):
+            drawn = [int(c) for c in judged if not s.member[g][c, j] and class_shares[g][c, j] >= ATTRACTOR_CLASS_SHARE]
+            if (o["answered"] >= ATTRACTOR_RATIO * o["expected"] and o["answered"] - o["expected"] >= ATTRACTOR_EXCESS
+                    and len(drawn) >= 2):
+                attractors.append({"group": group.name, "option": o["option"], "answered": o["answered"], "expected": o["expected"],
+                                   "drawn_from": [s.classes[c] for c in drawn]})
     attracting = {(a["group"], a["option"]) for a in attractors}
     disagreements: list[dict[str, Any]] = []
-    for c, cls_name in enumerate(s.classes):
-        rows = np.flatnonzero(truth == c)
-        if len(rows) < MIN_CLASS_INPUTS:
-            continue
+    for c in judged:
+        cls_name = s.classes[c]
+        n_c = int((truth == c).sum())
         for g, group in enumerate(s.groups):
-            counts = np.bincount(answers[rows, g], minlength=len(group.options))
-            top = int(counts.argmax())
-            share = counts[top] / len(rows)
+            top = int(class_shares[g][c].argmax())
+            share = float(class_shares[g][c, top])
             if not s.member[g][c, top] and share >= DISAGREEMENT_SHARE:
-                disagreements.append({"class": cls_name, "group": group.name, "rule": s.options_of(g, c),
-                                      "answer": group.options[top], "share": float(share), "n": int(len(rows)),
+                disagreements.append({"class": cls_name, "group": group.name, "rule": s.options_of(g, int(c)),
+                                      "answer": group.options[top], "share": share, "n": n_c,
                                       "attractor": (group.name, group.options[top]) in attracting,
                                       "answered_overall": shares[group.name][top]["answered"]})
     disagreements.sort(key=lambda d: -d["share"])
@@ -488,15 +500,21 @@ def _confusion_entry(s: _Structure, item: dict[str, Any], a: int, b: int, answer
     if not separating:
         entry["suggestion"] = f"add a question that separates {true} and {pred} (they differ in no group)"
         return entry
-    # Which separating group sided with the predicted class most often on these inputs?
+    # A rule of the true class that the model's answers contradict is the first suspect; otherwise
+    # the separating group that sided with the predicted class most often on these inputs.
     sided = {g: float(np.mean(s.member[g][b, answers[:, g]])) if len(answers) else 0.0 for g in separating}
-    g = max(separating, key=lambda k: (sided[k], -questions[s.groups[k].name].skill))
+    names = {s.groups[g].name: g for g in separating}
+    suspects = [d for d in disagreements if d["class"] == true and d["group"] in names]
+    disagreement = max(suspects, key=lambda d: (not d["attractor"], d["share"])) if suspects else None
+    if disagreement is not None:
+        g = names[disagreement["group"]]
+    else:
+        g = max(separating, key=lambda k: (sided[k], -questions[s.groups[k].name].skill))
     name = s.groups[g].name
     q = questions[name]
     entry["deciding_group"] = name
     entry["sided_with_predicted"] = sided[g]
     a_opts, b_opts = s.options_of(g, a), s.options_of(g, b)
-    disagreement = next((d for d in disagreements if d["class"] == true and d["group"] == name), None)
     if disagreement is not None and disagreement["attractor"]:
         entry["suggestion"] = (f"the model answers {name!r} with {disagreement['answer']!r} for {100 * disagreement['share']:.0f}% of {true}'s inputs, "
                                f"as it does for {100 * disagreement['answered_overall']:.0f}% of all inputs, instead of {_quoted(a_opts)}: reword {disagreement['answer']!r} "
@@ -528,11 +546,12 @@ def _data_suggestions(r: DataReport) -> list[Suggestion]:
         out.append(Suggestion("weak-question", f"group {q.group!r} answered at {100 * q.accuracy:.1f}% vs chance {100 * q.chance:.1f}% "
                                                f"({level}{extra}): reword its options or drop it", groups=(q.group,)))
     for a in r.attractors:
-        overridden = [d["class"] for d in r.rule_disagreements if d["group"] == a["group"] and d["answer"] == a["option"]]
-        extra = f", overriding the rules of {len(overridden)} class(es)" if overridden else ""
+        drawn = a["drawn_from"]
+        listed = ", ".join(drawn[:8]) + (f" and {len(drawn) - 8} more" if len(drawn) > 8 else "")
         out.append(Suggestion("attractor", f"the model answers {a['group']!r} with {a['option']!r} for {100 * a['answered']:.0f}% of inputs "
-                                           f"(the rules expect {100 * a['expected']:.0f}%){extra}: it draws answers from the other options; "
-                                           "reword it or the options it takes answers from", tuple(overridden), (a["group"],)))
+                                           f"(the rules expect {100 * a['expected']:.0f}%), including a quarter or more of the inputs of "
+                                           f"{len(drawn)} classes whose rules say otherwise ({listed}): it draws answers from the other options; "
+                                           "reword it or the options it takes answers from", tuple(drawn), (a["group"],)))
     by_group: dict[str, list[dict[str, Any]]] = {}
     for d in r.rule_disagreements:
         if not d["attractor"]:

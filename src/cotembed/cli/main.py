@@ -21,6 +21,7 @@ from cotembed.errors import CotembedError
 FAMILIES = (
     "cotembed.cli.classify",
     "cotembed.cli.critters",
+    "cotembed.cli.diagnose",
     "cotembed.cli.evidence",
     "cotembed.cli.authoring",
 )
