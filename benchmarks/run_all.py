@@ -45,6 +45,10 @@ ENTRIES: list[Entry] = [
           figures=("curve-easy.png", "curve-hard.png"),
           about="For k = 1..G groups: CoT accuracy over every subset of k groups (line: mean, bars: ±1 std, band: min-max), "
                 "with the text prompts Q they cost (top axis) and the class-name baseline."),
+    Entry("Induced rules from 5 examples per class vs hand-written ones (critters hard)", "bench_induce.py",
+          about="cotembed induce: each class's options set from the model's own answers on K labelled examples, then "
+                "temperature, group weights and the hybrid weight calibrated on them; tested on a split the examples "
+                "were not drawn from."),
 ]
 
 

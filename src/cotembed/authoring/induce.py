@@ -476,6 +476,28 @@ def _objective(parts: np.ndarray, name_probs: np.ndarray | None, truth: np.ndarr
     return correct, round(mean_true, 9)
 
 
+def draw_examples(labels: Sequence[str | None], classes: Sequence[str], k: int, seed: int) -> tuple[list[int], list[int]]:
+    """``k`` row indices per class drawn with ``seed``, and the other rows (held out).
+
+    The same labels, classes, k and seed give the same draw, so a figure measured on one
+    draw can be reproduced with ``cotembed induce --per-class k --seed seed``.
+    """
+    rng = np.random.default_rng(seed)
+    chosen: list[int] = []
+    short: list[str] = []
+    for cls_name in classes:
+        rows = [i for i, label in enumerate(labels) if label == cls_name]
+        if len(rows) < k:
+            short.append(f"{cls_name} ({len(rows)})")
+            continue
+        chosen.extend(int(i) for i in rng.choice(rows, size=k, replace=False))
+    if short:
+        raise InputError(f"{k} examples per class are needed; {len(short)} class(es) have fewer: {', '.join(short[:20])}"
+                         + (" ..." if len(short) > 20 else ""))
+    taken = set(chosen)
+    return chosen, [i for i in range(len(labels)) if i not in taken]
+
+
 # ------------------------------------------------------------------ output
 def write_system(system: System, path: str | Path, header: Sequence[str] = ()) -> Path:
     """Write ``system`` as YAML with ``header`` lines as a leading comment; atomic, and checked by loading it back."""
@@ -507,4 +529,4 @@ def describe_changes(changes: Sequence[Mapping[str, Any]], limit: int = 40) -> l
     return lines
 
 
-__all__ = ["NotFittedError", "RuleInducer", "describe_changes", "write_system"]
+__all__ = ["NotFittedError", "RuleInducer", "describe_changes", "draw_examples", "write_system"]

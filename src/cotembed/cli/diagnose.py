@@ -99,19 +99,6 @@ def _check_counts(counts: Counter, classes: Sequence[str], k: int, where: str) -
                          f"{len(short)} class(es) have fewer: {listed}")
 
 
-def _draw(labels: Sequence[str], classes: Sequence[str], k: int, seed: int) -> tuple[list[int], list[int]]:
-    """K rows per class, drawn with ``seed``; the rest are held out. Same data and seed, same draw."""
-    import numpy as np
-
-    rng = np.random.default_rng(seed)
-    chosen: list[int] = []
-    for cls_name in classes:
-        rows = [i for i, label in enumerate(labels) if label == cls_name]
-        chosen.extend(int(i) for i in rng.choice(rows, size=k, replace=False))
-    taken = set(chosen)
-    return chosen, [i for i in range(len(labels)) if i not in taken]
-
-
 def _accuracies(system: Any, embed: Any, config: Any, data: Any, methods: Sequence[str]) -> dict[str, float | None]:
     from cotembed.evaluate import evaluate
     from cotembed.scoring import Scorer
@@ -155,7 +142,7 @@ def _pct(value: float | None) -> str:
 
 
 def cmd_induce(args: argparse.Namespace) -> int:
-    from cotembed.authoring.induce import RuleInducer, write_system
+    from cotembed.authoring.induce import RuleInducer, draw_examples, write_system
     from cotembed.classifier import resolve_temperature
     from cotembed.embeddings import PromptBank
     from cotembed.encoders import parse_spec
@@ -182,7 +169,7 @@ def cmd_induce(args: argparse.Namespace) -> int:
         data = _embedding_set(res, args, encoder, samples, skipped, "induce: examples")
         _check_counts(Counter(data.labels), classes, args.per_class,
                       f"{', '.join(args.data)} after {len(data.errors)} input(s) failed" if data.errors else ", ".join(args.data))
-        train_rows, rest_rows = _draw(data.labels, classes, args.per_class, args.seed)
+        train_rows, rest_rows = draw_examples(data.labels, classes, args.per_class, args.seed)
         train = data.subset(train_rows)
         if args.eval:
             heldout = _embedding_set(res, args, encoder, eval_samples, eval_skipped, "induce: held-out")
