@@ -71,3 +71,17 @@ def test_bad_arguments_are_input_errors(tmp_path, system):
     bad.write_bytes(b"nope")
     with pytest.raises(InputError, match="bad.png: cannot decode image"):
         clf.predict([bad])
+
+
+def test_explanation_parts_add_up_to_the_score_for_every_method_that_has_them(tmp_path, system):
+    from cotembed.scoring import method_names
+
+    image = make_image(tmp_path / "r.png", "red")
+    split = {"cot", "hybrid", "cot-log"}
+    for method in method_names():
+        exp = CoTClassifier(system, ColourEncoder(), method=method).explain(image, top_k=3)
+        assert exp.method == method
+        assert all(bool(e.contributions) for e in exp.top) == (method in split), method
+        for evidence in exp.top:
+            if evidence.contributions:
+                assert sum(evidence.contributions.values()) == pytest.approx(evidence.score, rel=1e-4, abs=1e-5), method

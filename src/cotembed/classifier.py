@@ -23,7 +23,7 @@ from cotembed.encoders.base import Encoder
 from cotembed.errors import InputError
 from cotembed.evaluate import EvalReport, evaluate
 from cotembed.pipeline import SampleError, stream_embeddings
-from cotembed.scoring import DEFAULT_TEMPERATURE, NAMES, OPTIONS, Scorer, ScoringConfig, get_method, softmax
+from cotembed.scoring import DEFAULT_TEMPERATURE, Scorer, ScoringConfig, get_method
 from cotembed.system import System
 
 
@@ -66,7 +66,8 @@ class ClassEvidence:
     class_name: str
     score: float
     contributions: dict[str, float]
-    """Per group: weight x probability of the class's option(s); hybrid adds ``class name``."""
+    """The method's additive parts of the score (per question for cot, cot-log, hybrid;
+    hybrid adds ``class name``); empty for methods whose score does not split."""
 
 
 @dataclass(frozen=True)
@@ -254,9 +255,13 @@ class CoTClassifier:
             questions.append(
                 QuestionAnswer(group.name, group.prompt, group.options[int(p.argmax())], {o: float(v) for o, v in zip(group.options, p)})
             )
-        name_probs = softmax(batch[NAMES][0] * np.float32(self.temperature))
+        method = get_method(self.method)
+        terms = method.terms(batch) or {}
         order = np.argsort(-scores, kind="stable")[: max(1, top_k)]
-        top = [self._evidence(int(n), float(scores[n]), probs, float(name_probs[n])) for n in order]
+        top = [
+            ClassEvidence(str(self.classes_[n]), float(scores[n]), {part: float(values[0, n]) for part, values in terms.items()})
+            for n in (int(i) for i in order)
+        ]
         return Explanation(
             source=samples[0].source,
             method=self.method,
@@ -267,17 +272,6 @@ class CoTClassifier:
             system_hash=self.system.fingerprint,
             temperature=self.temperature,
         )
-
-    def _evidence(self, n: int, score: float, probs: np.ndarray, name_prob: float) -> ClassEvidence:
-        cls_name = str(self.classes_[n])
-        contributions: dict[str, float] = {}
-        if OPTIONS in get_method(self.method).needs:
-            # The class's column of the rule matrix, summed per group: exactly its CoT score terms.
-            per_group = np.add.reduceat(probs * self.compiled.rule_matrix[:, n], self.compiled.offsets[:-1])
-            contributions = {name: float(v) for name, v in zip(self.compiled.group_names, per_group)}
-        if NAMES in get_method(self.method).needs and OPTIONS in get_method(self.method).needs:
-            contributions["class name"] = self.hybrid_weight * name_prob
-        return ClassEvidence(cls_name, score, contributions)
 
 
 def _image_samples(items: Sequence[Any]) -> list[Sample]:

@@ -164,7 +164,7 @@ def explanation_table(exp: Explanation) -> str:
         rows = [["class", "score", *groups]]
         rows += [[c.class_name, f"{c.score:.3f}", *(f"{c.contributions[g]:.3f}" for g in groups)] for c in exp.top]
     else:
-        rows = [["class", "cosine"]] + [[c.class_name, f"{c.score:.3f}"] for c in exp.top]
+        rows = [["class", "score"]] + [[c.class_name, f"{c.score:.3f}"] for c in exp.top]
     lines.append(table(rows))
     return "\n".join(lines)
 

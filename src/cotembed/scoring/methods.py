@@ -110,6 +110,22 @@ class ScoringMethod:
         """(B, N) rows summing to 1. Default: scores are non-negative masses, rescale them."""
         return sum_normalize(scores)
 
+    def terms(self, batch: Batch) -> dict[str, np.ndarray] | None:
+        """Named (B, N) parts whose sum is the score (one per question, ...), for explanations.
+
+        None when the score does not split into additive parts.
+        """
+        return None
+
+
+def per_group_terms(values: np.ndarray, compiled: "CompiledSystem") -> dict[str, np.ndarray]:
+    """Per group: (B, N) sum over the group's options of ``values`` x the rule matrix (weights included)."""
+    offsets = compiled.offsets
+    return {
+        name: values[:, offsets[g] : offsets[g + 1]] @ compiled.rule_matrix[offsets[g] : offsets[g + 1]]
+        for g, name in enumerate(compiled.group_names)
+    }
+
 
 class Baseline(ScoringMethod):
     name = "baseline"
@@ -131,6 +147,9 @@ class ChainOfThought(ScoringMethod):
     def score(self, batch: Batch) -> np.ndarray:
         return cot_scores(batch.option_probs, batch.compiled.rule_matrix)
 
+    def terms(self, batch: Batch) -> dict[str, np.ndarray]:
+        return per_group_terms(batch.option_probs, batch.compiled)
+
 
 class Hybrid(ScoringMethod):
     name = "hybrid"
@@ -140,6 +159,11 @@ class Hybrid(ScoringMethod):
     def score(self, batch: Batch) -> np.ndarray:
         cot = cot_scores(batch.option_probs, batch.compiled.rule_matrix)
         return hybrid_scores(cot, batch[NAMES], batch.config.temperature, batch.config.hybrid_weight)
+
+    def terms(self, batch: Batch) -> dict[str, np.ndarray]:
+        config = batch.config
+        name_term = np.float32(config.hybrid_weight) * softmax(batch[NAMES] * np.float32(config.temperature), axis=1)
+        return {**per_group_terms(batch.option_probs, batch.compiled), "class name": name_term}
 
 
 METHODS: dict[str, ScoringMethod] = {}

@@ -190,6 +190,19 @@ class ProductOfExperts(ScoringMethod):
         """Normalised product of the groups' probabilities (scores are already log-likelihoods)."""
         return softmax(scores, axis=1)
 
+    def terms(self, batch: Batch) -> dict[str, np.ndarray]:
+        """Per group: weight x log P(the class's options), the parts of the score."""
+        compiled = batch.compiled
+        offsets, rules = compiled.offsets, compiled.rule_matrix
+        out = {}
+        for g, name in enumerate(compiled.group_names):
+            block = slice(offsets[g], offsets[g + 1])
+            accepted = rules[block] > 0
+            weight = rules[block].max(axis=0)
+            mass = batch.option_probs[:, block] @ accepted.astype(np.float32)
+            out[name] = weight * np.log(np.maximum(mass, np.finfo(np.float32).tiny))
+        return out
+
 
 # ----------------------------------------------------------- random control
 class SeededMethod(ScoringMethod):
