@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from cotembed import EmbeddingSet, PromptBank, Scorer, ScoringConfig, System, encoders, evaluate
-from cotembed.authoring.induce import NotFittedError, RuleInducer, write_system
+from cotembed.authoring.induce import NotFittedError, RuleInducer, draw_examples, write_system
 from cotembed.cli import main
 from cotembed.data import collect_samples
 from cotembed.errors import InputError, UnknownLabelError
@@ -204,6 +204,17 @@ def test_bad_examples_are_clear_errors():
         inducer.fit(bad, y)
     with pytest.raises(InputError, match="6 embeddings but 5 labels"):
         inducer.fit(X, y[:5])
+
+
+def test_draws_are_seeded_per_class_and_leave_the_rest_held_out():
+    labels = ["A"] * 5 + ["B"] * 3 + ["C"] * 4
+    chosen, rest = draw_examples(labels, ["A", "B", "C"], 2, seed=11)
+    assert sorted([labels[i] for i in chosen]) == ["A", "A", "B", "B", "C", "C"]
+    assert sorted(chosen + rest) == list(range(len(labels)))
+    assert draw_examples(labels, ["A", "B", "C"], 2, seed=11) == (chosen, rest)
+    assert {draw_examples(labels, ["A", "B", "C"], 2, seed=s)[0][0] for s in range(20)} != {chosen[0]}
+    with pytest.raises(InputError, match=r"1 class\(es\) have fewer: B \(3\)"):
+        draw_examples(labels, ["A", "B", "C"], 4, seed=0)
 
 
 def test_write_system_puts_the_header_in_a_comment_and_loads_back(tmp_path):

@@ -150,6 +150,11 @@ def _nmi(s: _Structure, g: int, h: int, entropies: list[float]) -> float:
 
 def _ceiling(s: _Structure, seed: int = 0) -> np.ndarray:
     """Per class: E[1 / #classes tied with it] when every question is answered right (see module doc)."""
+    if all((sizes == 1).all() for sizes in s.sizes):
+        # One option per rule: the oracle's answers are the class's rule, so the tie is its identical-rule set.
+        rows = np.stack([m.argmax(axis=1) for m in s.member], axis=1)
+        _, inverse, counts = np.unique(rows, axis=0, return_inverse=True, return_counts=True)
+        return 1.0 / counts[inverse.reshape(-1)]
     rng = np.random.default_rng(seed)
     out = np.empty(s.n_classes)
     for c in range(s.n_classes):
