@@ -80,7 +80,7 @@ def test_multi_option_rules_count_fractionally_and_split_the_ceiling():
     p = np.array([0.5, 1 / 6, 1 / 3])
     assert report.groups[0].entropy_bits == pytest.approx(float(-(p * np.log2(p)).sum()))
     # A and B share 'x': not identical, but no answer separates them for sure.
-    assert report.identical == [] and report.inseparable == [("A", "B")]
+    assert report.identical == [] and report.inseparable == [("A", "B")] and report.n_inseparable == 1
     # Oracle for A answers x (tie with B, 1/2) or y (alone, 1): 0.75. For B: x, tied with A: 0.5. C: 1.
     assert report.ceiling_per_class == {"A": pytest.approx(0.75), "B": pytest.approx(0.5)}
     assert report.ceiling == pytest.approx((0.75 + 0.5 + 1) / 3)

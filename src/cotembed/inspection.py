@@ -65,7 +65,7 @@ WEAK_SKILL = 0.25
 REDUNDANT_NMI = 0.9
 """Two groups with at least this normalised mutual information largely repeat each other."""
 LISTED_PAIRS = 1000
-"""At most this many fragile pairs are listed (the count is always exact)."""
+"""At most this many fragile (and inseparable) pairs are listed; the counts are always exact."""
 CEILING_SAMPLES = 256
 """Oracle answer combinations enumerated per class; above this they are sampled (seeded)."""
 DISAGREEMENT_SHARE = 0.5
@@ -193,6 +193,7 @@ class StaticReport:
     system: dict[str, Any]
     identical: list[list[str]]
     inseparable: list[tuple[str, str]]
+    n_inseparable: int
     fragile: list[dict[str, Any]]
     n_fragile: int
     fragile_by_group: dict[str, int]
@@ -211,6 +212,7 @@ class StaticReport:
             "system": self.system,
             "identical_rules": self.identical,
             "inseparable_pairs": [list(p) for p in self.inseparable],
+            "n_inseparable_pairs": self.n_inseparable,
             "fragile_pairs": self.fragile,
             "n_fragile_pairs": self.n_fragile,
             "fragile_pairs_by_group": self.fragile_by_group,
@@ -235,7 +237,7 @@ def static_report(system: System, *, redundant_nmi: float = REDUNDANT_NMI, liste
 
     inseparable: list[tuple[str, str]] = []
     fragile: list[dict[str, Any]] = []
-    n_fragile = 0
+    n_fragile = n_inseparable = 0
     by_group = dict.fromkeys((g.name for g in s.groups), 0)
     block = 512
     for start in range(0, s.n_classes, block):
@@ -247,7 +249,9 @@ def static_report(system: System, *, redundant_nmi: float = REDUNDANT_NMI, liste
                 continue
             if counts[i, j] == 0:
                 if not (names[a] in tied and names[b] in tied and _same_rule(system, names[a], names[b])):
-                    inseparable.append((names[a], names[b]))
+                    n_inseparable += 1
+                    if len(inseparable) < listed_pairs:
+                        inseparable.append((names[a], names[b]))
                 continue
             n_fragile += 1
             g = next(g for g, m in enumerate(s.member) if not (m[a] & m[b]).any())
@@ -272,7 +276,10 @@ def static_report(system: System, *, redundant_nmi: float = REDUNDANT_NMI, liste
         infos.append(GroupInfo(group.name, len(group.options), int((users > 0).sum()), h,
                                min(math.log2(len(group.options)), math.log2(s.n_classes))))
     n_groups = len(s.groups)
-    nmi = [[1.0 if g == h else _nmi(s, g, h, entropies) for h in range(n_groups)] for g in range(n_groups)]
+    nmi = [[1.0] * n_groups for _ in range(n_groups)]
+    for g in range(n_groups):
+        for h in range(g + 1, n_groups):
+            nmi[g][h] = nmi[h][g] = _nmi(s, g, h, entropies)
     redundant = [{"a": s.groups[g].name, "b": s.groups[h].name, "nmi": nmi[g][h]}
                  for g in range(n_groups) for h in range(g + 1, n_groups) if nmi[g][h] >= redundant_nmi]
     ceiling = _ceiling(s)
@@ -281,6 +288,7 @@ def static_report(system: System, *, redundant_nmi: float = REDUNDANT_NMI, liste
                 "n_prompts": system.n_prompts},
         identical=identical,
         inseparable=inseparable,
+        n_inseparable=n_inseparable,
         fragile=fragile,
         n_fragile=n_fragile,
         fragile_by_group={k: v for k, v in by_group.items() if v},
@@ -313,7 +321,7 @@ def _static_suggestions(r: StaticReport) -> list[Suggestion]:
             f"add a question that separates {_and(tie)} (they differ in no group; cot can only guess among them, "
             f"hybrid only by their names)",
             tuple(tie)))
-    for a, b in r.inseparable:
+    for a, b in r.inseparable[:20]:
         out.append(Suggestion("inseparable", f"{a} and {b} share an option in every group, so no answer tells them apart: "
                                              "narrow one of their rules or add a question that separates them", (a, b)))
     for group, n in sorted(r.fragile_by_group.items(), key=lambda kv: -kv[1]):
