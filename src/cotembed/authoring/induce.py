@@ -16,11 +16,13 @@ and refits everything else:
    (0 means plain ``cot``: on critters the name baseline collapses onto one name and
    would pull classes towards it).
 
-Choices are made by accuracy on the same examples, with rules induced on the other
-folds (cross-validation, ``folds``), so a split ratio or weight that only fits the
-examples it was read from does not win; ties go to the higher mean probability of the
-true class, then to the earlier (simpler) candidate. Everything is numpy on cached
-embeddings: the model is asked only for the system's prompts, once.
+Choices are made by accuracy on the same examples, each scored with rules induced on
+the other folds (cross-validation, ``folds``), so a split ratio or weight that only fits
+the examples it was read from does not win. Between temperatures and rule shapes, ties
+go to the higher mean probability of the true class, then to the simpler candidate (the
+reference temperature, one option per rule); a weight moves only when it wins examples.
+Everything is numpy on cached embeddings: the model is asked only for the system's
+prompts, once.
 
 Scikit-learn shaped: ``__init__`` stores parameters, :meth:`RuleInducer.fit` returns
 the inducer, and fitted state ends in ``_`` (``system_``, ``temperature_``,
