@@ -39,6 +39,8 @@ class MethodResult:
     ece_count: np.ndarray = field(default_factory=lambda: np.zeros(ECE_BINS, dtype=np.int64))
     ece_confidence: np.ndarray = field(default_factory=lambda: np.zeros(ECE_BINS))
     ece_correct: np.ndarray = field(default_factory=lambda: np.zeros(ECE_BINS))
+    extra_sums: dict[str, float] = field(default_factory=dict)
+    """Sums of the method's per-input ``extra_stats`` (e.g. questions asked)."""
 
     @property
     def total(self) -> int:
@@ -92,6 +94,13 @@ class MethodResult:
     def update(self, method: ScoringMethod, batch: Batch, truth: np.ndarray) -> None:
         scores = method.score(batch)
         self.add(truth, scores, method.probabilities(scores, batch.config))
+        for name, values in method.extra_stats(batch).items():
+            self.extra_sums[name] = self.extra_sums.get(name, 0.0) + float(np.sum(values))
+
+    @property
+    def extra(self) -> dict[str, float]:
+        """Means per input of the method's extra figures (empty for most methods)."""
+        return {k: v / self.total for k, v in self.extra_sums.items()} if self.total else {}
 
     def top_confusions(self, limit: int = TOP_CONFUSIONS) -> list[dict[str, Any]]:
         off = self.confusion.copy()
@@ -122,6 +131,8 @@ class MethodResult:
             },
             "top_confusions": self.top_confusions(),
         }
+        if self.extra:
+            out["extra"] = {f"mean_{k}": v for k, v in self.extra.items()}
         if len(self.class_names) <= DENSE_CONFUSION_MAX_CLASSES:
             out["confusion"] = {"classes": list(self.class_names), "matrix": self.confusion.tolist()}
         return out

@@ -11,6 +11,7 @@ from cotembed.cli.common import (
     Resources,
     add_format,
     add_model_options,
+    bounded_float,
     bounded_int,
     emit,
     load_system,
@@ -33,20 +34,91 @@ def _collect(args: argparse.Namespace, inputs: list[str]) -> Any:
     return collect_samples(inputs, allow_outside=args.allow_outside_paths)
 
 
-def _classifier(args: argparse.Namespace, res: Resources, system: Any, spec: str, method: str) -> Any:
+def _classifier(args: argparse.Namespace, res: Resources, system: Any, spec: str, method: str,
+                methods: tuple[str, ...] = ()) -> Any:
     from cotembed.classifier import CoTClassifier
 
-    return CoTClassifier(
-        system,
-        res.encoder(spec),
-        method=method,
-        temperature=args.temperature,
-        hybrid_weight=args.hybrid_weight,
-        cache=res.cache,
-        batch_size=args.batch_size,
-        progress=not args.quiet,
-        method_options=method_options(args),
-    )
+    encoder = res.encoder(spec)
+
+    def build(name: str, options: dict[str, Any]) -> Any:
+        return CoTClassifier(system, encoder, method=name, temperature=args.temperature, hybrid_weight=args.hybrid_weight,
+                             cache=res.cache, batch_size=args.batch_size, progress=not args.quiet, method_options=options)
+
+    options = method_options(args)
+    if "adaptive" in (method, *methods):
+        options.update(adaptive_options(args, system, lambda: build("cot", {})))
+    return build(method, options)
+
+
+ADAPTIVE_EVAL_METHODS = ("cot", "cot-log", "adaptive")
+"""eval --adaptive without --methods: the full system both ways, and adaptive questioning."""
+ADAPTIVE_FLAGS = ("confidence", "max_questions", "calibrate", "calibrate_without_labels")
+
+
+def adaptive_method(args: argparse.Namespace) -> str:
+    """classify/explain: ``--adaptive`` is ``--method adaptive``; its flags need it."""
+    if getattr(args, "adaptive", False):
+        if args.method not in ("cot", "adaptive"):
+            from cotembed.errors import InputError
+
+            raise InputError(f"--adaptive and --method {args.method}: choose one (--adaptive is --method adaptive)")
+        return "adaptive"
+    _check_adaptive_flags(args, args.method == "adaptive")
+    return str(args.method)
+
+
+def _check_adaptive_flags(args: argparse.Namespace, adaptive_in_use: bool) -> None:
+    given = [f"--{f.replace('_', '-')}" for f in ADAPTIVE_FLAGS if getattr(args, f, None)]
+    if given and not adaptive_in_use:
+        from cotembed.errors import InputError
+
+        raise InputError(f"{', '.join(given)}: only for adaptive questioning; add --adaptive")
+
+
+def adaptive_options(args: argparse.Namespace, system: Any, helper: Any) -> dict[str, Any]:
+    """Method options of ``adaptive`` from the flags; ``--calibrate`` fits its answer model on DATA
+    with ``helper()``, a cot classifier of the same system and model."""
+    from cotembed.errors import InputError
+
+    options: dict[str, Any] = {}
+    if args.confidence is not None:
+        options["adaptive_confidence"] = args.confidence
+    if args.max_questions is not None:
+        options["adaptive_max_questions"] = args.max_questions
+    if args.calibrate:
+        import sys
+
+        from cotembed.adaptive import fit_answer_model_on
+        from cotembed.data import resolve_labels
+
+        try:
+            samples, _ = resolve_labels(_collect(args, args.calibrate), system.resolve_label)
+            model = fit_answer_model_on(helper(), samples, use_labels=not args.calibrate_without_labels)
+        except InputError as exc:
+            raise type(exc)(f"--calibrate {' '.join(args.calibrate)}: {exc}") from exc
+        if model.n_failed and not args.quiet:
+            print(f"--calibrate: {model.n_failed} input(s) could not be used and were left out", file=sys.stderr)
+        options["adaptive_answer_model"] = model
+    elif args.calibrate_without_labels:
+        raise InputError("--calibrate-without-labels needs --calibrate DATA")
+    return options
+
+
+def add_adaptive_options(p: argparse.ArgumentParser) -> None:
+    from cotembed.adaptive import DEFAULT_CONFIDENCE
+
+    g = p.add_argument_group("adaptive questioning")
+    g.add_argument("--adaptive", action="store_true",
+                   help="ask one question at a time, the most informative next, and stop when confident (method adaptive)")
+    g.add_argument("--confidence", type=bounded_float(0.0, 1.0), default=None, metavar="P",
+                   help=f"stop once the top class's posterior reaches P, in (0, 1] (default: {DEFAULT_CONFIDENCE:g})")
+    g.add_argument("--max-questions", type=bounded_int(1, 1_000_000), default=None, metavar="K",
+                   help="ask at most K questions per input (default: as many as needed)")
+    g.add_argument("--calibrate", action="append", default=None, metavar="DATA",
+                   help="estimate how reliably each question answers from DATA (a folder or manifest; labels counted "
+                        "if present, else estimated without them), so unreliable questions are asked later; repeatable")
+    g.add_argument("--calibrate-without-labels", action="store_true",
+                   help="ignore the labels of the --calibrate data (estimate from agreement between questions)")
 
 
 def method_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -101,25 +173,32 @@ def add_zoo_options(p: argparse.ArgumentParser) -> None:
 
 def run_info(clf: Any, method: str, system_path: str) -> dict[str, Any]:
     """What makes a result reproducible: model, system fingerprint, method, temperature."""
-    return {
+    info = {
         "system": {"name": clf.system.name, "path": system_path, "hash": clf.system.fingerprint},
         "model": clf.encoder.model_key,
         "method": method,
         "temperature": clf.temperature,
         "hybrid_weight": clf.hybrid_weight,
     }
+    if method == "adaptive":
+        from cotembed.scoring import get_method
+        from cotembed.scoring.zoo import method_settings
+
+        info["method_options"] = method_settings([get_method(method)], clf.config)
+    return info
 
 
 def cmd_classify(args: argparse.Namespace) -> int:
     from cotembed.data import text_samples
     from cotembed.reporting.text import predictions_table
 
+    method = adaptive_method(args)
     system = load_system(args.system)
     samples = text_samples(args.inputs) if args.text else _collect(args, args.inputs)
     with Resources(args) as res:
-        clf = _classifier(args, res, system, args.model, args.method)
+        clf = _classifier(args, res, system, args.model, method)
         predictions, errors = clf.classify_samples(samples, top_k=args.top_k)
-        payload = {**run_info(clf, args.method, args.system), "predictions": [p.to_dict() for p in predictions], "errors": [e.to_dict() for e in errors]}
+        payload = {**run_info(clf, method, args.system), "predictions": [p.to_dict() for p in predictions], "errors": [e.to_dict() for e in errors]}
     if args.output:
         write_rows(args.output, [_prediction_row(p) for p in payload["predictions"]], payload)
     emit(args, payload, lambda: predictions_table(predictions, errors))
@@ -137,9 +216,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from cotembed.data import resolve_labels
     from cotembed.encoders import DEFAULT_MODEL, parse_spec
     from cotembed.reporting.text import eval_tables
-    from cotembed.scoring import parse_methods
+    from cotembed.scoring import DEFAULT_EVAL_METHODS, parse_methods
 
-    methods = parse_methods(args.methods)
+    methods = parse_methods(args.methods, ADAPTIVE_EVAL_METHODS if args.adaptive else DEFAULT_EVAL_METHODS)
+    if args.adaptive and "adaptive" not in methods:
+        methods = (*methods, "adaptive")
+    _check_adaptive_flags(args, "adaptive" in methods)
     specs = list(dict.fromkeys(args.model or [DEFAULT_MODEL]))
     for spec in specs:
         parse_spec(spec)
@@ -148,9 +230,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
     reports = []
     with Resources(args) as res:
         for spec in specs:
-            clf = _classifier(args, res, system, spec, methods[0])
+            clf = _classifier(args, res, system, spec, methods[0], methods)
             report = clf.evaluate(samples, methods, skipped)
             report.system["path"] = args.system
+            if args.calibrate:
+                report.method_options["adaptive_calibration_data"] = list(args.calibrate)
             reports.append(report)
     payload = reports[0].to_dict() if len(reports) == 1 else {"models": [r.to_dict() for r in reports]}
     if args.output:
@@ -169,13 +253,21 @@ def _metrics_row(report: Any, method: str) -> dict[str, Any]:
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
-    from cotembed.reporting.text import explanation_table
+    from cotembed.reporting.text import adaptive_explanation_table, explanation_table
 
+    method = adaptive_method(args)
     system = load_system(args.system)
     with Resources(args) as res:
-        clf = _classifier(args, res, system, args.model, args.method)
+        clf = _classifier(args, res, system, args.model, method)
         as_text = args.text or set(clf.encoder.modalities) == {"text"}
         explanation = clf.explain(**({"text": args.input} if as_text else {"image": args.input}), top_k=args.top_k)
+        if method == "adaptive":
+            from cotembed.adaptive import explain_adaptive
+
+            embedding = clf.embed(**({"texts": [args.input]} if as_text else {"images": [args.input]}))
+            trace = explain_adaptive(clf, embedding[0])
+            emit(args, {**explanation.to_dict(), "adaptive": trace.to_dict()}, lambda: adaptive_explanation_table(explanation, trace))
+            return EXIT_OK
     emit(args, explanation.to_dict(), lambda: explanation_table(explanation))
     return EXIT_OK
 
@@ -203,6 +295,7 @@ def register(sub: Any) -> None:
     p.add_argument("--text", action="store_true", help="the inputs are literal texts to classify, not paths")
     add_model_options(p)
     add_zoo_options(p)
+    add_adaptive_options(p)
     p.add_argument("--top-k", type=bounded_int(1, 1000), default=3, help="classes to report per input (default: 3)")
     p.add_argument("--output", metavar="FILE", help="also write the predictions to FILE (.json, .csv or .jsonl)")
     add_format(p)
@@ -213,8 +306,10 @@ def register(sub: Any) -> None:
     p.add_argument("data", nargs="+", help="ImageFolder directories or CSV/JSONL manifests with labels")
     add_model_options(p, method=False, several_models=True)
     p.add_argument("--methods", default=None,
-                   help=f"comma-separated methods, of {', '.join(method_names())} (default: baseline,cot,hybrid)")
+                   help=f"comma-separated methods, of {', '.join(method_names())} (default: baseline,cot,hybrid; "
+                        f"with --adaptive: {','.join(ADAPTIVE_EVAL_METHODS)})")
     add_zoo_options(p)
+    add_adaptive_options(p)
     p.add_argument("--ignore-unknown", action="store_true", help="skip inputs whose label is not a class of the system")
     p.add_argument("--output", metavar="FILE", help="also write the metrics to FILE (.json: full report; .csv/.jsonl: a row per model and method)")
     add_format(p)
@@ -226,6 +321,7 @@ def register(sub: Any) -> None:
     p.add_argument("--text", action="store_true", help="the input is a literal text, not an image path")
     add_model_options(p)
     add_zoo_options(p)
+    add_adaptive_options(p)
     p.add_argument("--top-k", type=bounded_int(1, 1000), default=5, help="classes to show (default: 5)")
     add_format(p)
     p.set_defaults(func=cmd_explain)

@@ -38,6 +38,7 @@ __all__ = [
     "generate_split",
     "image_seed",
     "load_species",
+    "redundant_system_from_species",
     "system_from_species",
     "system_yaml",
     "validate_species",
@@ -293,6 +294,51 @@ def system_from_species(
         "name": name or ("critters-paraphrased" if paraphrased else "critters"),
         "description": description
         or f"{len(table)} made-up critter species, told apart by four attribute questions worded with {wording}.",
+        "baseline_prompt": "{}",
+        "groups": groups,
+        "rules": rules,
+    }
+
+
+def redundant_system_from_species(
+    species: Mapping[str, Mapping[str, str]],
+    name: str = "critters-redundant",
+    description: str | None = None,
+) -> dict[str, Any]:
+    """A system that asks every attribute in every wording: the caption phrase and each paraphrase.
+
+    Group ``colour`` uses the caption words, ``colour~1`` the first paraphrases,
+    ``colour~2`` the second, and so on, all with the same question; rules match.
+    The answers of one attribute's groups are strongly dependent, so asking all of
+    them mostly repeats evidence: a test bed for adaptive questioning, which should
+    need only a few of them.
+    """
+    table = validate_species({"species": dict(species)}, "<species>")
+    wordings = min(1 + len(v.paraphrases) for values in VOCABULARY.values() for v in values)
+    used = {attr: {attrs[attr] for attrs in table.values()} for attr in ATTRIBUTE_NAMES}
+
+    def text(attr: str, key: str, wording: int) -> str:
+        v = value(attr, key)
+        return v.caption if wording == 0 else v.paraphrases[wording - 1]
+
+    def group_name(attr: str, wording: int) -> str:
+        return attr if wording == 0 else f"{attr}~{wording}"
+
+    groups = {
+        group_name(attr, w): {"prompt": PROMPTS[attr],
+                              "options": [text(attr, v.key, w) for v in VOCABULARY[attr] if v.key in used[attr]]}
+        for attr in ATTRIBUTE_NAMES
+        for w in range(wordings)
+    }
+    rules = {
+        sp: {group_name(attr, w): text(attr, attrs[attr], w) for attr in ATTRIBUTE_NAMES for w in range(wordings)}
+        for sp, attrs in table.items()
+    }
+    return {
+        "name": name,
+        "description": description
+        or f"{len(table)} made-up critter species; each of the four attributes asked in {wordings} wordings "
+        "(the caption phrase and each paraphrase).",
         "baseline_prompt": "{}",
         "groups": groups,
         "rules": rules,

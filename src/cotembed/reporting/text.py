@@ -6,11 +6,14 @@ Only presentation lives here: every function takes a result object (or its
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from cotembed.classifier import Explanation, Prediction
 from cotembed.evaluate import EvalReport, MethodResult, SeededResult
 from cotembed.pipeline import SampleError
+
+if TYPE_CHECKING:
+    from cotembed.adaptive import AdaptiveTrace
 
 
 def table(rows: Sequence[Sequence[str]], right_align_from: int = 1) -> str:
@@ -82,7 +85,20 @@ def methods_table(report: EvalReport) -> str:
     lines = [table(rows), f"chance: {_percent(report.chance)}"]
     lines += [f"{m}: mean ± std over {len(r.runs)} seeds ({', '.join(map(str, r.runs))})"
               for m, r in report.methods.items() if isinstance(r, SeededResult)]
+    lines += [_usage_line(m, r.extra, report) for m, r in report.methods.items() if isinstance(r, MethodResult) and r.extra]
     return "\n".join(lines)
+
+
+def _usage_line(method: str, extra: dict[str, float], report: EvalReport) -> str:
+    """What a method with a per-input cost consulted on average (adaptive: questions and their prompts)."""
+    totals = {"questions": len(report.question_accuracy), "prompts": report.system.get("n_prompts")}
+    parts = []
+    for name, mean in extra.items():
+        total = totals.get(name)
+        label = "text prompts" if name == "prompts" else name
+        share = f" of {total} ({100 * mean / total:.0f}%)" if total else ""
+        parts.append(f"{mean:.2f} {label}{share}")
+    return f"{method}: per input {', '.join(parts)}"
 
 
 def eval_table(report: EvalReport) -> str:
@@ -165,6 +181,42 @@ def explanation_table(exp: Explanation) -> str:
         rows += [[c.class_name, f"{c.score:.3f}", *(f"{c.contributions[g]:.3f}" for g in groups)] for c in exp.top]
     else:
         rows = [["class", "score"]] + [[c.class_name, f"{c.score:.3f}"] for c in exp.top]
+    lines.append(table(rows))
+    return "\n".join(lines)
+
+
+def adaptive_explanation_table(exp: Explanation, trace: "AdaptiveTrace") -> str:
+    """The questions adaptive questioning asked, in order, each with why (its expected gain against
+    the runner-up), its answer and the leading class after it; then the top classes."""
+    t = trace
+    model = t.answer_model
+    source = {"ideal": "ideal (every question assumed reliable)",
+              "labelled": f"counted from {model.get('n_inputs')} labelled inputs",
+              "unlabelled": f"estimated without labels from {model.get('n_inputs')} inputs"}.get(model["source"], model["source"])
+    stop = {"confident": f"posterior {t.probability:.3f} >= {t.confidence:g}",
+            "budget": f"budget of {t.max_questions} question(s) spent",
+            "all asked": "every question asked",
+            "no gain": "no remaining question can change the posterior"}[t.stopped]
+    lines = [
+        f"{exp.source}: {t.prediction} ({100 * t.probability:.1f}%)   (method adaptive, model {exp.model}, temperature {exp.temperature:g})",
+        f"asked {len(t.steps)} of {t.n_groups} questions ({t.prompts_used} of {t.n_prompts} text prompts); stopped: {stop}",
+        f"answer model: {source}",
+        "",
+    ]
+    rows = [["#", "question", "gain (bits)", "runner-up (bits)", "answer", "P(answer)", "leader after", "P(leader)"]]
+    for i, step in enumerate(t.steps, 1):
+        runner = "-" if step.runner_up is None else f"{step.runner_up} ({step.runner_up_gain_bits:.2f})"
+        rows.append([str(i), step.group, f"{step.gain_bits:.2f}", runner, step.answer, f"{step.answer_probability:.3f}",
+                     step.leader, f"{step.leader_probability:.3f}"])
+    lines.append(table(rows, right_align_from=99))
+    if t.not_asked:
+        lines.append("not asked (gain at the stop, bits): " + ", ".join(f"{g} {v:.2f}" for g, v in t.not_asked.items()))
+    if "reliability" in model:
+        lines.append("question reliability (P(right answer)): " + ", ".join(f"{g} {v:.2f}" for g, v in model["reliability"].items()))
+    lines.append("")
+    asked = [s.group for s in t.steps]
+    rows = [["class", "log posterior", *asked]]
+    rows += [[c.class_name, f"{c.score:.3f}", *(f"{c.contributions.get(g, 0.0):.3f}" for g in asked)] for c in exp.top]
     lines.append(table(rows))
     return "\n".join(lines)
 

@@ -2,10 +2,13 @@
 
 ``functions`` holds the building blocks, ``methods`` the registry of scoring
 methods, ``zoo`` the methods CoT is compared with (registered on import), and
-``scorer`` the :class:`Scorer` that applies them to any embeddings.
+``scorer`` the :class:`Scorer` that applies them to any embeddings. The
+adaptive-questioning method lives in :mod:`cotembed.adaptive` and is registered here.
 """
 
 from __future__ import annotations
+
+from importlib import import_module
 
 from cotembed.scoring.functions import (
     DEFAULT_TEMPERATURE,
@@ -33,6 +36,9 @@ from cotembed.scoring.methods import (
 )
 from cotembed.scoring.scorer import SCORING_CHUNK, Scorer
 from cotembed.scoring.zoo import DEFAULT_RANDOM_SEEDS, DEFAULT_TEMPLATES, SeededMethod  # registers the method zoo
+
+# Registered last, after the zoo; cotembed.adaptive is numpy only and imports this package's modules.
+import_module("cotembed.adaptive")
 
 __all__ = [
     "DEFAULT_EVAL_METHODS",

@@ -117,6 +117,14 @@ class ScoringMethod:
         """
         return None
 
+    def extra_stats(self, batch: Batch) -> dict[str, np.ndarray]:
+        """Per-input figures besides the scores, by name ((B,) arrays; evaluate reports their means).
+
+        For methods whose cost varies per input (adaptive questioning: questions and
+        prompts consulted). Default: none.
+        """
+        return {}
+
 
 def per_group_terms(values: np.ndarray, compiled: "CompiledSystem") -> dict[str, np.ndarray]:
     """Per group: (B, N) sum over the group's options of ``values`` x the rule matrix (weights included)."""
