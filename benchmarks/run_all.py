@@ -49,6 +49,11 @@ ENTRIES: list[Entry] = [
           about="cotembed induce: each class's options set from the model's own answers on K labelled examples, then "
                 "temperature, group weights and the hybrid weight calibrated on them; tested on a split the examples "
                 "were not drawn from."),
+    Entry("Adaptive questioning: accuracy vs questions asked (critters)", "bench_adaptive.py",
+          about="adaptive asks, per input, the most informative question next under a product-of-questions posterior "
+                "and stops at posterior >= 0.7; compared with asking every question (cot, cot-log) on system.yaml and on "
+                "system_redundant.yaml (every attribute in three wordings). Calibration splits (other seeds) fit the "
+                "answer models and chose the confidence; the test splits did neither."),
 ]
 
 
