@@ -196,6 +196,7 @@ def test_a_model_fitted_for_another_system_is_refused():
     {"adaptive_confidence": 0}, {"adaptive_confidence": 1.5}, {"adaptive_confidence": float("nan")},
     {"adaptive_confidence": True}, {"adaptive_confidence": "0.9"}, {"adaptive_max_questions": 0},
     {"adaptive_max_questions": 1.5}, {"adaptive_max_questions": True}, {"adaptive_answer_model": "ideal"},
+    {"adaptive_confidance": 0.9},
 ])
 def test_bad_settings_are_input_errors_naming_the_option(options):
     with pytest.raises(InputError, match=next(iter(options))):

@@ -77,7 +77,7 @@ def test_explanation_parts_add_up_to_the_score_for_every_method_that_has_them(tm
     from cotembed.scoring import method_names
 
     image = make_image(tmp_path / "r.png", "red")
-    split = {"cot", "hybrid", "cot-log"}
+    split = {"cot", "hybrid", "cot-log", "adaptive"}
     for method in method_names():
         exp = CoTClassifier(system, ColourEncoder(), method=method).explain(image, top_k=3)
         assert exp.method == method
