@@ -21,7 +21,7 @@ PER_CLASS := 20
 EASY_SEED := 1001
 HARD_SEED := 2002
 
-.PHONY: demo demo-hard demo-text splits test lint bench benchmarks train setup clean
+.PHONY: demo demo-hard demo-text report splits test lint bench benchmarks train setup clean
 
 setup: $(STAMP)
 
@@ -46,6 +46,12 @@ splits: $(SPLITS)/critters-easy/.complete $(SPLITS)/critters-hard/.complete
 
 demo: $(SPLITS)/critters-easy/.complete
 	$(BIN)/cotembed eval examples/critters/system.yaml $(SPLITS)/critters-easy --model critters --cache .cotembed-cache/embeddings.sqlite
+
+# The demo's evaluation as a self-contained HTML page (with its test-time-compute curve):
+# open $(SPLITS)/report.html in any browser, no network needed.
+report: $(SPLITS)/critters-easy/.complete
+	$(BIN)/cotembed curve examples/critters/system.yaml $(SPLITS)/critters-easy --model critters --cache .cotembed-cache/embeddings.sqlite --output $(SPLITS)/curve-easy.json --no-plot -q >/dev/null
+	$(BIN)/cotembed report examples/critters/system.yaml $(SPLITS)/critters-easy --model critters --cache .cotembed-cache/embeddings.sqlite --curve $(SPLITS)/curve-easy.json --output $(SPLITS)/report.html
 
 demo-hard: $(SPLITS)/critters-hard/.complete
 	$(BIN)/cotembed eval examples/critters/system_paraphrased.yaml $(SPLITS)/critters-hard --model critters --cache .cotembed-cache/embeddings.sqlite

@@ -213,6 +213,7 @@ def _prediction_row(p: dict[str, Any]) -> dict[str, Any]:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    from cotembed.cli.report import HtmlReport
     from cotembed.data import resolve_labels
     from cotembed.encoders import DEFAULT_MODEL, parse_spec
     from cotembed.reporting.text import eval_tables
@@ -225,21 +226,24 @@ def cmd_eval(args: argparse.Namespace) -> int:
     specs = list(dict.fromkeys(args.model or [DEFAULT_MODEL]))
     for spec in specs:
         parse_spec(spec)
+    html = HtmlReport.from_args(args)
     system = load_system(args.system)
     samples, skipped = resolve_labels(_collect(args, args.data), system.resolve_label, args.ignore_unknown)
     reports = []
     with Resources(args) as res:
         for spec in specs:
             clf = _classifier(args, res, system, spec, methods[0], methods)
-            report = clf.evaluate(samples, methods, skipped)
+            report = html.evaluate(clf, samples, methods, skipped) if html else clf.evaluate(samples, methods, skipped)
             report.system["path"] = args.system
             if args.calibrate:
                 report.method_options["adaptive_calibration_data"] = list(args.calibrate)
             reports.append(report)
     payload = reports[0].to_dict() if len(reports) == 1 else {"models": [r.to_dict() for r in reports]}
+    if html:
+        payload["html"] = html.write()
     if args.output:
         write_rows(args.output, [_metrics_row(r, m) for r in reports for m in r.methods], payload)
-    emit(args, payload, lambda: eval_tables(reports))
+    emit(args, payload, lambda: eval_tables(reports) + (html.summary() if html else ""))
     failed = any(r.errors for r in reports) or any(r.n_inputs == 0 for r in reports)
     return EXIT_FAILURE if failed else EXIT_OK
 
@@ -282,6 +286,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def register(sub: Any) -> None:
+    from cotembed.cli.report import add_report_options
     from cotembed.scoring import method_names
 
     p = sub.add_parser("validate", help="check a system file and summarise it")
@@ -312,6 +317,7 @@ def register(sub: Any) -> None:
     add_adaptive_options(p)
     p.add_argument("--ignore-unknown", action="store_true", help="skip inputs whose label is not a class of the system")
     p.add_argument("--output", metavar="FILE", help="also write the metrics to FILE (.json: full report; .csv/.jsonl: a row per model and method)")
+    add_report_options(p, with_html=True)
     add_format(p)
     p.set_defaults(func=cmd_eval)
 

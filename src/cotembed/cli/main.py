@@ -24,6 +24,7 @@ FAMILIES = (
     "cotembed.cli.diagnose",
     "cotembed.cli.evidence",
     "cotembed.cli.authoring",
+    "cotembed.cli.report",
 )
 
 
