@@ -40,6 +40,10 @@ def test_validate_table_and_json(capsys, system_file):
     code, out, _ = run(capsys, "validate", system_file, "--format", "json")
     data = json.loads(out)
     assert code == 0 and data["n_classes"] == 4 and data["n_prompts"] == 4 and len(data["hash"]) == 16
+    assert data["templates"] == [] and "ensemble templates" not in run(capsys, "validate", system_file)[1]
+    system_file.write_text(yaml.safe_dump({**COLOUR_SYSTEM, "templates": ["a photo of a {}", "art of a {}"]}), encoding="utf-8")
+    code, out, _ = run(capsys, "validate", system_file)
+    assert code == 0 and "ensemble templates (2): 'a photo of a {}', 'art of a {}'" in out
 
 
 def test_validate_invalid_system_exits_2_naming_the_problem(capsys, tmp_path):

@@ -586,3 +586,76 @@ def test_json_duplicates_are_found_in_one_pass():
     with pytest.raises(SystemValidationError) as info:
         parse_system_text('{"a": 1, "b": {"x": 1, "x": 2, "y": 0, "y": 1}, "a": 2}', "t.json", json_format=True)
     assert info.value.problems == ["duplicate key 'x'", "duplicate key 'y'", "duplicate key 'a'"]
+
+
+# -------------------------------------------------------- ensemble templates
+TEMPLATES = ["a photo of a {}.", "a drawing of a {}."]
+
+
+def test_templates_round_trip_and_reach_the_compiled_system(tmp_path):
+    system = System.from_dict(mutate(lambda d: d.update(templates=TEMPLATES)))
+    assert system.templates == tuple(TEMPLATES) and system.compile().templates == tuple(TEMPLATES)
+    assert system.to_dict()["templates"] == TEMPLATES and system.summary()["templates"] == TEMPLATES
+    for suffix in (".yaml", ".json"):
+        path = tmp_path / f"s{suffix}"
+        system.save(path)
+        again = System.load(path)
+        assert again == system and again.templates == tuple(TEMPLATES) and again.fingerprint == system.fingerprint
+    plain = System.from_dict(BASE)
+    assert plain.templates == () and plain.compile().templates == () and "templates" not in plain.to_dict()
+    assert System.from_dict(mutate(lambda d: d.update(templates=None))) == plain  # null: the method's defaults
+    assert pickle.loads(pickle.dumps(system)) == system
+    direct = System(groups=(COLOUR, SHAPE), rules={"Alpha": {"colour": 0, "shape": 1}, "Beta": {"colour": 2, "shape": 0}},
+                    templates=TEMPLATES)  # type: ignore[arg-type]
+    assert direct.templates == tuple(TEMPLATES)
+
+
+@pytest.mark.parametrize(
+    "templates, expected",
+    [
+        ("a photo of a {}.", ["templates: must be a list of prompt templates with one '{}' each, got 'a photo of a {}.'"]),
+        ({"a": "{}"}, ["templates: must be a list of prompt templates with one '{}' each, got {'a': '{}'}"]),
+        ([], ["templates: empty list; leave the field out (or set None) to use the ensemble method's defaults"]),
+        (["a photo of a {}.", "a photo", "{} and {}", 3],
+         ["templates[1]: prompt must contain exactly one '{}' (found 0): 'a photo'",
+          "templates[2]: prompt must contain exactly one '{}' (found 2): '{} and {}'",
+          "templates[3]: must be a string with one '{}', got 3"]),
+        (["a {}", "b {}", "a {}"], ["templates[2]: duplicate template 'a {}' (same as templates[0])"]),
+    ],
+)
+def test_bad_templates_name_their_path(templates, expected):
+    assert problems_of(mutate(lambda d: d.update(templates=templates))) == expected
+    with pytest.raises(SystemValidationError) as info:
+        System.from_dict(BASE).with_templates(templates)
+    assert info.value.problems == expected and "after with_templates" in str(info.value)
+
+
+def test_templates_change_the_fingerprint_and_equality():
+    base = System.from_dict(BASE)
+    with_templates = base.with_templates(TEMPLATES)
+    others = [with_templates, base.with_templates(TEMPLATES[:1]), base.with_templates(TEMPLATES[::-1])]
+    prints = {s.fingerprint for s in others}
+    assert base.fingerprint not in prints and len(prints) == len(others)
+    assert with_templates != base and with_templates == System.from_dict(mutate(lambda d: d.update(templates=TEMPLATES)))
+    cleared = with_templates.with_templates(None)
+    assert cleared == base and cleared.fingerprint == base.fingerprint and cleared.templates == ()
+
+
+def test_templates_survive_edits(base):
+    system = base.with_templates(TEMPLATES)
+    size = Group("size", "It is {} in size.", ("big", "small"))
+    edits = [
+        lambda s: s.replace_option("colour", "blue", "navy"),
+        lambda s: s.add_option("colour", "black"),
+        lambda s: s.with_rule("Alpha", "colour", ["red", "blue"]),
+        lambda s: s.with_group_weights({"shape": 2}),
+        lambda s: s.with_temperature(9),
+        lambda s: s.with_baseline_prompt("a photo of {}"),
+        lambda s: s.without_group("colour"),
+        lambda s: s.with_group(size, {"Alpha": "big", "Beta": "small"}),
+        lambda s: dataclasses.replace(s, name="renamed"),
+    ]
+    for edit in edits:
+        edited = edit(system)
+        assert edited.templates == tuple(TEMPLATES) and edited.compile().templates == tuple(TEMPLATES)
+        assert edited.fingerprint != edit(base).fingerprint

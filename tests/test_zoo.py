@@ -40,13 +40,35 @@ def test_ensemble_is_clip_prompt_ensembling():
     templates = ("a photo of a {}.", "art of the {}.", "{} in a video game")
     s = scorer(system, ("ensemble",), templates=list(templates))
     x = inputs()
+    np.testing.assert_allclose(s.scores(x, "ensemble"), _ensemble_reference(system, templates, x), rtol=1e-5, atol=1e-6)
+    assert s.prompts_used("ensemble") == 3 * len(system.class_names)
+    assert scorer(system, ("ensemble",)).prompts_used("ensemble") == len(DEFAULT_TEMPLATES) * len(system.class_names)
+
+
+def _ensemble_reference(system: System, templates, x: np.ndarray) -> np.ndarray:
     classes = []
     for c in system.class_names:
         mean = hashed_embed([t.replace("{}", c) for t in templates]).mean(axis=0)
         classes.append(mean / np.linalg.norm(mean))
-    np.testing.assert_allclose(s.scores(x, "ensemble"), x @ np.asarray(classes).T, rtol=1e-5, atol=1e-6)
-    assert s.prompts_used("ensemble") == 3 * len(system.class_names)
-    assert scorer(system, ("ensemble",)).prompts_used("ensemble") == len(DEFAULT_TEMPLATES) * len(system.class_names)
+    return x @ np.asarray(classes).T
+
+
+def test_a_systems_templates_are_used_by_ensemble_and_the_option_overrides_them():
+    plain = random_system(np.random.default_rng(1))
+    own = ("a photo of a {}.", "a drawing of a {}.")
+    flag = ("art of the {}.", "{} in a video game", "a cartoon {}.")
+    system = plain.with_templates(own)
+    x = inputs()
+    s = scorer(system, ("ensemble",))
+    np.testing.assert_allclose(s.scores(x, "ensemble"), _ensemble_reference(system, own, x), rtol=1e-5, atol=1e-6)
+    assert s.prompts_used("ensemble") == 2 * len(system.class_names)
+    overridden = scorer(system, ("ensemble",), templates=list(flag))
+    np.testing.assert_allclose(overridden.scores(x, "ensemble"), _ensemble_reference(system, flag, x), rtol=1e-5, atol=1e-6)
+    assert overridden.prompts_used("ensemble") == 3 * len(system.class_names)
+    data = synthetic_set(system, per_class=2, rng=np.random.default_rng(2))
+    assert evaluate(s, data).method_options["templates"] == list(own)
+    assert evaluate(overridden, data).method_options["templates"] == list(flag)
+    assert evaluate(scorer(plain, ("ensemble",)), data).method_options["templates"] == list(DEFAULT_TEMPLATES)
 
 
 @pytest.mark.parametrize("templates", [["no placeholder"], ["{} and {}"], "{}"])
@@ -227,6 +249,26 @@ def test_eval_runs_the_whole_zoo_from_one_encoding_pass(capsys, tmp_path, colour
     assert main([str(a) for a in argv[:-2] + ["--output", csv_path]]) == 0
     capsys.readouterr()
     assert "acc1_std" in csv_path.read_text().splitlines()[0]
+
+
+def test_eval_uses_the_system_files_templates_unless_the_flag_is_given(capsys, tmp_path, colour_model):
+    system = tmp_path / "colours.yaml"
+    system.write_text(yaml.safe_dump({**COLOUR_SYSTEM, "templates": ["a photo of a {}", "a drawing of a {}", "{}"]}),
+                      encoding="utf-8")
+    templates = tmp_path / "templates.txt"
+    templates.write_text("art of the {}\n", encoding="utf-8")
+    data = make_image_folder(tmp_path / "data", per_class=1)
+    argv = [str(a) for a in ["eval", system, data, "--model", colour_model, "--no-cache", "-q", "--format", "json",
+                             "--methods", "ensemble"]]
+    runs = {}
+    for extra in ([], ["--templates", str(templates)]):
+        assert main(argv + extra) == 0
+        runs[bool(extra)] = json.loads(capsys.readouterr().out)
+    assert runs[False]["method_options"]["templates"] == ["a photo of a {}", "a drawing of a {}", "{}"]
+    assert runs[False]["methods"]["ensemble"]["text_prompts"] == 3 * 4
+    assert runs[True]["method_options"]["templates"] == ["art of the {}"]
+    assert runs[True]["methods"]["ensemble"]["text_prompts"] == 1 * 4
+    assert runs[True]["system"]["hash"] == runs[False]["system"]["hash"] == System.load(system).fingerprint
 
 
 def test_bad_templates_file_exits_2_naming_file_and_line(capsys, tmp_path, colour_model):

@@ -317,7 +317,7 @@ def evaluate(scorer: Scorer, data: EmbeddingSet, methods: Sequence[str] | None =
         skipped=list(data.skipped),
         n_encoded=data.n_encoded,
         chance=1.0 / n_classes,
-        method_options=method_settings([get_method(m) for m in names], scorer.config),
+        method_options=method_settings([get_method(m) for m in names], scorer.config, compiled),
     )
 
 

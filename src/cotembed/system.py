@@ -45,7 +45,7 @@ from cotembed.errors import InputError, SystemValidationError
 
 GROUP_KEYS = ("groups", "classification_groups", "classification_cot")
 RULE_KEYS = ("rules", "pokemon_rules")
-_TOP_LEVEL = {*GROUP_KEYS, *RULE_KEYS, "name", "baseline_prompt", "temperature", "aliases", "description"}
+_TOP_LEVEL = {*GROUP_KEYS, *RULE_KEYS, "name", "baseline_prompt", "temperature", "aliases", "description", "templates"}
 _GROUP_FIELDS = {"prompt", "options", "weight", "description"}
 
 Row = tuple[tuple[int, ...], ...]
@@ -169,6 +169,8 @@ class CompiledSystem:
     group ``g`` owns ``prompts[offsets[g]:offsets[g + 1]]``. ``rule_matrix``
     is Q x N: entry (q, n) is the group weight when class n accepts option q.
     The arrays are read-only: a system compiles once and shares the result.
+    ``templates`` are the system's own prompt-ensembling templates (empty when
+    it has none), so scoring methods need no System object.
     """
 
     prompts: tuple[str, ...]
@@ -177,6 +179,7 @@ class CompiledSystem:
     class_names: tuple[str, ...]
     group_names: tuple[str, ...]
     baseline_prompts: tuple[str, ...]
+    templates: tuple[str, ...] = ()
 
     @property
     def n_prompts(self) -> int:
@@ -208,6 +211,8 @@ class System:
     temperature: float | None = None
     aliases: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     description: str = ""
+    templates: tuple[str, ...] = ()
+    """Prompt-ensembling templates for the ``ensemble`` method (empty: the method's own defaults)."""
     _cache: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
     """Derived values (fingerprint, compiled arrays, look-up indices); safe to keep since nothing changes."""
 
@@ -219,7 +224,7 @@ class System:
             set(),
             self.rules,
             {"baseline_prompt": self.baseline_prompt, "temperature": self.temperature, "aliases": self.aliases,
-             "name": self.name, "description": self.description},
+             "name": self.name, "description": self.description, "templates": self.templates or None},
             problems,
         )
         if problems or built is None:
@@ -237,6 +242,7 @@ class System:
         temperature: float | None = None,
         aliases: Mapping[str, tuple[str, ...]] | None = None,
         description: str = "",
+        templates: tuple[str, ...] = (),
         cache: dict[str, Any] | None = None,
     ) -> "System":
         """Assemble parts that are already valid (from the validator or an edit) without re-checking them."""
@@ -249,6 +255,7 @@ class System:
             "temperature": temperature,
             "aliases": MappingProxyType(dict(aliases or {})),
             "description": description,
+            "templates": templates,
             "_cache": cache if cache is not None else {},
         }
         for key, value in values.items():
@@ -297,6 +304,8 @@ class System:
             out["baseline_prompt"] = self.baseline_prompt
         if self.temperature is not None:
             out["temperature"] = self.temperature
+        if self.templates:
+            out["templates"] = list(self.templates)
         groups: dict[str, Any] = {}
         for g in self.groups:
             entry: dict[str, Any] = {"prompt": g.prompt, "options": list(g.options)}
@@ -349,17 +358,20 @@ class System:
         """Short sha256 of everything that changes scores (not the name, descriptions or aliases).
 
         Covers group order, names, prompts, options and weights, every rule,
-        the class order, the baseline prompt and the temperature. Cached: the
-        system is immutable.
+        the class order, the baseline prompt, the temperature and the ensemble
+        templates (when set: a system without them keeps the fingerprint it had
+        before they existed). Cached: the system is immutable.
         """
         cached = self._cache.get("fingerprint")
         if cached is None:
-            head = (
+            head: tuple[Any, ...] = (
                 "cotembed-system/1",
                 self.baseline_prompt,
                 self.temperature,
                 tuple((g.name, g.prompt, g.options, g.weight) for g in self.groups),
             )
+            if self.templates:
+                head += (("templates", self.templates),)
             digest = hashlib.sha256(_canonical_bytes(head))
             digest.update(self._rules_digest())
             cached = self._cache["fingerprint"] = digest.hexdigest()[:16]
@@ -394,6 +406,7 @@ class System:
             self.groups == other.groups
             and self.baseline_prompt == other.baseline_prompt
             and self.temperature == other.temperature
+            and self.templates == other.templates
             and self.name == other.name
             and self.description == other.description
             and dict(self.aliases) == dict(other.aliases)
@@ -409,7 +422,7 @@ class System:
     def __reduce__(self) -> tuple[Any, ...]:
         # Read-only mapping proxies do not pickle; rebuild from plain parts (already valid).
         return (_restore, (self.groups, tuple(self.rules), tuple(_row(r) for r in self.rules.values()), self.name,
-                           self.baseline_prompt, self.temperature, dict(self.aliases), self.description))
+                           self.baseline_prompt, self.temperature, dict(self.aliases), self.description, self.templates))
 
     def __copy__(self) -> "System":
         return self
@@ -443,7 +456,7 @@ class System:
         return [names for names in by_rule.values() if len(names) > 1]
 
     def summary(self) -> dict[str, Any]:
-        """What ``cotembed validate`` reports: sizes, groups, hash and ties."""
+        """What ``cotembed validate`` reports: sizes, groups, ensemble templates (empty: defaults), hash and ties."""
         return {
             "name": self.name,
             "hash": self.hash,
@@ -451,6 +464,7 @@ class System:
             "n_classes": len(self.rules),
             "n_prompts": self.n_prompts,
             "groups": [{"name": g.name, "prompt": g.prompt, "n_options": len(g.options), "weight": g.weight} for g in self.groups],
+            "templates": list(self.templates),
             "identical_rules": self.identical_rules(),
         }
 
@@ -490,6 +504,7 @@ class System:
             class_names=classes,
             group_names=self.group_names,
             baseline_prompts=tuple(self.baseline_prompt.replace("{}", c, 1) for c in classes),
+            templates=self.templates,
         )
 
     # ------------------------------------------------------------------ edits
@@ -592,6 +607,13 @@ class System:
         _check_template(prompt, "baseline_prompt", problems)
         self._raise_edit_problems("with_baseline_prompt", [], problems)
         return self._derive(baseline_prompt=prompt)
+
+    def with_templates(self, templates: Sequence[str] | None) -> "System":
+        """Set the ``ensemble`` method's templates (None: back to the method's defaults)."""
+        problems: list[str] = []
+        checked = _build_templates(templates, problems)
+        self._raise_edit_problems("with_templates", [], problems)
+        return self._derive(templates=checked)
 
     def without_group(self, name: str) -> "System":
         """Drop a group and every rule's entry for it."""
@@ -706,17 +728,19 @@ class System:
                     cache[key] = self._cache[key]
         if "aliases" not in fields and "labels" in self._cache:  # classes never change in an edit
             cache["labels"] = self._cache["labels"]
-        values: dict[str, Any] = {"name": self.name, "baseline_prompt": self.baseline_prompt,
-                                  "temperature": self.temperature, "aliases": self.aliases, "description": self.description}
+        values: dict[str, Any] = {"name": self.name, "baseline_prompt": self.baseline_prompt, "temperature": self.temperature,
+                                  "aliases": self.aliases, "description": self.description, "templates": self.templates}
         values.update(fields)
         return System._make(new_groups, rules, cache=cache, **values)
 
 
 def _restore(groups: tuple[Group, ...], class_names: tuple[str, ...], rows: tuple[Row, ...], name: str,
-             baseline_prompt: str, temperature: float | None, aliases: dict[str, tuple[str, ...]], description: str) -> System:
+             baseline_prompt: str, temperature: float | None, aliases: dict[str, tuple[str, ...]], description: str,
+             templates: tuple[str, ...] = ()) -> System:
     index = {g.name: i for i, g in enumerate(groups)}
     rules = MappingProxyType({c: Rule(index, r) for c, r in zip(class_names, rows)})
-    return System._make(groups, rules, name, baseline_prompt, temperature, aliases, description, cache={"group_index": index})
+    return System._make(groups, rules, name, baseline_prompt, temperature, aliases, description, templates,
+                        cache={"group_index": index})
 
 
 def _row(rule: Mapping[str, tuple[int, ...]]) -> Row:
@@ -1152,6 +1176,7 @@ def _build(data: Any, problems: list[str]) -> System | None:
         "aliases": data.get("aliases") or {},
         "name": data.get("name", ""),
         "description": data.get("description", "") or "",
+        "templates": data.get("templates"),
     }
     built = _finish(groups, broken, raw_rules, fields, problems)
     if problems or built is None:
@@ -1191,11 +1216,12 @@ def _finish(groups: list[Group] | None, broken: set[str], raw_rules: Any, fields
     description = fields["description"]
     if not isinstance(description, str):
         problems.append(f"description: must be a string, got {description!r}")
+    templates = _build_templates(fields["templates"], problems)
     if problems or groups is None:
         return None
     rules = MappingProxyType({c: Rule(index, r) for c, r in zip(class_names, rows)})
     return {"groups": tuple(groups), "rules": rules, "name": name, "baseline_prompt": baseline_prompt,
-            "temperature": temperature, "aliases": aliases, "description": description,
+            "temperature": temperature, "aliases": aliases, "description": description, "templates": templates,
             "cache": {"group_index": index}}
 
 
@@ -1321,6 +1347,28 @@ def _checked_row(cls_name: str, rule: Any, groups: list[Group], index: Mapping[s
     if len(problems) > before:
         return None
     return tuple(resolved[g] for g in index)
+
+
+def _build_templates(raw: Any, problems: list[str]) -> tuple[str, ...]:
+    """The ``templates`` field: None (absent) is no templates; given, a non-empty list of distinct ones."""
+    if raw is None:
+        return ()
+    if isinstance(raw, str) or not isinstance(raw, (list, tuple)):
+        problems.append(f"templates: must be a list of prompt templates with one '{{}}' each, got {raw!r}")
+        return ()
+    if not raw:
+        problems.append("templates: empty list; leave the field out (or set None) to use the ensemble method's defaults")
+        return ()
+    before = len(problems)
+    seen: dict[str, int] = {}
+    for i, template in enumerate(raw):
+        if not _check_template(template, f"templates[{i}]", problems):
+            continue
+        if template in seen:
+            problems.append(f"templates[{i}]: duplicate template {template!r} (same as templates[{seen[template]}])")
+        else:
+            seen[template] = i
+    return tuple(raw) if len(problems) == before else ()
 
 
 def _build_aliases(raw: Any, classes: set[str], problems: list[str]) -> dict[str, tuple[str, ...]]:

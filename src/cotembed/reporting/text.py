@@ -229,6 +229,8 @@ def validate_table(summary: dict[str, Any]) -> str:
     ]
     for group in summary["groups"]:
         lines.append(f"  - {group['name']}: {group['n_options']} options, weight {group['weight']:g}: {group['prompt']!r}")
+    if summary.get("templates"):
+        lines.append(f"  ensemble templates ({len(summary['templates'])}): " + ", ".join(map(repr, summary["templates"])))
     for tie in summary["identical_rules"]:
         lines.append(f"  note: {', '.join(tie)} have identical rules; only the hybrid method can tell them apart")
     return "\n".join(lines)

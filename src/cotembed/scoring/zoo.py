@@ -5,8 +5,8 @@ so ``eval --methods baseline,ensemble,dclip,cot,cot-log,random-control`` compare
 them on exactly the same embeddings:
 
 - ``ensemble``: CLIP prompt ensembling. Each class is the re-normalised mean of
-  its name filled into several templates (``DEFAULT_TEMPLATES``, or
-  ``method_options["templates"]``); T x N prompts.
+  its name filled into several templates (``method_options["templates"]``, else
+  the system's own ``templates``, else ``DEFAULT_TEMPLATES``); T x N prompts.
 - ``dclip``: classification by description (Menon & Vondrick, 2023). A class
   scores the plain mean cosine of the option prompts its rule accepts (every
   accepted prompt counts once, group weights are ignored); no softmax; Q prompts.
@@ -94,9 +94,15 @@ RANDOM_WORDS: tuple[str, ...] = tuple(
 
 
 # ----------------------------------------------------------------- ensemble
-def ensemble_templates(config: ScoringConfig) -> tuple[str, ...]:
-    """The templates in force: ``method_options["templates"]`` or :data:`DEFAULT_TEMPLATES`."""
-    templates = config.option("templates") or DEFAULT_TEMPLATES
+def ensemble_templates(config: ScoringConfig, compiled: "CompiledSystem | None" = None) -> tuple[str, ...]:
+    """The templates in force, most specific first.
+
+    ``method_options["templates"]`` (a run's ``--templates``) overrides the
+    system's own ``templates`` so one system can be compared across template
+    sets; a system without them gets :data:`DEFAULT_TEMPLATES`.
+    """
+    system_templates = compiled.templates if compiled is not None else ()
+    templates = config.option("templates") or system_templates or DEFAULT_TEMPLATES
     if isinstance(templates, str) or not isinstance(templates, Sequence):
         raise InputError(f"ensemble templates must be a list of strings with one '{{}}', got {templates!r}")
     bad = [t for t in templates if not isinstance(t, str) or t.count("{}") != 1]
@@ -111,11 +117,11 @@ class Ensemble(ScoringMethod):
     needs = ()
     prompt_symbol = "TxN"
 
-    def settings(self, config: ScoringConfig) -> dict[str, Any]:
-        return {"templates": list(ensemble_templates(config))}
+    def settings(self, config: ScoringConfig, compiled: "CompiledSystem | None" = None) -> dict[str, Any]:
+        return {"templates": list(ensemble_templates(config, compiled))}
 
     def prompt_sets(self, compiled: "CompiledSystem", config: ScoringConfig) -> dict[str, tuple[str, ...]]:
-        templates = ensemble_templates(config)
+        templates = ensemble_templates(config, compiled)
         return {ENSEMBLE: tuple(t.replace("{}", c, 1) for c in compiled.class_names for t in templates)}
 
     def score(self, batch: Batch) -> np.ndarray:
@@ -299,7 +305,7 @@ class RandomControl(SeededMethod):
     def seeds(self, config: ScoringConfig) -> tuple[int, ...]:
         return random_seeds(config)
 
-    def settings(self, config: ScoringConfig) -> dict[str, Any]:
+    def settings(self, config: ScoringConfig, compiled: "CompiledSystem | None" = None) -> dict[str, Any]:
         return {"random_seeds": list(self.seeds(config)), "random_words": len(RANDOM_WORDS)}
 
     def prompt_sets(self, compiled: "CompiledSystem", config: ScoringConfig) -> dict[str, tuple[str, ...]]:
@@ -320,13 +326,18 @@ for _method in ZOO:
     register(_method)
 
 
-def method_settings(methods: Sequence[ScoringMethod], config: ScoringConfig) -> dict[str, Any]:
-    """Settings in force that change these methods' scores (templates, seeds), for reports."""
+def method_settings(methods: Sequence[ScoringMethod], config: ScoringConfig,
+                    compiled: "CompiledSystem | None" = None) -> dict[str, Any]:
+    """Settings in force that change these methods' scores (templates, seeds), for reports.
+
+    Give ``compiled`` so settings a system can carry (its ensemble templates) are
+    reported as scored; without it they read as the run's options or defaults.
+    """
     out: dict[str, Any] = {}
     for method in methods:
         settings = getattr(method, "settings", None)
         if settings is not None:
-            out.update(settings(config))
+            out.update(settings(config, compiled))
     return out
 
 
