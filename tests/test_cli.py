@@ -99,6 +99,25 @@ def test_corrupt_image_reported_run_continues_exit_1(capsys, tmp_path, system_fi
     assert [e["input"].endswith("bad.png") for e in report["errors"]] == [True]
 
 
+def test_images_above_max_pixels_are_reported_per_file_and_the_run_goes_on(capsys, tmp_path, system_file, colour_model,
+                                                                           monkeypatch):
+    monkeypatch.delenv("COTEMBED_MAX_PIXELS", raising=False)
+    data = make_image_folder(tmp_path / "data", per_class=1)  # 24 x 24 = 576 pixels each
+    big = make_image(data / "red-thing" / "big.png", "red", size=40)  # 1,600 pixels
+    base = ["--model", colour_model, "--no-cache", "-q", "--format", "json"]
+    code, out, err = run(capsys, "eval", system_file, data, *base)
+    assert code == 0 and json.loads(out)["n_images"] == 5, err
+    code, out, _ = run(capsys, "eval", system_file, data, *base, "--max-pixels", "1000")
+    report = json.loads(out)
+    assert code == 1 and report["n_images"] == 4 and report["methods"]["cot"]["acc1"] == 1.0
+    [error] = report["errors"]
+    assert error["input"] == str(big) and "image too large" in error["error"]
+    code, out, _ = run(capsys, "classify", system_file, big, data / "blue-thing" / "0.png", *base, "--max-pixels", "1000")
+    result = json.loads(out)
+    assert code == 1 and [p["prediction"] for p in result["predictions"]] == ["blue-thing"]
+    assert [e["input"] for e in result["errors"]] == [str(big)]
+
+
 def test_classify_manifest_and_files(capsys, tmp_path, system_file, colour_model):
     make_image(tmp_path / "imgs" / "a.png", "green")
     make_image(tmp_path / "imgs" / "b.png", "blue")
@@ -136,6 +155,8 @@ def test_explain_shows_questions_and_contributions(capsys, tmp_path, system_file
         (["eval", "{system}", "{data}", "--temperature", "1e39"], "must be in (0, 10000]"),
         (["eval", "{system}", "{data}", "--hybrid-weight", "inf"], "must be a finite number"),
         (["eval", "{system}", "{data}", "--hybrid-weight", "nan"], "must be a finite number"),
+        (["eval", "{system}", "{data}", "--max-pixels", "0"], "must be between 1 and"),
+        (["classify", "{system}", "{data}", "--max-pixels", "1e6"], "not a whole number"),
         (["frobnicate"], "invalid choice"),
     ],
 )

@@ -120,6 +120,7 @@ class CoTClassifier:
         batch_size: int | None = None,
         progress: bool = False,
         method_options: dict[str, Any] | None = None,
+        max_pixels: int | None = None,
     ):
         get_method(method)
         self.system = system
@@ -129,6 +130,8 @@ class CoTClassifier:
         self.cache: EmbeddingStore = cache if cache is not None else NoCache()
         self.batch_size = batch_size
         self.progress = progress
+        self.max_pixels = max_pixels
+        """Images above this many pixels are errors (None: the pipeline's cap, ``$COTEMBED_MAX_PIXELS``)."""
         self.prompt_bank = PromptBank(encoder, self.cache, progress)
         self.compiled = system.compile()
         self.classes_ = np.asarray(self.compiled.class_names, dtype=object)
@@ -187,7 +190,8 @@ class CoTClassifier:
 
     def embedding_set(self, samples: Sequence[Sample], skipped: Sequence[Sample] = ()) -> EmbeddingSet:
         """Embeddings of collected samples through the cache; failed inputs are kept as errors."""
-        return EmbeddingSet.from_samples(samples, self.encoder, self.cache, self.batch_size, self.progress, skipped)
+        return EmbeddingSet.from_samples(samples, self.encoder, self.cache, self.batch_size, self.progress, skipped,
+                                         max_pixels=self.max_pixels)
 
     # ------------------------------------------------------------ public API
     def decision_function(self, inputs: Any = None, *, images: Any = None, texts: Any = None) -> np.ndarray:
@@ -227,7 +231,8 @@ class CoTClassifier:
         predictions: list[Prediction] = []
         errors: list[SampleError] = []
         scorer = self.scorer
-        for batch in stream_embeddings(samples, self.encoder, self.cache, self.batch_size, self.progress, "classify"):
+        for batch in stream_embeddings(samples, self.encoder, self.cache, self.batch_size, self.progress, "classify",
+                                       max_pixels=self.max_pixels):
             errors.extend(batch.errors)
             if not batch.samples:
                 continue

@@ -121,13 +121,17 @@ class EmbeddingSet:
         progress: bool = False,
         skipped: Sequence[Sample] = (),
         desc: str = "encoding",
+        max_pixels: int | None = None,
     ) -> "EmbeddingSet":
-        """Stream the samples through the cached pipeline; failed inputs are kept as errors."""
+        """Stream the samples through the cached pipeline; failed inputs are kept as errors.
+
+        ``max_pixels``: images above it are errors (default: the pipeline's cap).
+        """
         chunks: list[np.ndarray] = []
         kept: list[Sample] = []
         errors: list[SampleError] = []
         n_encoded = 0
-        for batch in stream_embeddings(samples, encoder, cache, batch_size, progress, desc):
+        for batch in stream_embeddings(samples, encoder, cache, batch_size, progress, desc, max_pixels=max_pixels):
             errors.extend(batch.errors)
             n_encoded += batch.n_encoded
             if batch.samples:

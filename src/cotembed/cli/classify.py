@@ -42,7 +42,8 @@ def _classifier(args: argparse.Namespace, res: Resources, system: Any, spec: str
 
     def build(name: str, options: dict[str, Any]) -> Any:
         return CoTClassifier(system, encoder, method=name, temperature=args.temperature, hybrid_weight=args.hybrid_weight,
-                             cache=res.cache, batch_size=args.batch_size, progress=not args.quiet, method_options=options)
+                             cache=res.cache, batch_size=args.batch_size, progress=not args.quiet, method_options=options,
+                             max_pixels=args.max_pixels)
 
     options = method_options(args)
     if "adaptive" in (method, *methods):

@@ -24,6 +24,8 @@ EXIT_OK, EXIT_FAILURE = 0, 1  # bad input exits with InputError.exit_code (2)
 
 MAX_TEMPERATURE = 1e4
 MAX_HYBRID_WEIGHT = 1e4
+MAX_PIXELS = 10**12
+"""Upper bound of --max-pixels: far above any decodable image, low enough to stay a plain integer."""
 
 
 class Parser(argparse.ArgumentParser):
@@ -90,6 +92,15 @@ def add_cache_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cache-recover", action="store_true", help="if the cache file is corrupt, move it aside and start a new one")
 
 
+def add_max_pixels(p: argparse.ArgumentParser) -> None:
+    """--max-pixels: the decompression-bomb cap for one run, without touching the environment."""
+    from cotembed.pipeline import DEFAULT_MAX_PIXELS, MAX_PIXELS_ENV
+
+    p.add_argument("--max-pixels", type=bounded_int(1, MAX_PIXELS), default=None, metavar="N",
+                   help=f"images above N pixels are reported as errors (checked from the file header) and the run goes "
+                        f"on (default: ${MAX_PIXELS_ENV}, else {DEFAULT_MAX_PIXELS})")
+
+
 def add_model_options(p: argparse.ArgumentParser, method: bool = True, several_models: bool = False) -> None:
     """--model, scoring and encoding options; the method choices come from the registry."""
     from cotembed.encoders import DEFAULT_MODEL
@@ -109,6 +120,7 @@ def add_model_options(p: argparse.ArgumentParser, method: bool = True, several_m
                    help=f"weight of the class-name term in hybrid, in [0, {MAX_HYBRID_WEIGHT:g}] (default: 1)")
     p.add_argument("--batch-size", type=bounded_int(1, 4096), default=None, help="inputs per model call (default: the encoder's)")
     p.add_argument("--device", default=None, help="torch device for the model: cpu, cuda, cuda:1, mps (default: cuda when available)")
+    add_max_pixels(p)
     p.add_argument("--allow-outside-paths", action="store_true", help="let manifests name files outside their own folder")
     add_cache_options(p)
     add_quiet(p)

@@ -19,6 +19,7 @@ from cotembed.cli.common import (
     Resources,
     add_cache_options,
     add_format,
+    add_max_pixels,
     add_model_options,
     add_quiet,
     bounded_float,
@@ -48,7 +49,8 @@ def _labelled_samples(args: argparse.Namespace, system: Any, paths: Sequence[str
 def _embedding_set(res: Resources, args: argparse.Namespace, encoder: Any, samples: list[Any], skipped: list[Any], desc: str) -> Any:
     from cotembed.embeddings import EmbeddingSet
 
-    return EmbeddingSet.from_samples(samples, encoder, res.cache, args.batch_size, not args.quiet, skipped, desc=desc)
+    return EmbeddingSet.from_samples(samples, encoder, res.cache, args.batch_size, not args.quiet, skipped, desc=desc,
+                                     max_pixels=args.max_pixels)
 
 
 # ----------------------------------------------------------------- inspect
@@ -241,6 +243,7 @@ def register(sub: Any) -> None:
     p.add_argument("--max-confusions", type=bounded_int(0, 1000), default=10, help="costliest confusions to analyse (default: 10)")
     p.add_argument("--batch-size", type=bounded_int(1, 4096), default=None, help="inputs per model call (default: the encoder's)")
     p.add_argument("--device", default=None, help="torch device for the model (default: cuda when available)")
+    add_max_pixels(p)
     p.add_argument("--allow-outside-paths", action="store_true", help="let manifests name files outside their own folder")
     _add_data_options(p)
     add_cache_options(p)

@@ -41,7 +41,8 @@ def cmd_curve(args: argparse.Namespace) -> int:
         raise InputError("curve: no labelled inputs to evaluate")
     with Resources(args) as res:
         clf = CoTClassifier(system, res.encoder(args.model), method=args.method, temperature=args.temperature,
-                            hybrid_weight=args.hybrid_weight, cache=res.cache, batch_size=args.batch_size, progress=not args.quiet)
+                            hybrid_weight=args.hybrid_weight, cache=res.cache, batch_size=args.batch_size, progress=not args.quiet,
+                            max_pixels=args.max_pixels)
         data = clf.embedding_set(samples, skipped)
         if len(data) == 0:
             raise CotembedError(f"curve: no input could be used ({len(data.errors)} failed, e.g. {data.errors[0].source})")
