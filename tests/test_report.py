@@ -32,6 +32,7 @@ from cotembed.reporting.html import (
     load_curve,
     render_report,
     report_section,
+    thumbnail_uri,
     write_report,
 )
 from cotembed.scoring import Scorer, ScoringConfig
@@ -271,6 +272,15 @@ def test_an_input_that_can_no_longer_be_read_shows_no_preview_and_says_why(world
     assert views and all(v["thumbnail"] is None and "cannot decode image" in v["thumbnail_error"] for v in views)
     page = Page(render_report([section]))
     assert any("cannot decode image" in (a.get("title") or "") for a in page.all("div"))
+
+
+def test_thumbnails_fit_the_size_and_keep_the_pixel_cap(tmp_path):
+    path = tmp_path / "wide.png"
+    Image.new("RGB", (400, 100), (200, 30, 30)).save(path)
+    image = Image.open(io.BytesIO(base64.b64decode(thumbnail_uri(path, 64).split(",", 1)[1])))
+    assert image.size == (64, 16)
+    with pytest.raises(ValueError, match="image too large: .*wide.png"):
+        thumbnail_uri(path, 64, max_pixels=10_000)
 
 
 # ---------------------------------------------------------------------- curve

@@ -83,7 +83,8 @@ class HtmlReport:
         # With the option prompts too, a baseline's mistakes are explained question by question.
         scorer = clf.scorer_for(tuple(dict.fromkeys((*methods, "cot"))))
         report = evaluate(scorer, data, methods)
-        section = report_section(report, scorer, data, max_examples=self.max_examples, seed=self.seed, thumb_px=self.thumb_px)
+        section = report_section(report, scorer, data, max_examples=self.max_examples, seed=self.seed, thumb_px=self.thumb_px,
+                                 max_pixels=getattr(clf, "max_pixels", None))
         self._sections.append((report, section))
         return report
 

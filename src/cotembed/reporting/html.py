@@ -58,12 +58,12 @@ def pct(value: float | None, digits: int = 1) -> str:
 
 
 # ------------------------------------------------------------------ thumbnails
-def thumbnail_uri(source: Any, px: int = DEFAULT_THUMB_PX) -> str:
+def thumbnail_uri(source: Any, px: int = DEFAULT_THUMB_PX, max_pixels: int | None = None) -> str:
     """A ``data:`` URI of the image (a path, or an object with ``read_bytes()``) fitted in px x px.
 
-    Decoded with the pipeline's bounded decoder (pixel cap, JPEG draft mode), then
-    stored as PNG or JPEG, whichever is smaller: drawings compress better as PNG,
-    photos as JPEG. Raises ``ValueError`` naming the file when it cannot be read.
+    Decoded with the pipeline's bounded decoder (pixel cap: ``max_pixels``, else the
+    pipeline's; JPEG draft mode), then stored as PNG or JPEG, whichever is smaller:
+    drawings compress better as PNG, photos as JPEG. Raises ``ValueError`` naming the file when it cannot be read.
     """
     from cotembed.pipeline import decode_image, resolve_max_pixels
 
@@ -73,7 +73,7 @@ def thumbnail_uri(source: Any, px: int = DEFAULT_THUMB_PX) -> str:
     except OSError as exc:
         raise ValueError(f"cannot read {name}: {exc.strerror or exc}") from exc
     with fh:
-        image = decode_image(fh, name=name, min_side=px, max_side=px, max_pixels=resolve_max_pixels())
+        image = decode_image(fh, name=name, min_side=px, max_side=px, max_pixels=resolve_max_pixels(max_pixels))
     encoded = []
     for fmt, mime, options in (("PNG", "image/png", {"optimize": True}), ("JPEG", "image/jpeg", {"quality": 82})):
         buf = io.BytesIO()
@@ -83,7 +83,7 @@ def thumbnail_uri(source: Any, px: int = DEFAULT_THUMB_PX) -> str:
     return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
 
 
-def _input_view(data: EmbeddingSet, row: int, px: int) -> dict[str, Any]:
+def _input_view(data: EmbeddingSet, row: int, px: int, max_pixels: int | None) -> dict[str, Any]:
     """What the page shows for one input: a thumbnail for an image, the text for a text."""
     view: dict[str, Any] = {"input": data.sources[row], "kind": None, "text": None, "thumbnail": None, "thumbnail_error": None}
     sample = data.samples[row] if data.samples else None
@@ -94,7 +94,7 @@ def _input_view(data: EmbeddingSet, row: int, px: int) -> dict[str, Any]:
         view["text"] = sample.text
     elif sample.path is not None:
         try:
-            view["thumbnail"] = thumbnail_uri(sample.path, px)
+            view["thumbnail"] = thumbnail_uri(sample.path, px, max_pixels)
         except ValueError as exc:  # the input was encoded before, so this is rare: the file changed since
             view["thumbnail_error"] = str(exc)
     return view
@@ -102,11 +102,12 @@ def _input_view(data: EmbeddingSet, row: int, px: int) -> dict[str, Any]:
 
 # ---------------------------------------------------------------- the section
 def report_section(report: EvalReport, scorer: Scorer, data: EmbeddingSet, *, max_examples: int = DEFAULT_MAX_PER_METHOD,
-                   seed: int = 0, thumb_px: int = DEFAULT_THUMB_PX) -> dict[str, Any]:
+                   seed: int = 0, thumb_px: int = DEFAULT_THUMB_PX, max_pixels: int | None = None) -> dict[str, Any]:
     """Everything the page shows for one evaluation, as JSON-able data (no model call).
 
     ``scorer`` must cover the report's methods; when it also has the option prompts
     (any CoT-style method) baseline mistakes are explained per question too.
+    ``max_pixels``: the pixel cap the inputs were encoded under (thumbnails use the same).
     """
     from cotembed.reporting.text import _prompt_label
 
@@ -132,7 +133,7 @@ def report_section(report: EvalReport, scorer: Scorer, data: EmbeddingSet, *, ma
         "groups": [{"name": g.name, "prompt": g.prompt, "options": list(g.options), "weight": g.weight} for g in scorer.system.groups],
         "question_chance": chance,
         "examples": sample.to_dict(),
-        "inputs": {str(row): _input_view(data, row, thumb_px) for row in sample.rows},
+        "inputs": {str(row): _input_view(data, row, thumb_px, max_pixels) for row in sample.rows},
     }
 
 
