@@ -20,3 +20,13 @@ def tiny_clip_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from cotembed.testing import build_random_clip
 
     return build_random_clip(tmp_path_factory.mktemp("tiny-clip"))
+
+
+@pytest.fixture
+def colour_model(monkeypatch: pytest.MonkeyPatch) -> str:
+    """Registers the ColourEncoder test double (tests/support.py) as model spec ``test:<key>``."""
+    from cotembed import encoders
+
+    backend = encoders.Backend("test", "support", "ColourEncoder", "dev", "image, text", "test double", "test:x")
+    monkeypatch.setitem(encoders.BACKENDS, "test", backend)
+    return "test:colour"

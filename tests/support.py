@@ -83,3 +83,12 @@ def make_image_folder(root: Path, per_class: int = 3, classes: Sequence[str] = t
         for i in range(per_class):
             make_image(root / f"{c}-thing" / f"{i}.png", c, seed=i)
     return root
+
+
+def run_cli(capsys, *argv) -> tuple[int, str, str]:
+    """Run the ``cotembed`` command in-process: (exit code, stdout, stderr)."""
+    from cotembed.cli import main
+
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err

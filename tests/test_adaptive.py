@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 import yaml
 
-from cotembed import encoders
 from cotembed.adaptive import (
     DEFAULT_CONFIDENCE,
     STOP_REASONS,
@@ -21,12 +20,12 @@ from cotembed.adaptive import (
     run_policy,
     trace,
 )
-from cotembed.cli import main
 from cotembed.errors import InputError
 from cotembed.evaluate import evaluate
 from cotembed.scoring import Scorer, ScoringConfig, get_method
 from cotembed.system import System
 from support import make_image_folder
+from support import run_cli as run
 from synthetic import hashed_embed, random_system, synthetic_set
 
 
@@ -262,23 +261,10 @@ TWO_QUESTIONS = {
 
 
 @pytest.fixture
-def colour_model(monkeypatch):
-    backend = encoders.Backend("test", "support", "ColourEncoder", "dev", "image, text", "test double", "test:x")
-    monkeypatch.setitem(encoders.BACKENDS, "test", backend)
-    return "test:colour"
-
-
-@pytest.fixture
 def two_questions(tmp_path):
     path = tmp_path / "two.yaml"
     path.write_text(yaml.safe_dump(TWO_QUESTIONS), encoding="utf-8")
     return path
-
-
-def run(capsys, *argv) -> tuple[int, str, str]:
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_eval_adaptive_compares_with_the_full_system(capsys, tmp_path, two_questions, colour_model):

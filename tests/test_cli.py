@@ -9,16 +9,8 @@ import pytest
 import yaml
 
 from cotembed import encoders
-from cotembed.cli import main
 from support import COLOUR_SYSTEM, make_image, make_image_folder
-
-
-@pytest.fixture
-def colour_model(monkeypatch):
-    """Registers the ColourEncoder test double as model spec ``test:<key>``."""
-    backend = encoders.Backend("test", "support", "ColourEncoder", "dev", "image, text", "test double", "test:x")
-    monkeypatch.setitem(encoders.BACKENDS, "test", backend)
-    return "test:colour"
+from support import run_cli as run
 
 
 @pytest.fixture
@@ -26,12 +18,6 @@ def system_file(tmp_path) -> Path:
     path = tmp_path / "colours.yaml"
     path.write_text(yaml.safe_dump(COLOUR_SYSTEM), encoding="utf-8")
     return path
-
-
-def run(capsys, *argv) -> tuple[int, str, str]:
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_validate_table_and_json(capsys, system_file):

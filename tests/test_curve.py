@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import yaml
 
-from cotembed import encoders
 from cotembed.cli import main
 from cotembed.curve import CURVE_METHODS, accuracy_curve, choose_subsets, group_terms, tie_credit
 from cotembed.errors import InputError
@@ -112,13 +111,6 @@ def test_curve_needs_a_scorer_for_the_method_and_the_baseline():
 
 
 # ---------------------------------------------------------------------- CLI
-@pytest.fixture
-def colour_model(monkeypatch):
-    backend = encoders.Backend("test", "support", "ColourEncoder", "dev", "image, text", "test double", "test:x")
-    monkeypatch.setitem(encoders.BACKENDS, "test", backend)
-    return "test:colour"
-
-
 @pytest.fixture
 def two_group_system(tmp_path):
     spec = {

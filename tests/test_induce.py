@@ -12,10 +12,10 @@ import yaml
 
 from cotembed import EmbeddingSet, PromptBank, Scorer, ScoringConfig, System, encoders, evaluate
 from cotembed.authoring.induce import NotFittedError, RuleInducer, draw_examples, write_system
-from cotembed.cli import main
 from cotembed.data import collect_samples
 from cotembed.errors import InputError, UnknownLabelError
 from support import COLOUR_SYSTEM, COLOURS, make_image, make_image_folder
+from support import run_cli as run
 
 ROOT = Path(__file__).resolve().parents[1]
 DIM = 10
@@ -230,13 +230,6 @@ def test_write_system_puts_the_header_in_a_comment_and_loads_back(tmp_path):
 
 # --------------------------------------------------------------------- CLI
 @pytest.fixture
-def colour_model(monkeypatch):
-    backend = encoders.Backend("test", "support", "ColourEncoder", "dev", "image, text", "test double", "test:x")
-    monkeypatch.setitem(encoders.BACKENDS, "test", backend)
-    return "test:colour"
-
-
-@pytest.fixture
 def wrong_system(tmp_path) -> Path:
     """The colour system with every rule shifted to the next colour."""
     spec = json.loads(json.dumps(COLOUR_SYSTEM))
@@ -245,12 +238,6 @@ def wrong_system(tmp_path) -> Path:
     path = tmp_path / "wrong.yaml"
     path.write_text(yaml.safe_dump(spec), encoding="utf-8")
     return path
-
-
-def run(capsys, *argv) -> tuple[int, str, str]:
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_cli_induce_writes_a_system_that_eval_confirms(capsys, tmp_path, colour_model, wrong_system):

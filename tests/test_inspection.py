@@ -11,11 +11,11 @@ import pytest
 import yaml
 
 from cotembed import EmbeddingSet, PromptBank, System, encoders
-from cotembed.cli import main
 from cotembed.data import collect_samples
 from cotembed.inspection import inspect_system, near_duplicate_options, static_report
 from cotembed.scoring import ScoringConfig
 from support import COLOURS, ColourEncoder, make_image_folder
+from support import run_cli as run
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -179,19 +179,6 @@ def test_critters_paraphrased_questions_are_flagged_weak_and_caption_words_are_n
 
 
 # --------------------------------------------------------------------- CLI
-@pytest.fixture
-def colour_model(monkeypatch):
-    backend = encoders.Backend("test", "support", "ColourEncoder", "dev", "image, text", "test double", "test:x")
-    monkeypatch.setitem(encoders.BACKENDS, "test", backend)
-    return "test:colour"
-
-
-def run(capsys, *argv) -> tuple[int, str, str]:
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 def test_cli_inspect_static_table_and_json(capsys):
     code, out, _ = run(capsys, "inspect", ROOT / "examples/pokemon/system.yaml")
     assert code == 0

@@ -17,7 +17,6 @@ import pytest
 import yaml
 from PIL import Image
 
-from cotembed import encoders
 from cotembed.classifier import CoTClassifier
 from cotembed.cli import main
 from cotembed.curve import accuracy_curve
@@ -52,13 +51,6 @@ WRONG_RULES = {
     "rules": {"red-thing": {"colour": ["red", "yellow"]}, "green-thing": {"colour": "green"},
               "blue-thing": {"colour": ["blue", "green"]}, "yellow-thing": {"colour": "green"}},
 }
-
-
-@pytest.fixture
-def colour_model(monkeypatch):
-    backend = encoders.Backend("test", "support", "ColourEncoder", "dev", "image, text", "test double", "test:x")
-    monkeypatch.setitem(encoders.BACKENDS, "test", backend)
-    return "test:colour"
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import yaml
 
-from cotembed import encoders
 from cotembed.cli import main
 from cotembed.errors import InputError
 from cotembed.evaluate import SeededResult, evaluate
@@ -218,13 +217,6 @@ def test_random_control_reports_every_seed_with_mean_and_spread():
 
 
 # ---------------------------------------------------------------------- CLI
-@pytest.fixture
-def colour_model(monkeypatch):
-    backend = encoders.Backend("test", "support", "ColourEncoder", "dev", "image, text", "test double", "test:x")
-    monkeypatch.setitem(encoders.BACKENDS, "test", backend)
-    return "test:colour"
-
-
 def test_eval_runs_the_whole_zoo_from_one_encoding_pass(capsys, tmp_path, colour_model):
     system = tmp_path / "colours.yaml"
     system.write_text(yaml.safe_dump(COLOUR_SYSTEM), encoding="utf-8")
