@@ -25,6 +25,7 @@ FAMILIES = (
     "cotembed.cli.evidence",
     "cotembed.cli.authoring",
     "cotembed.cli.report",
+    "cotembed.cli.optimize",
 )
 
 

@@ -7,7 +7,7 @@ written beside the PNG. Helpers stay small so other figures can reuse them.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from cotembed.errors import InputError
 
@@ -87,4 +87,37 @@ def plot_curve(curve: Mapping[str, Any], path: str | Path) -> Path:
     return save(curve_figure(curve), path)
 
 
-__all__ = ["curve_figure", "percent_axis", "plot_curve", "pyplot", "reference_line", "save"]
+def trajectory_figure(history: Sequence[Mapping[str, Any]], title: str = "") -> Any:
+    """An optimisation run: every candidate's training accuracy (dots), the accepted systems' training
+    and validation accuracy (steps), and the best system (star), against candidates evaluated."""
+    plt = pyplot()
+    scored = [r for r in history if r.get("type") in ("start", "candidate")]
+    if not scored:
+        raise InputError("trajectory plot: the history holds no scored candidate")
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    ax.scatter([r["index"] for r in scored], [100 * r["train_accuracy"] for r in scored], s=4, color="lightgrey",
+               label="candidates (train)", zorder=1)
+    accepted = [r for r in scored if r.get("accepted")]
+    last = scored[-1]["index"]
+    xs = [r["index"] for r in accepted] + [last]
+    ax.step(xs, [100 * r["train_accuracy"] for r in accepted] + [100 * accepted[-1]["train_accuracy"]], where="post",
+            color="tab:blue", label="accepted (train)", zorder=2)
+    if all(r.get("val_accuracy") is not None for r in accepted):
+        ax.step(xs, [100 * r["val_accuracy"] for r in accepted] + [100 * accepted[-1]["val_accuracy"]], where="post",
+                color="tab:orange", label="accepted (validation)", zorder=2)
+    best = [r for r in accepted if r.get("new_best")][-1]
+    best_value = best["val_accuracy"] if best.get("val_accuracy") is not None else best["train_accuracy"]
+    ax.scatter([best["index"]], [100 * best_value], marker="*", s=160, color="tab:red", zorder=3,
+               label=f"best: {100 * best_value:.1f}% at candidate {best['index']}")
+    ax.set_xlabel("candidates evaluated")
+    percent_axis(ax)
+    ax.set_title(title or "optimisation trajectory", fontsize=10)
+    ax.legend(loc="lower right", fontsize=8)
+    return fig
+
+
+def plot_trajectory(history: Sequence[Mapping[str, Any]], path: str | Path, title: str = "") -> Path:
+    return save(trajectory_figure(history, title), path)
+
+
+__all__ = ["curve_figure", "percent_axis", "plot_curve", "plot_trajectory", "pyplot", "reference_line", "save", "trajectory_figure"]
