@@ -8,11 +8,18 @@ read or decoded becomes a :class:`SampleError` and the run goes on.
 
 Memory is bounded by the batch size, not by the images: each file is hashed in
 chunks (its bytes are never held whole), looked up in the cache, and only if it is
-missing decoded and at once shrunk to what the encoder needs (short side about
-twice its ``input_size``; JPEGs are decoded at a reduced DCT scale to begin with).
-A batch therefore holds small images whatever the camera. Images above a pixel cap
-(:data:`DEFAULT_MAX_PIXELS`, ``$COTEMBED_MAX_PIXELS`` or ``max_pixels=``) are refused
-per file before their pixels are decoded; PIL's own bomb limit is set to the same cap.
+missing decoded and at once shrunk if it is far larger than the encoder needs (short
+side above :data:`KEEP_FACTOR` times its ``input_size``). A batch therefore holds
+small images whatever the camera, and an image of ordinary size reaches the model's
+own preprocessing exactly as decoded, so embeddings match the model's reference
+pipeline. ``fast_decode=True`` (or ``$COTEMBED_FAST_DECODE=1``) trades that for speed:
+JPEGs are decoded at a reduced DCT scale (PIL's ``draft``) and every image is shrunk
+to :data:`FAST_KEEP_FACTOR` times the input size; pixels then differ slightly from
+the reference (``benchmarks/bench_speed.py`` measures agreement and speed).
+
+Images above a pixel cap (:data:`DEFAULT_MAX_PIXELS`, ``$COTEMBED_MAX_PIXELS`` or
+``max_pixels=``) are refused per file before their pixels are decoded; PIL's own bomb
+limit is set to the same cap.
 """
 
 from __future__ import annotations
@@ -43,9 +50,15 @@ MAX_BATCH_SIZE = 4096
 DEFAULT_MAX_PIXELS = 100_000_000
 """Per image, before decoding (a 100 MP RGB image alone needs 300 MB to decode)."""
 MAX_PIXELS_ENV = "COTEMBED_MAX_PIXELS"
-KEEP_FACTOR = 2
-"""Decoded images are shrunk to a short side of ``KEEP_FACTOR * input_size``: the
-encoder's own resize then works from twice its resolution, as from the original."""
+KEEP_FACTOR = 4
+"""Decoded images with a short side above ``KEEP_FACTOR * input_size`` are shrunk to it
+(memory stays bounded for camera-sized images); smaller ones are left untouched."""
+FAST_KEEP_FACTOR = 2
+"""With ``fast_decode``: JPEGs are drafted and every image is shrunk to this many times the input size."""
+FAST_DECODE_ENV = "COTEMBED_FAST_DECODE"
+FAST_KEY_SUFFIX = ":fast-decode"
+"""Appended to an image's content hash in the cache under ``fast_decode``: the two modes
+give slightly different embeddings, and neither may be read back as the other."""
 DEFAULT_MAX_SIDE = 2048
 """Long-side bound for encoders that declare neither ``input_size`` nor ``max_image_side``."""
 HASH_CHUNK = 1 << 20
@@ -102,6 +115,19 @@ def resolve_max_pixels(max_pixels: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise InputError(f"{source} must be a positive whole number of pixels, got {value!r}")
     return value
+
+
+_BOOLEAN_WORDS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False, "": False}
+
+
+def resolve_fast_decode(fast_decode: bool | None = None) -> bool:
+    """The decode mode: the argument, else ``$COTEMBED_FAST_DECODE``, else the reference (full) decode."""
+    if fast_decode is not None:
+        return bool(fast_decode)
+    env = os.environ.get(FAST_DECODE_ENV, "").strip().lower()
+    if env not in _BOOLEAN_WORDS:
+        raise InputError(f"{FAST_DECODE_ENV}={env!r} is not a yes/no value (use 1 or 0)")
+    return _BOOLEAN_WORDS[env]
 
 
 def _megapixels(pixels: int) -> str:
@@ -185,10 +211,11 @@ def configure_pil(max_pixels: int) -> None:
 class _Preparer:
     """Worker-thread half of the pipeline: I/O, hashing, cache lookup, decode, preprocess."""
 
-    def __init__(self, encoder: Encoder, store: EmbeddingStore, max_pixels: int):
+    def __init__(self, encoder: Encoder, store: EmbeddingStore, max_pixels: int, fast_decode: bool = False):
         self.encoder = encoder
         self.store = store
         self.max_pixels = max_pixels
+        self.fast_decode = fast_decode
         self._sizes: tuple[int | None, int | None, int | None] | None = None
 
     def sizes(self) -> tuple[int | None, int | None, int | None]:
@@ -198,7 +225,10 @@ class _Preparer:
             input_size = getattr(self.encoder, "input_size", None)
             max_image_side = getattr(self.encoder, "max_image_side", None)
             if isinstance(input_size, int) and input_size > 0:
-                self._sizes = (input_size, KEEP_FACTOR * input_size, None)
+                if self.fast_decode:
+                    self._sizes = (input_size, FAST_KEEP_FACTOR * input_size, None)
+                else:
+                    self._sizes = (None, KEEP_FACTOR * input_size, None)
             elif isinstance(max_image_side, int) and max_image_side > 0:
                 self._sizes = (None, None, max_image_side)
             else:
@@ -233,7 +263,7 @@ class _Preparer:
             try:
                 with _open_source(s.path) as fh:
                     before = _stamp(fh)
-                    key = _hash_file(fh, buffer)
+                    key = _hash_file(fh, buffer) + (FAST_KEY_SUFFIX if self.fast_decode else "")
                     if key not in cached and key not in images:
                         cached.update(self.store.get_many(self.encoder.model_key, "image", [key]))
                     if key not in cached and key not in images:
@@ -333,11 +363,14 @@ def stream_embeddings(
     desc: str = "encoding",
     *,
     max_pixels: int | None = None,
+    fast_decode: bool | None = None,
 ) -> Iterator[EmbeddedBatch]:
     """Yield embeddings batch by batch, in input order; memory stays bounded by the batch size.
 
     ``max_pixels``: images above it are reported as errors (default ``$COTEMBED_MAX_PIXELS``
-    or :data:`DEFAULT_MAX_PIXELS`).
+    or :data:`DEFAULT_MAX_PIXELS`). ``fast_decode``: draft-decode JPEGs and shrink every
+    image to twice the input size (default ``$COTEMBED_FAST_DECODE``, else off: the
+    model sees the fully decoded image, as in its reference preprocessing).
     """
     check_modality(encoder, samples)
     store = store if store is not None else NoCache()
@@ -345,7 +378,7 @@ def stream_embeddings(
     cap = resolve_max_pixels(max_pixels)
     configure_pil(cap)
     batches = [list(samples[i : i + size]) for i in range(0, len(samples), size)]
-    prepare = _Preparer(encoder, store, cap)
+    prepare = _Preparer(encoder, store, cap, resolve_fast_decode(fast_decode))
     unit = "img" if samples and samples[0].kind == "image" else "text"
     bar = _progress_bar(len(samples), desc, unit, progress)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="cotembed-prep") as pool:

@@ -122,6 +122,9 @@ def add_model_options(p: argparse.ArgumentParser, method: bool = True, several_m
     p.add_argument("--device", default=None, help="torch device for the model: cpu, cuda, cuda:1, mps (default: cuda when available)")
     add_max_pixels(p)
     p.add_argument("--allow-outside-paths", action="store_true", help="let manifests name files outside their own folder")
+    p.add_argument("--fast-decode", action="store_true",
+                   help="decode JPEGs at a reduced scale and shrink images to twice the model's input: faster, but pixels "
+                        "differ slightly from the model's reference preprocessing (same as COTEMBED_FAST_DECODE=1)")
     add_cache_options(p)
     add_quiet(p)
 
@@ -176,6 +179,12 @@ class Resources(ExitStack):
         super().__init__()
         self.args = args
         self._cache: Any = None
+        if getattr(args, "fast_decode", False):  # the pipeline reads it; restored when the verb ends
+            from cotembed.pipeline import FAST_DECODE_ENV
+
+            previous = os.environ.get(FAST_DECODE_ENV)
+            os.environ[FAST_DECODE_ENV] = "1"
+            self.callback(_restore_env, FAST_DECODE_ENV, previous)
 
     @property
     def cache(self) -> Any:
@@ -202,6 +211,13 @@ class Resources(ExitStack):
         encoder = load_encoder(spec, lazy=True, info_store=self.cache, **options)
         self.callback(encoder.close)
         return encoder
+
+
+def _restore_env(name: str, value: str | None) -> None:
+    if value is None:
+        os.environ.pop(name, None)
+    else:
+        os.environ[name] = value
 
 
 def load_system(path: str) -> Any:
