@@ -26,6 +26,7 @@ FAMILIES = (
     "cotembed.cli.authoring",
     "cotembed.cli.report",
     "cotembed.cli.optimize",
+    "cotembed.cli.reproduce",
 )
 
 
