@@ -143,6 +143,7 @@ class LLMWordings(_LLMProposer):
             ctx.events.append({"proposer": self.name, "error": f"unreadable answer: {exc.reason}"})
             return []
         added = 0
+        answered: list[tuple[str, str]] = []
         for gname, entry in data.items():
             if gname not in ctx.system.group_names or not isinstance(entry, Mapping):
                 continue
@@ -152,10 +153,12 @@ class LLMWordings(_LLMProposer):
                     before = ctx.vocabulary.n_wordings
                     ctx.vocabulary = ctx.vocabulary.extended(gname, option, [w for w in words[:MAX_WORDINGS] if isinstance(w, str)])
                     added += ctx.vocabulary.n_wordings - before
+                    answered.append((gname, option))
         ctx.events.append({"proposer": self.name, "added_wordings": added, "groups": weakest})
-        triples = [(g, o, w) for g in weakest for o in ctx.system.groups[ctx.system.group_names.index(g)].options
-                   for w in ctx.vocabulary.alternatives(g, o)
-                   if w not in ctx.system.groups[ctx.system.group_names.index(g)].options]
+        triples = []
+        for gname, option in answered:  # every new wording is tried now; the reword proposers keep them for later rounds
+            taken = ctx.system.groups[ctx.system.group_names.index(gname)].options
+            triples += [(gname, option, w) for w in ctx.vocabulary.alternatives(gname, option) if w not in taken]
         return reword_with_refit(ctx, ctx.sample(triples)) if triples else []
 
 

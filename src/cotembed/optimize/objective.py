@@ -145,7 +145,9 @@ class Objective:
             compiled = system.compile()
             for prompts in method.prompt_sets(compiled, self.config(system)).values():
                 texts.update(dict.fromkeys(prompts))
-        if texts:
+        if texts and self._columns is not None:
+            self._columns.get(list(texts))  # only texts never seen reach ``embed``
+        elif texts:
             self.embed(list(texts))
 
     # ---------------------------------------------------------- evidence
