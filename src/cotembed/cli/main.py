@@ -27,6 +27,7 @@ FAMILIES = (
     "cotembed.cli.report",
     "cotembed.cli.optimize",
     "cotembed.cli.reproduce",
+    "cotembed.cli.serve",
 )
 
 

@@ -1,0 +1,384 @@
+"""The FastAPI application: routes, error bodies, metrics, lifespan.
+
+``create_app(registry)`` serves an opened :class:`~cotembed.serve.registry.Registry`
+(models loaded, systems registered). Routes:
+
+* ``POST /v1/classify``: the Jina Classifier API shape (``model``, ``input``, ``labels``
+  -> ``data[]`` of ``index, prediction, score, predictions``), plus ``system`` and
+  ``method`` for chain-of-thought classification with a registered system;
+* ``POST /v1/explain``: the ``cotembed explain`` JSON for one input;
+* ``POST /v1/embeddings``: the OpenAI embeddings shape (texts, or Jina-style image objects);
+* ``GET/POST /v1/systems``, ``GET /v1/systems/{name}``, ``GET /v1/models``;
+* ``GET /health`` (no key), ``GET /metrics`` (Prometheus text), ``/docs`` (OpenAPI).
+
+Every error is ``{"error": {"message", "type", "param"}}``. The lifespan starts the
+batchers and, on shutdown (after uvicorn has let requests in flight finish), drains them.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import sys
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any, Literal
+
+import numpy as np
+from fastapi import Depends, FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from cotembed import __version__
+from cotembed.cache import content_key
+from cotembed.errors import CotembedError, InputError, SystemValidationError
+from cotembed.scoring import ScoringConfig, get_method, method_names
+from cotembed.serve.auth import require_api_key
+from cotembed.serve.batching import BatcherClosed, QueueFull
+from cotembed.serve.errors import ApiError, error_body, invalid
+from cotembed.serve.inputs import load_items
+from cotembed.serve.limits import BodyLimit
+from cotembed.serve.registry import Registry, ServedModel, SystemEntry
+from cotembed.system import System, parse_system_text
+
+InputItem = str | dict[str, Any]
+INPUT_HELP = ('texts ("..." or {"text": "..."}) or images ({"image": "<base64, data: URI, or URL with --allow-urls>"}), '
+              "in one list")
+
+
+class ClassifyRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"model": "critters", "system": "critters", "input": [{"image": "<base64 PNG>"}]},
+        {"model": "minilm", "input": ["a crimson winged thing over lava"], "labels": ["bird", "fish"]},
+    ]})
+    model: str | None = Field(None, description="a served model (its --model spec or model key); default: the first")
+    input: list[InputItem] = Field(..., min_length=1, description=INPUT_HELP)
+    labels: list[str] | None = Field(None, description="candidate labels; with a system, a subset of its classes (or aliases)")
+    system: str | None = Field(None, description="name or fingerprint of a registered system (chain-of-thought classification)")
+    method: str | None = Field(None, description="scoring method with a system (default cot): " + ", ".join(method_names()))
+
+
+class ExplainRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    model: str | None = None
+    input: InputItem = Field(..., description="one text or image, as in /v1/classify")
+    system: str = Field(..., description="name or fingerprint of a registered system")
+    method: str = Field("cot", description="scoring method")
+    top_k: int = Field(5, ge=1, description="classes to show")
+
+
+class EmbeddingsRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    model: str | None = None
+    input: str | list[InputItem] = Field(..., description=INPUT_HELP)
+    encoding_format: Literal["float", "base64"] = Field("float", description="base64: little-endian float32 bytes")
+    dimensions: int | None = Field(None, description="must equal the model's embedding size when given")
+    user: str | None = Field(None, description="accepted and ignored (OpenAI compatibility)")
+
+
+# ----------------------------------------------------------------------------- helpers
+_TYPE_TAG = re.compile(r"^([a-z_]+\[.*\]|str|int|float|bool|list|dict|literal_error|function-\w+)$")
+
+
+def _param(loc: tuple[Any, ...]) -> str | None:
+    """Pydantic's error location as the client wrote it: ("body", "input", 3) -> "input[3]"."""
+    out = ""
+    for part in loc:
+        if part == "body" and not out:
+            continue
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif isinstance(part, str) and not _TYPE_TAG.match(part):
+            out += f".{part}" if out else part
+    return out or None
+
+
+def _error_response(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _check_count(values: list[Any], limit: int, field: str, what: str) -> None:
+    if len(values) > limit:
+        raise invalid(f"{len(values)} {what} in one request; the limit is {limit}", field)
+
+
+def _labels(labels: list[str], limit: int) -> list[str]:
+    _check_count(labels, limit, "labels", "labels")
+    seen: set[str] = set()
+    for j, label in enumerate(labels):
+        if not label.strip():
+            raise invalid(f"labels[{j}]: empty label", f"labels[{j}]")
+        if label in seen:
+            raise invalid(f"labels[{j}]: {label!r} is given twice", f"labels[{j}]")
+        seen.add(label)
+    return labels
+
+
+def _method(name: str | None, default: str) -> str:
+    name = name or default
+    try:
+        get_method(name)
+    except InputError as exc:
+        raise invalid(str(exc), "method") from None
+    return name
+
+
+async def _embeddings(model: ServedModel, items: list[tuple[str, Any]], params: list[str]) -> np.ndarray:
+    results = await model.embed(items)
+    for param, result in zip(params, results):
+        if isinstance(result, str):
+            raise invalid(f"{param}: {result}", param)
+    return np.stack(results).astype(np.float32, copy=False)
+
+
+def _input_params(items: list[tuple[str, Any]], field: str = "input") -> list[str]:
+    return [f"{field}[{i}]" + (".image" if kind == "image" else "") for i, (kind, _) in enumerate(items)]
+
+
+def _rows(probs: np.ndarray, labels: list[str]) -> list[dict[str, Any]]:
+    data = []
+    for i, row in enumerate(probs):
+        best = int(np.argmax(row))
+        data.append({
+            "object": "classification", "index": i, "prediction": labels[best], "score": float(row[best]),
+            "predictions": [{"label": label, "score": float(p)} for label, p in zip(labels, row)],
+        })
+    return data
+
+
+def _restrict(probs: np.ndarray, entry: SystemEntry, labels: list[str]) -> np.ndarray:
+    """Probabilities over the classes ``labels`` name (aliases allowed), renormalised."""
+    index = {c: n for n, c in enumerate(entry.system.class_names)}
+    columns: list[int] = []
+    for j, label in enumerate(labels):
+        cls = entry.system.resolve_label(label)
+        if cls is None:
+            raise invalid(f"labels[{j}]: {label!r} is not a class (or alias) of system {entry.name!r}", f"labels[{j}]")
+        if index[cls] in columns:
+            raise invalid(f"labels[{j}]: {label!r} names class {cls!r} again", f"labels[{j}]")
+        columns.append(index[cls])
+    sub = probs[:, columns].astype(np.float64)
+    total = sub.sum(axis=1, keepdims=True)
+    return np.where(total > 0, sub / np.where(total > 0, total, 1.0), 1.0 / len(columns))
+
+
+class _Timing:
+    """Records every answered request (route template, status, seconds) in the metrics."""
+
+    def __init__(self, app: ASGIApp, registry: Registry):
+        self.app = app
+        self.metrics = registry.metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500
+
+        async def record(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, record)
+        finally:
+            route = getattr(scope.get("route"), "path", None) or "unmatched"
+            self.metrics.request(route, status, time.perf_counter() - start)
+
+
+# --------------------------------------------------------------------------------- app
+def create_app(registry: Registry) -> FastAPI:
+    """The service for an opened registry; the caller closes the registry after the server stops."""
+    settings = registry.settings
+    limits = settings.limits
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        registry.start()
+        try:
+            yield
+        finally:
+            await registry.stop()  # uvicorn has let requests in flight finish; finish what they queued
+            batches = sum(m.batcher.batches for m in registry.models.values() if m.batcher)
+            print(f"cotembed: service stopped after {batches} model batch(es)", file=sys.stderr, flush=True)
+
+    app = FastAPI(title="cotembed", version=__version__, lifespan=lifespan,
+                  description="Chain-of-thought classification with frozen embedding models. "
+                              "Send the API key as 'Authorization: Bearer <key>' on every route but /health.")
+    app.add_middleware(BodyLimit, max_body_bytes=limits.max_body_bytes)
+    app.add_middleware(_Timing, registry=registry)
+    auth = [Depends(require_api_key(settings.api_key))]
+
+    # ------------------------------------------------------------------ errors
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return _error_response(exc.status, exc.body(), exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = exc.errors()
+        first = max(errors, key=lambda e: len(e.get("loc", ()))) if errors else {}
+        if first.get("type") == "json_invalid":  # its location is a character position, not a field
+            where = first.get("loc", ("body", "?"))[-1]
+            reason = (first.get("ctx") or {}).get("error", "invalid JSON")
+            return _error_response(422, error_body(f"the body is not valid JSON: {reason} at character {where}", "invalid_request_error"))
+        param = _param(tuple(first.get("loc", ())))
+        message = f"{param}: {first.get('msg', 'invalid')}" if param else str(first.get("msg", "invalid request body"))
+        return _error_response(422, error_body(message, "invalid_request_error", param))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return _error_response(exc.status_code, ApiError(exc.status_code, str(exc.detail)).body(), dict(exc.headers or {}))
+
+    @app.exception_handler(QueueFull)
+    async def _queue_full(request: Request, exc: QueueFull) -> JSONResponse:
+        registry.metrics.reject("queue_full")
+        return _error_response(429, error_body(f"server busy: {exc}; retry shortly", "queue_full"), {"Retry-After": "1"})
+
+    @app.exception_handler(BatcherClosed)
+    async def _closed(request: Request, exc: BatcherClosed) -> JSONResponse:
+        return _error_response(503, error_body(str(exc), "service_unavailable"), {"Retry-After": "5"})
+
+    @app.exception_handler(InputError)
+    async def _input_error(request: Request, exc: InputError) -> JSONResponse:
+        return _error_response(422, error_body(str(exc), "invalid_request_error"))
+
+    @app.exception_handler(CotembedError)
+    async def _failure(request: Request, exc: CotembedError) -> JSONResponse:
+        return _error_response(500, error_body(str(exc), "server_error"))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        return _error_response(500, error_body(f"internal error ({type(exc).__name__}); see the server's log", "server_error"))
+
+    # ------------------------------------------------------------------ routes
+    @app.get("/health", tags=["service"])
+    async def health() -> dict[str, Any]:
+        """Liveness and what is served; needs no key."""
+        return {"status": "ok", "version": __version__, "models": list(registry.models), "systems": len(registry.systems)}
+
+    @app.get("/metrics", tags=["service"], dependencies=auth, response_class=PlainTextResponse)
+    async def metrics() -> PlainTextResponse:
+        """Prometheus text: requests, latency, batch sizes, cache hits, queue."""
+        return PlainTextResponse(registry.metrics.render(), media_type=registry.metrics.CONTENT_TYPE)
+
+    @app.get("/v1/models", tags=["models"], dependencies=auth)
+    async def models() -> dict[str, Any]:
+        return {"object": "list", "data": [m.describe() for m in registry.models.values()]}
+
+    @app.post("/v1/classify", tags=["classify"], dependencies=auth)
+    async def classify(body: ClassifyRequest) -> dict[str, Any]:
+        """Classify texts or images: by ``labels`` alone (zero-shot baseline), or with a registered ``system``
+        (chain of thought; ``method`` picks cot, hybrid, adaptive, ...)."""
+        model = registry.model(body.model)
+        _check_count(body.input, limits.max_inputs, "input", "inputs")
+        labels = _labels(body.labels, limits.max_labels) if body.labels is not None else None
+        entry = registry.system(body.system) if body.system is not None else None
+        if entry is None:
+            if body.method not in (None, "baseline"):
+                raise invalid(f"method {body.method!r} needs a system: give 'system' (see GET /v1/systems), "
+                              "or leave 'method' out for zero-shot classification by labels", "method")
+            if not labels:
+                raise invalid("give 'labels' to classify by, or a registered 'system'", "labels")
+            method = "baseline"
+        else:
+            method = _method(body.method, "cot")
+        items = await load_items(body.input, model.modalities, model.name, limits.max_pixels, settings.urls)
+        if entry is None:
+            assert labels is not None
+            x, vectors = await _embeddings(model, items, _input_params(items)), await model.label_vectors(labels)
+            config = ScoringConfig(model.label_temperature)
+            probs = get_method("baseline").probabilities(x @ vectors.T, config)
+            names = labels
+        else:
+            scorer = await model.scorer(entry.system, method)
+            x = await _embeddings(model, items, _input_params(items))
+            config = scorer.config
+            probs = scorer.probabilities(x, method)
+            names = list(entry.system.class_names)
+            if labels:
+                probs, names = _restrict(probs, entry, labels), labels
+        payload: dict[str, Any] = {"object": "list", "model": model.name, "model_key": model.key, "method": method,
+                                   "temperature": config.temperature}
+        if entry is not None:
+            payload["system"] = {"name": entry.name, "fingerprint": entry.system.fingerprint}
+        payload["data"] = _rows(probs, names)
+        payload["usage"] = {"total_tokens": 0}
+        return payload
+
+    @app.post("/v1/explain", tags=["classify"], dependencies=auth)
+    async def explain(body: ExplainRequest) -> dict[str, Any]:
+        """The ``cotembed explain --format json`` payload for one input: each question's answers and the top classes."""
+        model = registry.model(body.model)
+        entry = registry.system(body.system)
+        method = _method(body.method, "cot")
+        if body.top_k > limits.max_top_k:
+            raise invalid(f"top_k {body.top_k} is above the limit of {limits.max_top_k}", "top_k")
+        [(kind, data)] = await load_items([body.input], model.modalities, model.name, limits.max_pixels, settings.urls)
+        source = data if kind == "text" else f"sha256:{content_key(data)}"
+        try:
+            return await model.explain(entry.system, method, kind, data, source, body.top_k)
+        except InputError as exc:
+            raise invalid(str(exc), "input") from None
+
+    @app.post("/v1/embeddings", tags=["embeddings"], dependencies=auth)
+    async def embeddings(body: EmbeddingsRequest) -> dict[str, Any]:
+        """OpenAI-compatible embeddings (unit vectors); images as Jina-style ``{"image": ...}`` objects."""
+        model = registry.model(body.model)
+        inputs = [body.input] if isinstance(body.input, str) else body.input
+        if not inputs:
+            raise invalid("input is empty", "input")
+        _check_count(inputs, limits.max_inputs, "input", "inputs")
+        dim = int(model.encoder.dim)
+        if body.dimensions is not None and body.dimensions != dim:
+            raise invalid(f"model {model.name} gives {dim}-dimensional embeddings; dimensions={body.dimensions} cannot be served", "dimensions")
+        items = await load_items(inputs, model.modalities, model.name, limits.max_pixels, settings.urls)
+        x = await _embeddings(model, items, _input_params(items))
+        x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+        def encode(row: np.ndarray) -> Any:
+            if body.encoding_format == "base64":
+                return base64.b64encode(row.astype("<f4").tobytes()).decode("ascii")
+            return [float(v) for v in row]
+
+        return {"object": "list", "model": model.name,
+                "data": [{"object": "embedding", "index": i, "embedding": encode(row)} for i, row in enumerate(x)],
+                "usage": {"prompt_tokens": 0, "total_tokens": 0}}
+
+    @app.get("/v1/systems", tags=["systems"], dependencies=auth)
+    async def list_systems() -> dict[str, Any]:
+        return {"object": "list", "data": [e.describe() for e in registry.entries()]}
+
+    @app.get("/v1/systems/{name}", tags=["systems"], dependencies=auth)
+    async def get_system(name: str) -> dict[str, Any]:
+        """One system, with its full definition (the canonical form ``cotembed`` writes)."""
+        entry = registry.system(name)
+        return {**entry.describe(), "definition": entry.system.to_dict()}
+
+    @app.post("/v1/systems", tags=["systems"], dependencies=auth, status_code=201,
+              openapi_extra={"requestBody": {"required": True, "content": {
+                  "application/yaml": {"schema": {"type": "string"}},
+                  "application/json": {"schema": {"type": "object"}}}}})
+    async def register_system(request: Request, name: str | None = Query(None, description="name to register it under "
+                              "(default: the system's own name, else its fingerprint)")) -> JSONResponse:
+        """Register a system from a YAML or JSON body (``Content-Type: application/json`` parses strict JSON, anything else
+        YAML); invalid systems get a 422 listing every problem with its path, like ``cotembed validate``."""
+        raw = await request.body()
+        if not raw.strip():
+            raise invalid("empty body: send the system as YAML or JSON", "body")
+        json_format = request.headers.get("content-type", "").split(";")[0].strip().lower() == "application/json"
+        try:
+            system = System.from_dict(parse_system_text(raw, "request body", json_format=json_format), source="request body")
+        except SystemValidationError as exc:
+            raise invalid(str(exc), "body", problems=exc.problems) from None
+        entry, created = await registry.add(system, name)
+        return JSONResponse(entry.describe(), status_code=201 if created else 200)
+
+    return app

@@ -1,0 +1,147 @@
+"""Dynamic batching: inputs of concurrent requests go through the model together.
+
+Each request hands its inputs to :meth:`DynamicBatcher.submit` and awaits one future
+per input. A single worker task per model takes the first waiting input, then keeps
+collecting until it has ``max_batch`` inputs or ``max_wait_ms`` have passed, runs the
+batch in the model's own thread (the event loop keeps serving meanwhile) and resolves
+the futures. While the model is busy, arrivals pile up, so under load batches fill
+without waiting; alone, a request waits at most ``max_wait_ms``.
+
+The queue is bounded: a request whose inputs would take it past ``max_queue`` is refused
+at once (:class:`QueueFull`, HTTP 429) instead of growing memory and latency without
+limit. :meth:`close` refuses new work and finishes everything already admitted, so a
+graceful shutdown loses no request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from typing import Any
+
+from cotembed.serve.settings import Batching
+
+Item = tuple[str, Any]
+"""(kind, data): ``("image", bytes)`` or ``("text", str)``."""
+
+
+class QueueFull(Exception):
+    def __init__(self, waiting: int, asked: int, limit: int):
+        self.waiting, self.asked, self.limit = waiting, asked, limit
+        super().__init__(f"the queue holds {waiting} input(s); {asked} more would pass its limit of {limit}")
+
+
+class BatcherClosed(Exception):
+    """The service is shutting down and takes no new work."""
+
+
+@dataclass
+class _Job:
+    item: Item
+    future: asyncio.Future[Any]
+
+
+class DynamicBatcher:
+    """Collects inputs into batches for ``run_batch(items) -> results`` (one result per
+    item, in order), which runs on ``executor``; ``on_batch(size, seconds)`` is told of each."""
+
+    def __init__(self, run_batch: Callable[[list[Item]], list[Any]], executor: Executor, settings: Batching,
+                 on_batch: Callable[[int, float], None] | None = None):
+        self.run_batch = run_batch
+        self.executor = executor
+        self.max_batch = settings.max_batch
+        self.max_wait_s = settings.max_wait_ms / 1000.0
+        self.max_queue = settings.max_queue
+        self.on_batch = on_batch
+        self.pending = 0
+        """Inputs admitted and not yet answered (waiting or in the model)."""
+        self.batches = 0
+        self._jobs: deque[_Job] = deque()
+        self._wake: asyncio.Event | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+
+    @property
+    def waiting(self) -> int:
+        """Inputs in the queue, not yet in a batch."""
+        return len(self._jobs)
+
+    def start(self) -> None:
+        """Start the worker on the running event loop."""
+        self._wake = asyncio.Event()
+        self._task = asyncio.get_running_loop().create_task(self._work(), name="cotembed-batcher")
+
+    async def submit(self, items: Sequence[Item]) -> list[Any]:
+        """Results for ``items`` once their batches ran; all are admitted or none."""
+        if self._closing or self._task is None or self._wake is None:
+            raise BatcherClosed("the service is shutting down")
+        if self.pending + len(items) > self.max_queue:
+            raise QueueFull(self.pending, len(items), self.max_queue)
+        loop = asyncio.get_running_loop()
+        jobs = [_Job(item, loop.create_future()) for item in items]
+        self.pending += len(jobs)
+        self._jobs.extend(jobs)
+        self._wake.set()
+        try:
+            return list(await asyncio.gather(*(job.future for job in jobs)))
+        finally:
+            self.pending -= len(jobs)
+            for job in jobs:  # a caller that went away: its inputs are skipped, not encoded
+                if not job.future.done():
+                    job.future.cancel()
+
+    async def close(self) -> None:
+        """Take no new inputs, finish the admitted ones, stop the worker."""
+        self._closing = True
+        if self._wake is not None:
+            self._wake.set()
+        if self._task is not None:
+            await self._task
+
+    async def _collect(self) -> list[_Job] | None:
+        assert self._wake is not None
+        while not self._jobs:
+            if self._closing:
+                return None
+            self._wake.clear()
+            await self._wake.wait()
+        loop = asyncio.get_running_loop()
+        batch = [self._jobs.popleft()]
+        deadline = loop.time() + self.max_wait_s
+        while len(batch) < self.max_batch:
+            if self._jobs:
+                batch.append(self._jobs.popleft())
+                continue
+            remaining = deadline - loop.time()
+            if remaining <= 0 or self._closing:
+                break
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), remaining)
+            except asyncio.TimeoutError:
+                break
+        return batch
+
+    async def _work(self) -> None:
+        loop = asyncio.get_running_loop()
+        while (batch := await self._collect()) is not None:
+            jobs = [job for job in batch if not job.future.done()]
+            if not jobs:
+                continue
+            start = loop.time()
+            try:
+                results = await loop.run_in_executor(self.executor, self.run_batch, [job.item for job in jobs])
+            except Exception as exc:  # the model failed: every request in the batch hears why
+                for job in jobs:
+                    if not job.future.done():
+                        job.future.set_exception(exc)
+                continue
+            self.batches += 1
+            if self.on_batch is not None:
+                self.on_batch(len(jobs), loop.time() - start)
+            for job, result in zip(jobs, results):
+                if not job.future.done():
+                    job.future.set_result(result)

@@ -1,0 +1,129 @@
+"""Request inputs -> (kind, data) items for the batcher, with their checks.
+
+An input is a text (``"..."`` or ``{"text": ...}``) or an image (``{"image": ...}``:
+base64, a ``data:`` URI, or an http(s) URL when the service allows URLs). Images are
+checked from their header before anything is queued: a format PIL cannot read is a
+422, more pixels than the cap a 413 (a decompression bomb never reaches a decoder).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import re
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+from PIL import Image
+
+from cotembed.serve.errors import invalid, too_large
+from cotembed.serve.settings import UrlFetching
+
+_DATA_URI = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(;[\w.+-]+=[\w.+-]+)*)(?P<b64>;base64)?,", re.ASCII)
+_URL = re.compile(r"^https?://", re.IGNORECASE)
+
+
+def item_kind(item: Any, param: str) -> tuple[str, str]:
+    """("text", text) or ("image", reference) of one input; a 422 names what is wrong."""
+    if isinstance(item, str):
+        return "text", item
+    if not isinstance(item, dict):
+        raise invalid(f"{param}: expected a string or an object with 'text' or 'image'", param)
+    given = [k for k in ("text", "image") if item.get(k) is not None]
+    unknown = sorted(set(item) - {"text", "image"})
+    if unknown:
+        raise invalid(f"{param}: unknown field(s) {', '.join(map(repr, unknown))}; an input has 'text' or 'image'", f"{param}.{unknown[0]}")
+    if len(given) != 1:
+        raise invalid(f"{param}: give exactly one of 'text' or 'image'", param)
+    kind = given[0]
+    value = item[kind]
+    if not isinstance(value, str):
+        raise invalid(f"{param}.{kind}: expected a string, got {type(value).__name__}", f"{param}.{kind}")
+    return kind, value
+
+
+def decode_base64(value: str, param: str) -> bytes:
+    """Bytes of a base64 string or ``data:`` URI (whitespace allowed, as ``base64`` wraps lines)."""
+    match = _DATA_URI.match(value)
+    if match:
+        if not match.group("b64"):
+            raise invalid(f"{param}: a data: URI must be base64 (data:image/png;base64,...)", param)
+        value = value[match.end():]
+    text = "".join(value.split())
+    try:
+        data = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        hint = " (URLs are refused: the service was started without --allow-urls)" if _URL.match(value) else ""
+        raise invalid(f"{param}: not valid base64 image data{hint}", param) from None
+    if not data:
+        raise invalid(f"{param}: the image is empty", param)
+    return data
+
+
+def check_image(data: bytes, param: str, max_pixels: int) -> None:
+    """Read the header only: the format must be one PIL reads, the size within the cap."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as img:
+                width, height = img.size
+    except Image.DecompressionBombError as exc:
+        raise too_large(f"{param}: image above the cap of {max_pixels:,} pixels ({exc})".replace("\n", " "), param) from None
+    except Exception:
+        raise invalid(f"{param}: not an image PIL can read (PNG, JPEG, WebP, ...), or damaged", param) from None
+    if width * height > max_pixels:
+        raise too_large(f"{param}: image is {width}x{height} = {width * height:,} pixels, above the cap of "
+                        f"{max_pixels:,} (the server's --max-pixels)", param)
+
+
+async def fetch_url(url: str, param: str, urls: UrlFetching) -> bytes:
+    """GET an image URL within the time and size bounds; any failure names the input."""
+    import httpx
+
+    try:
+        async with httpx.AsyncClient(timeout=urls.timeout_s, follow_redirects=True, max_redirects=urls.max_redirects) as client:
+            async with client.stream("GET", url) as response:
+                if response.status_code != 200:
+                    raise invalid(f"{param}: fetching {url} answered HTTP {response.status_code}", param)
+                declared = response.headers.get("content-length")
+                if declared and declared.isdigit() and int(declared) > urls.max_bytes:
+                    raise too_large(f"{param}: {url} is {int(declared):,} bytes, above the limit of {urls.max_bytes:,}", param)
+                chunks, size = [], 0
+                async for chunk in response.aiter_bytes():
+                    size += len(chunk)
+                    if size > urls.max_bytes:
+                        raise too_large(f"{param}: {url} is larger than the limit of {urls.max_bytes:,} bytes", param)
+                    chunks.append(chunk)
+    except httpx.HTTPError as exc:
+        raise invalid(f"{param}: cannot fetch {url}: {type(exc).__name__}: {exc}", param) from None
+    return b"".join(chunks)
+
+
+async def load_items(items: Sequence[Any], modalities: frozenset[str], model: str, max_pixels: int,
+                     urls: UrlFetching, field: str = "input") -> list[tuple[str, Any]]:
+    """Every input checked and decoded to ``(kind, data)``; the first problem raises."""
+    out: list[tuple[str, Any]] = []
+    for i, item in enumerate(items):
+        param = f"{field}[{i}]"
+        kind, value = item_kind(item, param)
+        if kind not in modalities:
+            raise invalid(f"{param}: model {model} cannot encode {kind} inputs (it takes: {', '.join(sorted(modalities))})", param)
+        if kind == "text":
+            if not value.strip():
+                raise invalid(f"{param}: empty text", param)
+            out.append(("text", value))
+            continue
+        param = f"{param}.image"
+        if _URL.match(value):
+            if not urls.enabled:
+                raise invalid(f"{param}: image URLs are off; send the image as base64, or start the server with --allow-urls", param)
+            data = await fetch_url(value, param, urls)
+        else:
+            data = decode_base64(value, param)
+        check_image(data, param, max_pixels)
+        out.append(("image", data))
+    return out
+
+

@@ -1,0 +1,334 @@
+"""The models the service loaded and the systems it serves, with everything derived
+from them that is worth keeping between requests.
+
+One :class:`ServedModel` per ``--model``: the encoder (loaded once, at start), its own
+single model thread (every encoder call runs there, so no two ever overlap), its
+dynamic batcher, a :class:`~cotembed.embeddings.PromptBank` for the systems' prompts,
+and a :class:`~cotembed.scoring.Scorer` per (system, method), built on first use. Inputs
+and prompts go through the same embedding cache as the CLI (images keyed by the sha256
+of their bytes), so an image the CLI classified is not encoded again here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import tempfile
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cotembed.cache import EmbeddingStore, open_cache
+from cotembed.classifier import CoTClassifier, resolve_temperature
+from cotembed.data import Sample
+from cotembed.embeddings import PromptBank
+from cotembed.encoders import load_encoder
+from cotembed.encoders.base import Encoder
+from cotembed.errors import InputError
+from cotembed.pipeline import stream_embeddings
+from cotembed.scoring import DEFAULT_TEMPERATURE, Scorer, ScoringConfig
+from cotembed.serve.batching import DynamicBatcher, Item
+from cotembed.serve.errors import ApiError, invalid
+from cotembed.serve.metrics import Metrics
+from cotembed.serve.settings import ServeSettings
+from cotembed.system import System
+
+WARM_METHODS = ("cot", "baseline")
+"""Scorers built at start for every (system, model), so first requests pay no prompt encoding."""
+MAX_LABEL_VECTORS = 10_000
+"""Ad-hoc label prompts kept in memory per model; past it the table starts afresh (the cache keeps them)."""
+
+
+class _InMemory:
+    """An image's bytes as the pipeline's source: hashed and decoded like a file."""
+
+    def __init__(self, data: bytes, name: str):
+        self.data = data
+        self.name = name
+
+    def read_bytes(self) -> bytes:
+        return self.data
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ServedModel:
+    """One loaded encoder and what the service keeps for it."""
+
+    def __init__(self, name: str, encoder: Encoder, cache: EmbeddingStore, settings: ServeSettings, metrics: Metrics):
+        self.name = name
+        self.encoder = encoder
+        self.key = encoder.model_key
+        self.modalities = frozenset(encoder.modalities)
+        self.cache = cache
+        self.settings = settings
+        self.metrics = metrics
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"cotembed-model-{name}")
+        self.bank = PromptBank(encoder, cache)
+        self._labels = PromptBank(encoder, cache)
+        self.scorers: dict[tuple[str, str], Scorer] = {}
+        self._building: dict[tuple[str, str], asyncio.Future[Scorer]] = {}
+        self._classifiers: dict[tuple[str, str], CoTClassifier] = {}
+        scale = getattr(encoder, "logit_scale", None)
+        self.label_temperature = float(scale) if isinstance(scale, (int, float)) and scale > 0 else DEFAULT_TEMPERATURE
+        """Softmax temperature of baseline classification over ad-hoc labels (no system)."""
+        self.batcher: DynamicBatcher | None = None
+
+    def describe(self) -> dict[str, Any]:
+        return {"id": self.name, "object": "model", "model_key": self.key, "modalities": sorted(self.modalities),
+                "dim": int(self.encoder.dim)}
+
+    # ------------------------------------------------------------------ encoding
+    def start(self) -> None:
+        self.batcher = DynamicBatcher(self.run_batch, self.executor, self.settings.batching)
+        self.batcher.start()
+
+    def run_batch(self, items: list[Item]) -> list[np.ndarray | str]:
+        """Model thread: embeddings of a batch (texts and images each as one pipeline call,
+        through the cache); an input that fails gets its error message instead."""
+        out: list[np.ndarray | str] = ["not encoded"] * len(items)
+        for kind in ("text", "image"):
+            rows = [i for i, (k, _) in enumerate(items) if k == kind]
+            if not rows:
+                continue
+            if kind == "text":
+                samples = [Sample(source=str(i), kind="text", text=items[i][1]) for i in rows]
+            else:
+                samples = [Sample(source=str(i), kind="image", path=_InMemory(items[i][1], f"input {i}")) for i in rows]  # type: ignore[arg-type]
+            encoded = 0
+            for batch in stream_embeddings(samples, self.encoder, self.cache, batch_size=len(samples),
+                                           max_pixels=self.settings.limits.max_pixels):
+                encoded += batch.n_encoded
+                for sample, vector in zip(batch.samples, batch.embeddings):
+                    out[int(sample.source)] = vector
+                for error in batch.errors:
+                    out[int(error.source)] = error.error
+            self.metrics.batch(self.name, kind, len(rows), encoded)
+        return out
+
+    async def embed(self, items: list[Item]) -> list[np.ndarray | str]:
+        assert self.batcher is not None, "the model's batcher starts with the service"
+        return await self.batcher.submit(items)
+
+    # ------------------------------------------------------------------- scoring
+    def config_for(self, system: System) -> ScoringConfig:
+        return ScoringConfig(resolve_temperature(None, system, self.encoder))
+
+    def build_scorer(self, system: System, method: str) -> Scorer:
+        """Model thread (or start-up): embeds the prompts the method needs through the bank."""
+        key = (system.fingerprint, method)
+        scorer = self.scorers.get(key)
+        if scorer is None:
+            scorer = self.scorers[key] = Scorer.build(system, self.bank.embed, self.config_for(system), (method,))
+        return scorer
+
+    async def scorer(self, system: System, method: str) -> Scorer:
+        """The scorer of (system, method); concurrent first requests share one build."""
+        key = (system.fingerprint, method)
+        if key in self.scorers:
+            return self.scorers[key]
+        pending = self._building.get(key)
+        if pending is None:
+            pending = asyncio.wrap_future(self.executor.submit(self.build_scorer, system, method))
+            self._building[key] = pending
+            pending.add_done_callback(lambda _: self._building.pop(key, None))
+        return await asyncio.shield(pending)
+
+    def _label_vectors(self, texts: list[str]) -> np.ndarray:
+        if len(self._labels) > MAX_LABEL_VECTORS:
+            self._labels = PromptBank(self.encoder, self.cache)
+        return self._labels.embed(texts)
+
+    async def label_vectors(self, texts: list[str]) -> np.ndarray:
+        """Unit embeddings of ad-hoc label prompts (model thread, cached)."""
+        return await asyncio.wrap_future(self.executor.submit(self._label_vectors, texts))
+
+    # ---------------------------------------------------------------- explaining
+    def _classifier(self, system: System, method: str) -> CoTClassifier:
+        key = (system.fingerprint, method)
+        clf = self._classifiers.get(key)
+        if clf is None:
+            clf = CoTClassifier(system, self.encoder, method=method, cache=self.cache,
+                                max_pixels=self.settings.limits.max_pixels)
+            clf.prompt_bank = self.bank  # one prompt table per model
+            clf = self._classifiers[key] = clf
+        return clf
+
+    def _explain(self, system: System, method: str, kind: str, data: Any, source: str, top_k: int) -> dict[str, Any]:
+        clf = self._classifier(system, method)
+        with tempfile.TemporaryDirectory(prefix="cotembed-serve-") as folder:
+            if kind == "text":
+                given: dict[str, Any] = {"text": data}
+            else:  # a file, so the cache key is the sha256 of these bytes, as in the CLI
+                path = Path(folder) / "input"
+                path.write_bytes(data)
+                given = {"image": path}
+            try:
+                payload = clf.explain(**given, top_k=top_k).to_dict()
+                if method == "adaptive":
+                    from cotembed.adaptive import explain_adaptive
+
+                    embedding = clf.embed(**({"texts": [data]} if kind == "text" else {"images": [given["image"]]}))
+                    payload["adaptive"] = explain_adaptive(clf, embedding[0]).to_dict()
+            except InputError as exc:  # name the input as the client knows it, not the temporary file
+                message = str(exc)
+                if kind == "image":
+                    message = message.replace(str(given["image"]), source)
+                raise InputError(message) from None
+        payload["input"] = source
+        return payload
+
+    async def explain(self, system: System, method: str, kind: str, data: Any, source: str, top_k: int) -> dict[str, Any]:
+        return await asyncio.wrap_future(self.executor.submit(self._explain, system, method, kind, data, source, top_k))
+
+    async def stop(self) -> None:
+        if self.batcher is not None:
+            await self.batcher.close()
+
+    def close(self) -> None:
+        self.executor.shutdown(wait=True)
+        self.encoder.close()
+
+
+@dataclass(frozen=True)
+class SystemEntry:
+    name: str
+    system: System
+
+    def describe(self) -> dict[str, Any]:
+        summary = self.system.summary()
+        return {"name": self.name, "fingerprint": self.system.fingerprint, "system_name": summary.pop("name"),
+                "classes": list(self.system.class_names), **{k: v for k, v in summary.items() if k != "hash"}}
+
+
+class Registry:
+    """Loaded models (the first is the default) and registered systems, by name."""
+
+    def __init__(self, settings: ServeSettings, metrics: Metrics, cache: Any):
+        self.settings = settings
+        self.metrics = metrics
+        self.cache = cache
+        self.models: dict[str, ServedModel] = {}
+        self.systems: dict[str, SystemEntry] = {}
+        metrics.gauge("cotembed_queue_inputs", "Inputs admitted and not yet answered, by model.",
+                      lambda: {(("model", m.name),): float(m.batcher.pending if m.batcher else 0) for m in self.models.values()})
+
+    @classmethod
+    def open(cls, settings: ServeSettings, metrics: Metrics | None = None, log: bool = False) -> "Registry":
+        """Open the cache, load every model, register the systems and build their scorers."""
+        cache = open_cache(settings.cache, enabled=settings.cache_enabled, recover=settings.cache_recover)
+        registry = cls(settings, metrics or Metrics(), cache)
+        try:
+            options: dict[str, Any] = {}
+            if settings.encoder_batch_size:
+                options["batch_size"] = settings.encoder_batch_size
+            if settings.device:
+                options["device"] = settings.device
+            for spec in dict.fromkeys(settings.models):
+                if log:
+                    print(f"cotembed: loading model {spec}", file=sys.stderr, flush=True)
+                encoder = load_encoder(spec, lazy=False, info_store=cache, **options)
+                registry.models[spec] = ServedModel(spec, encoder, cache, settings, registry.metrics)
+            names = settings.system_names or tuple("" for _ in settings.systems)
+            for system, name in zip(settings.systems, names):
+                registry.register(system, name or None)
+        except BaseException:
+            registry.close()
+            raise
+        return registry
+
+    def start(self) -> None:
+        for model in self.models.values():
+            model.start()
+
+    async def stop(self) -> None:
+        """Finish admitted inputs and stop the batchers (graceful shutdown)."""
+        await asyncio.gather(*(m.stop() for m in self.models.values()))
+
+    def close(self) -> None:
+        for model in self.models.values():
+            model.close()
+        close = getattr(self.cache, "close", None)
+        if close is not None:
+            close()
+
+    def __enter__(self) -> "Registry":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ lookups
+    @property
+    def default_model(self) -> ServedModel:
+        return next(iter(self.models.values()))
+
+    def model(self, ref: str | None) -> ServedModel:
+        if ref is None:
+            return self.default_model
+        found = self.models.get(ref) or next((m for m in self.models.values() if m.key == ref), None)
+        if found is None:
+            raise invalid(f"model {ref!r} is not served here; served: {', '.join(self.models)}", "model")
+        return found
+
+    def system(self, ref: str) -> SystemEntry:
+        """A system by its registered name or its fingerprint."""
+        entry = self.systems.get(ref) or next((e for e in self.systems.values() if e.system.fingerprint == ref), None)
+        if entry is None:
+            known = ", ".join(self.systems) or "none (register one with POST /v1/systems)"
+            raise invalid(f"system {ref!r} is not registered; registered: {known}", "system")
+        return entry
+
+    def entries(self) -> Iterator[SystemEntry]:
+        return iter(self.systems.values())
+
+    def _admit(self, system: System, name: str | None) -> tuple[str, SystemEntry | None]:
+        """The name to use and the entry already there for this system, if any; a name
+        taken by a different system is a 409, a full registry a 422."""
+        name = (name or system.name or system.fingerprint).strip()
+        if not name:
+            raise invalid("a system needs a non-empty name", "name")
+        existing = self.systems.get(name)
+        if existing is not None:
+            if existing.system.fingerprint == system.fingerprint:
+                return name, existing
+            raise ApiError(409, f"a different system is registered as {name!r} (fingerprint {existing.system.fingerprint}); "
+                                "register this one under another name", "name")
+        if len(self.systems) >= self.settings.limits.max_systems:
+            raise invalid(f"the service holds {len(self.systems)} systems, its limit (--max-systems)", "body")
+        return name, None
+
+    def register(self, system: System, name: str | None = None) -> tuple[SystemEntry, bool]:
+        """At start-up: add a system under ``name`` (default: its own name, else its
+        fingerprint) and build its warm scorers. Returns the entry and whether it is new."""
+        name, existing = self._admit(system, name)
+        if existing is not None:
+            return existing, False
+        for model in self.models.values():
+            for method in WARM_METHODS:
+                model.build_scorer(system, method)
+        entry = self.systems[name] = SystemEntry(name, system)
+        return entry, True
+
+    async def add(self, system: System, name: str | None = None) -> tuple[SystemEntry, bool]:
+        """While serving: as :meth:`register`, with the prompts embedded on each model's thread.
+        Registering the same system under the same name again is not an error."""
+        name, existing = self._admit(system, name)
+        if existing is not None:
+            return existing, False
+        for model in self.models.values():
+            for method in WARM_METHODS:
+                try:
+                    await model.scorer(system, method)
+                except InputError as exc:
+                    raise invalid(f"system {name!r} on model {model.name}: {exc}", "body") from exc
+        name, existing = self._admit(system, name)  # another request may have taken the name meanwhile
+        if existing is not None:
+            return existing, False
+        entry = self.systems[name] = SystemEntry(name, system)
+        return entry, True

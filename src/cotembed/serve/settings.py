@@ -1,0 +1,112 @@
+"""What ``cotembed serve`` is started with: models, systems, limits, batching, access.
+
+Plain data (no FastAPI import), so the command line can check everything before a
+model loads, and tests can build a server with a few fields changed.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+
+from cotembed.errors import InputError
+from cotembed.system import System
+
+API_KEY_ENV = "COTEMBED_API_KEY"
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8000
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Per-request bounds; each answers 413 (sizes) or 422 (counts) with a clear error."""
+
+    max_inputs: int = 256
+    """Inputs per classify/embeddings request."""
+    max_labels: int = 512
+    max_body_bytes: int = 32 * 2**20
+    max_pixels: int = 25_000_000
+    """Per image, read from its header before any pixel is decoded (decompression bombs)."""
+    max_systems: int = 64
+    """Systems the service holds (each keeps its prompt embeddings per model)."""
+    max_top_k: int = 1000
+
+    def __post_init__(self) -> None:
+        for name in ("max_inputs", "max_labels", "max_body_bytes", "max_pixels", "max_systems", "max_top_k"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise InputError(f"{name} must be a positive whole number, got {value!r}")
+
+
+@dataclass(frozen=True)
+class Batching:
+    """Dynamic batching: a model call takes up to ``max_batch`` inputs, waiting at most
+    ``max_wait_ms`` after the first for more; ``max_queue`` inputs may wait (more: 429)."""
+
+    max_batch: int = 64
+    max_wait_ms: float = 5.0
+    max_queue: int = 1024
+
+    def __post_init__(self) -> None:
+        if isinstance(self.max_batch, bool) or not isinstance(self.max_batch, int) or not 1 <= self.max_batch <= 4096:
+            raise InputError(f"max_batch must be a whole number from 1 to 4096, got {self.max_batch!r}")
+        if not (isinstance(self.max_wait_ms, (int, float)) and 0 <= self.max_wait_ms <= 10_000):
+            raise InputError(f"max_wait_ms must be a number of milliseconds from 0 to 10000, got {self.max_wait_ms!r}")
+        if isinstance(self.max_queue, bool) or not isinstance(self.max_queue, int) or self.max_queue < self.max_batch:
+            raise InputError(f"max_queue must be a whole number >= max_batch ({self.max_batch}), got {self.max_queue!r}")
+
+
+@dataclass(frozen=True)
+class UrlFetching:
+    """Image URLs are fetched only when ``enabled`` (``--allow-urls``), bounded in time and size."""
+
+    enabled: bool = False
+    timeout_s: float = 10.0
+    max_bytes: int = 10 * 2**20
+    max_redirects: int = 3
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    models: tuple[str, ...] = ("critters",)
+    """Model specs, loaded once at start; the first is the default of requests that name none."""
+    systems: tuple[System, ...] = ()
+    system_names: tuple[str, ...] = ()
+    """Names the systems are registered under (default: the system's own name, else its file's stem)."""
+    api_key: str | None = None
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    cache: str | None = None
+    """Embedding cache file (None: the CLI's default file)."""
+    cache_enabled: bool = True
+    cache_recover: bool = False
+    device: str | None = None
+    encoder_batch_size: int | None = None
+    limits: Limits = field(default_factory=Limits)
+    batching: Batching = field(default_factory=Batching)
+    urls: UrlFetching = field(default_factory=UrlFetching)
+    graceful_timeout_s: float = 30.0
+    allow_no_auth_off_loopback: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.models:
+            raise InputError("serve needs at least one --model")
+        if len(self.system_names) not in (0, len(self.systems)):
+            raise InputError("system_names must name every system or none")
+        if self.api_key is not None and not self.api_key.strip():
+            raise InputError(f"the API key is empty; give a non-empty --api-key or ${API_KEY_ENV}, or neither")
+        if not self.api_key and not is_loopback(self.host) and not self.allow_no_auth_off_loopback:
+            raise InputError(
+                f"--host {self.host} is reachable from other machines, so the service needs an API key: "
+                f"set ${API_KEY_ENV} (or --api-key); --insecure-no-auth serves without one"
+            )
+
+
+def is_loopback(host: str) -> bool:
+    """True for 127.0.0.0/8, ::1 and ``localhost``: only this machine can connect."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
