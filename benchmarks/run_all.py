@@ -59,6 +59,10 @@ ENTRIES: list[Entry] = [
           about="cotembed optimize from system_paraphrased.yaml: offline proposers (re-induce, reword from a vocabulary, "
                 "drop/merge groups, prune, reweight, temperature) scored on cached embeddings; training rows steer, a "
                 "validation split with another seed picks the best, and the test split (seed 2002) only reports."),
+    Entry("The service under load: cotembed serve vs the CLI's batch throughput", "bench_serve.py",
+          about="A real server on 127.0.0.1 (critters model and system, cold cache), one image per request from 1, 8 and "
+                "32 concurrent clients; throughput and p50/p99 latency against CoTClassifier.classify_samples on the same "
+                "images in the same run. Clients and server share this machine's cores."),
 ]
 
 
