@@ -139,7 +139,7 @@ def quality(encoder: Any, start: System, tmp: Path, seeds: list[int], figure: bo
         for r in path:
             print(f"  #{r['index']:<5} {r['description'][:110]}  {pct(r['train_accuracy'])} / {pct(r['val_accuracy'])}")
     print()
-    print("the same from the command line (seed 0, caption words; drop the vocabulary's file name suffix for the other one):")
+    print("the same from the command line (seed 0, caption words; examples/critters/vocabulary_paraphrases.yaml for the other):")
     print("  cotembed critters generate --species examples/critters/species.yaml --per-class 20 --seed 3003 --difficulty hard "
           "--out /tmp/critters-hard-train")
     print("  cotembed critters generate --species examples/critters/species.yaml --per-class 20 --seed 3005 --difficulty hard "
@@ -159,10 +159,10 @@ def main() -> None:
     start = System.load(ROOT / "examples/critters/system_paraphrased.yaml")
     with tempfile.TemporaryDirectory() as tmp_dir:
         tmp = Path(tmp_dir)
-        print("## speed")
+        print("speed")
         speed(encoder, start, Vocabulary.load(ROOT / "examples/critters/vocabulary.yaml", start), args.images, args.candidates, tmp)
         print()
-        print("## critters hard, test split never seen")
+        print("critters hard, test split never seen")
         quality(encoder, start, tmp, [int(s) for s in args.seeds.split(",")], not args.no_figure)
     encoder.close()
 

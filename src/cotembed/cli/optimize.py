@@ -117,7 +117,8 @@ def cmd_optimize(args: argparse.Namespace) -> int:
         encoder = res.encoder(args.model)
 
         def embed_set(samples: list[Any], skipped: list[Any], desc: str) -> EmbeddingSet:
-            return EmbeddingSet.from_samples(samples, encoder, res.cache, args.batch_size, progress, skipped, desc=desc)
+            return EmbeddingSet.from_samples(samples, encoder, res.cache, args.batch_size, progress, skipped, desc=desc,
+                                             max_pixels=args.max_pixels)
 
         data = embed_set(train_samples, train_skipped, "optimize: train")
         errors = list(data.errors)
