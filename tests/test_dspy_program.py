@@ -158,6 +158,12 @@ def dspy_answer(system: dict[str, Any]) -> str:
     return f"[[ ## revised_system ## ]]\n{json.dumps(system)}\n\n[[ ## completed ## ]]"
 
 
+def test_cli_engines_refuse_search_only_flags_before_any_work(capsys, colour_model, cli_task):
+    code, _, err = run(capsys, "optimize", cli_task["system"], cli_task["train"], "--model", colour_model, "--engine", "gepa",
+                       "--proposers", "reword", "--llm-model", "m", "--out", cli_task["dir"] / "best.yaml")
+    assert code == 2 and "belong to --engine search" in err and not (cli_task["dir"] / "best.history.jsonl").exists()
+
+
 @pytest.mark.parametrize(("engine", "answer", "extra"), [
     ("dspy", dspy_answer(FIXED), ("--dspy-optimizer", "none", "--max-rounds", "1")),
     ("gepa", "```yaml\n" + yaml.safe_dump(FIXED) + "```", ("--llm-requests", "2")),

@@ -11,6 +11,7 @@ history of every candidate and a PNG of the trajectory. ``--engine dspy`` and
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -27,7 +28,7 @@ from cotembed.cli.common import (
     load_system,
     seed_int,
 )
-from cotembed.errors import InputError
+from cotembed.errors import InputError, MissingDependencyError
 
 SYSTEM_SUFFIXES = (".yaml", ".yml", ".json")
 ENGINES = ("search", "dspy", "gepa")
@@ -96,6 +97,12 @@ def cmd_optimize(args: argparse.Namespace) -> int:
     system = load_system(args.system)
     parse_spec(args.model)
     out_path, history_path, plot_path = _paths(args)
+    if args.engine != "search":
+        if args.vocabulary or args.proposers:
+            raise InputError(f"--vocabulary and --proposers belong to --engine search; --engine {args.engine} lets the LLM propose whole systems")
+        for module in ("dspy", "gepa"):  # before any encoding: a missing extra costs nothing
+            if importlib.util.find_spec(module) is None:
+                raise MissingDependencyError(module, "dspy")
     wants_llm = _wants_llm(args)
     names = parse_proposers(args.proposers, wants_llm and args.engine == "search")
     vocabulary = Vocabulary.load(args.vocabulary, system) if args.vocabulary else Vocabulary()
