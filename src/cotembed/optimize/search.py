@@ -216,6 +216,7 @@ class Search:
         n_candidates, rounds, stale = 0, 0, 0
         stop = "max-rounds"
         bar = _progress_bar(s.max_candidates, self.progress)
+        rows: list[dict[str, Any]] = []  # the round's scored candidates, written once it has decided
         try:
             while rounds < s.max_rounds:
                 if n_candidates >= s.max_candidates:
@@ -237,7 +238,7 @@ class Search:
                     stop = "exhausted"
                     break
                 self.objective.prefetch(c[2] for c in candidates)
-                rows: list[dict[str, Any]] = []
+                rows = []
                 round_best: tuple[Score, System, dict[str, Any]] | None = None
                 for proposer, edit, candidate in candidates:
                     if s.max_seconds is not None and time.perf_counter() - started >= s.max_seconds:
@@ -264,6 +265,7 @@ class Search:
                 for row in rows:  # written once the round has decided, so every line is final
                     history.append(row)
                     self.record(row)
+                rows = []
                 stale = 0 if improved_best else stale + 1
                 if bar is not None:
                     bar.set_postfix_str(_postfix(current_score, best_score), refresh=False)
@@ -274,6 +276,9 @@ class Search:
                 stop = "max-rounds"
         except KeyboardInterrupt:
             stop = "interrupted"
+            for row in rows:  # scored before Ctrl-C; none of them was accepted
+                history.append(row)
+                self.record(row)
         finally:
             if bar is not None:
                 bar.close()
@@ -284,8 +289,8 @@ class Search:
                     "temperature": self.objective.base_config.temperature, "n_train": self.objective.n_train,
                     "n_val": len(self.objective.val) if self.objective.val is not None else 0}
         emit({"type": "end", "stop_reason": stop, "rounds": rounds, "n_candidates": n_candidates, "best_index": best_index,
-                     "best_fingerprint": best.fingerprint, **{f"best_{k}": v for k, v in best_score.to_dict().items()},
-                     "time_s": round(seconds, 4)})
+              "best_fingerprint": best.fingerprint, **{f"best_{k}": v for k, v in best_score.to_dict().items()},
+              "time_s": round(seconds, 4)})
         return SearchResult(system, start_score, best, best_score, best_index, current, current_score, history, stop, rounds,
                             n_candidates, seconds, vocabulary, budget.used, settings)
 
