@@ -155,6 +155,13 @@ def test_every_route_but_health_needs_the_key(served: Any, method: str, path: st
     assert_error(wrong, 401, "authentication_error", says="invalid API key")
 
 
+def test_models_lists_what_was_loaded(client: Any, reference: Any) -> None:
+    data = client.get("/v1/models").json()["data"]
+    assert [m["id"] for m in data] == ["critters", "minilm"]
+    assert data[0]["model_key"] == reference["critters"].model_key and data[0]["modalities"] == ["image", "text"]
+    assert data[1]["modalities"] == ["text"] and data[1]["dim"] == 384
+
+
 def test_openapi_docs_list_the_routes(served: Any) -> None:
     assert httpx.get(f"{served['url']}/docs").status_code == 200
     paths = httpx.get(f"{served['url']}/openapi.json").json()["paths"]
@@ -507,7 +514,7 @@ def test_image_urls_are_refused_unless_allowed(slow: Any) -> None:
 def test_serve_command_serves_and_shuts_down_gracefully(tmp_path: Path, critter_images: list[Path]) -> None:
     """SIGTERM while a request waits in the batcher: the request still gets its answer, the process exits 0."""
     cmd = [sys.executable, "-m", "cotembed.cli", "serve", "--model", "critters", "--system", str(CRITTERS / "system.yaml"),
-           "--port", "0", "--format", "json", "--cache", str(tmp_path / "c.sqlite"), "--max-wait-ms", "2000", "--no-access-log"]
+           "--port", "0", "--format", "json", "--cache", str(tmp_path / "c.sqlite"), "--max-wait-ms", "2000"]
     env = {k: v for k, v in os.environ.items() if k != "COTEMBED_API_KEY"}
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
     try:
@@ -533,7 +540,9 @@ def test_serve_command_serves_and_shuts_down_gracefully(tmp_path: Path, critter_
         assert response.status_code == 200
         assert response.json()["data"][0]["prediction"] == critter_images[2].parent.name
         assert proc.wait(timeout=60) == 0
-        assert "service stopped" in (proc.stderr.read() if proc.stderr else "")
+        stderr = proc.stderr.read() if proc.stderr else ""
+        assert "service stopped" in stderr and '"POST /v1/classify HTTP/1.1" 200' in stderr  # logs on stderr
+        assert proc.stdout.read() == ""  # stdout: the ready line only
         with pytest.raises(httpx.TransportError):
             httpx.get(f"{url}/health")
     finally:
