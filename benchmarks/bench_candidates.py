@@ -25,6 +25,7 @@ from cotembed.data import collect_samples
 from cotembed.embeddings import PromptBank
 from cotembed.evaluate import evaluate
 from cotembed.scoring import Scorer, ScoringConfig
+from cotembed.scoring.threads import single_blas_thread
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -67,15 +68,17 @@ def main() -> None:
     for start in range(0, len(systems), args.prefetch):
         group = systems[start : start + args.prefetch]
         bank.embed([p for s in group for p in s.compile().prompts])  # one model call for the new wordings
-        for system in group:
-            acc = evaluate(Scorer.build(system, bank.embed, config, ("cot",)), data).methods["cot"].acc1
-            best = max(best, acc or 0.0)
+        with single_blas_thread():  # small products: a second BLAS thread costs more than it saves
+            for system in group:
+                acc = evaluate(Scorer.build(system, bank.embed, config, ("cot",)), data).methods["cot"].acc1
+                best = max(best, acc or 0.0)
     seconds = time.perf_counter() - t0
     embedded = bank.n_encoded - encoded_before
 
     t1 = time.perf_counter()
-    for system in systems:  # every prompt now in the bank: the pure scoring cost
-        evaluate(Scorer.build(system, bank.embed, config, ("cot",)), data)
+    with single_blas_thread() as limited:
+        for system in systems:  # every prompt now in the bank: the pure scoring cost
+            evaluate(Scorer.build(system, bank.embed, config, ("cot",)), data)
     warm_seconds = time.perf_counter() - t1
 
     print(f"cached image embeddings        {len(data)} (model {encoder.model_key})")
@@ -84,6 +87,7 @@ def main() -> None:
     print(f"prompts embedded by the model  {embedded} (one per candidate: its new wording)")
     print(f"candidates per second          {len(systems) / seconds:,.0f} (new wordings embedded in batches of {args.prefetch}; target >= 200)")
     print(f"candidates per second, warm    {len(systems) / warm_seconds:,.0f} (every prompt already in the bank)")
+    print(f"BLAS threads while scoring     {'1 (threadpoolctl)' if limited else 'library default'}")
     encoder.close()
 
 

@@ -31,8 +31,9 @@ from typing import Any, Callable, Iterator, Sequence
 
 from cotembed.errors import InputError, MissingDependencyError, SystemValidationError
 from cotembed.optimize.llm_proposers import describe_diagnostics, system_json
-from cotembed.optimize.objective import Objective, Score, single_blas_thread
+from cotembed.optimize.objective import Objective, Score
 from cotembed.optimize.search import SearchResult, SearchSettings, _better, _selection_key
+from cotembed.scoring.threads import single_blas_thread
 from cotembed.system import GROUP_KEYS, RULE_KEYS, System, parse_system_text
 
 DSPY_OPTIMIZERS = ("gepa", "bootstrap", "none")

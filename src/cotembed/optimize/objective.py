@@ -14,9 +14,8 @@ validation accuracy, which is how overfitting to the training rows shows.
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -222,24 +221,6 @@ class _Columns:
         return self.data[[self.index[t] for t in texts]].T
 
 
-@contextmanager
-def single_blas_thread() -> Iterator[bool]:
-    """One BLAS thread while candidates are scored; yields whether the limit could be set.
-
-    A candidate's products are small (rows x Q by Q x N): waking a second BLAS thread costs
-    more than the product, and on a busy machine the wait for it to be scheduled is measured in
-    milliseconds (60 vs 250 candidates per second on critters). Uses ``threadpoolctl`` when it is
-    installed (it comes with scikit-learn); otherwise the BLAS keeps its own setting.
-    """
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        yield False
-        return
-    with threadpool_limits(1, user_api="blas"):
-        yield True
-
-
 def _probe_system() -> System:
     """A one-group, two-class system: enough to ask a method which prompt sets it reads."""
     return System.from_dict({"groups": {"g": {"prompt": "{}", "options": ["a", "b"]}}, "rules": {"x": {"g": "a"}, "y": {"g": "b"}}})
@@ -268,4 +249,4 @@ def split_rows(labels: Sequence[str | None], fraction: float, seed: int) -> tupl
     return sorted(train), sorted(val)
 
 
-__all__ = ["Objective", "Score", "single_blas_thread", "split_rows"]
+__all__ = ["Objective", "Score", "split_rows"]

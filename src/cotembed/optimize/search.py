@@ -36,9 +36,10 @@ import numpy as np
 
 from cotembed.errors import InputError
 from cotembed.optimize.edits import Edit
-from cotembed.optimize.objective import Objective, Score, single_blas_thread
+from cotembed.optimize.objective import Objective, Score
 from cotembed.optimize.proposers import PROPOSERS, LLMBudget, ProposalContext, Proposer, proposer_names
 from cotembed.optimize.vocabulary import Vocabulary
+from cotembed.scoring.threads import single_blas_thread
 from cotembed.system import System
 
 CONFIDENCE_STEP = 1e-4
