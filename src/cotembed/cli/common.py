@@ -220,6 +220,24 @@ def _restore_env(name: str, value: str | None) -> None:
         os.environ[name] = value
 
 
+def labelled_samples(args: argparse.Namespace, system: Any, paths: Sequence[str], flag: str) -> tuple[list[Any], list[Any]]:
+    """Samples of ``paths`` with labels mapped to the system's classes, and the skipped ones.
+
+    Unlabelled data, or data with no input of the system's classes, is an input error naming the flag.
+    """
+    from cotembed.data import collect_samples, resolve_labels
+
+    samples = collect_samples(paths, allow_outside=args.allow_outside_paths)
+    unlabelled = [s.source for s in samples if s.label is None]
+    if unlabelled:
+        raise InputError(f"{flag} {', '.join(paths)}: {len(unlabelled)} input(s) have no label (e.g. {unlabelled[0]}); "
+                         "give an ImageFolder (one sub-folder per class) or a manifest with a label column")
+    kept, skipped = resolve_labels(samples, system.resolve_label, getattr(args, "ignore_unknown", False))
+    if not kept:
+        raise InputError(f"{flag} {', '.join(paths)}: no labelled inputs of this system's classes")
+    return kept, skipped
+
+
 def load_system(path: str) -> Any:
     from cotembed.system import System
 

@@ -25,6 +25,7 @@ from cotembed.cli.common import (
     bounded_float,
     bounded_int,
     emit,
+    labelled_samples,
     load_system,
     non_negative_weight,
     positive_temperature,
@@ -34,18 +35,6 @@ from cotembed.errors import InputError
 
 
 # ------------------------------------------------------------------ shared
-def _labelled_samples(args: argparse.Namespace, system: Any, paths: Sequence[str], flag: str) -> tuple[list[Any], list[Any]]:
-    """Samples of ``paths`` with labels mapped to classes; unlabelled data is an input error naming the flag."""
-    from cotembed.data import collect_samples, resolve_labels
-
-    samples = collect_samples(paths, allow_outside=args.allow_outside_paths)
-    unlabelled = [s.source for s in samples if s.label is None]
-    if unlabelled:
-        raise InputError(f"{flag} {', '.join(paths)}: {len(unlabelled)} input(s) have no label (e.g. {unlabelled[0]}); "
-                         "give an ImageFolder (one sub-folder per class) or a manifest with a label column")
-    return resolve_labels(samples, system.resolve_label, args.ignore_unknown)
-
-
 def _embedding_set(res: Resources, args: argparse.Namespace, encoder: Any, samples: list[Any], skipped: list[Any], desc: str) -> Any:
     from cotembed.embeddings import EmbeddingSet
 
@@ -68,7 +57,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     samples: list[Any] = []
     skipped: list[Any] = []
     if args.data:
-        samples, skipped = _labelled_samples(args, system, args.data, "--data")
+        samples, skipped = labelled_samples(args, system, args.data, "--data")
         if not samples:
             raise InputError(f"--data {', '.join(args.data)}: no labelled inputs of this system's classes")
     errors: list[Any] = []
@@ -158,13 +147,13 @@ def cmd_induce(args: argparse.Namespace) -> int:
         raise InputError(f"--out {out}: write the induced system as .yaml or .yml (YAML keeps the header comment)")
     if out.resolve() == Path(args.system).resolve():
         raise InputError(f"--out {out}: refusing to overwrite the input system; choose another file")
-    samples, skipped = _labelled_samples(args, system, args.data, "DATA")
+    samples, skipped = labelled_samples(args, system, args.data, "DATA")
     classes = system.class_names
     _check_counts(Counter(s.label for s in samples), classes, args.per_class, ", ".join(args.data))
     eval_samples: list[Any] = []
     eval_skipped: list[Any] = []
     if args.eval:
-        eval_samples, eval_skipped = _labelled_samples(args, system, args.eval, "--eval")
+        eval_samples, eval_skipped = labelled_samples(args, system, args.eval, "--eval")
 
     with Resources(args) as res:
         encoder = res.encoder(args.model)

@@ -14,7 +14,7 @@ import argparse
 import importlib.util
 import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from cotembed.cli.common import (
     EXIT_FAILURE,
@@ -25,6 +25,7 @@ from cotembed.cli.common import (
     bounded_float,
     bounded_int,
     emit,
+    labelled_samples,
     load_system,
     seed_int,
 )
@@ -35,20 +36,6 @@ ENGINES = ("search", "dspy", "gepa")
 
 
 # ------------------------------------------------------------------ inputs
-def _labelled_samples(args: argparse.Namespace, system: Any, paths: Sequence[str], flag: str) -> tuple[list[Any], list[Any]]:
-    from cotembed.data import collect_samples, resolve_labels
-
-    samples = collect_samples(paths, allow_outside=args.allow_outside_paths)
-    unlabelled = [s.source for s in samples if s.label is None]
-    if unlabelled:
-        raise InputError(f"{flag} {', '.join(paths)}: {len(unlabelled)} input(s) have no label (e.g. {unlabelled[0]}); "
-                         "give an ImageFolder (one sub-folder per class) or a manifest with a label column")
-    kept, skipped = resolve_labels(samples, system.resolve_label, args.ignore_unknown)
-    if not kept:
-        raise InputError(f"{flag} {', '.join(paths)}: no labelled inputs of this system's classes")
-    return kept, skipped
-
-
 def _paths(args: argparse.Namespace) -> tuple[Path, Path, Path | None]:
     """--out, --history and --plot checked before any work, so a bad path costs no encoding."""
     out = Path(args.out)
@@ -114,9 +101,9 @@ def cmd_optimize(args: argparse.Namespace) -> int:
         from cotembed.cli.authoring import llm_settings as resolve_llm
 
         llm_settings = resolve_llm(args)
-    train_samples, train_skipped = _labelled_samples(args, system, args.train, "TRAIN")
-    val_samples, val_skipped = _labelled_samples(args, system, args.val, "--val") if args.val else ([], [])
-    eval_samples, eval_skipped = _labelled_samples(args, system, args.eval, "--eval") if args.eval else ([], [])
+    train_samples, train_skipped = labelled_samples(args, system, args.train, "TRAIN")
+    val_samples, val_skipped = labelled_samples(args, system, args.val, "--val") if args.val else ([], [])
+    eval_samples, eval_skipped = labelled_samples(args, system, args.eval, "--eval") if args.eval else ([], [])
     log = _logger(args)
     progress = not args.quiet
 
