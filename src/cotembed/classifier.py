@@ -213,18 +213,22 @@ class CoTClassifier:
         scores = self.decision_function(inputs, images=images, texts=texts)
         return get_method(self.method).probabilities(scores, self.config)
 
-    def evaluate(self, samples: Sequence[Sample], methods: Sequence[str] | None = None, skipped: Sequence[Sample] = ()) -> EvalReport:
-        """Metrics of several methods from one encoding pass (see :func:`cotembed.evaluate.evaluate`)."""
-        names = tuple(methods) if methods is not None else (self.method,)
-        for name in names:
-            get_method(name)
+    def labelled_embedding_set(self, samples: Sequence[Sample], skipped: Sequence[Sample] = ()) -> EmbeddingSet:
+        """:meth:`embedding_set` for evaluation: every sample must carry a label."""
         unlabelled = [s.source for s in samples if s.label is None]
         if unlabelled:
             raise InputError(f"eval needs labels; {len(unlabelled)} input(s) have none, e.g. {unlabelled[0]}")
         if not samples:
             raise InputError("eval: no labelled inputs to evaluate")
+        return self.embedding_set(samples, skipped)
+
+    def evaluate(self, samples: Sequence[Sample], methods: Sequence[str] | None = None, skipped: Sequence[Sample] = ()) -> EvalReport:
+        """Metrics of several methods from one encoding pass (see :func:`cotembed.evaluate.evaluate`)."""
+        names = tuple(methods) if methods is not None else (self.method,)
+        for name in names:
+            get_method(name)
         scorer = self.scorer_for(names)
-        return evaluate(scorer, self.embedding_set(samples, skipped), names)
+        return evaluate(scorer, self.labelled_embedding_set(samples, skipped), names)
 
     def classify_samples(self, samples: Sequence[Sample], top_k: int = 3) -> tuple[list[Prediction], list[SampleError]]:
         """Streamed classification of collected samples; failed inputs are returned, not raised."""

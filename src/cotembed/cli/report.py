@@ -74,12 +74,7 @@ class HtmlReport:
         from cotembed.evaluate import evaluate
         from cotembed.reporting.html import report_section
 
-        unlabelled = [s.source for s in samples if s.label is None]
-        if unlabelled:
-            raise InputError(f"eval needs labels; {len(unlabelled)} input(s) have none, e.g. {unlabelled[0]}")
-        if not samples:
-            raise InputError("eval: no labelled inputs to evaluate")
-        data = clf.embedding_set(samples, skipped)
+        data = clf.labelled_embedding_set(samples, skipped)
         # With the option prompts too, a baseline's mistakes are explained question by question.
         scorer = clf.scorer_for(tuple(dict.fromkeys((*methods, "cot"))))
         report = evaluate(scorer, data, methods)
