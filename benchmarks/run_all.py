@@ -36,6 +36,10 @@ ENTRIES: list[Entry] = [
     Entry("Candidate systems per second on cached embeddings", "bench_candidates.py",
           about="The inner loop of inspect, induce and optimize: score a system that differs by one option."),
     Entry("Scoring vs the article's per-image loop", "bench_scoring.py", ("--loop-images", "500")),
+    Entry("Speed side by side: transformers' pipeline, open_clip, CoT's cost, scoring vs its floor", "bench_speed.py",
+          about="Each section measures cotembed and the alternative in one process, interleaved, and prints ratios. The "
+                "open_clip section needs its own environment (torch 2.14.1); set COTEMBED_OPEN_CLIP_PYTHON to its python "
+                "(see the script's docstring), otherwise it says so and is skipped."),
     Entry("Validating a large system", "bench_validate.py"),
     Entry("Peak memory vs image size and folder size", "bench_memory.py"),
     Entry("The method zoo on critters easy and hard", "bench_zoo.py",
