@@ -59,12 +59,11 @@ def _per_group(op: np.ufunc, block: np.ndarray, values: np.ndarray, sizes: np.nd
         op(block, np.repeat(values, sizes, axis=1), out=block)
 
 
-def _group_sums(block: np.ndarray, starts: np.ndarray, sizes: np.ndarray, equal: bool) -> np.ndarray:
-    """(rows, G) sums of each group: equal-sized groups as one matrix-vector product
-    (several times faster than a segmented ``reduceat``)."""
-    if equal:
-        size = int(sizes[0])
-        return (block.reshape(-1, size) @ np.ones(size, dtype=block.dtype)).reshape(len(block), len(sizes))
+def _group_sums(block: np.ndarray, starts: np.ndarray, sizes: np.ndarray, ones: np.ndarray | None) -> np.ndarray:
+    """(rows, G) sums of each group: equal-sized groups (``ones`` of their size given) as
+    one matrix-vector product, several times faster than a segmented ``reduceat``."""
+    if ones is not None:
+        return (block.reshape(-1, len(ones)) @ ones).reshape(len(block), len(sizes))
     return np.add.reduceat(block, starts, axis=1)
 
 
@@ -78,9 +77,11 @@ def _exact_block(logits: np.ndarray, starts: np.ndarray, sizes: np.ndarray, equa
         _per_group(np.divide, logits, np.add.reduceat(logits, starts, axis=1), sizes, equal)
 
 
-def _fast_block(logits: np.ndarray, starts: np.ndarray, sizes: np.ndarray, equal: bool, log: bool, shift: bool) -> np.ndarray:
+def _fast_block(logits: np.ndarray, starts: np.ndarray, sizes: np.ndarray, ones: np.ndarray | None, log: bool,
+                shift: bool) -> np.ndarray | None:
     """In place: the logits exponentiated as they are (``shift``: less the row's maximum),
-    summed per group and normalised; returns the rows to redo with :func:`_exact_block`.
+    summed per group and normalised; returns the rows to redo with :func:`_exact_block`
+    (None when there are none).
 
     Softmax is shift-invariant, so skipping the per-group maximum is exact whenever no
     group's exponentials overflow or underflow, which the group sums show afterwards
@@ -89,17 +90,17 @@ def _fast_block(logits: np.ndarray, starts: np.ndarray, sizes: np.ndarray, equal
     """
     if shift:
         logits -= logits.max(axis=1, keepdims=True)
-    with np.errstate(over="ignore", under="ignore"):
-        exp = np.exp(logits) if log else np.exp(logits, out=logits)
-        sums = _group_sums(exp, starts, sizes, equal)
-    bad = np.asarray(~((sums >= _SUM_RANGE[0]) & (sums <= _SUM_RANGE[1])).all(axis=1))
-    if bad.any():
-        sums = np.clip(sums, *_SUM_RANGE)  # no 0/0, inf/inf or log(0) in rows that are redone anyway
-        sums[np.isnan(sums)] = 1.0
+    exp = np.exp(logits) if log else np.exp(logits, out=logits)
+    sums = _group_sums(exp, starts, sizes, ones)
+    low, high = _SUM_RANGE
+    bad = None
+    if not (sums.min() >= low and sums.max() <= high):  # also true for NaN
+        bad = np.asarray(~((sums >= low) & (sums <= high)).all(axis=1))
+        sums = np.nan_to_num(np.clip(sums, low, high), nan=1.0)  # no 0/0, inf/inf or log(0) in rows redone anyway
     if log:
-        _per_group(np.subtract, logits, np.log(sums), sizes, equal)
+        _per_group(np.subtract, logits, np.log(sums), sizes, ones is not None)
     else:
-        _per_group(np.divide, logits, sums, sizes, equal)
+        _per_group(np.divide, logits, sums, sizes, ones is not None)
     return bad
 
 
@@ -109,16 +110,18 @@ def _group_normalize(similarities: np.ndarray, offsets: np.ndarray, temperature:
     logits = np.empty(sims.shape, dtype=np.float32)  # C order: row blocks reshape to views
     np.multiply(sims, scale, out=logits)
     starts, sizes, equal = _group_layout(offsets)
+    ones = np.ones(int(sizes[0]), dtype=np.float32) if equal else None
     shift = log  # log-probabilities keep full precision only near zero: shift them by the row's maximum
-    for first in range(0, len(logits), GROUP_SOFTMAX_ROWS):
-        rows = slice(first, first + GROUP_SOFTMAX_ROWS)
-        bad = _fast_block(logits[rows], starts, sizes, equal, log, shift)
-        if bad.any():
-            # Mostly overflow (a high temperature): shift the next blocks by the row's maximum.
-            shift = shift or bool(bad.mean() > 0.125)
-            redo = np.ascontiguousarray(sims[rows][bad] * scale, dtype=np.float32)
-            _exact_block(redo, starts, sizes, equal, log)
-            logits[rows][bad] = redo
+    with np.errstate(over="ignore", under="ignore"):
+        for first in range(0, len(logits), GROUP_SOFTMAX_ROWS):
+            rows = slice(first, first + GROUP_SOFTMAX_ROWS)
+            bad = _fast_block(logits[rows], starts, sizes, ones, log, shift)
+            if bad is not None and bad.any():
+                # Mostly overflow (a high temperature): shift the next blocks by the row's maximum.
+                shift = shift or bool(bad.mean() > 0.125)
+                redo = np.ascontiguousarray(sims[rows][bad] * scale, dtype=np.float32)
+                _exact_block(redo, starts, sizes, equal, log)
+                logits[rows][bad] = redo
     return logits
 
 
