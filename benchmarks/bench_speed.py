@@ -295,12 +295,12 @@ def section_transformers(args: argparse.Namespace, work: Path) -> None:
     print(f"decode modes ({first} labels, {n} images, no cache; top-1 agreement with the pipeline at bs=32 on its {len(pr['bs32'])} images):")
     print(f"  reference (default):              {b['reference']:6.1f} s  agreement {agreement(pr['reference'], pr['bs32']):.1%}")
     print(f"  fast (COTEMBED_FAST_DECODE=1):    {b['fast']:6.1f} s  agreement {agreement(pr['fast'], pr['bs32']):.1%}  "
-          f"({b['reference'] / b['fast']:.2f}x the reference's speed; JPEG draft + shrink to 2x the input, "
+          f"({b['reference'] / b['fast']:.2f}x the reference's speed; JPEGs decoded at a reduced DCT scale, "
           f"{big} of {n} images large enough to be affected)")
     ref_l, fast_l = min(large_times["reference"]), min(large_times["fast"])
     print(f"  and on {len(large_paths)} camera-sized JPEGs (sides 2000-4000 px), agreement with the pipeline at bs=32:")
     print(f"  reference (default):              {ref_l:6.1f} s  agreement {agreement(large_preds['reference'], large_pipe):.1%}  "
-          f"(shrunk to 4x the input before the model's own resize)")
+          f"(decoded in full, then shrunk to 2x the input before the model's own resize)")
     print(f"  fast (COTEMBED_FAST_DECODE=1):    {fast_l:6.1f} s  agreement {agreement(large_preds['fast'], large_pipe):.1%}  "
           f"({ref_l / fast_l:.2f}x the reference's speed)")
     print()

@@ -39,19 +39,24 @@ def run(folder, encoder, store=None, **kw):
 
 def test_reference_decode_hands_ordinary_images_over_exactly_as_decoded(tmp_path):
     """A JPEG up to KEEP_FACTOR x the input size reaches preprocessing pixel for pixel as
-    PIL decodes it in full, as the model's own pipeline would see it (no draft, no shrink)."""
+    PIL decodes it in full, as the model's own pipeline would see it (no draft, no shrink),
+    where the fast decode drafts it."""
     (tmp_path / "d").mkdir()
     side = KEEP_FACTOR * 32
     noisy((side + 20, side), 1).save(tmp_path / "d" / "a.jpg", quality=90)
-    noisy((100, 70), 2).save(tmp_path / "d" / "b.png")
+    noisy((60, 50), 2).save(tmp_path / "d" / "b.png")
     encoder = Recording()
     run(tmp_path / "d", encoder)
     for img, name in zip(encoder.seen, ["a.jpg", "b.png"]):
         with Image.open(tmp_path / "d" / name) as original:
             assert np.array_equal(np.asarray(img), np.asarray(original.convert("RGB")))
+    fast = Recording()
+    run(tmp_path / "d", fast, fast_decode=True)
+    assert fast.seen[0].size == ((side + 20) // 2, side // 2)  # the JPEG drafted at 1/2 scale (both sides still >= 32)
+    assert fast.seen[1].size == (60, 50)  # PNGs have no draft mode
 
 
-def test_fast_decode_drafts_and_shrinks(tmp_path):
+def test_fast_decode_drafts_to_the_smallest_scale_that_covers_the_input(tmp_path):
     (tmp_path / "d").mkdir()
     noisy((600, 400), 1).save(tmp_path / "d" / "a.jpg", quality=90)
     encoder = Recording()
@@ -64,7 +69,8 @@ def test_reference_decode_still_bounds_camera_sized_images(tmp_path):
     noisy((1200, 900), 1).save(tmp_path / "d" / "a.png")
     encoder = Recording()
     run(tmp_path / "d", encoder)
-    assert encoder.seen[0].size == (171, KEEP_FACTOR * 32)
+    short = KEEP_FACTOR * 32
+    assert encoder.seen[0].size == (round(1200 * short / 900), short)
 
 
 def test_the_modes_never_read_each_others_embeddings(tmp_path):

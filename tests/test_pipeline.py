@@ -182,8 +182,8 @@ def test_pipeline_hands_the_encoder_shrunk_images(tmp_path):
             return super().preprocess(images)
 
     encoder = Sized()
-    run(collect_samples([tmp_path / "data"]), encoder, NoCache(), fast_decode=True)
-    assert encoder.seen == [(85, 64), (40, 30)]  # fast decode: twice the input (reference: see test_decode_modes.py)
+    run(collect_samples([tmp_path / "data"]), encoder, NoCache())
+    assert encoder.seen == [(85, 64), (40, 30)]
 
 
 def test_images_above_the_pixel_cap_are_refused_per_file_and_the_run_goes_on(tmp_path, monkeypatch):

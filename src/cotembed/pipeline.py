@@ -8,14 +8,13 @@ read or decoded becomes a :class:`SampleError` and the run goes on.
 
 Memory is bounded by the batch size, not by the images: each file is hashed in
 chunks (its bytes are never held whole), looked up in the cache, and only if it is
-missing decoded and at once shrunk if it is far larger than the encoder needs (short
-side above :data:`KEEP_FACTOR` times its ``input_size``). A batch therefore holds
-small images whatever the camera, and an image of ordinary size reaches the model's
-own preprocessing exactly as decoded, so embeddings match the model's reference
-pipeline. ``fast_decode=True`` (or ``$COTEMBED_FAST_DECODE=1``) trades that for speed:
-JPEGs are decoded at a reduced DCT scale (PIL's ``draft``) and every image is shrunk
-to :data:`FAST_KEEP_FACTOR` times the input size; pixels then differ slightly from
-the reference (``benchmarks/bench_speed.py`` measures agreement and speed).
+missing decoded in full and at once shrunk if it is larger than the encoder needs
+(short side above :data:`KEEP_FACTOR` times its ``input_size``; the model's own resize
+then starts from twice its resolution, which gives the predictions of its reference
+pipeline). A batch therefore holds small images whatever the camera.
+``fast_decode=True`` (or ``$COTEMBED_FAST_DECODE=1``) trades exactness for speed: JPEGs
+are decoded at a reduced DCT scale (PIL's ``draft``), which changes their pixels more
+(``benchmarks/bench_speed.py`` measures agreement and speed of both).
 
 Images above a pixel cap (:data:`DEFAULT_MAX_PIXELS`, ``$COTEMBED_MAX_PIXELS`` or
 ``max_pixels=``) are refused per file before their pixels are decoded; PIL's own bomb
@@ -50,11 +49,9 @@ MAX_BATCH_SIZE = 4096
 DEFAULT_MAX_PIXELS = 100_000_000
 """Per image, before decoding (a 100 MP RGB image alone needs 300 MB to decode)."""
 MAX_PIXELS_ENV = "COTEMBED_MAX_PIXELS"
-KEEP_FACTOR = 4
+KEEP_FACTOR = 2
 """Decoded images with a short side above ``KEEP_FACTOR * input_size`` are shrunk to it
 (memory stays bounded for camera-sized images); smaller ones are left untouched."""
-FAST_KEEP_FACTOR = 2
-"""With ``fast_decode``: JPEGs are drafted and every image is shrunk to this many times the input size."""
 FAST_DECODE_ENV = "COTEMBED_FAST_DECODE"
 FAST_KEY_SUFFIX = ":fast-decode"
 """Appended to an image's content hash in the cache under ``fast_decode``: the two modes
@@ -225,10 +222,7 @@ class _Preparer:
             input_size = getattr(self.encoder, "input_size", None)
             max_image_side = getattr(self.encoder, "max_image_side", None)
             if isinstance(input_size, int) and input_size > 0:
-                if self.fast_decode:
-                    self._sizes = (input_size, FAST_KEEP_FACTOR * input_size, None)
-                else:
-                    self._sizes = (None, KEEP_FACTOR * input_size, None)
+                self._sizes = (input_size if self.fast_decode else None, KEEP_FACTOR * input_size, None)
             elif isinstance(max_image_side, int) and max_image_side > 0:
                 self._sizes = (None, None, max_image_side)
             else:
@@ -368,9 +362,9 @@ def stream_embeddings(
     """Yield embeddings batch by batch, in input order; memory stays bounded by the batch size.
 
     ``max_pixels``: images above it are reported as errors (default ``$COTEMBED_MAX_PIXELS``
-    or :data:`DEFAULT_MAX_PIXELS`). ``fast_decode``: draft-decode JPEGs and shrink every
-    image to twice the input size (default ``$COTEMBED_FAST_DECODE``, else off: the
-    model sees the fully decoded image, as in its reference preprocessing).
+    or :data:`DEFAULT_MAX_PIXELS`). ``fast_decode``: decode JPEGs at a reduced DCT scale
+    (default ``$COTEMBED_FAST_DECODE``, else off: images are decoded in full, as in the
+    model's reference preprocessing).
     """
     check_modality(encoder, samples)
     store = store if store is not None else NoCache()

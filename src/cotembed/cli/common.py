@@ -123,8 +123,8 @@ def add_model_options(p: argparse.ArgumentParser, method: bool = True, several_m
     add_max_pixels(p)
     p.add_argument("--allow-outside-paths", action="store_true", help="let manifests name files outside their own folder")
     p.add_argument("--fast-decode", action="store_true",
-                   help="decode JPEGs at a reduced scale and shrink images to twice the model's input: faster, but pixels "
-                        "differ slightly from the model's reference preprocessing (same as COTEMBED_FAST_DECODE=1)")
+                   help="decode JPEGs at a reduced scale: faster for large photos, but pixels differ from the "
+                        "model's reference preprocessing (same as COTEMBED_FAST_DECODE=1)")
     add_cache_options(p)
     add_quiet(p)
 
