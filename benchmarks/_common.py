@@ -8,6 +8,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from cotembed.testing import build_random_clip  # noqa: E402
+from cotembed.testing import build_random_clip
 
 __all__ = ["build_random_clip"]

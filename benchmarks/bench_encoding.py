@@ -21,8 +21,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _common import build_random_clip
 from PIL import Image, ImageDraw
+
+from _common import build_random_clip
 
 VIT_B32_VISION = {"hidden_size": 768, "intermediate_size": 3072, "num_hidden_layers": 12, "num_attention_heads": 12, "patch_size": 32}
 VIT_B32_TEXT = {"hidden_size": 512, "intermediate_size": 2048, "num_hidden_layers": 12, "num_attention_heads": 8}

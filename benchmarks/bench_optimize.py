@@ -30,8 +30,8 @@ from cotembed import EmbeddingSet, PromptBank, System, load_encoder
 from cotembed.critters.species import generate_split
 from cotembed.data import collect_samples
 from cotembed.optimize import Objective, Search, SearchSettings, Vocabulary, proposer_names
-from cotembed.scoring.threads import single_blas_thread
 from cotembed.reporting.plots import plot_trajectory
+from cotembed.scoring.threads import single_blas_thread
 
 ROOT = Path(__file__).resolve().parents[1]
 SPECIES = ROOT / "examples/critters/species.yaml"
