@@ -107,7 +107,7 @@ async def wait_ready(url: str, timeout_s: float = 60.0) -> None:
             await asyncio.sleep(0.2)
 
 
-async def load(url: str, bodies: list[bytes], clients: int, requests: int, max_seconds: float) -> dict[str, Any]:
+async def load(url: str, bodies: list[bytes], clients: int, requests: int, max_seconds: float, per_request: int = 1) -> dict[str, Any]:
     """``clients`` independent clients (one connection each), each sending its next request when
     the last one is answered, until ``requests`` are sent or ``max_seconds`` have passed."""
     import httpx
@@ -131,7 +131,7 @@ async def load(url: str, bodies: list[bytes], clients: int, requests: int, max_s
                 except httpx.HTTPError as exc:
                     failures.append(f"{type(exc).__name__}: {exc}")
                     continue
-                if response.status_code != 200 or len(response.json()["data"]) != 1:
+                if response.status_code != 200 or len(response.json()["data"]) != per_request:
                     failures.append(f"HTTP {response.status_code}: {response.text[:200]}")
                     continue
                 latencies.append(time.perf_counter() - t0)
@@ -141,7 +141,7 @@ async def load(url: str, bodies: list[bytes], clients: int, requests: int, max_s
     latencies.sort()
     return {
         "clients": clients, "sent": next_index, "ok": len(latencies), "failed": len(failures), "seconds": seconds,
-        "per_s": len(latencies) / seconds,
+        "per_s": per_request * len(latencies) / seconds,
         "p50_ms": 1000 * statistics.median(latencies) if latencies else float("nan"),
         "p99_ms": 1000 * latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))] if latencies else float("nan"),
         "failures": failures[:3],
@@ -169,26 +169,32 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3, help="CLI timing runs, best kept (default: 3)")
     parser.add_argument("--max-batch", type=int, default=64)
     parser.add_argument("--max-wait-ms", type=float, default=5.0)
+    parser.add_argument("--images-per-request", default="1,8",
+                        help="comma-separated request sizes, each measured at every concurrency level (default: 1,8)")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="cotembed-bench-serve-") as tmp:
         images = generate(args.per_class, args.seed, Path(tmp) / "split")
-        bodies = [json.dumps({"system": "critters", "input": [{"image": base64.b64encode(p.read_bytes()).decode()}]}).encode()
-                  for p in images]
+        encoded = [{"image": base64.b64encode(p.read_bytes()).decode()} for p in images]
+        sizes = [int(k) for k in args.images_per_request.split(",")]
+        bodies_by_size = {k: [json.dumps({"system": "critters", "input": [encoded[(i + j) % len(encoded)] for j in range(k)]}).encode()
+                              for i in range(0, len(encoded), k)] for k in sizes}
         say(f"{len(images)} images; timing the CLI ...")
         cli_before, cli_batch = cli_throughput(images, args.repeats)
         proc, url = start_server(args.max_batch, args.max_wait_ms)
         try:
             asyncio.run(wait_ready(url))
-            asyncio.run(load(url, bodies, 8, min(64, args.requests), args.max_seconds))  # warm-up, not reported
+            asyncio.run(load(url, bodies_by_size[sizes[0]], 8, min(64, args.requests), args.max_seconds, sizes[0]))  # warm-up
             rows = []
-            for clients in LEVELS:
-                say(f"{clients} client(s) ...")
-                count, total = batch_totals(url)
-                row = asyncio.run(load(url, bodies, clients, args.requests, args.max_seconds))
-                count_after, total_after = batch_totals(url)
-                row["batch"] = (total_after - total) / max(1.0, count_after - count)
-                rows.append(row)
+            for k in sizes:
+                for clients in LEVELS:
+                    say(f"{clients} client(s), {k} image(s) per request ...")
+                    count, total = batch_totals(url)
+                    row = asyncio.run(load(url, bodies_by_size[k], clients, args.requests, args.max_seconds, k))
+                    count_after, total_after = batch_totals(url)
+                    row["batch"] = (total_after - total) / max(1.0, count_after - count)
+                    row["per_request"] = k
+                    rows.append(row)
         finally:
             proc.terminate()
             try:
@@ -202,18 +208,21 @@ def main() -> int:
     print(f"critters split: {len(images)} images of 64x64 ({args.per_class} per species, seed {args.seed}); "
           f"system examples/critters/system.yaml, method cot; cold cache on both sides")
     print(f"server: cotembed serve --model critters --no-cache --max-batch {args.max_batch} --max-wait-ms {args.max_wait_ms:g} "
-          f"(127.0.0.1, one image per request)")
+          f"(127.0.0.1; {args.images_per_request} image(s) per request)")
     print(f"CLI batch throughput (CoTClassifier.classify_samples, batch {cli_batch}, best of {args.repeats} before and "
           f"{args.repeats} after the load test): {cli_before:.1f} and {cli_after:.1f} images/s; the ratios use {cli_per_s:.1f}")
     print()
-    print(f"{'clients':>7}  {'requests':>8}  {'failed':>6}  {'images/s':>8}  {'p50 ms':>7}  {'p99 ms':>7}  {'batch':>5}  {'vs CLI':>6}")
+    print(f"{'images/request':>14}  {'clients':>7}  {'requests':>8}  {'failed':>6}  {'images/s':>8}  {'p50 ms':>7}  {'p99 ms':>7}  "
+          f"{'batch':>5}  {'vs CLI':>6}")
     for r in rows:
-        print(f"{r['clients']:>7}  {r['ok']:>8}  {r['failed']:>6}  {r['per_s']:>8.1f}  {r['p50_ms']:>7.1f}  {r['p99_ms']:>7.1f}  "
-              f"{r['batch']:>5.1f}  {r['per_s'] / cli_per_s:>6.2f}")
-    print("(batch: mean inputs per model batch the server formed at that level)")
-    ratio = rows[-1]["per_s"] / cli_per_s
+        print(f"{r['per_request']:>14}  {r['clients']:>7}  {r['ok']:>8}  {r['failed']:>6}  {r['per_s']:>8.1f}  {r['p50_ms']:>7.1f}  "
+              f"{r['p99_ms']:>7.1f}  {r['batch']:>5.1f}  {r['per_s'] / cli_per_s:>6.2f}")
+    print("(batch: mean inputs per model batch the server formed at that level; p50/p99 are per request)")
     print()
-    print(f"served / CLI throughput at {LEVELS[-1]} clients: {ratio:.2f} (target >= {TARGET_RATIO})")
+    for k in sizes:
+        ratio = next(r for r in rows if r["per_request"] == k and r["clients"] == LEVELS[-1])["per_s"] / cli_per_s
+        verdict = "met" if ratio >= TARGET_RATIO else "NOT met"
+        print(f"served / CLI throughput at {LEVELS[-1]} clients, {k} image(s) per request: {ratio:.2f} (target >= {TARGET_RATIO}: {verdict})")
     failed = sum(r["failed"] for r in rows)
     for r in rows:
         for failure in r["failures"]:
