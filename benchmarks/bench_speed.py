@@ -153,6 +153,7 @@ def section_transformers(args: argparse.Namespace, work: Path) -> None:
     from cotembed.cache import NoCache, open_cache
     from cotembed.classifier import CoTClassifier
     from cotembed.encoders import load_encoder
+    from cotembed.pipeline import KEEP_FACTOR
     from cotembed.testing import build_random_clip
 
     say("building a random ViT-B/32-sized CLIP and generating images ...")
@@ -300,7 +301,7 @@ def section_transformers(args: argparse.Namespace, work: Path) -> None:
     ref_l, fast_l = min(large_times["reference"]), min(large_times["fast"])
     print(f"  and on {len(large_paths)} camera-sized JPEGs (sides 2000-4000 px), agreement with the pipeline at bs=32:")
     print(f"  reference (default):              {ref_l:6.1f} s  agreement {agreement(large_preds['reference'], large_pipe):.1%}  "
-          f"(decoded in full, then shrunk to 2x the input before the model's own resize)")
+          f"(decoded in full, then shrunk to {KEEP_FACTOR}x the input before the model's own resize)")
     print(f"  fast (COTEMBED_FAST_DECODE=1):    {fast_l:6.1f} s  agreement {agreement(large_preds['fast'], large_pipe):.1%}  "
           f"({ref_l / fast_l:.2f}x the reference's speed)")
     print()

@@ -13,7 +13,7 @@ from PIL import Image
 from cotembed.cache import EmbeddingCache, NoCache
 from cotembed.data import collect_samples
 from cotembed.errors import InputError
-from cotembed.pipeline import decode_image, embed_texts, stream_embeddings
+from cotembed.pipeline import KEEP_FACTOR, decode_image, embed_texts, stream_embeddings
 from support import ColourEncoder, make_image_folder
 
 
@@ -183,7 +183,8 @@ def test_pipeline_hands_the_encoder_shrunk_images(tmp_path):
 
     encoder = Sized()
     run(collect_samples([tmp_path / "data"]), encoder, NoCache())
-    assert encoder.seen == [(85, 64), (40, 30)]
+    short = KEEP_FACTOR * 32
+    assert encoder.seen == [(round(1200 * short / 900), short), (40, 30)]
 
 
 def test_images_above_the_pixel_cap_are_refused_per_file_and_the_run_goes_on(tmp_path, monkeypatch):
