@@ -292,7 +292,7 @@ def test_cli_induce_unknown_labels_and_unlabelled_data_exit_2(capsys, tmp_path, 
     assert code == 2 and "have no label" in err and json.loads(out)["error"]["exit_code"] == 2
 
 
-@pytest.mark.parametrize("out_name, message", [("n.json", ".yaml or .yml"), ("wrong.yaml", "refusing to overwrite the input system")])
+@pytest.mark.parametrize("out_name, message", [("n.json", ".yaml or .yml"), ("wrong.yaml", "is SYSTEM")])
 def test_cli_induce_bad_out_exits_2(capsys, tmp_path, colour_model, wrong_system, out_name, message):
     folder = make_image_folder(tmp_path / "imgs", per_class=2)
     code, _, err = run(capsys, "induce", wrong_system, folder, "--model", colour_model, "--per-class", "1", "--out", tmp_path / out_name, "--no-cache")

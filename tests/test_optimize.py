@@ -406,7 +406,7 @@ def test_cli_optimize_writes_the_best_system_history_and_plot(capsys, colour_mod
     candidates = [r for r in rows if r["type"] == "candidate"]
     assert len(candidates) == payload["n_candidates"] and {"fingerprint", "edit", "train_accuracy", "val_accuracy", "time_s"} <= set(candidates[0])
     assert (colour_task["dir"] / "best.trajectory.png").read_bytes()[:4] == b"\x89PNG"
-    code, out, _ = run(capsys, "eval", colour_task["dir"] / "best.yaml", colour_task["val"], "--model", colour_model, "--method", "cot",
+    code, out, _ = run(capsys, "eval", colour_task["dir"] / "best.yaml", colour_task["val"], "--model", colour_model, "--methods", "cot",
                        "--cache", colour_task["dir"] / "cache.sqlite", "-q", "--format", "json")
     assert code == 0 and json.loads(out)["methods"]["cot"]["acc1"] == 1.0  # eval agrees with what optimize reported
 
@@ -441,7 +441,7 @@ def test_cli_optimize_refuses_to_overwrite_without_force(capsys, colour_model, c
     code, _, err = run(capsys, *cli_args(colour_task, colour_model))
     assert code == 2 and "--force" in err and (colour_task["dir"] / "best.yaml").read_text() == "keep me"
     code, _, err = run(capsys, "optimize", colour_task["system"], colour_task["train"], "--model", colour_model, "--out", colour_task["system"])
-    assert code == 2 and "starting system" in err
+    assert code == 2 and "is SYSTEM" in err and "an input of this run" in err
     code, _, err = run(capsys, *cli_args(colour_task, colour_model, "--force", "--max-candidates", "3"))
     assert code == 0, err
     System.load(colour_task["dir"] / "best.yaml")

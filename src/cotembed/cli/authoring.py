@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, TextIO
 
-from cotembed.cli.common import EXIT_OK, add_format, add_quiet, bounded_float, bounded_int, emit
+from cotembed.cli.common import EXIT_OK, add_format, add_output, add_quiet, bounded_float, bounded_int, emit, guarded_path
 from cotembed.errors import InputError, SystemValidationError
 
 SYSTEM_SUFFIXES = (".yaml", ".yml", ".json")
@@ -70,9 +70,11 @@ def register(sub: Any) -> None:
     src.add_argument("--modality", choices=tuple(MODALITIES), default="image", help="what is classified (default: image)")
     src.add_argument("--name", default=None, help="the system's name (default: the LLM's)")
     out = p.add_argument_group("output")
-    out.add_argument("--out", required=True, metavar="PATH", help="where to write the system (.yaml, .yml or .json)")
+    add_output(out, "--out", required=True, metavar="PATH", replaces=("from_system",),
+               help="where to write the system (.yaml, .yml or .json); it may be the --from file (revised in place, "
+                    "replaced only by a valid system), never another input")
     out.add_argument("--force", action="store_true", help="replace --out if it exists (not needed when it is the --from file)")
-    out.add_argument("--transcript", metavar="FILE.jsonl", help="record every request and answer, one JSON line each")
+    add_output(out, "--transcript", metavar="FILE.jsonl", help="record every request and answer, one JSON line each")
     out.add_argument("--rounds", type=bounded_int(0, 20), default=DEFAULT_ROUNDS, metavar="N",
                      help=f"repair rounds after the first answer (default: {DEFAULT_ROUNDS})")
     add_llm_options(p)
@@ -93,6 +95,10 @@ def _output_path(args: argparse.Namespace) -> Path:
         raise InputError(f"--out {out}: folder {folder} is not writable")
     if out.is_dir():
         raise InputError(f"--out {out}: is a folder")
+    from cotembed.authoring.build import rejected_path
+
+    guarded_path(args, "--out", out, "out")
+    guarded_path(args, "--out", rejected_path(out), "out")  # where an invalid last draft would go
     same_as_from = args.from_system and out.exists() and Path(args.from_system).exists() and out.resolve() == Path(args.from_system).resolve()
     if out.exists() and not args.force and not same_as_from:
         raise InputError(f"--out {out}: the file exists; pass --force to replace it")
@@ -179,7 +185,7 @@ def cmd_build(args: argparse.Namespace) -> int:
                            hints=tuple(args.hint), modality=args.modality)
     log = _logger(args)
     settings = llm_settings(args)
-    transcript = _Transcript(args.transcript)
+    transcript = _Transcript(str(guarded_path(args, "--transcript", args.transcript, "transcript")) if args.transcript else None)
 
     def on_retry(attempt: int, delay: float, problem: str) -> None:
         log(f"attempt {attempt} failed ({problem}); retrying in {delay:.1f} s")
@@ -210,7 +216,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         system = System.from_dict({**system.to_dict(), "name": args.name}, source="--name")
     header = provenance_header(model=settings.model, host=settings.host, classes=classes, rounds=result.rounds,
                                feedback=args.feedback, based_on=args.from_system, findings=result.findings)
-    write_system(system, out, header)
+    write_system(system, guarded_path(args, "--out", out, "out"), header)
     payload = {
         "path": str(out),
         "written": True,

@@ -11,13 +11,16 @@ from cotembed.cli.common import (
     Resources,
     add_format,
     add_model_options,
+    add_output,
     bounded_float,
     bounded_int,
+    check_rows_path,
     emit,
     load_system,
     seed_int,
     write_rows,
 )
+from cotembed.cli.html_page import HtmlReport, add_report_options
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -201,7 +204,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
         predictions, errors = clf.classify_samples(samples, top_k=args.top_k)
         payload = {**run_info(clf, method, args.system), "predictions": [p.to_dict() for p in predictions], "errors": [e.to_dict() for e in errors]}
     if args.output:
-        write_rows(args.output, [_prediction_row(p) for p in payload["predictions"]], payload)
+        write_rows(args, args.output, [_prediction_row(p) for p in payload["predictions"]], payload)
     emit(args, payload, lambda: predictions_table(predictions, errors))
     return EXIT_FAILURE if errors or not predictions else EXIT_OK
 
@@ -214,7 +217,12 @@ def _prediction_row(p: dict[str, Any]) -> dict[str, Any]:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from cotembed.cli.report import HtmlReport
+    return run_eval(args, page=HtmlReport.from_args(args), metrics_output=args.output)
+
+
+def run_eval(args: argparse.Namespace, page: HtmlReport | None, metrics_output: str | None) -> int:
+    """``eval`` and ``report``: metrics of every method and model; the page and the metrics file
+    only where their output flags say."""
     from cotembed.data import resolve_labels
     from cotembed.encoders import DEFAULT_MODEL, parse_spec
     from cotembed.reporting.text import eval_tables
@@ -227,24 +235,25 @@ def cmd_eval(args: argparse.Namespace) -> int:
     specs = list(dict.fromkeys(args.model or [DEFAULT_MODEL]))
     for spec in specs:
         parse_spec(spec)
-    html = HtmlReport.from_args(args)
+    if metrics_output:
+        check_rows_path("--output", metrics_output)
     system = load_system(args.system)
     samples, skipped = resolve_labels(_collect(args, args.data), system.resolve_label, args.ignore_unknown)
     reports = []
     with Resources(args) as res:
         for spec in specs:
             clf = _classifier(args, res, system, spec, methods[0], methods)
-            report = html.evaluate(clf, samples, methods, skipped) if html else clf.evaluate(samples, methods, skipped)
+            report = page.evaluate(clf, samples, methods, skipped) if page else clf.evaluate(samples, methods, skipped)
             report.system["path"] = args.system
             if args.calibrate:
                 report.method_options["adaptive_calibration_data"] = list(args.calibrate)
             reports.append(report)
     payload = reports[0].to_dict() if len(reports) == 1 else {"models": [r.to_dict() for r in reports]}
-    if html:
-        payload["html"] = html.write()
-    if args.output:
-        write_rows(args.output, [_metrics_row(r, m) for r in reports for m in r.methods], payload)
-    emit(args, payload, lambda: eval_tables(reports) + (html.summary() if html else ""))
+    if page:
+        payload["html"] = page.write()
+    if metrics_output:
+        write_rows(args, metrics_output, [_metrics_row(r, m) for r in reports for m in r.methods], payload)
+    emit(args, payload, lambda: eval_tables(reports) + (page.summary() if page else ""))
     failed = any(r.errors for r in reports) or any(r.n_inputs == 0 for r in reports)
     return EXIT_FAILURE if failed else EXIT_OK
 
@@ -286,9 +295,22 @@ def cmd_models(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def register(sub: Any) -> None:
-    from cotembed.cli.report import add_report_options
+def add_evaluation_arguments(p: argparse.ArgumentParser) -> None:
+    """What ``eval`` and ``report`` both take: SYSTEM DATA... and the evaluation options (no outputs)."""
     from cotembed.scoring import method_names
+
+    p.add_argument("system", help="system file (.yaml or .json)")
+    p.add_argument("data", nargs="+", help="ImageFolder directories or CSV/JSONL/JSON manifests with labels (only read)")
+    add_model_options(p, method=False, several_models=True)
+    p.add_argument("--methods", default=None,
+                   help=f"comma-separated methods, of {', '.join(method_names())} (default: baseline,cot,hybrid; "
+                        f"with --adaptive: {','.join(ADAPTIVE_EVAL_METHODS)})")
+    add_zoo_options(p)
+    add_adaptive_options(p)
+    p.add_argument("--ignore-unknown", action="store_true", help="skip inputs whose label is not a class of the system")
+
+
+def register(sub: Any) -> None:
 
     p = sub.add_parser("validate", help="check a system file and summarise it")
     p.add_argument("system", help="system file (.yaml or .json)")
@@ -303,21 +325,14 @@ def register(sub: Any) -> None:
     add_zoo_options(p)
     add_adaptive_options(p)
     p.add_argument("--top-k", type=bounded_int(1, 1000), default=3, help="classes to report per input (default: 3)")
-    p.add_argument("--output", metavar="FILE", help="also write the predictions to FILE (.json, .csv or .jsonl)")
+    add_output(p, "--output", metavar="FILE", help="also write the predictions to FILE (.json, .csv or .jsonl)")
     add_format(p)
     p.set_defaults(func=cmd_classify)
 
     p = sub.add_parser("eval", help="accuracy of several methods (and models) on labelled data")
-    p.add_argument("system")
-    p.add_argument("data", nargs="+", help="ImageFolder directories or CSV/JSONL manifests with labels")
-    add_model_options(p, method=False, several_models=True)
-    p.add_argument("--methods", default=None,
-                   help=f"comma-separated methods, of {', '.join(method_names())} (default: baseline,cot,hybrid; "
-                        f"with --adaptive: {','.join(ADAPTIVE_EVAL_METHODS)})")
-    add_zoo_options(p)
-    add_adaptive_options(p)
-    p.add_argument("--ignore-unknown", action="store_true", help="skip inputs whose label is not a class of the system")
-    p.add_argument("--output", metavar="FILE", help="also write the metrics to FILE (.json: full report; .csv/.jsonl: a row per model and method)")
+    add_evaluation_arguments(p)
+    add_output(p, "--output", metavar="FILE",
+               help="also write the metrics to FILE (.json: full report; .csv/.jsonl: a row per model and method)")
     add_report_options(p, with_html=True)
     add_format(p)
     p.set_defaults(func=cmd_eval)

@@ -28,11 +28,30 @@ MAX_PIXELS = 10**12
 """Upper bound of --max-pixels: far above any decodable image, low enough to stay a plain integer."""
 
 
+OUTPUT_DESTS = "output_dests"
+"""Default set on each verb's parser: the destinations of the options that name what the verb writes."""
+VERB_PARSER = "verb_parser"
+"""Set on the parsed arguments: the parser of the verb that runs (the guard reads its options' names)."""
+
+
 class Parser(argparse.ArgumentParser):
-    """Usage errors raise InputError (exit 2, JSON error under --format json) instead of exiting."""
+    """Usage errors raise InputError (exit 2, JSON error under --format json) instead of exiting.
+
+    Abbreviated options are off: ``--method`` must never silently mean ``--methods``.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> None:  # type: ignore[override]
         raise InputError(f"{self.prog}: {message}")
+
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:  # type: ignore[override]
+        parsed, rest = super().parse_known_args(args, namespace)
+        if getattr(parsed, VERB_PARSER, None) is None:  # the innermost parser (the verb's) runs first
+            setattr(parsed, VERB_PARSER, self)
+        return parsed, rest
 
 
 # ----------------------------------------------------------------- option types
@@ -130,6 +149,109 @@ def add_model_options(p: argparse.ArgumentParser, method: bool = True, several_m
 
 
 # ---------------------------------------------------------------------- output
+def add_output(p: Any, *flags: str, replaces: Sequence[str] = (), **kwargs: Any) -> argparse.Action:
+    """An option naming a file or folder the verb writes. Only such options may name a write, and
+    :class:`WriteGuard` refuses one that would replace an input of the run. ``replaces``: the
+    destinations of inputs this output may knowingly replace (``build --from X --out X``)."""
+    action: argparse.Action = p.add_argument(*flags, **kwargs)
+    declared = dict(p.get_default(OUTPUT_DESTS) or {})  # an argument group shares its parser's defaults
+    declared[action.dest] = tuple(replaces)
+    p.set_defaults(**{OUTPUT_DESTS: declared})
+    return action
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve() or (a.exists() and b.exists() and os.path.samefile(a, b))
+    except OSError:
+        return False
+
+
+def _is_within(path: Path, folder: Path) -> bool:
+    try:
+        return path.resolve().is_relative_to(folder.resolve())
+    except OSError:
+        return False
+
+
+class WriteGuard:
+    """The paths one run reads, so that no write replaces them (exit 2 instead).
+
+    Inputs are found, not listed: every value of every option of the verb that is not a
+    declared output and names an existing file or folder (``scheme:path`` model specs too),
+    plus the embedding cache. A verb that gains a new input is guarded without a change here.
+    """
+
+    def __init__(self, inputs: Sequence[tuple[str, str, Path]], outputs: dict[str, tuple[str, ...]]):
+        self.inputs = list(inputs)  # (destination, flag as typed, path)
+        self.outputs = outputs
+
+    @classmethod
+    def of(cls, args: argparse.Namespace) -> "WriteGuard":
+        outputs: dict[str, tuple[str, ...]] = dict(getattr(args, OUTPUT_DESTS, None) or {})
+        labels = _option_labels(getattr(args, VERB_PARSER, None))
+        inputs: list[tuple[str, str, Path]] = []
+        for dest, value in vars(args).items():
+            if dest in outputs or dest in (OUTPUT_DESTS, VERB_PARSER):
+                continue
+            for text in _strings(value):
+                for candidate in (text, text.partition(":")[2]):
+                    if candidate and os.path.lexists(candidate):
+                        inputs.append((dest, labels.get(dest, dest), Path(candidate)))
+        if hasattr(args, "cache") and not getattr(args, "no_cache", False) and not args.cache:
+            from cotembed.cache import default_cache_path
+
+            inputs.append(("cache", "the embedding cache", default_cache_path()))
+        return cls(inputs, outputs)
+
+    def check(self, flag: str, path: str | Path, dest: str | None = None) -> Path:
+        """``path`` if writing it replaces no input of the run; else InputError (exit 2) naming both."""
+        path = Path(path)
+        allowed = self.outputs.get(dest or "", ())
+        for input_dest, label, source in self.inputs:
+            if input_dest in allowed:
+                continue
+            if _same_file(path, source):
+                raise InputError(f"{flag} {path}: is {label} {source}, an input of this run; refusing to overwrite it "
+                                 "(choose another output path)")
+            if source.is_dir() and path.exists() and _is_within(path, source):
+                raise InputError(f"{flag} {path}: is inside {label} {source}, an input of this run; refusing to replace "
+                                 "a file of it (choose another output path)")
+        return path
+
+    def check_declared(self, args: argparse.Namespace) -> None:
+        """Every declared output given on the command line (or by default), checked before any work."""
+        labels = _option_labels(getattr(args, VERB_PARSER, None))
+        for dest in self.outputs:
+            value = getattr(args, dest, None)
+            if isinstance(value, str) and value:
+                self.check(labels.get(dest, dest), value, dest)
+
+
+def _strings(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, (list, tuple)):
+        return [v for v in value if isinstance(v, str)]
+    return []
+
+
+def _option_labels(parser: Any) -> dict[str, str]:
+    """Destination -> how the user typed it (``--calibrate``, ``DATA``), for messages."""
+    labels: dict[str, str] = {}
+    for action in getattr(parser, "_actions", ()):
+        if action.option_strings:
+            labels[action.dest] = max(action.option_strings, key=len)
+        else:
+            labels[action.dest] = str(action.metavar or action.dest).upper()
+    return labels
+
+
+def guarded_path(args: argparse.Namespace, flag: str, path: str | Path, dest: str | None = None) -> Path:
+    """The one check every writer of the CLI makes just before writing ``path``."""
+    return WriteGuard.of(args).check(flag, path, dest)
+
+
 def dumps(payload: Any) -> str:
     """Strict JSON: a NaN or infinity is a bug to surface, never output to emit."""
     return json.dumps(payload, indent=2, ensure_ascii=False, allow_nan=False)
@@ -142,24 +264,35 @@ def emit(args: argparse.Namespace, payload: dict[str, Any], table: Callable[[], 
         sys.stdout.write(table() + "\n")
 
 
-def write_rows(path: str | Path, rows: Sequence[dict[str, Any]], payload: dict[str, Any]) -> None:
-    """``--output FILE``: .json writes the whole payload, .csv and .jsonl one row per record."""
+ROW_SUFFIXES = (".json", ".csv", ".jsonl")
+
+
+def check_rows_path(flag: str, path: str | Path) -> Path:
+    """An ``--output`` for :func:`write_rows`, checked before any work so a typo costs nothing."""
     path = Path(path)
-    suffix = path.suffix.lower()
+    if path.suffix.lower() not in ROW_SUFFIXES:
+        raise InputError(f"{flag} {path}: unknown format {path.suffix or '(none)'}; use .json, .csv or .jsonl")
+    if path.is_dir():
+        raise InputError(f"{flag} {path}: is a folder; give a file name")
+    return path
+
+
+def write_rows(args: argparse.Namespace, path: str | Path, rows: Sequence[dict[str, Any]], payload: dict[str, Any],
+               flag: str = "--output") -> None:
+    """``--output FILE``: .json writes the whole payload, .csv and .jsonl one row per record."""
+    path = guarded_path(args, flag, check_rows_path(flag, path), flag.lstrip("-").replace("-", "_"))
     writers: dict[str, Callable[[], str]] = {
         ".json": lambda: dumps(payload) + "\n",
         ".jsonl": lambda: "".join(json.dumps(r, ensure_ascii=False, allow_nan=False) + "\n" for r in rows),
         ".csv": lambda: _csv_text(rows),
     }
-    if suffix not in writers:
-        raise InputError(f"--output {path}: unknown format {suffix or '(none)'}; use .json, .csv or .jsonl")
-    text = writers[suffix]()
+    text = writers[path.suffix.lower()]()
     tmp = path.with_name(path.name + ".tmp")
     try:
         tmp.write_text(text, encoding="utf-8")
         os.replace(tmp, path)
     except OSError as exc:
-        raise InputError(f"--output {path}: cannot write ({exc.strerror or exc})") from exc
+        raise InputError(f"{flag} {path}: cannot write ({exc.strerror or exc})") from exc
 
 
 def _csv_text(rows: Sequence[dict[str, Any]]) -> str:

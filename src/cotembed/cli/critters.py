@@ -5,16 +5,17 @@ from __future__ import annotations
 import argparse
 import sys
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
-from cotembed.cli.common import EXIT_OK, Parser, add_format, bounded_int, emit, seed_int
+from cotembed.cli.common import EXIT_OK, Parser, add_format, add_output, bounded_int, emit, guarded_path, seed_int
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
     from cotembed.critters.species import generate_split
 
-    summary = generate_split(args.species, args.out, args.per_class, seed=args.seed, difficulty=args.difficulty, size=args.size, progress=not args.quiet)
+    out = guarded_path(args, "--out", args.out, "out")
+    summary = generate_split(args.species, out, args.per_class, seed=args.seed, difficulty=args.difficulty, size=args.size,
+                             progress=not args.quiet)
     emit(
         args,
         summary,
@@ -33,7 +34,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     overrides = {k: getattr(args, k) for k in ("seed", "n_train", "epochs", "batch_size", "threads") if getattr(args, k) is not None}
     config = replace(TrainConfig(), **overrides)
-    out = Path(args.out) if args.out else default_train_dir()
+    out = guarded_path(args, "--out", args.out, "out") if args.out else default_train_dir()
     cache = open_cache(args.cache, enabled=not args.no_cache)
     text_encoder = load_encoder("minilm")
     try:
@@ -54,14 +55,14 @@ def register(sub: Any) -> None:
     p.add_argument("--species", required=True, metavar="SPECIES.yaml", help="species file, e.g. examples/critters/species.yaml")
     p.add_argument("--per-class", type=bounded_int(1, 100_000), required=True, metavar="N", help="images per species (1-100000)")
     p.add_argument("--seed", type=seed_int, required=True, metavar="S", help="split seed; the same seed writes identical files")
-    p.add_argument("--out", required=True, metavar="DIR", help="output folder (must not exist or be empty)")
+    add_output(p, "--out", required=True, metavar="DIR", help="output folder (must not exist or be empty)")
     p.add_argument("--difficulty", choices=("easy", "hard"), default="easy", help="hard: smaller critters, clutter, occlusion, more noise (default: easy)")
     p.add_argument("--size", type=bounded_int(16, 1024), default=64, help="image side in pixels, 16-1024 (default: 64)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     add_format(p)
     p.set_defaults(func=cmd_generate)
     p = critters_sub.add_parser("train", help="train the critters image tower against the frozen MiniLM text tower (CPU)")
-    p.add_argument("--out", default=None, metavar="DIR", help="where to write weights + config (default: a user data folder, never the installed package)")
+    add_output(p, "--out", default=None, metavar="DIR", help="where to write weights + config (default: a user data folder, never the installed package)")
     p.add_argument("--seed", type=seed_int, default=None, help="training seed (default: 0)")
     p.add_argument("--n-train", type=bounded_int(1, 10_000_000), default=None, metavar="N", help="rendered training images (default: 20000)")
     p.add_argument("--epochs", type=bounded_int(1, 10_000), default=None, help="passes over the training images (default: 12)")

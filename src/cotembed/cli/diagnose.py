@@ -21,10 +21,12 @@ from cotembed.cli.common import (
     add_format,
     add_max_pixels,
     add_model_options,
+    add_output,
     add_quiet,
     bounded_float,
     bounded_int,
     emit,
+    guarded_path,
     labelled_samples,
     load_system,
     non_negative_weight,
@@ -105,7 +107,7 @@ def _header(args: argparse.Namespace, system: Any, summary: dict[str, Any], mode
     from cotembed.authoring.induce import describe_changes
 
     weights = ", ".join(f"{g} {w:g}" for g, w in summary["group_weights"].items())
-    use = "--method cot" if summary["method"] == "cot" else f"--method hybrid --hybrid-weight {summary['hybrid_weight']:g}"
+    use = "--methods cot" if summary["method"] == "cot" else f"--methods hybrid --hybrid-weight {summary['hybrid_weight']:g}"
     lines = [
         f"Induced by `cotembed induce` from {args.system} [{system.fingerprint}]",
         f"data: {', '.join(args.data)} ({n_data} labelled inputs); {args.per_class} examples per class drawn with seed {args.seed}",
@@ -145,8 +147,7 @@ def cmd_induce(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.suffix.lower() not in (".yaml", ".yml"):
         raise InputError(f"--out {out}: write the induced system as .yaml or .yml (YAML keeps the header comment)")
-    if out.resolve() == Path(args.system).resolve():
-        raise InputError(f"--out {out}: refusing to overwrite the input system; choose another file")
+    guarded_path(args, "--out", out, "out")
     samples, skipped = labelled_samples(args, system, args.data, "DATA")
     classes = system.class_names
     _check_counts(Counter(s.label for s in samples), classes, args.per_class, ", ".join(args.data))
@@ -188,7 +189,7 @@ def cmd_induce(args: argparse.Namespace) -> int:
         }
         model_key = encoder.model_key
     header = _header(args, system, summary, model_key, len(data), evaluation["heldout"], reference)
-    write_system(inducer.system_, out, header)
+    write_system(inducer.system_, guarded_path(args, "--out", out, "out"), header)
     payload = {
         "system": {"path": args.system, "name": system.name, "hash": system.fingerprint},
         "out": {"path": str(out), "hash": inducer.system_.fingerprint},
@@ -244,7 +245,7 @@ def register(sub: Any) -> None:
     p.add_argument("system", help="starting system file (its groups and options are kept)")
     p.add_argument("data", nargs="+", help="labelled ImageFolder directories or CSV/JSONL manifests to draw the examples from")
     p.add_argument("--per-class", type=bounded_int(1, 100_000), required=True, metavar="K", help="examples per class to induce from")
-    p.add_argument("--out", required=True, metavar="NEW.yaml", help="where to write the induced system (YAML with a header comment)")
+    add_output(p, "--out", required=True, metavar="NEW.yaml", help="where to write the induced system (YAML with a header comment)")
     p.add_argument("--seed", type=seed_int, default=0, help="seed of the draw of examples (default: 0)")
     p.add_argument("--eval", nargs="+", default=None, metavar="PATH", help="held-out labelled data for the before/after report "
                                                                             "(default: the inputs of DATA not drawn as examples)")

@@ -12,8 +12,10 @@ from cotembed.cli.common import (
     Resources,
     add_format,
     add_model_options,
+    add_output,
     bounded_int,
     emit,
+    guarded_path,
     load_system,
     seed_int,
     write_rows,
@@ -31,6 +33,9 @@ def cmd_curve(args: argparse.Namespace) -> int:
     output = Path(args.output)
     if output.suffix.lower() != ".json":
         raise InputError(f"--output {output}: the curve is written as JSON (.json); the PNG goes beside it")
+    guarded_path(args, "--output", output, "output")
+    if not args.no_plot:
+        guarded_path(args, "--output", output.with_suffix(".png"), "output")
     system = load_system(args.system)
     samples, skipped = resolve_labels(collect_samples(args.data, allow_outside=args.allow_outside_paths), system.resolve_label,
                                       args.ignore_unknown)
@@ -52,8 +57,8 @@ def cmd_curve(args: argparse.Namespace) -> int:
     payload["system"]["path"] = args.system
     payload["files"] = {"json": str(output)}
     if not args.no_plot:
-        payload["files"]["png"] = str(plot_curve(payload, output.with_suffix(".png")))
-    write_rows(output, [], payload)
+        payload["files"]["png"] = str(plot_curve(payload, guarded_path(args, "--output", output.with_suffix(".png"), "output")))
+    write_rows(args, output, [], payload)
     emit(args, payload, lambda: curve_table(payload) + "\n" + "wrote " + ", ".join(payload["files"].values()))
     return EXIT_FAILURE if curve.errors else EXIT_OK
 
@@ -70,7 +75,7 @@ def register(sub: Any) -> None:
                    help=f"subsets of k groups scored per k; more than this are sampled (default: {DEFAULT_MAX_SUBSETS})")
     p.add_argument("--seed", type=seed_int, default=0, help="seed of the subset sample (default: 0)")
     p.add_argument("--ignore-unknown", action="store_true", help="skip inputs whose label is not a class of the system")
-    p.add_argument("--output", metavar="FILE.json", default="curve.json",
+    add_output(p, "--output", metavar="FILE.json", default="curve.json",
                    help="where to write every point as JSON; the PNG is written beside it (default: curve.json)")
     p.add_argument("--no-plot", action="store_true", help="write the JSON only")
     add_format(p)

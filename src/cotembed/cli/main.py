@@ -15,7 +15,7 @@ import sys
 from typing import Any, Sequence
 
 from cotembed import __version__
-from cotembed.cli.common import EXIT_FAILURE, Parser, dumps
+from cotembed.cli.common import EXIT_FAILURE, Parser, WriteGuard, dumps
 from cotembed.errors import CotembedError
 
 FAMILIES = (
@@ -71,6 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     as_json = _wants_json(argv)
     try:
         args = build_parser().parse_args(argv)
+        WriteGuard.of(args).check_declared(args)  # before any work: no output may replace an input
         return int(args.func(args))
     except CotembedError as exc:
         return _fail(exc, exc.exit_code, as_json, f"error: {exc}")

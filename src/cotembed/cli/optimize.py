@@ -22,9 +22,11 @@ from cotembed.cli.common import (
     Resources,
     add_format,
     add_model_options,
+    add_output,
     bounded_float,
     bounded_int,
     emit,
+    guarded_path,
     labelled_samples,
     load_system,
     seed_int,
@@ -41,13 +43,12 @@ def _paths(args: argparse.Namespace) -> tuple[Path, Path, Path | None]:
     out = Path(args.out)
     if out.suffix.lower() not in SYSTEM_SUFFIXES:
         raise InputError(f"--out {out}: a system file ends in {', '.join(SYSTEM_SUFFIXES)}")
-    if out.exists() and out.resolve() == Path(args.system).resolve():
-        raise InputError(f"--out {out}: refusing to overwrite the starting system; choose another file")
     history = Path(args.history) if args.history else out.with_name(out.stem + ".history.jsonl")
     plot = None if args.no_plot else (Path(args.plot) if args.plot else out.with_name(out.stem + ".trajectory.png"))
     for flag, path in (("--out", out), ("--history", history), ("--plot", plot)):
         if path is None:
             continue
+        guarded_path(args, flag, path, flag.lstrip("-"))
         folder = path.parent if str(path.parent) else Path(".")
         if not folder.is_dir():
             raise InputError(f"{flag} {path}: folder {folder} does not exist")
@@ -136,7 +137,7 @@ def cmd_optimize(args: argparse.Namespace) -> int:
         reference = resolve_temperature(args.temperature, system, encoder)
         objective = Objective(train, bank.embed, reference, val=val, method=args.method, hybrid_weight=args.hybrid_weight)
         encoded_before = bank.n_encoded
-        writer = HistoryWriter(history_path)
+        writer = HistoryWriter(guarded_path(args, "--history", history_path, "history"))
         client = None
         try:
             if llm_settings is not None:
@@ -171,13 +172,13 @@ def cmd_optimize(args: argparse.Namespace) -> int:
 
     summary = result.to_dict()
     header = _header(args, system, result, model_key, len(train), len(val) if val is not None else 0, val_source, test, timestamp())
-    write_system(best, out_path, "".join(f"# {line}\n" for line in header))
+    write_system(best, guarded_path(args, "--out", out_path, "out"), "".join(f"# {line}\n" for line in header))
     plot = None
     if plot_path is not None:
         from cotembed.reporting.plots import plot_trajectory
 
         title = f"{system.name or args.system} on {model_key}: {len(train)} train / {len(val) if val is not None else 0} validation inputs"
-        plot = str(plot_trajectory(result.history, plot_path, title))
+        plot = str(plot_trajectory(result.history, guarded_path(args, "--plot", plot_path, "plot"), title))
     payload = {
         "system": {"path": args.system, "name": system.name, "hash": system.fingerprint},
         "out": {"path": str(out_path), "hash": best.fingerprint, "written": True},
@@ -226,7 +227,7 @@ def _header(args: argparse.Namespace, system: Any, result: Any, model: str, n_tr
             lines.append(f"  ... and {len(steps) - 40} more (see the history)")
     else:
         lines.append("no candidate beat the starting system: this is the starting system")
-    lines.append(f"evaluate with: cotembed eval {args.out} DATA --model {args.model}" + (f" --method {args.method}" if args.method != "cot" else ""))
+    lines.append(f"evaluate with: cotembed eval {args.out} DATA --model {args.model}" + (f" --methods {args.method}" if args.method != "cot" else ""))
     return lines
 
 
@@ -269,7 +270,7 @@ def register(sub: Any) -> None:
     )
     p.add_argument("system", help="starting system file (.yaml or .json)")
     p.add_argument("train", nargs="+", metavar="TRAIN", help="labelled ImageFolder directories or CSV/JSONL manifests to optimise on")
-    p.add_argument("--out", required=True, metavar="BEST.yaml", help="where to write the best system (.yaml, .yml or .json)")
+    add_output(p, "--out", required=True, metavar="BEST.yaml", help="where to write the best system (.yaml, .yml or .json)")
     data = p.add_argument_group("validation and held-out data")
     data.add_argument("--val", nargs="+", default=None, metavar="PATH", help="validation data: picks the best system, never steers the search")
     data.add_argument("--val-fraction", type=bounded_float(0.0, 0.9, low_inclusive=True), default=0.2, metavar="F",
@@ -294,8 +295,8 @@ def register(sub: Any) -> None:
                         help="DSPy optimiser compiling the reviser program (--engine dspy; default: gepa)")
     search.add_argument("--modality", choices=("image", "text"), default="image", help="what is classified, for LLM prompts (default: image)")
     out = p.add_argument_group("output")
-    out.add_argument("--history", metavar="FILE.jsonl", help="every candidate, one JSON line each (default: OUT's name + .history.jsonl)")
-    out.add_argument("--plot", metavar="FILE.png", help="trajectory figure (default: OUT's name + .trajectory.png)")
+    add_output(out, "--history", metavar="FILE.jsonl", help="every candidate, one JSON line each (default: OUT's name + .history.jsonl)")
+    add_output(out, "--plot", metavar="FILE.png", help="trajectory figure (default: OUT's name + .trajectory.png)")
     out.add_argument("--no-plot", action="store_true", help="write no trajectory figure")
     out.add_argument("--force", action="store_true", help="replace --out, --history and --plot if they exist")
     llm = p.add_argument_group("LLM proposals")

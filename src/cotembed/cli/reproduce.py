@@ -13,6 +13,7 @@ from cotembed.cli.common import (
     Resources,
     add_format,
     add_model_options,
+    add_output,
     bounded_float,
     bounded_int,
     emit,
@@ -86,7 +87,7 @@ def cmd_pokemon(args: argparse.Namespace) -> int:
         "failed_models": failed,
     }
     if args.output:
-        write_rows(args.output, payload["comparison"], payload)
+        write_rows(args, args.output, payload["comparison"], payload)
     emit(args, payload, lambda: reproduction_table(payload))
     input_errors = any(r.errors for _, r in results)
     return EXIT_FAILURE if failed or input_errors or not results else EXIT_OK
@@ -127,6 +128,6 @@ def register(sub: Any) -> None:
             action.help = f"model spec; repeat to compare models (default: {' and '.join(DEFAULT_MODELS)})"
     q.add_argument("--methods", default=None,
                    help=f"comma-separated methods, of {', '.join(method_names())} (default: baseline,cot,hybrid)")
-    q.add_argument("--output", metavar="FILE", help="also write the results to FILE (.json: everything; .csv/.jsonl: the comparison rows)")
+    add_output(q, "--output", metavar="FILE", help="also write the results to FILE (.json: everything; .csv/.jsonl: the comparison rows)")
     add_format(q)
     q.set_defaults(func=cmd_pokemon)
