@@ -22,6 +22,7 @@ import hashlib
 import json
 import math
 import numbers
+import reprlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -75,7 +76,7 @@ class Group:
             object.__setattr__(self, "options", tuple(self.options))
         problems = _group_problems(self.name, self.prompt, self.options, self.weight, self.description)
         if problems:
-            raise SystemValidationError(f"group {self.name!r}", problems)
+            raise SystemValidationError(f"group {_shown(self.name)}", problems)
         object.__setattr__(self, "weight", float(self.weight))
 
     def prompts(self) -> list[str]:
@@ -85,7 +86,7 @@ class Group:
         """Index of an option given by index or text; InputError naming it when it is not one."""
         index = self._find(option)
         if index is None:
-            raise InputError(f"group {self.name!r}: {self._unknown(option)}")
+            raise InputError(f"group {_shown(self.name)}: {self._unknown(option)}")
         return index
 
     def _find(self, option: Any) -> int | None:
@@ -100,10 +101,10 @@ class Group:
 
     def _unknown(self, option: Any) -> str:
         if isinstance(option, bool) or not isinstance(option, (int, str)):
-            return f"expected an option index or text, got {option!r}"
+            return f"expected an option index or text, got {_shown(option)}"
         if isinstance(option, int):
             return f"unknown option {option} (the group has {len(self.options)} options)"
-        return f"unknown option {option!r} (options are: {_listing(self.options)})"
+        return f"unknown option {_shown(option)} (options are: {_listing(self.options)})"
 
     def _with(self, **changes: Any) -> "Group":
         """A copy with some fields changed, validated like any new Group (cheap: one group)."""
@@ -536,7 +537,7 @@ class System:
                 remap[chosen] = tuple(i - (i > removed) for i in chosen if i != removed)
             new = remap[chosen]
             if not new:
-                orphans.append(f"rules.{cls_name}.{g.name}: {g.options[removed]!r} is the class's only option in this group; "
+                orphans.append(f"rules.{cls_name}.{g.name}: {_shown(g.options[removed])} is the class's only option in this group; "
                                "give it another option first")
             elif new != chosen:
                 rows[cls_name] = row[:gi] + (new,) + row[gi + 1:]
@@ -560,7 +561,7 @@ class System:
         for cls_name, changes in rules.items():
             rule = self.rules.get(cls_name)
             if rule is None:
-                unknown.append(f"unknown class {cls_name!r}")
+                unknown.append(f"unknown class {_shown(cls_name)}")
                 continue
             if not isinstance(changes, Mapping):
                 problems.append(f"rules.{cls_name}: must map each group to an option")
@@ -569,7 +570,7 @@ class System:
             for gname, value in changes.items():
                 gi = index.get(gname)
                 if gi is None:
-                    unknown.append(f"unknown group {gname!r} (groups are: {_listing(index)})")
+                    unknown.append(f"unknown group {_shown(gname)} (groups are: {_listing(index)})")
                     continue
                 chosen = _edit_options(self.groups[gi], value, f"rules.{cls_name}.{gname}", unknown, problems)
                 if chosen is not None:
@@ -582,7 +583,7 @@ class System:
         """Change the weight of one or more groups (how much each answer counts)."""
         groups = list(self.groups)
         index = self._group_index()
-        unknown = [f"unknown group {name!r} (groups are: {_listing(index)})" for name in weights if name not in index]
+        unknown = [f"unknown group {_shown(name)} (groups are: {_listing(index)})" for name in weights if name not in index]
         self._raise_edit_problems("with_group_weights", unknown, [])
         problems: list[str] = []
         for name, weight in weights.items():
@@ -639,13 +640,13 @@ class System:
             raise SystemValidationError(source, [f"groups.{group.name}: the system already has a group with this name"])
         at = len(self.groups) if position is None else position
         if isinstance(at, bool) or not isinstance(at, int) or not 0 <= at <= len(self.groups):
-            raise InputError(f"with_group: position must be between 0 and {len(self.groups)}, got {position!r}")
-        unknown = [f"unknown class {c!r}" for c in rules_for_group if c not in self.rules]
+            raise InputError(f"with_group: position must be between 0 and {len(self.groups)}, got {_shown(position)}")
+        unknown = [f"unknown class {_shown(c)}" for c in rules_for_group if c not in self.rules]
         problems: list[str] = []
         chosen: dict[str, tuple[int, ...]] = {}
         for cls_name in self.rules:
             if cls_name not in rules_for_group:
-                problems.append(f"rules.{cls_name}: missing group {group.name!r}")
+                problems.append(f"rules.{cls_name}: missing group {_shown(group.name)}")
                 continue
             value = _edit_options(group, rules_for_group[cls_name], f"rules.{cls_name}.{group.name}", unknown, problems)
             if value is not None:
@@ -666,13 +667,13 @@ class System:
         index = self._group_index()
         gi = index.get(name) if isinstance(name, str) else None
         if gi is None:
-            raise InputError(f"{edit} on {self._label()}: unknown group {name!r} (groups are: {_listing(index)})")
+            raise InputError(f"{edit} on {self._label()}: unknown group {_shown(name)} (groups are: {_listing(index)})")
         return gi, self.groups[gi]
 
     def _option_at(self, group: Group, option: OptionRef, edit: str) -> int:
         index = group._find(option)
         if index is None:
-            raise InputError(f"{edit} on {self._label()}: group {group.name!r}: {group._unknown(option)}")
+            raise InputError(f"{edit} on {self._label()}: group {_shown(group.name)}: {group._unknown(option)}")
         return index
 
     def _changed_group(self, group: Group, edit: str, **changes: Any) -> Group:
@@ -752,9 +753,34 @@ def _canonical_bytes(value: Any) -> bytes:
     return (repr(value) + "\n").encode("utf-8", "surrogatepass")
 
 
+QUOTE_LIMIT = 200
+"""Longest quotation of a value in an error message: a huge value is cut, not echoed whole."""
+
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxdict, _REPR.maxlist, _REPR.maxtuple = 3, 8, 8, 8
+_REPR.maxset = _REPR.maxfrozenset = _REPR.maxdeque = 8
+_REPR.maxstring = _REPR.maxother = _REPR.maxlong = QUOTE_LIMIT
+
+
+def _shown(value: Any, limit: int = QUOTE_LIMIT) -> str:
+    """``repr(value)`` for an error message, at most ``limit`` characters (cut with an ellipsis).
+
+    Strings and numbers keep their exact repr when short; collections are summarised
+    by :mod:`reprlib` first, so quoting a huge value costs little.
+    """
+    if value.__class__ in (str, int, float, bool) or value is None:
+        text = repr(value) if value.__class__ is not int or value.bit_length() < 4096 else f"<{value.bit_length()}-bit integer>"
+        if value.__class__ is str and len(value) > limit:
+            return repr(value[:limit]) + f"... ({len(value):,} characters)"
+    else:
+        text = _REPR.repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 def _listing(names: Iterable[Any], limit: int = 12) -> str:
     items = list(names)
-    shown = ", ".join(str(n) for n in items[:limit])
+    texts = (str(n) for n in items[:limit])
+    shown = ", ".join(text if len(text) <= 80 else text[:80] + "..." for text in texts)
     return shown + (f", ... ({len(items)} in all)" if len(items) > limit else "")
 
 
@@ -767,7 +793,7 @@ def _edit_options(group: Group, value: Any, path: str, unknown: list[str], probl
     indices: list[int] = []
     for v in values:
         if isinstance(v, bool) or not isinstance(v, (int, str)):
-            problems.append(f"{path}: expected an option index, option text or a list of them, got {v!r}")
+            problems.append(f"{path}: expected an option index, option text or a list of them, got {_shown(v)}")
             return None
         index = group._find(v)
         if index is None:
@@ -835,7 +861,7 @@ def _parse_json(text: str, source: str) -> Any:
         if len(obj) != len(pairs):
             seen: set[str] = set()
             repeated = {k for k, _ in pairs if k in seen or seen.add(k)}  # type: ignore[func-returns-value]
-            duplicates.extend(f"duplicate key {k!r}" for k in sorted(repeated))
+            duplicates.extend(f"duplicate key {_shown(k)}" for k in sorted(repeated))
         return obj
 
     try:
@@ -881,7 +907,7 @@ def _construct_unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, 
         key = loader.construct_object(key_node, deep=deep)
         try:
             if key in seen:
-                loader.duplicates.append(f"line {key_node.start_mark.line + 1}: duplicate key {key!r}")
+                loader.duplicates.append(f"line {key_node.start_mark.line + 1}: duplicate key {_shown(key)}")
             seen.add(key)
         except TypeError:
             pass  # unhashable: construct_mapping below reports it with its line
@@ -903,6 +929,30 @@ _NO_KEY = object()  # marks a mapping frame waiting for its next key
 _MISSING = object()
 
 
+ALIAS_BUDGET = 100_000
+"""How many nodes YAML aliases may add beyond the nodes the file itself spells out.
+
+An alias (``*name``) stands for a copy of its anchor's whole value, so a few
+hundred bytes of nested aliases ("billion laughs") stand for 10^9 values that
+validation would walk and error messages would quote. A system uses aliases to
+share an option list or a rule; past this budget the file is refused.
+"""
+
+
+class _AliasBomb(Exception):
+    """Aliases stand for more nodes than the budget allows (or for a value holding itself)."""
+
+    def __init__(self, problem: str):
+        super().__init__(problem)
+        self.problem = problem
+
+
+def _alias_problem(expanded: int, line: int | None) -> str:
+    where = f"line {line}: " if line else ""
+    return (f"{where}YAML aliases expanded too much: they stand for more than {ALIAS_BUDGET:,} nodes beyond the file's own "
+            f"(at least {expanded:,}); write the values out or share fewer, smaller anchors")
+
+
 def _parse_yaml(data: bytes, source: str) -> Any:
     duplicates: list[str] = []
     try:
@@ -913,13 +963,17 @@ def _parse_yaml(data: bytes, source: str) -> Any:
             loader = _UniqueKeyLoader(data)
             loader.duplicates = duplicates
             try:
-                result = loader.get_single_data()
+                node = loader.get_single_node()
+                _check_alias_budget(node)
+                result = loader.construct_document(node) if node is not None else None
             finally:
                 loader.dispose()
+    except _AliasBomb as exc:
+        raise SystemValidationError(source, [exc.problem]) from None
     except yaml.reader.ReaderError as exc:
         line = data.count(b"\n", 0, exc.position) + 1 if isinstance(exc.position, int) else None
         where = f"line {line}: " if line else ""
-        raise SystemValidationError(source, [f"{where}malformed YAML: {exc.reason} (character {exc.character!r})"]) from exc
+        raise SystemValidationError(source, [f"{where}malformed YAML: {exc.reason} (character {_shown(exc.character)})"]) from exc
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
@@ -930,6 +984,38 @@ def _parse_yaml(data: bytes, source: str) -> Any:
     if duplicates:
         raise SystemValidationError(source, duplicates)
     return result
+
+
+def _check_alias_budget(root: yaml.Node | None) -> None:
+    """Refuse a composed node graph whose aliases stand for too many nodes (or for a value holding itself).
+
+    The composer shares an aliased node instead of copying it, so the graph is
+    as small as the file; this counts the nodes its values would expand to,
+    once per distinct node.
+    """
+    sizes: dict[int, int | None] = {}
+
+    def size(node: yaml.Node) -> int:
+        key = id(node)
+        if key in sizes:
+            known = sizes[key]
+            if known is None:
+                raise _AliasBomb(f"line {node.start_mark.line + 1}: a YAML alias refers to a value that holds it "
+                                 "(a recursive structure); a system is a tree of values")
+            return known
+        sizes[key] = None
+        total = 1
+        if isinstance(node, yaml.SequenceNode):
+            total += sum(size(item) for item in node.value)
+        elif isinstance(node, yaml.MappingNode):
+            total += sum(size(k) + size(v) for k, v in node.value)
+        sizes[key] = total
+        if total - len(sizes) > ALIAS_BUDGET:
+            raise _AliasBomb(_alias_problem(total - len(sizes), node.start_mark.line + 1))
+        return total
+
+    if root is not None:
+        size(root)
 
 
 def _read_yaml_events(parser: Any, duplicates: list[str]) -> Any:
@@ -954,10 +1040,17 @@ def _read_yaml_events(parser: Any, duplicates: list[str]) -> Any:
         anchors: dict[str, Any] = {}
         stack: list[Any] = []
         keys: list[Any] = []
+        # Alias budget: `nodes` counts every value read, an alias as the nodes it stands for;
+        # `sizes` holds each closed anchor's node count, `open_anchors` the anchored
+        # collections still being read (depth, name, `nodes` at their start).
+        nodes = expanded = 0
+        sizes: dict[str, int] = {}
+        open_anchors: list[tuple[int, str, int]] = []
         document_start = event.start_mark
         while True:
             event = get_event()
             kind = event.__class__
+            nodes += 1
             if kind is ScalarEvent:
                 tag = event.tag
                 raw = event.value
@@ -972,12 +1065,14 @@ def _read_yaml_events(parser: Any, duplicates: list[str]) -> Any:
                     value = _construct_scalar(constructor, tag, event)
                 if event.anchor is not None:
                     anchors[event.anchor] = value
+                    sizes[event.anchor] = 1
             elif kind is MappingStartEvent:
                 if event.tag not in _MAP_TAGS:
                     raise _NeedsComposer
                 container: Any = {}
                 if event.anchor is not None:
                     anchors[event.anchor] = container
+                    open_anchors.append((len(stack), event.anchor, nodes - 1))
                 stack.append(container)
                 keys.append(_NO_KEY)
                 continue
@@ -987,15 +1082,28 @@ def _read_yaml_events(parser: Any, duplicates: list[str]) -> Any:
                 container = []
                 if event.anchor is not None:
                     anchors[event.anchor] = container
+                    open_anchors.append((len(stack), event.anchor, nodes - 1))
                 stack.append(container)
                 keys.append(_SEQ)
                 continue
             elif kind is MappingEndEvent or kind is SequenceEndEvent:
+                nodes -= 1  # an end closes a node already counted
                 value = stack.pop()
                 keys.pop()
+                if open_anchors and open_anchors[-1][0] == len(stack):
+                    _, anchor, start = open_anchors.pop()
+                    sizes[anchor] = nodes - start
             elif kind is AliasEvent:
                 if event.anchor not in anchors:
-                    raise yaml.composer.ComposerError(None, None, f"found undefined alias {event.anchor!r}", event.start_mark)
+                    raise yaml.composer.ComposerError(None, None, f"found undefined alias {_shown(event.anchor)}", event.start_mark)
+                size = sizes.get(event.anchor)
+                if size is None:
+                    raise _AliasBomb(f"line {event.start_mark.line + 1}: the YAML alias *{_shown(event.anchor)[1:-1]} refers to "
+                                     "a value that holds it (a recursive structure); a system is a tree of values")
+                nodes += size - 1
+                expanded += size - 1
+                if expanded > ALIAS_BUDGET:
+                    raise _AliasBomb(_alias_problem(expanded, event.start_mark.line + 1))
                 value = anchors[event.anchor]
             else:
                 raise _NeedsComposer
@@ -1010,7 +1118,7 @@ def _read_yaml_events(parser: Any, duplicates: list[str]) -> Any:
                 except TypeError:
                     raise _NeedsComposer from None  # a collection as a key
                 if present:
-                    duplicates.append(f"line {event.start_mark.line + 1}: duplicate key {value!r}")
+                    duplicates.append(f"line {event.start_mark.line + 1}: duplicate key {_shown(value)}")
                 keys[-1] = value
             else:
                 stack[-1][key] = value
@@ -1034,7 +1142,7 @@ def _construct_scalar(constructor: yaml.constructor.SafeConstructor, tag: str, e
     try:
         return constructor.construct_object(node, deep=True)
     except (ValueError, OverflowError, TypeError) as exc:  # e.g. a plain 2024-13-45 reads as a bad date
-        raise yaml.constructor.ConstructorError(None, None, f"cannot read {event.value!r} as {tag.rsplit(':', 1)[-1]}: {exc}",
+        raise yaml.constructor.ConstructorError(None, None, f"cannot read {_shown(event.value)} as {tag.rsplit(':', 1)[-1]}: {exc}",
                                                 event.start_mark) from exc
     finally:
         constructor.constructed_objects.clear()
@@ -1059,29 +1167,29 @@ SCALE_RANGE = (1e-30, 1e30)
 def _positive_number(value: Any, path: str, problems: list[str]) -> float | None:
     """A weight or temperature as a float; None (and a problem naming ``path``) when it is unusable."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        problems.append(f"{path}: must be a number, got {value!r}")
+        problems.append(f"{path}: must be a number, got {_shown(value)}")
         return None
     try:
         number = float(value)
     except OverflowError:
         number = math.inf
     if not (number > 0 and math.isfinite(number)):
-        problems.append(f"{path}: must be a positive finite number, got {value!r}")
+        problems.append(f"{path}: must be a positive finite number, got {_shown(value)}")
         return None
     low, high = SCALE_RANGE
     if not low <= number <= high:
-        problems.append(f"{path}: must be between {low:g} and {high:g} (scores are float32), got {value!r}")
+        problems.append(f"{path}: must be between {low:g} and {high:g} (scores are float32), got {_shown(value)}")
         return None
     return number
 
 
 def _check_template(prompt: Any, path: str, problems: list[str]) -> bool:
     if not isinstance(prompt, str):
-        problems.append(f"{path}: must be a string with one '{{}}', got {prompt!r}")
+        problems.append(f"{path}: must be a string with one '{{}}', got {_shown(prompt)}")
         return False
     count = prompt.count("{}")
     if count != 1:
-        problems.append(f"{path}: prompt must contain exactly one '{{}}' (found {count}): {prompt!r}")
+        problems.append(f"{path}: prompt must contain exactly one '{{}}' (found {count}): {_shown(prompt)}")
         return False
     return True
 
@@ -1090,7 +1198,7 @@ def _group_problems(name: Any, prompt: Any, options: Any, weight: Any, descripti
     """Every problem of one group's fields, each named by its path (``groups.<name>.<field>``)."""
     problems: list[str] = []
     if not isinstance(name, str) or not name.strip():
-        problems.append(f"groups: a group name must be a non-empty string, got {name!r}")
+        problems.append(f"groups: a group name must be a non-empty string, got {_shown(name)}")
     path = f"groups.{name}"
     _check_template(prompt, f"{path}.prompt", problems)
     if not isinstance(options, (list, tuple)) or not options:
@@ -1099,14 +1207,14 @@ def _group_problems(name: Any, prompt: Any, options: Any, weight: Any, descripti
         seen: dict[str, int] = {}
         for i, opt in enumerate(options):
             if not isinstance(opt, str) or not opt.strip():
-                problems.append(f"{path}.options[{i}]: option must be a non-empty string, got {opt!r}")
+                problems.append(f"{path}.options[{i}]: option must be a non-empty string, got {_shown(opt)}")
             elif opt in seen:
-                problems.append(f"{path}.options[{i}]: duplicate option {opt!r} (same as options[{seen[opt]}])")
+                problems.append(f"{path}.options[{i}]: duplicate option {_shown(opt)} (same as options[{seen[opt]}])")
             else:
                 seen[opt] = i
     _positive_number(weight, f"{path}.weight", problems)
     if not isinstance(description, str):
-        problems.append(f"{path}.description: must be a string, got {description!r}")
+        problems.append(f"{path}.description: must be a string, got {_shown(description)}")
     return problems
 
 
@@ -1212,10 +1320,10 @@ def _finish(groups: list[Group] | None, broken: set[str], raw_rules: Any, fields
     aliases = _build_aliases(fields["aliases"], classes, problems)
     name = fields["name"]
     if not isinstance(name, str):
-        problems.append(f"name: must be a string, got {name!r}")
+        problems.append(f"name: must be a string, got {_shown(name)}")
     description = fields["description"]
     if not isinstance(description, str):
-        problems.append(f"description: must be a string, got {description!r}")
+        problems.append(f"description: must be a string, got {_shown(description)}")
     templates = _build_templates(fields["templates"], problems)
     if problems or groups is None:
         return None
@@ -1245,10 +1353,10 @@ def _build_rules(raw_rules: Mapping[Any, Any], groups: list[Group] | None, index
         cls_name = str(raw_name)
         key = cls_name.casefold().strip()
         if not key:
-            problems.append(f"rules: a class name must be a non-empty string, got {raw_name!r}")
+            problems.append(f"rules: a class name must be a non-empty string, got {_shown(raw_name)}")
             continue
         if key in folded:
-            problems.append(f"rules.{cls_name}: duplicate class (same as {folded[key]!r})")
+            problems.append(f"rules.{cls_name}: duplicate class (same as {_shown(folded[key])})")
             continue
         folded[key] = cls_name
         if groups is None:
@@ -1299,7 +1407,7 @@ def _fast_row(rule: Any, names: tuple[str, ...], tables: list[dict[Any, tuple[in
 def _resolve_option(value: Any, group: Group, path: str, problems: list[str]) -> int | None:
     n = len(group.options)
     if isinstance(value, bool):
-        problems.append(f"{path}: expected an option index or text, got {value!r}")
+        problems.append(f"{path}: expected an option index or text, got {_shown(value)}")
     elif isinstance(value, int):
         if 0 <= value < n:
             return value
@@ -1307,9 +1415,9 @@ def _resolve_option(value: Any, group: Group, path: str, problems: list[str]) ->
     elif isinstance(value, str):
         if value in group.options:
             return group.options.index(value)
-        problems.append(f"{path}: option {value!r} is not one of the group's options")
+        problems.append(f"{path}: option {_shown(value)} is not one of the group's options")
     else:
-        problems.append(f"{path}: expected an option index, option text or a list of them, got {value!r}")
+        problems.append(f"{path}: expected an option index, option text or a list of them, got {_shown(value)}")
     return None
 
 
@@ -1343,7 +1451,7 @@ def _checked_row(cls_name: str, rule: Any, groups: list[Group], index: Mapping[s
         resolved[gname] = tuple(sorted(i for i in indices if i is not None))
     for gname in index:
         if gname not in rule:
-            problems.append(f"{path}: missing group {gname!r}")
+            problems.append(f"{path}: missing group {_shown(gname)}")
     if len(problems) > before:
         return None
     return tuple(resolved[g] for g in index)
@@ -1354,7 +1462,7 @@ def _build_templates(raw: Any, problems: list[str]) -> tuple[str, ...]:
     if raw is None:
         return ()
     if isinstance(raw, str) or not isinstance(raw, (list, tuple)):
-        problems.append(f"templates: must be a list of prompt templates with one '{{}}' each, got {raw!r}")
+        problems.append(f"templates: must be a list of prompt templates with one '{{}}' each, got {_shown(raw)}")
         return ()
     if not raw:
         problems.append("templates: empty list; leave the field out (or set None) to use the ensemble method's defaults")
@@ -1365,7 +1473,7 @@ def _build_templates(raw: Any, problems: list[str]) -> tuple[str, ...]:
         if not _check_template(template, f"templates[{i}]", problems):
             continue
         if template in seen:
-            problems.append(f"templates[{i}]: duplicate template {template!r} (same as templates[{seen[template]}])")
+            problems.append(f"templates[{i}]: duplicate template {_shown(template)} (same as templates[{seen[template]}])")
         else:
             seen[template] = i
     return tuple(raw) if len(problems) == before else ()
