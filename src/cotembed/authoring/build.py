@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ast
 import difflib
+import hashlib
 import json
 import os
 import re
@@ -353,6 +354,21 @@ def extract_system(text: str) -> dict[str, Any]:
     raise DraftParseError(first_error or "no complete JSON object found in the answer")
 
 
+ECHO_LIMIT = 2_000
+"""A refused answer longer than this goes back to the LLM, and into the transcript, as a summary."""
+
+
+def refused_answer(text: str, reason: str, limit: int = ECHO_LIMIT) -> str:
+    """What stands for an answer that held no readable system: the answer itself when short,
+    else its length, its first and last characters and why it was refused, so a runaway
+    answer (megabytes of text) is not sent back on every repair round."""
+    if len(text) <= limit:
+        return text
+    edge = limit // 4
+    return (f"[An answer of {len(text):,} characters, not repeated here. It began {text[:edge]!r} and ended "
+            f"{text[-edge:]!r}. It was refused: {reason}]")
+
+
 def _looks_like_system(data: Mapping[str, Any]) -> bool:
     return any(k in data for k in (*GROUP_KEYS, *RULE_KEYS))
 
@@ -560,11 +576,18 @@ class Exchange:
     valid: bool
     error: str = ""
     time: str = field(default_factory=lambda: timestamp())
+    summary: str = ""
+    """When set, the reply was a long refused answer: the transcript holds this summary instead."""
 
     def to_dict(self) -> dict[str, Any]:
+        reply = self.reply.to_dict() if self.reply else None
+        if reply is not None and self.summary:
+            content = reply["content"]
+            reply.update(content=self.summary, content_chars=len(content),
+                         content_sha256=hashlib.sha256(content.encode("utf-8", "surrogatepass")).hexdigest())
         return {"type": "exchange", "round": self.round, "kind": self.kind, "time": self.time,
                 "request": {"messages": [dict(m) for m in self.messages]},
-                "reply": self.reply.to_dict() if self.reply else None,
+                "reply": reply,
                 "valid": self.valid, "problems": list(self.problems), "findings": list(self.findings),
                 **({"error": self.error} if self.error else {})}
 
@@ -647,16 +670,19 @@ def build_system(
                 record(exchange.to_dict())
             raise
         answer, answered_by = reply.content, reply.model or answered_by
+        echoed = reply.content
         try:
             draft = extract_system(reply.content)
         except DraftParseError as exc:
             cut = " (the answer was cut off at the token limit: raise --max-tokens, or ask for fewer, shorter options)" if reply.truncated else ""
             review = Review(None, (f"the answer could not be read as a system: {exc.reason}{cut}",))
+            echoed = refused_answer(reply.content, exc.reason)
         else:
             review = review_draft(draft, request.classes.names, f"LLM draft (round {n})", description)
             last_draft, draft_problems = draft, review.problems
         problems = review.problems
-        exchange = Exchange(n, kind, tuple(messages), reply, review.problems, review.findings, review.valid)
+        exchange = Exchange(n, kind, tuple(messages), reply, review.problems, review.findings, review.valid,
+                            summary=echoed if echoed is not reply.content else "")
         exchanges.append(exchange)
         if record:
             record(exchange.to_dict())
@@ -670,7 +696,7 @@ def build_system(
             say(f"round {n}: {len(review.problems)} problem(s), e.g. {review.problems[0]}")
         if n == rounds + 1:
             break
-        messages = [*base, {"role": "assistant", "content": reply.content},
+        messages = [*base, {"role": "assistant", "content": echoed},
                     {"role": "user", "content": repair_message(review.problems, review.findings)}]
         kind = "repair"
     if best is not None:
@@ -789,6 +815,7 @@ __all__ = [
     "load_class_names",
     "make_class_list",
     "provenance_header",
+    "refused_answer",
     "rejected_path",
     "render_system",
     "repair_message",
