@@ -20,10 +20,7 @@ import ast
 import difflib
 import hashlib
 import json
-import os
 import re
-import secrets
-import shutil
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -32,6 +29,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import yaml
 
+from cotembed._io import atomic_write
 from cotembed.authoring.llm import ChatModel, ChatReply, LLMError
 from cotembed.errors import CotembedError, InputError, SystemValidationError
 from cotembed.system import GROUP_KEYS, RULE_KEYS, System, parse_system_text
@@ -734,34 +732,16 @@ def provenance_header(*, model: str, host: str, classes: ClassList, rounds: int,
 
 def render_system(system: System, suffix: str, header: str = "") -> str:
     """The canonical text of ``system`` for a ``.json`` or YAML file (JSON has no comments: no header)."""
-    data = system.to_dict()
-    if suffix.lower() == ".json":
-        return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
-    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
-    return header + yaml.dump(data, Dumper=dumper, sort_keys=False, allow_unicode=True, width=100)
+    return system.render(suffix, header)
 
 
 def write_system(system: System, path: str | Path, header: str = "") -> None:
-    """Write atomically: a temporary file beside ``path`` is written, read back and compared
-    with ``system``, and only then renamed over ``path``; on any failure ``path`` is untouched."""
-    path = Path(path)
-    text = render_system(system, path.suffix, header)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp{path.suffix}")
+    """Write atomically with :meth:`System.save`, read back and compared with ``system``
+    before it replaces ``path``; on any failure ``path`` is untouched."""
     try:
-        with open(tmp, "x", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        if path.exists():
-            shutil.copymode(path, tmp)
-        if System.load(tmp) != system:
-            raise CotembedError(f"{path}: the written system did not read back the same; nothing was written")
-        os.replace(tmp, path)
+        system.save(path, header, verify=True)
     except OSError as exc:
         raise CotembedError(f"{path}: cannot write the system ({exc.strerror or exc}); nothing was written") from exc
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def rejected_path(out: str | Path) -> Path:
@@ -793,7 +773,7 @@ def write_rejected(result: BuildResult, out: str | Path) -> Path | None:
     ])
     path = rejected_path(out)
     try:
-        path.write_text(header + body, encoding="utf-8")
+        atomic_write(path, header + body)
     except OSError:
         return None
     return path

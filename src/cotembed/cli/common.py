@@ -18,6 +18,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from cotembed._io import atomic_write
 from cotembed.errors import InputError
 
 EXIT_OK, EXIT_FAILURE = 0, 1  # bad input exits with InputError.exit_code (2)
@@ -154,10 +155,8 @@ def write_rows(path: str | Path, rows: Sequence[dict[str, Any]], payload: dict[s
     if suffix not in writers:
         raise InputError(f"--output {path}: unknown format {suffix or '(none)'}; use .json, .csv or .jsonl")
     text = writers[suffix]()
-    tmp = path.with_name(path.name + ".tmp")
     try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
+        atomic_write(path, text)
     except OSError as exc:
         raise InputError(f"--output {path}: cannot write ({exc.strerror or exc})") from exc
 

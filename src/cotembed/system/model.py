@@ -19,7 +19,8 @@ from typing import Any, Mapping, Sequence
 
 import yaml
 
-from cotembed.errors import InputError, SystemValidationError
+from cotembed._io import atomic_write
+from cotembed.errors import CotembedError, InputError, SystemValidationError
 from cotembed.system.compile import CompiledSystem, compile_system
 from cotembed.system.parse import check_utf8, parse_json, parse_yaml
 from cotembed.system.parts import (
@@ -179,16 +180,32 @@ class System:
             out["aliases"] = {k: list(v) for k, v in self.aliases.items()}
         return out
 
-    def save(self, path: str | Path) -> None:
-        """Write the canonical form as JSON (``.json``) or YAML (anything else)."""
-        path = Path(path)
+    def render(self, suffix: str = ".yaml", header: str = "") -> str:
+        """The canonical text for a ``.json`` file or a YAML one (any other suffix).
+
+        ``header`` (YAML comment lines, each starting with ``#``) leads a YAML file;
+        JSON has no comments, so a JSON file has none.
+        """
         data = self.to_dict()
-        if path.suffix.lower() == ".json":
-            path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-        else:
-            dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
-            text = yaml.dump(data, Dumper=dumper, sort_keys=False, allow_unicode=True, width=100)
-            path.write_text(text, encoding="utf-8")
+        if suffix.lower() == ".json":
+            return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+        dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+        return header + yaml.dump(data, Dumper=dumper, sort_keys=False, allow_unicode=True, width=100)
+
+    def save(self, path: str | Path, header: str = "", verify: bool = False) -> None:
+        """Write :meth:`render`'s text to ``path`` atomically: the old file or the whole new one, never half.
+
+        ``verify`` reads the written file back first and writes nothing unless it
+        is this system (for drafts from an LLM or a search: a check that the file
+        says what the run found). OSError propagates for the caller to name the flag.
+        """
+        path = Path(path)
+
+        def reads_back(written: Path) -> None:
+            if type(self).load(written) != self:
+                raise CotembedError(f"{path}: the written system did not read back the same; nothing was written")
+
+        atomic_write(path, self.render(path.suffix, header), check=reads_back if verify else None)
 
     # -------------------------------------------------------------- properties
     @property
