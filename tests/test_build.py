@@ -620,3 +620,30 @@ def test_build_system_with_a_fake_model_counts_rounds() -> None:
     with pytest.raises(InputError, match="repair rounds"):
         build_system(model, request, rounds=21)
     assert isinstance(request.classes, ClassList)
+
+
+def test_a_huge_unreadable_answer_is_summarised_not_resent(server: ScriptedChatServer, classes_file: Path, tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    huge = "BEGIN " + "la " * 3_500_000 + " END"  # 10.5 MB of prose, over the length an answer is read at
+    server.push(reply(huge), reply(huge), reply(as_json(good_system())))
+    transcript = tmp_path / "t.jsonl"
+    code, payload, _ = run(server, capsys, "--classes", str(classes_file), "--out", str(tmp_path / "s.yaml"),
+                           "--transcript", str(transcript))
+    assert code == 0 and payload["rounds"] == 3
+    for request in server.requests[1:]:
+        assert len(json.dumps(request.messages)) < 20_000
+        answer = request.messages[-2]
+        assert answer["role"] == "assistant" and f"{len(huge):,} characters" in answer["content"]
+        assert "BEGIN la" in answer["content"] and "la  END" in answer["content"] and "4,000,000" in answer["content"]
+    assert "could not be read as a system" in server.requests[1].last_user
+    assert transcript.stat().st_size < 100_000
+    first = json.loads(transcript.read_text(encoding="utf-8").splitlines()[1])
+    assert first["reply"]["content_chars"] == len(huge) and "not repeated here" in first["reply"]["content"]
+
+
+def test_a_short_unreadable_answer_goes_back_whole(server: ScriptedChatServer, classes_file: Path, tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    broken = '{"groups": {"dominant_color": {"prompt": "It is {}.", "options": ["red", '
+    server.push(reply(broken), reply(as_json(good_system())))
+    code, _, _ = run(server, capsys, "--classes", str(classes_file), "--out", str(tmp_path / "s.yaml"))
+    assert code == 0 and server.requests[1].messages[-2] == {"role": "assistant", "content": broken}

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import yaml
 
-import cotembed.system as system_module
+import cotembed.system.parse as system_parse
 from cotembed.errors import InputError
 from cotembed.system import Group, System, SystemValidationError, parse_system_text
 
@@ -443,9 +443,9 @@ def test_binary_file_is_not_utf8(tmp_path):
 def test_bad_byte_offsets_across_decoding_chunks():
     step = 1 << 20  # the reader decodes in 1 MiB chunks: "é" is cut in two by the first boundary
     text = b"#" * (step - 1) + "é".encode() + b"\n#"
-    system_module._check_utf8(text, "big.yaml")
+    system_parse.check_utf8(text, "big.yaml")
     with pytest.raises(SystemValidationError, match=rf"byte 0xff at offset {step + 3} \(line 2\)"):
-        system_module._check_utf8(text + b"\xff", "big.yaml")
+        system_parse.check_utf8(text + b"\xff", "big.yaml")
 
 
 def test_byte_order_mark_is_accepted(tmp_path):
@@ -524,8 +524,8 @@ rules:
 def yaml_parser(request, monkeypatch):
     """Run a test with libyaml's event parser and with PyYAML's pure-Python one."""
     if request.param == "python":
-        monkeypatch.setattr(system_module, "_YAML_PARSER", system_module._PyParser)
-    elif system_module._CParser is None:
+        monkeypatch.setattr(system_parse, "_YAML_PARSER", system_parse._PyParser)
+    elif system_parse._CParser is None:
         pytest.skip("libyaml is not installed")
     return request.param
 

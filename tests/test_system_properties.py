@@ -11,7 +11,7 @@ import yaml
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-import cotembed.system as system_module
+import cotembed.system.parse as system_parse
 from cotembed.errors import SystemValidationError
 from cotembed.system import Group, System, parse_system_text
 
@@ -204,12 +204,12 @@ VALUES = st.recursive(KEYS, lambda inner: st.lists(inner, max_size=4) | st.dicti
 @FAST
 @given(value=VALUES, flow=st.sampled_from([None, True, False]), style=st.sampled_from([None, '"', "'"]), unicode=st.booleans())
 def test_yaml_reader_reads_what_pyyaml_reads(parser, value, flow, style, unicode):
-    if parser == "libyaml" and system_module._CParser is None:
+    if parser == "libyaml" and system_parse._CParser is None:
         pytest.skip("libyaml is not installed")
     text = yaml.safe_dump(value, default_flow_style=flow, default_style=style, allow_unicode=unicode)
     expected = yaml.safe_load(text)
     assume(expected == expected)  # a NaN anywhere compares unequal to itself
     with pytest.MonkeyPatch.context() as patch:
         if parser == "python":
-            patch.setattr(system_module, "_YAML_PARSER", system_module._PyParser)
+            patch.setattr(system_parse, "_YAML_PARSER", system_parse._PyParser)
         assert parse_system_text(text, "t.yaml") == expected

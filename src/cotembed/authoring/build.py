@@ -6,40 +6,47 @@ reviews it and can send feedback the same way.
 The pieces are separate so each can be used and tested on its own:
 
 * :func:`load_class_names` reads the classes (a list file, a folder of class folders, a manifest);
-* :func:`draft_messages` / :func:`feedback_messages` / :func:`repair_message` write the prompts;
-* :func:`extract_system` finds the system in an answer (JSON, a Python dict such as the
-  article's ``pokemon_system = {...}``, YAML; in a code fence or in prose);
-* :func:`review_draft` validates it against the requested classes and lists the static findings;
+* :func:`draft_messages` / :func:`feedback_messages` write the prompts;
+* :mod:`cotembed.authoring.drafting` (shared with the optimiser's LLM proposers) reads a
+  system out of an answer, reviews it and writes the repair message;
 * :func:`build_system` runs the bounded draft -> review -> repair loop;
 * :func:`write_system` writes a reviewed system atomically, with a provenance header.
 """
 
 from __future__ import annotations
 
-import ast
-import difflib
+import hashlib
 import json
-import os
-import re
-import secrets
-import shutil
-from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import yaml
 
+from cotembed._io import atomic_write
+from cotembed.authoring.drafting import (
+    MAX_ANSWER_CHARS,
+    MODALITIES,
+    REPAIR_FINDINGS,
+    DraftParseError,
+    Modality,
+    Review,
+    class_name_problems,
+    extract_system,
+    refused_answer,
+    repair_message,
+    review_draft,
+    static_findings,
+    system_prompt,
+)
 from cotembed.authoring.llm import ChatModel, ChatReply, LLMError
 from cotembed.errors import CotembedError, InputError, SystemValidationError
-from cotembed.system import GROUP_KEYS, RULE_KEYS, System, parse_system_text
+from cotembed.system import RULE_KEYS, System, parse_system_text
 
 DEFAULT_ROUNDS = 3
 """Repair rounds after the first answer: most drafts are valid after one or two."""
 MAX_HEADER_FINDINGS = 20
-MAX_ANSWER_CHARS = 4_000_000
-"""An answer longer than this is not read (a system for 10,000 classes is far shorter)."""
 
 
 # ------------------------------------------------------------------ class lists
@@ -151,32 +158,6 @@ def make_class_list(raw: Sequence[str], source: str, notes: Mapping[str, str] | 
 
 # -------------------------------------------------------------------- prompting
 @dataclass(frozen=True)
-class Modality:
-    """How the prompts speak of the inputs: the model, what it sees, what attributes to use."""
-
-    model: str
-    input: str
-    features: str
-    example_prompt: str
-
-
-MODALITIES: dict[str, Modality] = {
-    "image": Modality(
-        model="an image-text embedding model (such as CLIP)",
-        input="an image",
-        features="visual features: what can be seen in a picture (colours, shapes, body parts, textures, the background scene)",
-        example_prompt="This animal's body is mainly {} in color.",
-    ),
-    "text": Modality(
-        model="a text embedding model",
-        input="a text",
-        features="features of the text: its topic, the things it mentions, its tone and its form",
-        example_prompt="This text is mainly about {}.",
-    ),
-}
-
-
-@dataclass(frozen=True)
 class BuildRequest:
     """What to draft: the classes, and optional hints (domain, attribute ideas, number of groups, free notes)."""
 
@@ -212,20 +193,6 @@ _SHAPE_EXAMPLE = """{
     "<second class>": {"dominant_color": ["gray", "brown"], "body_shape": "bulky and armored"}
   }
 }"""
-
-
-def system_prompt(modality: str = "image") -> str:
-    m = MODALITIES[modality]
-    return (
-        f"You design classification systems for {m.model} that stays frozen. The model cannot reliably say which "
-        f"class {m.input} shows, but it can compare {m.input} with short sentences. A system splits the decision into "
-        "attribute questions: each group has a prompt template with exactly one {} and a list of short options that "
-        "fill it; each class has a rule naming the option (or options) it matches in every group. The input is "
-        "compared with every filled-in prompt, each group's similarities become probabilities, and a class scores "
-        "the sum over the groups of the probability of its options. Good systems ask about features the model can "
-        "see, keep options short and concrete, and give every class a different combination of options. "
-        "You answer with one JSON object and nothing else."
-    )
 
 
 def draft_messages(request: BuildRequest) -> list[dict[str, str]]:
@@ -293,259 +260,6 @@ def feedback_messages(request: BuildRequest, current: Mapping[str, Any], feedbac
             {"role": "user", "content": "\n".join(text)}]
 
 
-def repair_message(problems: Sequence[str], findings: Sequence[str] = ()) -> str:
-    """What goes back to the LLM after a draft: every problem (the draft is invalid) and every finding."""
-    lines: list[str] = []
-    if problems:
-        lines += [f"Your system has {len(problems)} problem(s); it is invalid until every one is fixed:"]
-        lines += [f"- {p}" for p in problems]
-    if findings:
-        lines += ["", "Weaknesses to fix where you can:"] if problems else ["Your system is valid, but automatic checks found weaknesses to fix where you can:"]
-        lines += [f"- {f}" for f in findings]
-    lines += ["", "Keep everything that is not mentioned unchanged. Answer with the whole corrected system as one JSON object only."]
-    return "\n".join(lines)
-
-
-# ---------------------------------------------------------------------- parsing
-class DraftParseError(Exception):
-    """An answer with no readable system in it; ``reason`` says what was wrong, for the LLM and the user."""
-
-    def __init__(self, reason: str):
-        super().__init__(reason)
-        self.reason = reason
-
-
-_FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[^\n]*\n(.*?)(?:```|\Z)", re.DOTALL)
-_LITERALS = {"true": True, "false": False, "null": None, "True": True, "False": False, "None": None}
-
-
-def extract_system(text: str) -> dict[str, Any]:
-    """The system in an LLM answer, as a dict.
-
-    Tried in order: each fenced code block, the whole answer, then each balanced ``{...}``
-    in the prose. Each is read as JSON, then as a Python literal (``# comments``, a leading
-    ``name =`` as in the article's ``pokemon_system = {...}``, trailing commas, single
-    quotes; ``//`` comments are dropped), then as YAML for fenced YAML. The first mapping
-    with groups or rules wins (also when wrapped, as in ``{"system": {...}}``). Duplicate keys
-    are reported, never silently merged.
-    """
-    if len(text) > MAX_ANSWER_CHARS:
-        raise DraftParseError(f"the answer is {len(text):,} characters long, more than the {MAX_ANSWER_CHARS:,} read")
-    first_error = ""
-    fallback: dict[str, Any] | None = None
-    for candidate, yaml_ok in _candidates(text):
-        try:
-            data = _load_mapping(candidate, yaml_ok)
-        except DraftParseError as exc:
-            first_error = first_error or exc.reason
-            continue
-        if data is None:
-            continue
-        if len(data) == 1 and isinstance(inner := next(iter(data.values())), dict) and _looks_like_system(inner):
-            data = inner  # {"system": {...}} or {"pokemon_system": {...}}
-        if _looks_like_system(data):
-            return data
-        fallback = fallback or data
-    if fallback is not None:
-        return fallback
-    if "{" not in text:
-        raise DraftParseError("the answer contains no system (no JSON object): " + _quote(text))
-    raise DraftParseError(first_error or "no complete JSON object found in the answer")
-
-
-def _looks_like_system(data: Mapping[str, Any]) -> bool:
-    return any(k in data for k in (*GROUP_KEYS, *RULE_KEYS))
-
-
-def _quote(text: str, limit: int = 160) -> str:
-    flat = " ".join(text.split())
-    return repr(flat if len(flat) <= limit else flat[:limit] + "...")
-
-
-def _candidates(text: str) -> Iterator[tuple[str, bool]]:
-    for match in _FENCE.finditer(text):
-        yield match.group(2), match.group(1).lower() in ("yaml", "yml")
-    yield text, False
-    for start, end in _brace_spans(text):
-        yield text[start:end], False
-
-
-def _load_mapping(text: str, yaml_ok: bool) -> dict[str, Any] | None:
-    """A mapping read from ``text``; None when it is some other value; DraftParseError when unreadable."""
-    stripped = text.strip()
-    if not stripped:
-        return None
-    errors = []
-    if stripped.startswith("{"):
-        try:
-            data = parse_system_text(stripped, "answer", json_format=True)
-        except SystemValidationError as exc:
-            if any(p.startswith("duplicate key") for p in exc.problems):
-                raise DraftParseError("; ".join(exc.problems) + " (each class, group and field may appear once)") from None
-            errors.append(f"not JSON: {exc.problems[0]}")
-        else:
-            return data if isinstance(data, dict) else None
-    body = _ASSIGNMENT.sub("", stripped, count=1)
-    if body.startswith("{"):
-        try:
-            data = _python_literal(body)
-        except DraftParseError as exc:
-            errors.append(exc.reason)
-        else:
-            return data if isinstance(data, dict) else None
-    if yaml_ok:
-        try:
-            data = parse_system_text(stripped, "answer")
-        except SystemValidationError as exc:
-            errors.append(f"not YAML: {'; '.join(exc.problems)}")
-        else:
-            return data if isinstance(data, dict) else None
-    if errors:
-        raise DraftParseError("; ".join(errors))
-    return None
-
-
-_ASSIGNMENT = re.compile(r"\A[A-Za-z_][A-Za-z0-9_]*\s*(?::[^=\n]*)?=\s*")
-
-
-def _python_literal(text: str) -> Any:
-    """A Python literal (dicts, lists, strings, numbers; JSON's true/false/null too), comments dropped."""
-    source = _strip_comments(text)
-    try:
-        tree = ast.parse(source, mode="eval")
-    except SyntaxError as exc:
-        raise DraftParseError(f"not JSON or a Python dict: line {exc.lineno}: {exc.msg}") from None
-    except (ValueError, RecursionError, MemoryError):
-        raise DraftParseError("not JSON or a Python dict: nested too deeply or too large") from None
-    duplicates: list[str] = []
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Dict):
-            counts = Counter(k.value for k in node.keys if isinstance(k, ast.Constant))
-            duplicates.extend(sorted(repr(k) for k, n in counts.items() if n > 1))
-    if duplicates:
-        raise DraftParseError(f"duplicate key(s) {', '.join(duplicates)} (each class, group and field may appear once)")
-    tree = _Literals().visit(tree)
-    try:
-        return ast.literal_eval(tree)
-    except (ValueError, TypeError, SyntaxError, RecursionError, MemoryError) as exc:
-        raise DraftParseError(f"not JSON or a Python dict: only literal values are allowed ({exc})") from None
-
-
-class _Literals(ast.NodeTransformer):
-    """``true``/``false``/``null`` (JSON spellings inside a Python-style answer) as constants."""
-
-    def visit_Name(self, node: ast.Name) -> ast.AST:
-        if node.id in _LITERALS:
-            return ast.copy_location(ast.Constant(_LITERALS[node.id]), node)
-        return node
-
-
-_STRING = r""""(?:[^"\\\n]|\\.)*"?|'(?:[^'\\\n]|\\.)*'?"""
-_COMMENT = r"\#[^\n]*|//[^\n]*"
-_NOT_CODE = re.compile(f"{_STRING}|{_COMMENT}")
-_BRACE_TOKENS = re.compile(f"{_STRING}|{_COMMENT}|[{{}}]")
-
-
-def _strip_comments(text: str) -> str:
-    """``#`` and ``//`` comments dropped; strings (single or double quotes) kept as they are."""
-    return _NOT_CODE.sub(lambda m: m.group(0) if m.group(0)[0] in "\"'" else "", text)
-
-
-def _brace_spans(text: str, limit: int = 50) -> Iterator[tuple[int, int]]:
-    """Balanced ``{...}`` spans (braces in strings and comments do not count), in order, at most ``limit``."""
-    pos = 0
-    for _ in range(limit):
-        start = text.find("{", pos)
-        if start < 0:
-            return
-        depth, end = 0, -1
-        for match in _BRACE_TOKENS.finditer(text, start):
-            token = match.group(0)
-            if token == "{":
-                depth += 1
-            elif token == "}":
-                depth -= 1
-                if depth == 0:
-                    end = match.end()
-                    break
-        if end < 0:
-            return  # unbalanced to the end: a cut-off answer
-        yield start, end
-        pos = end
-
-
-# ----------------------------------------------------------------------- review
-@dataclass(frozen=True)
-class Review:
-    """A draft checked: the valid system (or None), the problems that make it invalid, and
-    the static findings of a valid system (identical rules, unused options)."""
-
-    system: System | None
-    problems: tuple[str, ...] = ()
-    findings: tuple[str, ...] = ()
-
-    @property
-    def valid(self) -> bool:
-        return self.system is not None
-
-
-def review_draft(data: Any, class_names: Sequence[str], source: str = "LLM draft", description: str = "") -> Review:
-    """Validate a draft dict: the system's own validation plus the class list (names exactly
-    as requested, none missing, none extra). The rules are put in the requested order and a
-    missing ``description`` is filled with ``description``."""
-    problems: list[str] = []
-    if isinstance(data, Mapping):
-        data = dict(data)
-        rules_key = next((k for k in RULE_KEYS if k in data), None)
-        if rules_key is not None and isinstance(data[rules_key], Mapping):
-            class_problems = class_name_problems(list(map(str, data[rules_key])), class_names)
-            problems += class_problems
-            if not class_problems:
-                rules = {str(k): v for k, v in data[rules_key].items()}
-                data[rules_key] = {name: rules[name] for name in class_names}
-        if description and not (isinstance(data.get("description"), str) and data["description"].strip()):
-            data["description"] = description
-    try:
-        system = System.from_dict(data, source=source)
-    except SystemValidationError as exc:
-        problems = list(exc.problems) + problems
-        system = None
-    if problems:
-        return Review(None, tuple(problems))
-    assert system is not None
-    return Review(system, (), tuple(static_findings(system)))
-
-
-def class_name_problems(found: Sequence[str], wanted: Sequence[str]) -> list[str]:
-    """Missing and extra classes, with the nearest requested name for each extra one."""
-    wanted_set, found_set = set(wanted), set(found)
-    missing = [n for n in wanted if n not in found_set]
-    folded = {w.casefold().strip(): w for w in missing}
-    problems = []
-    for name in found:
-        if name in wanted_set:
-            continue
-        near = folded.get(name.casefold().strip()) or next(iter(difflib.get_close_matches(name, missing, n=1, cutoff=0.75)), None)
-        hint = f"; write it exactly as {near!r}" if near else ""
-        problems.append(f"rules.{name}: not one of the requested classes{hint}")
-    if missing:
-        problems.append(f"rules: missing class(es) {', '.join(repr(n) for n in missing)}: every requested class needs a rule")
-    return problems
-
-
-REPAIR_FINDINGS = ("identical-rules", "inseparable", "unused-option", "no-information")
-"""Kinds of :mod:`cotembed.inspection` suggestion sent back for repair: what a valid system
-gets wrong outright. Softer ones (fragile pairs, redundant groups) are left to a person."""
-
-
-def static_findings(system: System) -> list[str]:
-    """What weakens a valid system, as ``kind: suggestion`` sentences an LLM (or a person) can
-    act on: classes no question tells apart, options no class uses, groups that tell nothing."""
-    from cotembed.inspection import static_report
-
-    return [f"{s.kind}: {s.text}" for s in static_report(system).suggestions if s.kind in REPAIR_FINDINGS]
-
-
 # ------------------------------------------------------------------------- loop
 @dataclass(frozen=True)
 class Exchange:
@@ -560,11 +274,18 @@ class Exchange:
     valid: bool
     error: str = ""
     time: str = field(default_factory=lambda: timestamp())
+    summary: str = ""
+    """When set, the reply was a long refused answer: the transcript holds this summary instead."""
 
     def to_dict(self) -> dict[str, Any]:
+        reply = self.reply.to_dict() if self.reply else None
+        if reply is not None and self.summary:
+            content = reply["content"]
+            reply.update(content=self.summary, content_chars=len(content),
+                         content_sha256=hashlib.sha256(content.encode("utf-8", "surrogatepass")).hexdigest())
         return {"type": "exchange", "round": self.round, "kind": self.kind, "time": self.time,
                 "request": {"messages": [dict(m) for m in self.messages]},
-                "reply": self.reply.to_dict() if self.reply else None,
+                "reply": reply,
                 "valid": self.valid, "problems": list(self.problems), "findings": list(self.findings),
                 **({"error": self.error} if self.error else {})}
 
@@ -647,16 +368,19 @@ def build_system(
                 record(exchange.to_dict())
             raise
         answer, answered_by = reply.content, reply.model or answered_by
+        echoed = reply.content
         try:
             draft = extract_system(reply.content)
         except DraftParseError as exc:
             cut = " (the answer was cut off at the token limit: raise --max-tokens, or ask for fewer, shorter options)" if reply.truncated else ""
             review = Review(None, (f"the answer could not be read as a system: {exc.reason}{cut}",))
+            echoed = refused_answer(reply.content, exc.reason)
         else:
             review = review_draft(draft, request.classes.names, f"LLM draft (round {n})", description)
             last_draft, draft_problems = draft, review.problems
         problems = review.problems
-        exchange = Exchange(n, kind, tuple(messages), reply, review.problems, review.findings, review.valid)
+        exchange = Exchange(n, kind, tuple(messages), reply, review.problems, review.findings, review.valid,
+                            summary=echoed if echoed is not reply.content else "")
         exchanges.append(exchange)
         if record:
             record(exchange.to_dict())
@@ -670,7 +394,7 @@ def build_system(
             say(f"round {n}: {len(review.problems)} problem(s), e.g. {review.problems[0]}")
         if n == rounds + 1:
             break
-        messages = [*base, {"role": "assistant", "content": reply.content},
+        messages = [*base, {"role": "assistant", "content": echoed},
                     {"role": "user", "content": repair_message(review.problems, review.findings)}]
         kind = "repair"
     if best is not None:
@@ -708,34 +432,16 @@ def provenance_header(*, model: str, host: str, classes: ClassList, rounds: int,
 
 def render_system(system: System, suffix: str, header: str = "") -> str:
     """The canonical text of ``system`` for a ``.json`` or YAML file (JSON has no comments: no header)."""
-    data = system.to_dict()
-    if suffix.lower() == ".json":
-        return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
-    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
-    return header + yaml.dump(data, Dumper=dumper, sort_keys=False, allow_unicode=True, width=100)
+    return system.render(suffix, header)
 
 
 def write_system(system: System, path: str | Path, header: str = "") -> None:
-    """Write atomically: a temporary file beside ``path`` is written, read back and compared
-    with ``system``, and only then renamed over ``path``; on any failure ``path`` is untouched."""
-    path = Path(path)
-    text = render_system(system, path.suffix, header)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp{path.suffix}")
+    """Write atomically with :meth:`System.save`, read back and compared with ``system``
+    before it replaces ``path``; on any failure ``path`` is untouched."""
     try:
-        with open(tmp, "x", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        if path.exists():
-            shutil.copymode(path, tmp)
-        if System.load(tmp) != system:
-            raise CotembedError(f"{path}: the written system did not read back the same; nothing was written")
-        os.replace(tmp, path)
+        system.save(path, header, verify=True)
     except OSError as exc:
         raise CotembedError(f"{path}: cannot write the system ({exc.strerror or exc}); nothing was written") from exc
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def rejected_path(out: str | Path) -> Path:
@@ -767,7 +473,7 @@ def write_rejected(result: BuildResult, out: str | Path) -> Path | None:
     ])
     path = rejected_path(out)
     try:
-        path.write_text(header + body, encoding="utf-8")
+        atomic_write(path, header + body)
     except OSError:
         return None
     return path
@@ -787,11 +493,15 @@ __all__ = [
     "extract_system",
     "feedback_messages",
     "load_class_names",
+    "MAX_ANSWER_CHARS",
+    "Modality",
     "make_class_list",
     "provenance_header",
+    "refused_answer",
     "rejected_path",
     "render_system",
     "repair_message",
+    "system_prompt",
     "review_draft",
     "REPAIR_FINDINGS",
     "static_findings",

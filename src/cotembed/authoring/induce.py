@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import inspect
 import math
-import os
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -506,20 +505,11 @@ def write_system(system: System, path: str | Path, header: Sequence[str] = ()) -
     path = Path(path)
     if path.suffix.lower() not in (".yaml", ".yml"):
         raise InputError(f"--out {path}: write the induced system as .yaml or .yml (YAML keeps the header comment)")
-    tmp = path.with_name(f".{path.name}.tmp.yaml")
+    comment = "".join(f"# {line}".rstrip() + "\n" for text in header for line in str(text).splitlines() or [""])
     try:
-        system.save(tmp)
-        body = tmp.read_text(encoding="utf-8")
-        comment = "".join(f"# {line}".rstrip() + "\n" for text in header for line in str(text).splitlines() or [""])
-        tmp.write_text(comment + ("\n" if comment else "") + body, encoding="utf-8")
-        if System.load(tmp) != system:
-            raise InputError(f"{path}: the written system does not load back the same; nothing was written")
-        os.replace(tmp, path)
+        system.save(path, comment + ("\n" if comment else ""), verify=True)
     except OSError as exc:
         raise InputError(f"--out {path}: cannot write ({exc.strerror or exc})") from exc
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return path
 
 

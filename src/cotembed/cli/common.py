@@ -18,6 +18,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from cotembed._io import atomic_write
 from cotembed.errors import InputError
 
 EXIT_OK, EXIT_FAILURE = 0, 1  # bad input exits with InputError.exit_code (2)
@@ -287,10 +288,8 @@ def write_rows(args: argparse.Namespace, path: str | Path, rows: Sequence[dict[s
         ".csv": lambda: _csv_text(rows),
     }
     text = writers[path.suffix.lower()]()
-    tmp = path.with_name(path.name + ".tmp")
     try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
+        atomic_write(path, text)
     except OSError as exc:
         raise InputError(f"{flag} {path}: cannot write ({exc.strerror or exc})") from exc
 

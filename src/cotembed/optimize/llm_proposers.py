@@ -55,7 +55,7 @@ def system_json(system: System) -> str:
 
 def revision_messages(system: System, diagnostics: Mapping[str, Any], modality: str = "image") -> list[dict[str, str]]:
     """The request for a revised system: the current one, how the model answers it, what to change."""
-    from cotembed.authoring.build import system_prompt
+    from cotembed.authoring.drafting import system_prompt
 
     text = [
         "Here is a classification system and how the frozen model answers its questions on labelled training data.",
@@ -128,7 +128,7 @@ class LLMWordings(_LLMProposer):
     description = "an LLM proposes other wordings for the options of the weakest questions (added to the vocabulary)"
 
     def propose(self, ctx: ProposalContext) -> list[Edit]:
-        from cotembed.authoring.build import DraftParseError, extract_system
+        from cotembed.authoring.drafting import DraftParseError, extract_system
 
         if not self.due(ctx):
             return []
@@ -168,7 +168,7 @@ class LLMSystem(_LLMProposer):
     description = "an LLM sees the system and its diagnostics and proposes a revised system"
 
     def propose(self, ctx: ProposalContext) -> list[Edit]:
-        from cotembed.authoring.build import DraftParseError, extract_system, repair_message, review_draft
+        from cotembed.authoring.drafting import DraftParseError, extract_system, repair_message, review_draft
 
         if not self.due(ctx):
             return []

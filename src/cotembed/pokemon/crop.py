@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image
 
+from cotembed._io import atomic_path
 from cotembed.errors import InputError
 
 
@@ -79,9 +79,8 @@ def crop_artwork(source: str | Path, target: str | Path, box: ArtBox = DEFAULT_A
         raise ValueError(f"cannot decode card image {source.name}: {type(exc).__name__}: {exc}") from exc
     art = rgb.crop(box.pixels(*rgb.size))
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(target.name + ".tmp")
-    art.save(tmp, format="PNG")
-    os.replace(tmp, target)
+    with atomic_path(target) as tmp:
+        art.save(tmp, format="PNG")
     return target
 
 

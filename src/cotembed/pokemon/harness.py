@@ -20,6 +20,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
+from cotembed._io import atomic_write
 from cotembed.data import Sample
 from cotembed.errors import InputError
 from cotembed.evaluate import EvalReport
@@ -173,9 +174,7 @@ def _write_manifest(path: Path, samples: Sequence[Sample]) -> Path:
     writer.writerow(["path", "label"])
     for sample in samples:
         writer.writerow([os.path.relpath(str(sample.path), path.parent), sample.label])
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(buf.getvalue(), encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write(path, buf.getvalue())
     return path
 
 

@@ -33,6 +33,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from cotembed import __version__
+from cotembed._io import atomic_write
 from cotembed.embeddings import EmbeddingSet
 from cotembed.errors import InputError
 from cotembed.evaluate import EvalReport
@@ -667,13 +668,10 @@ def write_report(path: str | Path, text: str) -> int:
     """Write the page atomically (a temporary file renamed into place); returns its size in bytes."""
     path = Path(path)
     data = text.encode("utf-8")
-    tmp = path.with_name(f".{path.name}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
+        atomic_write(path, data)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise InputError(f"--html {path}: cannot write the report ({exc.strerror or exc})") from exc
     return len(data)
 

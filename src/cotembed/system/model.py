@@ -1,0 +1,584 @@
+"""The System: a validated, immutable classification system, and its edits.
+
+A :class:`System` is immutable and hashable. Its :attr:`~System.fingerprint`
+covers exactly what changes scores, so results, caches and optimisers can key
+on it. Edits (``replace_option``, ``with_rule``, ``without_group``, ...) return
+new, validated systems and re-check only what they touch, so a search can make
+thousands of them. Rules are stored as rows aligned with the groups: cheap to
+copy, compare, hash and compile.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Mapping, Sequence
+
+import yaml
+
+from cotembed._io import atomic_write
+from cotembed.errors import CotembedError, InputError, SystemValidationError
+from cotembed.system.compile import CompiledSystem, compile_system
+from cotembed.system.parse import check_utf8, parse_json, parse_yaml
+from cotembed.system.parts import (
+    Group,
+    OptionRef,
+    Row,
+    Rule,
+    check_template,
+    listing,
+    positive_number,
+    row_of,
+    shown,
+    trusted_group,
+)
+from cotembed.system.validate import (
+    build_templates,
+    check_group_objects,
+    check_parts,
+    edit_options,
+    parts_from_dict,
+)
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class System:
+    """A validated, immutable classification system.
+
+    Build with :meth:`load`, :meth:`from_dict` or directly
+    (``System(groups=(Group(...), ...), rules={"Absol": {"colour": "white", ...}})``);
+    every way validates and raises :class:`SystemValidationError` listing each
+    problem with its path. ``rules`` and ``aliases`` are read-only mappings;
+    change a system with its ``with_*`` / ``*_option`` edits, which return new
+    systems. Equality compares content; ``hash()`` and :attr:`fingerprint`
+    follow what changes scores.
+    """
+
+    groups: tuple[Group, ...]
+    rules: Mapping[str, Mapping[str, tuple[int, ...]]]
+    name: str = ""
+    baseline_prompt: str = "{}"
+    temperature: float | None = None
+    aliases: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    description: str = ""
+    templates: tuple[str, ...] = ()
+    """Prompt-ensembling templates for the ``ensemble`` method (empty: the method's own defaults)."""
+    _cache: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
+    """Derived values (fingerprint, compiled arrays, look-up indices); safe to keep since nothing changes."""
+
+    def __post_init__(self) -> None:
+        problems: list[str] = []
+        groups = check_group_objects(self.groups, problems)
+        built = check_parts(
+            groups,
+            set(),
+            self.rules,
+            {"baseline_prompt": self.baseline_prompt, "temperature": self.temperature, "aliases": self.aliases,
+             "name": self.name, "description": self.description, "templates": self.templates or None},
+            problems,
+        )
+        if problems or built is None:
+            raise SystemValidationError("<System>", problems)
+        # The validator normalises (rules become read-only Rule views, weights floats): store
+        # its values. A frozen dataclass forbids setattr; its __dict__ is the documented way in.
+        self.__dict__.update(built, _cache=built.pop("cache"))
+
+    @classmethod
+    def _make(
+        cls,
+        groups: tuple[Group, ...],
+        rules: Mapping[str, Rule],
+        name: str = "",
+        baseline_prompt: str = "{}",
+        temperature: float | None = None,
+        aliases: Mapping[str, tuple[str, ...]] | None = None,
+        description: str = "",
+        templates: tuple[str, ...] = (),
+        cache: dict[str, Any] | None = None,
+    ) -> "System":
+        """Assemble parts that are already valid (from the validator or an edit) without re-checking them."""
+        system = object.__new__(cls)
+        system.__dict__.update({
+            "groups": groups,
+            "rules": rules if isinstance(rules, MappingProxyType) else MappingProxyType(dict(rules)),
+            "name": name,
+            "baseline_prompt": baseline_prompt,
+            "temperature": temperature,
+            "aliases": MappingProxyType(dict(aliases or {})),
+            "description": description,
+            "templates": templates,
+            "_cache": cache if cache is not None else {},
+        })
+        return system
+
+    # ----------------------------------------------------------------- loading
+    @classmethod
+    def load(cls, path: str | Path) -> "System":
+        """Load and validate a ``.yaml``/``.yml``/``.json`` system file."""
+        path = Path(path)
+        source = str(path)
+        try:
+            raw = path.read_bytes()
+        except OSError as exc:
+            raise SystemValidationError(source, [f"cannot read file: {exc.strerror or exc}"]) from exc
+        check_utf8(raw, source)
+        if path.suffix.lower() == ".json":
+            text = raw.decode("utf-8-sig")
+            del raw  # a large file: keep one copy of its text, not two
+            data = parse_json(text, source)
+            del text
+        else:
+            data = parse_yaml(raw, source)  # libyaml reads the bytes in place
+            del raw
+        return cls.from_dict(data, source=source)
+
+    @classmethod
+    def from_dict(cls, data: Any, source: str = "<dict>") -> "System":
+        """Validate a dict in the seed's shape or the canonical one and build a System."""
+        problems: list[str] = []
+        parts = parts_from_dict(data, problems)
+        if problems or parts is None:
+            raise SystemValidationError(source, problems)
+        return cls._make(**parts)
+
+    # ------------------------------------------------------------------ saving
+    def to_dict(self) -> dict[str, Any]:
+        """Canonical, human-editable form: rules refer to options by text."""
+        out: dict[str, Any] = {}
+        if self.name:
+            out["name"] = self.name
+        if self.description:
+            out["description"] = self.description
+        if self.baseline_prompt != "{}":
+            out["baseline_prompt"] = self.baseline_prompt
+        if self.temperature is not None:
+            out["temperature"] = self.temperature
+        if self.templates:
+            out["templates"] = list(self.templates)
+        groups: dict[str, Any] = {}
+        for g in self.groups:
+            entry: dict[str, Any] = {"prompt": g.prompt, "options": list(g.options)}
+            if g.weight != 1.0:
+                entry["weight"] = g.weight
+            if g.description:
+                entry["description"] = g.description
+            groups[g.name] = entry
+        out["groups"] = groups
+        names = [g.name for g in self.groups]
+        texts = [g.options for g in self.groups]
+        rules: dict[str, Any] = {}
+        for cls_name, rule in self.rules.items():
+            rules[cls_name] = {
+                gname: (opts[idx[0]] if len(idx) == 1 else [opts[i] for i in idx])
+                for gname, opts, idx in zip(names, texts, row_of(rule))
+            }
+        out["rules"] = rules
+        if self.aliases:
+            out["aliases"] = {k: list(v) for k, v in self.aliases.items()}
+        return out
+
+    def render(self, suffix: str = ".yaml", header: str = "") -> str:
+        """The canonical text for a ``.json`` file or a YAML one (any other suffix).
+
+        ``header`` (YAML comment lines, each starting with ``#``) leads a YAML file;
+        JSON has no comments, so a JSON file has none.
+        """
+        data = self.to_dict()
+        if suffix.lower() == ".json":
+            return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+        dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+        return header + yaml.dump(data, Dumper=dumper, sort_keys=False, allow_unicode=True, width=100)
+
+    def save(self, path: str | Path, header: str = "", verify: bool = False) -> None:
+        """Write :meth:`render`'s text to ``path`` atomically: the old file or the whole new one, never half.
+
+        ``verify`` reads the written file back first and writes nothing unless it
+        is this system (for drafts from an LLM or a search: a check that the file
+        says what the run found). OSError propagates for the caller to name the flag.
+        """
+        path = Path(path)
+
+        def reads_back(written: Path) -> None:
+            if type(self).load(written) != self:
+                raise CotembedError(f"{path}: the written system did not read back the same; nothing was written")
+
+        atomic_write(path, self.render(path.suffix, header), check=reads_back if verify else None)
+
+    # -------------------------------------------------------------- properties
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return tuple(self.rules)
+
+    @property
+    def group_names(self) -> tuple[str, ...]:
+        return tuple(g.name for g in self.groups)
+
+    @property
+    def n_prompts(self) -> int:
+        """Q: the number of text prompts the chain-of-thought method embeds."""
+        return sum(len(g.options) for g in self.groups)
+
+    @property
+    def fingerprint(self) -> str:
+        """Short sha256 of everything that changes scores (not the name, descriptions or aliases).
+
+        Covers group order, names, prompts, options and weights, every rule,
+        the class order, the baseline prompt, the temperature and the ensemble
+        templates (when set: a system without them keeps the fingerprint it had
+        before they existed). Cached: the system is immutable.
+        """
+        cached = self._cache.get("fingerprint")
+        if cached is None:
+            head: tuple[Any, ...] = (
+                "cotembed-system/1",
+                self.baseline_prompt,
+                self.temperature,
+                tuple((g.name, g.prompt, g.options, g.weight) for g in self.groups),
+            )
+            if self.templates:
+                head += (("templates", self.templates),)
+            digest = hashlib.sha256(_canonical_bytes(head))
+            digest.update(self._rules_digest())
+            cached = self._cache["fingerprint"] = digest.hexdigest()[:16]
+        return cached
+
+    @property
+    def hash(self) -> str:
+        """The fingerprint, under the name outputs record it by (``system hash``)."""
+        return self.fingerprint
+
+    def _rules_digest(self) -> bytes:
+        """Digest of class order and rows; edits that keep the rules reuse it."""
+        cached = self._cache.get("rules_digest")
+        if cached is None:
+            digest = hashlib.sha256()
+            for cls_name, rule in self.rules.items():
+                digest.update(_canonical_bytes((cls_name, row_of(rule))))
+            cached = self._cache["rules_digest"] = digest.digest()
+        return cached
+
+    def __hash__(self) -> int:
+        return hash(self.fingerprint)
+
+    def __eq__(self, other: object) -> bool:
+        if self is other:
+            return True
+        if not isinstance(other, System):
+            return NotImplemented
+        if "fingerprint" in self._cache and "fingerprint" in other._cache and self.fingerprint != other.fingerprint:
+            return False
+        return (
+            self.groups == other.groups
+            and self.baseline_prompt == other.baseline_prompt
+            and self.temperature == other.temperature
+            and self.templates == other.templates
+            and self.name == other.name
+            and self.description == other.description
+            and dict(self.aliases) == dict(other.aliases)
+            and self.class_names == other.class_names
+            and (self.rules is other.rules or all(row_of(a) == row_of(b) for a, b in zip(self.rules.values(), other.rules.values())))
+        )
+
+    def __repr__(self) -> str:
+        label = f"{self.name!r}, " if self.name else ""
+        return (f"System({label}{len(self.groups)} groups, {len(self.rules)} classes, "
+                f"{self.n_prompts} prompts, fingerprint={self.fingerprint})")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Read-only mapping proxies do not pickle; rebuild from plain parts (already valid).
+        return (_restore, (self.groups, tuple(self.rules), tuple(row_of(r) for r in self.rules.values()), self.name,
+                           self.baseline_prompt, self.temperature, dict(self.aliases), self.description, self.templates))
+
+    def __copy__(self) -> "System":
+        return self
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> "System":
+        return self
+
+    # ------------------------------------------------------------ inspection
+    def resolve_label(self, label: str) -> str | None:
+        """Map a dataset label (class name or alias, case-insensitive) to a class name."""
+        if label in self.rules:
+            return label
+        index = self._cache.get("labels")
+        if index is None:
+            classes: dict[str, str] = {}
+            for cls_name in self.rules:
+                classes.setdefault(cls_name.casefold().strip(), cls_name)
+            aliases: dict[str, str] = {}
+            for cls_name, names in self.aliases.items():
+                for alias in names:
+                    aliases.setdefault(alias.casefold().strip(), cls_name)
+            index = self._cache["labels"] = (classes, aliases)
+        folded = label.casefold().strip()
+        return index[0].get(folded) or index[1].get(folded)
+
+    def identical_rules(self) -> list[list[str]]:
+        """Sets of classes whose rules are the same: CoT alone cannot separate them."""
+        by_rule: dict[Row, list[str]] = {}
+        for cls_name, rule in self.rules.items():
+            by_rule.setdefault(row_of(rule), []).append(cls_name)
+        return [names for names in by_rule.values() if len(names) > 1]
+
+    def summary(self) -> dict[str, Any]:
+        """What ``cotembed validate`` reports: sizes, groups, ensemble templates (empty: defaults), hash and ties."""
+        return {
+            "name": self.name,
+            "hash": self.hash,
+            "n_groups": len(self.groups),
+            "n_classes": len(self.rules),
+            "n_prompts": self.n_prompts,
+            "groups": [{"name": g.name, "prompt": g.prompt, "n_options": len(g.options), "weight": g.weight} for g in self.groups],
+            "templates": list(self.templates),
+            "identical_rules": self.identical_rules(),
+        }
+
+    def compile(self) -> CompiledSystem:
+        """The arrays scoring needs; built once per system and shared (the arrays are read-only)."""
+        compiled = self._cache.get("compiled")
+        if compiled is None:
+            compiled = self._cache["compiled"] = compile_system(self.groups, self.rules, self.baseline_prompt, self.templates)
+        return compiled
+
+    # ------------------------------------------------------------------ edits
+    def replace_option(self, group: str, option: OptionRef, new_text: str) -> "System":
+        """Change one option's text; rules keep pointing at the same index."""
+        gi, g = self._group_at(group, "replace_option")
+        i = self._option_at(g, option, "replace_option")
+        new_group = self._changed_group(g, "replace_option", options=g.options[:i] + (new_text,) + g.options[i + 1:])
+        return self._derive(groups=self.groups[:gi] + (new_group,) + self.groups[gi + 1:])
+
+    def add_option(self, group: str, text: str) -> "System":
+        """Append an option to a group; no class accepts it until a rule says so."""
+        gi, g = self._group_at(group, "add_option")
+        new_group = self._changed_group(g, "add_option", options=g.options + (text,))
+        return self._derive(groups=self.groups[:gi] + (new_group,) + self.groups[gi + 1:])
+
+    def remove_option(self, group: str, option: OptionRef) -> "System":
+        """Drop an option; rules are re-indexed, and a class left with no option in the group is an error."""
+        gi, g = self._group_at(group, "remove_option")
+        removed = self._option_at(g, option, "remove_option")
+        new_group = self._changed_group(g, "remove_option", options=g.options[:removed] + g.options[removed + 1:])
+        remap: dict[tuple[int, ...], tuple[int, ...]] = {}
+        orphans: list[str] = []
+        rows: dict[str, Row] = {}
+        for cls_name, rule in self.rules.items():
+            row = row_of(rule)
+            chosen = row[gi]
+            if chosen not in remap:
+                remap[chosen] = tuple(i - (i > removed) for i in chosen if i != removed)
+            new = remap[chosen]
+            if not new:
+                orphans.append(f"rules.{cls_name}.{g.name}: {shown(g.options[removed])} is the class's only option in this group; "
+                               "give it another option first")
+            elif new != chosen:
+                rows[cls_name] = row[:gi] + (new,) + row[gi + 1:]
+        if orphans:
+            raise SystemValidationError(self._edit_source("remove_option"), orphans)
+        return self._derive(groups=self.groups[:gi] + (new_group,) + self.groups[gi + 1:], rows=rows)
+
+    def with_rule(self, class_name: str, group: str, options: OptionRef | Sequence[OptionRef]) -> "System":
+        """Set which option(s) one class accepts in one group."""
+        return self._set_rules({class_name: {group: options}}, "with_rule")
+
+    def with_rules(self, rules: Mapping[str, Mapping[str, OptionRef | Sequence[OptionRef]]]) -> "System":
+        """Set options for several classes and groups at once; groups not named keep their options."""
+        return self._set_rules(rules, "with_rules")
+
+    def _set_rules(self, rules: Mapping[str, Mapping[str, Any]], edit: str) -> "System":
+        index = self._group_index()
+        unknown: list[str] = []
+        problems: list[str] = []
+        rows: dict[str, Row] = {}
+        for cls_name, changes in rules.items():
+            rule = self.rules.get(cls_name)
+            if rule is None:
+                unknown.append(f"unknown class {shown(cls_name)}")
+                continue
+            if not isinstance(changes, Mapping):
+                problems.append(f"rules.{cls_name}: must map each group to an option")
+                continue
+            row = list(row_of(rule))
+            for gname, value in changes.items():
+                gi = index.get(gname)
+                if gi is None:
+                    unknown.append(f"unknown group {shown(gname)} (groups are: {listing(index)})")
+                    continue
+                chosen = edit_options(self.groups[gi], value, f"rules.{cls_name}.{gname}", unknown, problems)
+                if chosen is not None:
+                    row[gi] = chosen
+            rows[cls_name] = tuple(row)
+        self._raise_edit_problems(edit, unknown, problems)
+        return self._derive(rows=rows)
+
+    def with_group_weights(self, weights: Mapping[str, float]) -> "System":
+        """Change the weight of one or more groups (how much each answer counts)."""
+        groups = list(self.groups)
+        index = self._group_index()
+        unknown = [f"unknown group {shown(name)} (groups are: {listing(index)})" for name in weights if name not in index]
+        self._raise_edit_problems("with_group_weights", unknown, [])
+        problems: list[str] = []
+        for name, weight in weights.items():
+            gi = index[name]
+            value = positive_number(weight, f"groups.{name}.weight", problems)
+            if value is not None:
+                groups[gi] = trusted_group(groups[gi].name, groups[gi].prompt, groups[gi].options, value, groups[gi].description)
+        self._raise_edit_problems("with_group_weights", [], problems)
+        return self._derive(groups=tuple(groups))
+
+    def with_temperature(self, temperature: float | None) -> "System":
+        """Set the softmax temperature stored in the system (None: use the model's logit scale)."""
+        if temperature is not None:
+            problems: list[str] = []
+            temperature = positive_number(temperature, "temperature", problems)
+            self._raise_edit_problems("with_temperature", [], problems)
+        return self._derive(temperature=temperature)
+
+    def with_baseline_prompt(self, prompt: str) -> "System":
+        """Set the template the baseline method fills with each class name."""
+        problems: list[str] = []
+        check_template(prompt, "baseline_prompt", problems)
+        self._raise_edit_problems("with_baseline_prompt", [], problems)
+        return self._derive(baseline_prompt=prompt)
+
+    def with_templates(self, templates: Sequence[str] | None) -> "System":
+        """Set the ``ensemble`` method's templates (None: back to the method's defaults)."""
+        problems: list[str] = []
+        checked = build_templates(templates, problems)
+        self._raise_edit_problems("with_templates", [], problems)
+        return self._derive(templates=checked)
+
+    def without_group(self, name: str) -> "System":
+        """Drop a group and every rule's entry for it."""
+        gi, _ = self._group_at(name, "without_group")
+        if len(self.groups) == 1:
+            raise SystemValidationError(self._edit_source("without_group"), [f"groups.{name}: a system needs at least one group"])
+        groups = self.groups[:gi] + self.groups[gi + 1:]
+        rows = {cls_name: row_of(rule)[:gi] + row_of(rule)[gi + 1:] for cls_name, rule in self.rules.items()}
+        return self._derive(groups=groups, rows=rows, regroup=True)
+
+    def with_group(
+        self,
+        group: Group,
+        rules_for_group: Mapping[str, OptionRef | Sequence[OptionRef]],
+        position: int | None = None,
+    ) -> "System":
+        """Add a group at ``position`` (default: last), with every class's option(s) in it."""
+        if not isinstance(group, Group):
+            raise InputError(f"with_group: expected a Group, got {type(group).__name__}")
+        index = self._group_index()
+        source = self._edit_source("with_group")
+        if group.name in index:
+            raise SystemValidationError(source, [f"groups.{group.name}: the system already has a group with this name"])
+        at = len(self.groups) if position is None else position
+        if isinstance(at, bool) or not isinstance(at, int) or not 0 <= at <= len(self.groups):
+            raise InputError(f"with_group: position must be between 0 and {len(self.groups)}, got {shown(position)}")
+        unknown = [f"unknown class {shown(c)}" for c in rules_for_group if c not in self.rules]
+        problems: list[str] = []
+        chosen: dict[str, tuple[int, ...]] = {}
+        for cls_name in self.rules:
+            if cls_name not in rules_for_group:
+                problems.append(f"rules.{cls_name}: missing group {shown(group.name)}")
+                continue
+            value = edit_options(group, rules_for_group[cls_name], f"rules.{cls_name}.{group.name}", unknown, problems)
+            if value is not None:
+                chosen[cls_name] = value
+        self._raise_edit_problems("with_group", unknown, problems)
+        groups = self.groups[:at] + (group,) + self.groups[at:]
+        rows = {cls_name: row_of(rule)[:at] + (chosen[cls_name],) + row_of(rule)[at:] for cls_name, rule in self.rules.items()}
+        return self._derive(groups=groups, rows=rows, regroup=True)
+
+    # ------------------------------------------------------------ edit helpers
+    def _group_index(self) -> Mapping[str, int]:
+        index = self._cache.get("group_index")
+        if index is None:
+            index = self._cache["group_index"] = {g.name: i for i, g in enumerate(self.groups)}
+        return index
+
+    def _group_at(self, name: str, edit: str) -> tuple[int, Group]:
+        index = self._group_index()
+        gi = index.get(name) if isinstance(name, str) else None
+        if gi is None:
+            raise InputError(f"{edit} on {self._label()}: unknown group {shown(name)} (groups are: {listing(index)})")
+        return gi, self.groups[gi]
+
+    def _option_at(self, group: Group, option: OptionRef, edit: str) -> int:
+        index = group._find(option)
+        if index is None:
+            raise InputError(f"{edit} on {self._label()}: group {shown(group.name)}: {group._unknown(option)}")
+        return index
+
+    def _changed_group(self, group: Group, edit: str, **changes: Any) -> Group:
+        try:
+            return group._with(**changes)
+        except SystemValidationError as exc:
+            raise SystemValidationError(self._edit_source(edit), exc.problems) from None
+
+    def _label(self) -> str:
+        return repr(self.name) if self.name else "<unnamed system>"
+
+    def _edit_source(self, edit: str) -> str:
+        return f"{self._label()} after {edit}"
+
+    def _raise_edit_problems(self, edit: str, unknown: list[str], problems: list[str]) -> None:
+        if unknown:
+            raise InputError(f"{edit} on {self._label()}: " + "; ".join(unknown))
+        if problems:
+            raise SystemValidationError(self._edit_source(edit), problems)
+
+    def _derive(
+        self,
+        *,
+        groups: tuple[Group, ...] | None = None,
+        rows: Mapping[str, Row] | None = None,
+        regroup: bool = False,
+        **fields: Any,
+    ) -> "System":
+        """A new system from validated changes; unchanged parts (and their digests) are shared.
+
+        ``rows`` replaces some classes' rows; ``regroup`` says the group names
+        or order changed, so every rule needs the new group index.
+        """
+        new_groups = self.groups if groups is None else groups
+        cache: dict[str, Any] = {}
+        if regroup:
+            index = {g.name: i for i, g in enumerate(new_groups)}
+            cache["group_index"] = index
+            rows = rows or {}
+            rules: Mapping[str, Rule] = MappingProxyType(
+                {c: Rule(index, rows[c] if c in rows else row_of(r)) for c, r in self.rules.items()}
+            )
+        elif rows:
+            cache["group_index"] = self._group_index()
+            updated: dict[str, Rule] = dict(self.rules)  # type: ignore[arg-type]
+            for cls_name, row in rows.items():
+                updated[cls_name] = Rule(cache["group_index"], row)
+            rules = MappingProxyType(updated)
+        else:
+            rules = self.rules  # type: ignore[assignment]
+            for key in ("rules_digest", "group_index"):
+                if key in self._cache:
+                    cache[key] = self._cache[key]
+        if "aliases" not in fields and "labels" in self._cache:  # classes never change in an edit
+            cache["labels"] = self._cache["labels"]
+        values: dict[str, Any] = {"name": self.name, "baseline_prompt": self.baseline_prompt, "temperature": self.temperature,
+                                  "aliases": self.aliases, "description": self.description, "templates": self.templates}
+        values.update(fields)
+        return System._make(new_groups, rules, cache=cache, **values)
+
+
+def _restore(groups: tuple[Group, ...], class_names: tuple[str, ...], rows: tuple[Row, ...], name: str,
+             baseline_prompt: str, temperature: float | None, aliases: dict[str, tuple[str, ...]], description: str,
+             templates: tuple[str, ...] = ()) -> System:
+    index = {g.name: i for i, g in enumerate(groups)}
+    rules = MappingProxyType({c: Rule(index, r) for c, r in zip(class_names, rows)})
+    return System._make(groups, rules, name, baseline_prompt, temperature, aliases, description, templates,
+                        cache={"group_index": index})
+
+
+def _canonical_bytes(value: Any) -> bytes:
+    """repr of nested tuples of str/int/float/None: unambiguous, and fast for large rows."""
+    return (repr(value) + "\n").encode("utf-8", "surrogatepass")
