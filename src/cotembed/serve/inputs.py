@@ -44,6 +44,16 @@ def item_kind(item: Any, param: str) -> tuple[str, str]:
     return kind, value
 
 
+def check_text(value: str, param: str) -> None:
+    """A text must be encodable as UTF-8: JSON lets a client send a lone surrogate
+    (``"\\ud800"``, e.g. a string cut inside an emoji), which no encoder can take."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise invalid(f"{param}: the text is not valid Unicode (a lone surrogate {value[exc.start]!r} at character {exc.start}); "
+                      "send whole characters", param) from None
+
+
 def decode_base64(value: str, param: str) -> bytes:
     """Bytes of a base64 string or ``data:`` URI (whitespace allowed, as ``base64`` wraps lines)."""
     match = _DATA_URI.match(value)
@@ -113,6 +123,7 @@ async def load_items(items: Sequence[Any], modalities: frozenset[str], model: st
         if kind == "text":
             if not value.strip():
                 raise invalid(f"{param}: empty text", param)
+            check_text(value, param)
             out.append(("text", value))
             continue
         param = f"{param}.image"

@@ -30,9 +30,14 @@ class Limits:
     max_systems: int = 64
     """Systems the service holds (each keeps its prompt embeddings per model)."""
     max_top_k: int = 1000
+    max_prompts: int = 50_000
+    """Q, the text prompts of one system registered over HTTP (each is embedded once per model)."""
+    max_classes: int = 20_000
+    """N, the classes of one system registered over HTTP."""
 
     def __post_init__(self) -> None:
-        for name in ("max_inputs", "max_labels", "max_body_bytes", "max_pixels", "max_systems", "max_top_k"):
+        for name in ("max_inputs", "max_labels", "max_body_bytes", "max_pixels", "max_systems", "max_top_k",
+                     "max_prompts", "max_classes"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise InputError(f"{name} must be a positive whole number, got {value!r}")
@@ -87,6 +92,9 @@ class ServeSettings:
     urls: UrlFetching = field(default_factory=UrlFetching)
     graceful_timeout_s: float = 30.0
     allow_no_auth_off_loopback: bool = False
+    register_wait_s: float = 5.0
+    """How long ``POST /v1/systems`` waits for a new system to be ready before answering 202
+    (it keeps being prepared; requests for it get 503 with ``Retry-After`` until then)."""
 
     def __post_init__(self) -> None:
         if not self.models:
