@@ -26,10 +26,10 @@ pytest.importorskip("uvicorn")
 httpx = pytest.importorskip("httpx")
 
 from PIL import Image  # noqa: E402
+from tests.support import COLOUR_SYSTEM, ColourEncoder  # noqa: E402
 
 from cotembed.serve.settings import Batching, Limits, ServeSettings  # noqa: E402
 from cotembed.system import System  # noqa: E402
-from tests.support import COLOUR_SYSTEM, ColourEncoder  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -267,3 +267,25 @@ def test_arguments_that_are_not_utf8_exit_2_with_a_message() -> None:
     assert result.returncode == 2
     assert b"not valid UTF-8" in result.stderr and b"caf\\xe9" in result.stderr
     assert b"Traceback" not in result.stderr
+
+
+# ------------------------------------------------------------------------- image URLs
+def test_url_fetches_end_within_their_total_time_and_loopback_needs_the_allowlist(tmp_path: Path) -> None:
+    from cotembed.serve.settings import UrlFetching
+    from tests.trickle_server import TrickleServer
+
+    allowed = serve(tmp_path, FragileEncoder(), urls=UrlFetching(enabled=True, timeout_s=1.5, allow_hosts=("127.0.0.1",)))
+    guarded = serve(tmp_path / "g", FragileEncoder(), urls=UrlFetching(enabled=True, timeout_s=1.5))
+    try:
+        with TrickleServer(interval_s=0.5, content_type="image/png") as slow:
+            start = time.monotonic()
+            response = httpx.post(f"{allowed.url}/v1/classify", json={"labels": ["a", "b"], "input": [{"image": slow.url}]}, timeout=30)
+            took = time.monotonic() - start
+            assert response.status_code == 422 and took < 2.5, (response.status_code, took)
+            trickled = response.json()["error"]["message"]
+            refused = httpx.post(f"{guarded.url}/v1/classify", json={"labels": ["a", "b"], "input": [{"image": slow.url}]}, timeout=30)
+            assert refused.status_code == 422 and refused.json()["error"]["message"] == trickled
+            assert slow.requests == 1  # the guarded server never connected
+    finally:
+        allowed.close()
+        guarded.close()

@@ -7,10 +7,15 @@ model loads, and tests can build a server with a few fields changed.
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from cotembed.errors import InputError
 from cotembed.system import System
+
+if TYPE_CHECKING:
+    from cotembed.serve.urlguard import AddressPolicy
 
 API_KEY_ENV = "COTEMBED_API_KEY"
 DEFAULT_HOST = "127.0.0.1"
@@ -63,12 +68,26 @@ class Batching:
 
 @dataclass(frozen=True)
 class UrlFetching:
-    """Image URLs are fetched only when ``enabled`` (``--allow-urls``), bounded in time and size."""
+    """Image URLs are fetched only when ``enabled`` (``--allow-urls``), from public addresses
+    only unless ``allow_hosts`` names them (host names, addresses, CIDR networks), within
+    ``timeout_s`` in all (a wall-clock total, redirects included) and ``max_bytes``.
+    ``resolver`` replaces the system's (tests)."""
 
     enabled: bool = False
     timeout_s: float = 10.0
     max_bytes: int = 10 * 2**20
     max_redirects: int = 3
+    allow_hosts: tuple[str, ...] = ()
+    resolver: Callable[[str, int], Awaitable[Sequence[str]]] | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def policy(self) -> "AddressPolicy":
+        from cotembed.serve.urlguard import AddressPolicy
+
+        return AddressPolicy(self.allow_hosts)
+
+    def __post_init__(self) -> None:
+        self.policy  # noqa: B018 - a bad --allow-url-host is an error at start
 
 
 @dataclass(frozen=True)
