@@ -125,11 +125,15 @@ def assert_error(response: Any, status: int, type_: str, param: str | None = Non
 
 
 def metric(text: str, name: str, **labels: str) -> float:
-    """The value of one series in Prometheus text (0 when absent)."""
-    want = ",".join(f'{k}="{v}"' for k, v in labels.items())
+    """The value of one series in Prometheus text (0 when absent); labels in any order."""
+    import re
+
     for line in text.splitlines():
+        if line.startswith("#"):
+            continue
         series, _, value = line.rpartition(" ")
-        if series == (f"{name}{{{want}}}" if want else name):
+        found, _, rest = series.partition("{")
+        if found == name and dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', rest)) == labels:
             return float(value)
     return 0.0
 

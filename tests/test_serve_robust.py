@@ -271,8 +271,9 @@ def test_arguments_that_are_not_utf8_exit_2_with_a_message() -> None:
 
 # ------------------------------------------------------------------------- image URLs
 def test_url_fetches_end_within_their_total_time_and_loopback_needs_the_allowlist(tmp_path: Path) -> None:
-    from cotembed.serve.settings import UrlFetching
     from tests.trickle_server import TrickleServer
+
+    from cotembed.serve.settings import UrlFetching
 
     allowed = serve(tmp_path, FragileEncoder(), urls=UrlFetching(enabled=True, timeout_s=1.5, allow_hosts=("127.0.0.1",)))
     guarded = serve(tmp_path / "g", FragileEncoder(), urls=UrlFetching(enabled=True, timeout_s=1.5))

@@ -60,7 +60,7 @@ class Loopback:
         outer = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 outer.hosts.append(self.headers.get("Host", ""))
                 if self.path == "/img.png":
                     self._send(200, PNG)
