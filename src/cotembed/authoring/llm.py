@@ -76,8 +76,8 @@ class LLMEmptyAnswer(LLMError):
 
 @dataclass(frozen=True)
 class LLMSettings:
-    """Where and how to ask. ``timeout_s`` bounds waiting for one answer, retries included, as a
-    wall-clock total (a server trickling bytes cannot stretch it), ``connect_timeout_s``
+    """Where and how to ask. ``timeout_s`` bounds waiting for one answer (each attempt) as a
+    wall-clock total: a server trickling bytes cannot stretch it; ``connect_timeout_s``
     reaching the server; ``temperature`` and ``max_tokens`` are sent only when set (some
     models refuse a temperature)."""
 
@@ -211,11 +211,13 @@ class ChatClient:
         s = self.settings
         body = self.request_body(messages)
         started = time.monotonic()
-        total = s.timeout_s if s.retry.max_total_s is None else min(s.retry.max_total_s, s.timeout_s)
+
+        def attempt() -> Any:
+            with deadline(s.timeout_s):  # each attempt's connect, send and every read end by then
+                return self._client.post(s.endpoint, json=body)
+
         try:
-            with deadline(s.timeout_s):  # every read and retry of this answer ends by then
-                response = send_with_retries(lambda: self._client.post(s.endpoint, json=body), replace(s.retry, max_total_s=total),
-                                             what=f"the LLM at {s.endpoint}", sleep=self._sleep, on_retry=self._on_retry)
+            response = send_with_retries(attempt, s.retry, what=f"the LLM at {s.endpoint}", sleep=self._sleep, on_retry=self._on_retry)
         except RetryError as exc:
             hint = _UNAVAILABLE_HINTS.get(exc.status or 0, "check the network and the base URL, or raise --timeout")
             raise LLMUnavailable(f"{exc}; {hint}", attempts=exc.attempts, status=exc.status) from exc
