@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
 from typing import Any, Callable
@@ -130,3 +131,39 @@ def test_response_detail_shapes() -> None:
     assert response_detail(httpx.Response(400, json={"detail": "d"})) == "d"
     assert response_detail(httpx.Response(400, text="x" * 1000)) == "x" * 300
     assert response_detail(httpx.Response(502, text="")) == "(empty body)"
+
+
+# ------------------------------------------------------------------ wall-clock total timeouts
+@pytest.mark.parametrize("trickle_headers", [False, True])
+def test_a_deadline_bounds_a_server_that_trickles_a_byte_at_a_time(trickle_headers: bool) -> None:
+    """Every read succeeds within its 5 s timeout; only the 1.5 s total ends the request."""
+    from tests.trickle_server import TrickleServer
+
+    from cotembed.http import deadline, total_timeout_transport
+
+    with TrickleServer(interval_s=0.3, trickle_headers=trickle_headers) as server, \
+            httpx.Client(transport=total_timeout_transport(), timeout=5.0) as client:
+        start = time.monotonic()
+        with pytest.raises(httpx.TimeoutException), deadline(1.5):
+            client.get(server.url)
+        assert 1.4 < time.monotonic() - start < 2.5
+
+
+def test_the_llm_timeout_is_a_total_per_attempt(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.llm_server import PROXY_VARS
+    from tests.trickle_server import TrickleServer
+
+    from cotembed.authoring.llm import ChatClient, LLMSettings, LLMUnavailable
+
+    for var in PROXY_VARS:
+        monkeypatch.delenv(var, raising=False)
+    with TrickleServer(interval_s=0.3) as server:
+        settings = LLMSettings(base_url=f"{server.url}/v1", model="m", timeout_s=2.0,
+                               retry=RetryPolicy(max_attempts=2, backoff_s=0.1, jitter=0.0, max_total_s=60.0))
+        with ChatClient(settings) as client:
+            start = time.monotonic()
+            with pytest.raises(LLMUnavailable):
+                client.complete([{"role": "user", "content": "hi"}])
+            took = time.monotonic() - start
+    assert 3.9 < took < 5.5, took  # two attempts of 2 s each (per-read timeouts alone: 1000 bytes x 0.3 s each)
+    assert server.requests == 2

@@ -69,7 +69,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Any:
     settings = ServeSettings(
         models=("critters", "minilm"), systems=(System.load(CRITTERS / "system.yaml"),), api_key=KEY, cache=str(cache),
         limits=Limits(max_inputs=8, max_labels=16, max_body_bytes=2 * 2**20, max_pixels=1_000_000, max_systems=4),
-        urls=UrlFetching(enabled=True, timeout_s=5.0, max_bytes=200_000),
+        urls=UrlFetching(enabled=True, timeout_s=5.0, max_bytes=200_000, allow_hosts=("127.0.0.1",)),
     )
     registry, server = _start(settings)
     yield {"registry": registry, "server": server, "url": server.url, "cache": cache}
@@ -125,11 +125,15 @@ def assert_error(response: Any, status: int, type_: str, param: str | None = Non
 
 
 def metric(text: str, name: str, **labels: str) -> float:
-    """The value of one series in Prometheus text (0 when absent)."""
-    want = ",".join(f'{k}="{v}"' for k, v in labels.items())
+    """The value of one series in Prometheus text (0 when absent); labels in any order."""
+    import re
+
     for line in text.splitlines():
+        if line.startswith("#"):
+            continue
         series, _, value = line.rpartition(" ")
-        if series == (f"{name}{{{want}}}" if want else name):
+        found, _, rest = series.partition("{")
+        if found == name and dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', rest)) == labels:
             return float(value)
     return 0.0
 
@@ -326,10 +330,13 @@ def test_image_urls_are_fetched_from_loopback_within_the_size_cap(client: Any, c
         body = client.post("/v1/classify", json={"system": "critters", "input": [{"image": f"{base}/{rel}"}]}).json()
         expected = reference["clf"]("cot").predict_proba(images=[image])[0]
         np.testing.assert_allclose([p["score"] for p in body["data"][0]["predictions"]], expected, rtol=1e-5, atol=1e-6)
-        assert_error(client.post("/v1/classify", json={"system": "critters", "input": [{"image": f"{base}/missing.png"}]}),
-                     422, "invalid_request_error", "input[0].image", "HTTP 404")
-        assert_error(client.post("/v1/classify", json={"system": "critters", "input": [{"image": f"{base}/big.bin"}]}),
-                     413, "payload_too_large", "input[0].image")
+        missing = assert_error(client.post("/v1/classify", json={"system": "critters", "input": [{"image": f"{base}/missing.png"}]}),
+                               422, "invalid_request_error", "input[0].image", "could not be fetched")
+        too_big = assert_error(client.post("/v1/classify", json={"system": "critters", "input": [{"image": f"{base}/big.bin"}]}),
+                               422, "invalid_request_error", "input[0].image", "could not be fetched")
+        closed = assert_error(client.post("/v1/classify", json={"system": "critters", "input": [{"image": "http://127.0.0.1:9/x.png"}]}),
+                              422, "invalid_request_error", "input[0].image", "could not be fetched")
+        assert missing["message"] == too_big["message"] == closed["message"]  # one answer: no probing of ports
     finally:
         httpd.shutdown()
         httpd.server_close()

@@ -10,13 +10,21 @@ time are bounded, so a dead endpoint ends in a clear :class:`RetryError`, never 
 
 Any other response (success, 401, 404, 400, ...) is handed back to the caller, which knows
 what it means for its service.
+
+httpx's timeouts bound each network operation, so a server that sends a byte every
+half second never trips them. :func:`total_timeout_transport` with :func:`deadline`
+makes a timeout a wall-clock total: every connect, read and write gets only the time
+left before the deadline, and none starts after it.
 """
 
 from __future__ import annotations
 
+import contextvars
 import math
 import random
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
@@ -172,8 +180,78 @@ def send_with_retries(
                      attempts=attempt, problem=problem, status=status)
 
 
+_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar("cotembed_http_deadline", default=None)
+
+
+@contextmanager
+def deadline(seconds: float) -> Iterator[None]:
+    """Requests made inside (on a :func:`total_timeout_transport`) end within ``seconds`` from now."""
+    token = _DEADLINE.set(time.monotonic() + seconds)
+    try:
+        yield
+    finally:
+        _DEADLINE.reset(token)
+
+
+def _time_left(timeout: float | None, what: str) -> float | None:
+    import httpcore
+
+    end = _DEADLINE.get()
+    if end is None:
+        return timeout
+    left = end - time.monotonic()
+    if left <= 0:
+        raise (httpcore.ConnectTimeout if what == "connect" else httpcore.ReadTimeout)("the total time allowed ran out")
+    return left if timeout is None else min(timeout, left)
+
+
+def total_timeout_transport(**options: Any) -> Any:
+    """An ``httpx.HTTPTransport`` whose network operations respect :func:`deadline`."""
+    import httpcore
+    import httpx
+
+    class Stream(httpcore.NetworkStream):
+        def __init__(self, inner: Any):
+            self.inner = inner
+
+        def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+            return bytes(self.inner.read(max_bytes, _time_left(timeout, "read")))
+
+        def write(self, buffer: bytes, timeout: float | None = None) -> None:
+            self.inner.write(buffer, _time_left(timeout, "write"))
+
+        def close(self) -> None:
+            self.inner.close()
+
+        def start_tls(self, ssl_context: Any, server_hostname: str | None = None, timeout: float | None = None) -> "Stream":
+            return Stream(self.inner.start_tls(ssl_context, server_hostname, _time_left(timeout, "connect")))
+
+        def get_extra_info(self, info: str) -> Any:
+            return self.inner.get_extra_info(info)
+
+    class Backend(httpcore.NetworkBackend):
+        def __init__(self, inner: Any):
+            self.inner = inner
+
+        def connect_tcp(self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
+                        socket_options: Any = None) -> Stream:
+            return Stream(self.inner.connect_tcp(host, port, _time_left(timeout, "connect"), local_address, socket_options))
+
+        def connect_unix_socket(self, path: str, timeout: float | None = None, socket_options: Any = None) -> Stream:
+            return Stream(self.inner.connect_unix_socket(path, _time_left(timeout, "connect"), socket_options))
+
+        def sleep(self, seconds: float) -> None:
+            self.inner.sleep(seconds)
+
+    transport = httpx.HTTPTransport(**options)
+    pool = transport._pool  # httpx builds the pool; only its network backend is swapped
+    pool._network_backend = Backend(pool._network_backend)
+    return transport
+
+
 def _attempts(n: int) -> str:
     return f"{n} attempt" + ("" if n == 1 else "s")
 
 
-__all__ = ["RETRY_STATUSES", "RetryError", "RetryPolicy", "is_retryable_status", "response_detail", "retry_after_s", "send_with_retries"]
+__all__ = ["RETRY_STATUSES", "RetryError", "RetryPolicy", "deadline", "is_retryable_status", "response_detail", "retry_after_s",
+           "send_with_retries", "total_timeout_transport"]

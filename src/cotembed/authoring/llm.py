@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 
 from cotembed import __version__
 from cotembed.errors import CotembedError, InputError, MissingDependencyError
-from cotembed.http import RetryError, RetryPolicy, response_detail, send_with_retries
+from cotembed.http import RetryError, RetryPolicy, deadline, response_detail, send_with_retries, total_timeout_transport
 
 ENV_BASE_URL = "COTEMBED_LLM_BASE_URL"
 ENV_MODEL = "COTEMBED_LLM_MODEL"
@@ -76,7 +76,8 @@ class LLMEmptyAnswer(LLMError):
 
 @dataclass(frozen=True)
 class LLMSettings:
-    """Where and how to ask. ``timeout_s`` bounds waiting for the answer, ``connect_timeout_s``
+    """Where and how to ask. ``timeout_s`` bounds waiting for one answer (each attempt) as a
+    wall-clock total: a server trickling bytes cannot stretch it; ``connect_timeout_s``
     reaching the server; ``temperature`` and ``max_tokens`` are sent only when set (some
     models refuse a temperature)."""
 
@@ -182,7 +183,9 @@ class ChatClient:
         headers = {"Content-Type": "application/json", "Accept": "application/json", "User-Agent": f"cotembed/{__version__}"}
         if settings.api_key:
             headers["Authorization"] = f"Bearer {settings.api_key}"
-        timeout = httpx.Timeout(settings.timeout_s, connect=settings.connect_timeout_s)
+        timeout = httpx.Timeout(settings.timeout_s, connect=min(settings.connect_timeout_s, settings.timeout_s))
+        if transport is None and not _proxies_in_environment():  # a transport given to httpx turns env proxies off
+            transport = total_timeout_transport()
         self._client = httpx.Client(timeout=timeout, headers=headers, transport=transport)
 
     def __enter__(self) -> "ChatClient":
@@ -208,9 +211,13 @@ class ChatClient:
         s = self.settings
         body = self.request_body(messages)
         started = time.monotonic()
+
+        def attempt() -> Any:
+            with deadline(s.timeout_s):  # each attempt's connect, send and every read end by then
+                return self._client.post(s.endpoint, json=body)
+
         try:
-            response = send_with_retries(lambda: self._client.post(s.endpoint, json=body), s.retry,
-                                         what=f"the LLM at {s.endpoint}", sleep=self._sleep, on_retry=self._on_retry)
+            response = send_with_retries(attempt, s.retry, what=f"the LLM at {s.endpoint}", sleep=self._sleep, on_retry=self._on_retry)
         except RetryError as exc:
             hint = _UNAVAILABLE_HINTS.get(exc.status or 0, "check the network and the base URL, or raise --timeout")
             raise LLMUnavailable(f"{exc}; {hint}", attempts=exc.attempts, status=exc.status) from exc
@@ -239,6 +246,12 @@ _UNAVAILABLE_HINTS = {
     429: "the service is rate-limiting this key: wait a while and run again, or raise --max-attempts",
     408: "the service timed out: try again later",
 }
+
+
+def _proxies_in_environment() -> bool:
+    import urllib.request
+
+    return any(k in ("http", "https", "all") for k in urllib.request.getproxies())
 
 
 def _names_unknown_model(detail: str) -> bool:

@@ -39,14 +39,16 @@ def _settings(args: argparse.Namespace) -> Any:
     systems = tuple(load_system(path) for path in args.system or ())
     names = tuple(s.name or Path(path).stem for s, path in zip(systems, args.system or ()))
     limits = Limits(max_inputs=args.max_inputs, max_labels=args.max_labels, max_body_bytes=int(args.max_body_mb * 2**20),
-                    max_pixels=args.max_pixels, max_systems=args.max_systems)
+                    max_pixels=args.max_pixels, max_systems=args.max_systems, max_prompts=args.max_prompts,
+                    max_classes=args.max_classes)
     batching = Batching(max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, max_queue=max(args.max_queue, args.max_batch))
     if batching.max_queue < limits.max_inputs:
         from cotembed.errors import InputError
 
         raise InputError(f"--max-queue {batching.max_queue} is below --max-inputs {limits.max_inputs}: "
                          "a request that large could never be admitted")
-    urls = UrlFetching(enabled=args.allow_urls, timeout_s=args.url_timeout_s, max_bytes=int(args.url_max_mb * 2**20))
+    urls = UrlFetching(enabled=args.allow_urls, timeout_s=args.url_timeout_s, max_bytes=int(args.url_max_mb * 2**20),
+                       allow_hosts=tuple(args.allow_url_host or ()))
     return ServeSettings(
         models=specs, systems=systems, system_names=names, api_key=args.api_key or os.environ.get(API_KEY_ENV) or None,
         host=args.host, port=args.port, cache=args.cache, cache_enabled=not args.no_cache, cache_recover=args.cache_recover,
@@ -124,6 +126,10 @@ def register(sub: Any) -> None:
                    help=f"pixels per image, read from its header before decoding (default: {limits.max_pixels})")
     g.add_argument("--max-systems", type=bounded_int(1, 100_000), default=limits.max_systems, metavar="N",
                    help=f"systems the service holds (default: {limits.max_systems})")
+    g.add_argument("--max-prompts", type=bounded_int(1, 10_000_000), default=limits.max_prompts, metavar="Q",
+                   help=f"prompts of a system registered over HTTP (default: {limits.max_prompts})")
+    g.add_argument("--max-classes", type=bounded_int(1, 10_000_000), default=limits.max_classes, metavar="N",
+                   help=f"classes of a system registered over HTTP (default: {limits.max_classes})")
     g = p.add_argument_group("dynamic batching")
     g.add_argument("--max-batch", type=bounded_int(1, 4096), default=batching.max_batch, metavar="N",
                    help=f"inputs per model call (default: {batching.max_batch})")
@@ -132,9 +138,12 @@ def register(sub: Any) -> None:
     g.add_argument("--max-queue", type=bounded_int(1, 10_000_000), default=batching.max_queue, metavar="N",
                    help=f"inputs waiting per model before requests get 429 (default: {batching.max_queue})")
     g = p.add_argument_group("image URLs")
-    g.add_argument("--allow-urls", action="store_true", help="fetch images given as http(s) URLs (off: base64 only)")
+    g.add_argument("--allow-urls", action="store_true",
+                   help="fetch images given as http(s) URLs, from public addresses only (off: base64 only)")
+    g.add_argument("--allow-url-host", action="append", default=None, metavar="HOST|CIDR",
+                   help="also fetch from this host name, address or network (e.g. 10.0.0.0/8), though not public; repeatable")
     g.add_argument("--url-timeout-s", type=bounded_float(0.0, 600.0), default=urls.timeout_s, metavar="S",
-                   help=f"timeout of one fetch (default: {urls.timeout_s:g})")
+                   help=f"wall-clock total of one fetch, redirects included (default: {urls.timeout_s:g})")
     g.add_argument("--url-max-mb", type=bounded_float(0.0, 4096.0), default=urls.max_bytes / 2**20, metavar="MB",
                    help=f"largest image fetched (default: {urls.max_bytes / 2**20:g})")
     g = p.add_argument_group("model and cache")

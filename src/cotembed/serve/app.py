@@ -17,6 +17,7 @@ batchers and, on shutdown (after uvicorn has let requests in flight finish), dra
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import re
 import sys
@@ -35,15 +36,15 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cotembed import __version__
 from cotembed.cache import content_key
-from cotembed.errors import CotembedError, InputError, SystemValidationError
+from cotembed.errors import CotembedError, InputError
 from cotembed.scoring import ScoringConfig, get_method, method_names
 from cotembed.serve.auth import require_api_key
-from cotembed.serve.batching import BatcherClosed, QueueFull
+from cotembed.serve.batching import BatcherClosed, InputFailed, QueueFull
+from cotembed.serve.bodies import system_from_body
 from cotembed.serve.errors import ApiError, error_body, invalid
-from cotembed.serve.inputs import load_items
+from cotembed.serve.inputs import check_text, load_items
 from cotembed.serve.limits import BodyLimit
-from cotembed.serve.registry import Registry, ServedModel, SystemEntry
-from cotembed.system import System, parse_system_text
+from cotembed.serve.registry import RETRY_AFTER_S, Registry, ServedModel, SystemEntry
 
 InputItem = str | dict[str, Any]
 INPUT_HELP = ('texts ("..." or {"text": "..."}) or images ({"image": "<base64, data: URI, or URL with --allow-urls>"}), '
@@ -124,6 +125,7 @@ def _labels(labels: list[str], limit: int) -> list[str]:
     for j, label in enumerate(labels):
         if not label.strip():
             raise invalid(f"labels[{j}]: empty label", f"labels[{j}]")
+        check_text(label, f"labels[{j}]")
         if label in seen:
             raise invalid(f"labels[{j}]: {label!r} is given twice", f"labels[{j}]")
         seen.add(label)
@@ -140,7 +142,13 @@ def _method(name: str | None, default: str) -> str:
 
 
 async def _embeddings(model: ServedModel, items: list[tuple[str, Any]], params: list[str]) -> np.ndarray:
-    results = await model.embed(items)
+    try:
+        results = await model.embed(items)
+    except InputFailed as exc:  # the model failed on this input alone: a bad input (422), else our fault (500)
+        param, error = params[exc.position], exc.error
+        if isinstance(error, (InputError, ValueError, UnicodeError)):
+            raise invalid(f"{param}: cannot be encoded: {error}", param) from None
+        raise ApiError(500, f"{param}: the model failed on this input ({type(error).__name__}); see the server's log", param) from None
     for param, result in zip(params, results):
         if isinstance(result, str):
             raise invalid(f"{param}: {result}", param)
@@ -372,8 +380,9 @@ def create_app(registry: Registry) -> FastAPI:
 
     @app.get("/v1/systems/{name}", tags=["systems"], dependencies=auth)
     async def get_system(name: str) -> dict[str, Any]:
-        """One system, with its full definition (the canonical form ``cotembed`` writes)."""
-        entry = registry.system(name)
+        """One system, with its full definition (the canonical form ``cotembed`` writes) and its
+        ``status`` (``preparing`` until its prompts are embedded)."""
+        entry = registry.system(name, ready=False)
         return {**entry.describe(), "definition": entry.system.to_dict()}
 
     @app.post("/v1/systems", tags=["systems"], dependencies=auth, status_code=201,
@@ -383,16 +392,20 @@ def create_app(registry: Registry) -> FastAPI:
     async def register_system(request: Request, name: str | None = Query(None, description="name to register it under "
                               "(default: the system's own name, else its fingerprint)")) -> JSONResponse:
         """Register a system from a YAML or JSON body (``Content-Type: application/json`` parses strict JSON, anything else
-        YAML); invalid systems get a 422 listing every problem with its path, like ``cotembed validate``."""
+        YAML, without anchors or aliases); invalid systems get a 422 listing every problem with its path, like
+        ``cotembed validate``; more prompts or classes than the service's caps a 413. A large system is answered 202 while
+        its prompts are embedded (requests for it get 503 with ``Retry-After`` until it is ready), then 201."""
         raw = await request.body()
         if not raw.strip():
             raise invalid("empty body: send the system as YAML or JSON", "body")
         json_format = request.headers.get("content-type", "").split(";")[0].strip().lower() == "application/json"
-        try:
-            system = System.from_dict(parse_system_text(raw, "request body", json_format=json_format), source="request body")
-        except SystemValidationError as exc:
-            raise invalid(str(exc), "body", problems=exc.problems) from None
-        entry, created = await registry.add(system, name)
+        system = await asyncio.to_thread(system_from_body, raw, json_format, limits)  # parsing 1 MB takes seconds
+        entry, ready, created = registry.add(system, name)
+        done, _ = await asyncio.wait({ready}, timeout=settings.register_wait_s)
+        if not done:  # still embedding its prompts: it is admitted, requests for it get 503 until ready
+            return JSONResponse(entry.describe(), status_code=202, headers={"Retry-After": str(RETRY_AFTER_S),
+                                                                            "Location": f"/v1/systems/{entry.name}"})
+        ready.result()  # a failure raises its error
         return JSONResponse(entry.describe(), status_code=201 if created else 200)
 
     return app

@@ -9,7 +9,8 @@ without waiting; alone, a request waits at most ``max_wait_ms``.
 
 The queue is bounded: a request whose inputs would take it past ``max_queue`` is refused
 at once (:class:`QueueFull`, HTTP 429) instead of growing memory and latency without
-limit. :meth:`close` refuses new work and finishes everything already admitted, so a
+limit. A batch the model fails on is split and rerun (:meth:`DynamicBatcher._run`),
+so one bad input fails only its own request. :meth:`close` refuses new work and finishes everything already admitted, so a
 graceful shutdown loses no request.
 """
 
@@ -32,6 +33,14 @@ class QueueFull(Exception):
     def __init__(self, waiting: int, asked: int, limit: int):
         self.waiting, self.asked, self.limit = waiting, asked, limit
         super().__init__(f"the queue holds {waiting} input(s); {asked} more would pass its limit of {limit}")
+
+
+class InputFailed(Exception):
+    """The model failed on input number ``position`` of a request, even run alone."""
+
+    def __init__(self, position: int, error: BaseException):
+        self.position, self.error = position, error
+        super().__init__(f"input {position}: {type(error).__name__}: {error}")
 
 
 class BatcherClosed(Exception):
@@ -75,7 +84,8 @@ class DynamicBatcher:
         self._task = asyncio.get_running_loop().create_task(self._work(), name="cotembed-batcher")
 
     async def submit(self, items: Sequence[Item]) -> list[Any]:
-        """Results for ``items`` once their batches ran; all are admitted or none."""
+        """Results for ``items`` once their batches ran; all are admitted or none. An input
+        that failed on its own raises :class:`InputFailed` with its position."""
         if self._closing or self._task is None or self._wake is None:
             raise BatcherClosed("the service is shutting down")
         if self.pending + len(items) > self.max_queue:
@@ -86,7 +96,13 @@ class DynamicBatcher:
         self._jobs.extend(jobs)
         self._wake.set()
         try:
-            return list(await asyncio.gather(*(job.future for job in jobs)))
+            results = await asyncio.gather(*(job.future for job in jobs), return_exceptions=True)
+            for position, result in enumerate(results):
+                if isinstance(result, asyncio.CancelledError):
+                    raise result
+                if isinstance(result, BaseException):
+                    raise InputFailed(position, result) from result
+            return list(results)
         finally:
             self.pending -= len(jobs)
             for job in jobs:  # a caller that went away: its inputs are skipped, not encoded
@@ -126,22 +142,32 @@ class DynamicBatcher:
         return batch
 
     async def _work(self) -> None:
-        loop = asyncio.get_running_loop()
         while (batch := await self._collect()) is not None:
             jobs = [job for job in batch if not job.future.done()]
-            if not jobs:
-                continue
-            start = loop.time()
-            try:
-                results = await loop.run_in_executor(self.executor, self.run_batch, [job.item for job in jobs])
-            except Exception as exc:  # the model failed: every request in the batch hears why
-                for job in jobs:
-                    if not job.future.done():
-                        job.future.set_exception(exc)
-                continue
-            self.batches += 1
-            if self.on_batch is not None:
-                self.on_batch(len(jobs), loop.time() - start)
-            for job, result in zip(jobs, results):
-                if not job.future.done():
-                    job.future.set_result(result)
+            if jobs:
+                await self._run(jobs)
+
+    async def _run(self, jobs: list[_Job]) -> None:
+        """Run a batch; if it fails, run its halves apart, down to single inputs, so an
+        input the model cannot take fails alone and its neighbours still get answers."""
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        try:
+            results = await loop.run_in_executor(self.executor, self.run_batch, [job.item for job in jobs])
+        except Exception as exc:
+            if len(jobs) == 1:
+                if not jobs[0].future.done():
+                    jobs[0].future.set_exception(exc)
+                return
+            middle = len(jobs) // 2
+            for half in (jobs[:middle], jobs[middle:]):
+                live = [job for job in half if not job.future.done()]
+                if live:
+                    await self._run(live)
+            return
+        self.batches += 1
+        if self.on_batch is not None:
+            self.on_batch(len(jobs), loop.time() - start)
+        for job, result in zip(jobs, results):
+            if not job.future.done():
+                job.future.set_result(result)

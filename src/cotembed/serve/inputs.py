@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import io
+import logging
 import re
 import warnings
 from collections.abc import Sequence
@@ -22,6 +23,7 @@ from cotembed.serve.errors import invalid, too_large
 from cotembed.serve.settings import UrlFetching
 
 _DATA_URI = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(;[\w.+-]+=[\w.+-]+)*)(?P<b64>;base64)?,", re.ASCII)
+log = logging.getLogger("cotembed.serve.urls")
 _URL = re.compile(r"^https?://", re.IGNORECASE)
 
 
@@ -42,6 +44,16 @@ def item_kind(item: Any, param: str) -> tuple[str, str]:
     if not isinstance(value, str):
         raise invalid(f"{param}.{kind}: expected a string, got {type(value).__name__}", f"{param}.{kind}")
     return kind, value
+
+
+def check_text(value: str, param: str) -> None:
+    """A text must be encodable as UTF-8: JSON lets a client send a lone surrogate
+    (``"\\ud800"``, e.g. a string cut inside an emoji), which no encoder can take."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise invalid(f"{param}: the text is not valid Unicode (a lone surrogate {value[exc.start]!r} at character {exc.start}); "
+                      "send whole characters", param) from None
 
 
 def decode_base64(value: str, param: str) -> bytes:
@@ -78,27 +90,20 @@ def check_image(data: bytes, param: str, max_pixels: int) -> None:
                         f"{max_pixels:,} (the server's --max-pixels)", param)
 
 
+URL_FAILED = ("the image URL could not be fetched (refused, unreachable, not answered 200, too large or too slow); "
+              "send the image as base64")
+"""The one answer to every refused or failed fetch: a client learns nothing of what the server can reach."""
+
+
 async def fetch_url(url: str, param: str, urls: UrlFetching) -> bytes:
-    """GET an image URL within the time and size bounds; any failure names the input."""
-    import httpx
+    """GET an image URL through the address guard, within the time and size caps."""
+    from cotembed.serve.urlguard import FetchRefused, fetch
 
     try:
-        async with httpx.AsyncClient(timeout=urls.timeout_s, follow_redirects=True, max_redirects=urls.max_redirects) as client:
-            async with client.stream("GET", url) as response:
-                if response.status_code != 200:
-                    raise invalid(f"{param}: fetching {url} answered HTTP {response.status_code}", param)
-                declared = response.headers.get("content-length")
-                if declared and declared.isdigit() and int(declared) > urls.max_bytes:
-                    raise too_large(f"{param}: {url} is {int(declared):,} bytes, above the limit of {urls.max_bytes:,}", param)
-                chunks, size = [], 0
-                async for chunk in response.aiter_bytes():
-                    size += len(chunk)
-                    if size > urls.max_bytes:
-                        raise too_large(f"{param}: {url} is larger than the limit of {urls.max_bytes:,} bytes", param)
-                    chunks.append(chunk)
-    except httpx.HTTPError as exc:
-        raise invalid(f"{param}: cannot fetch {url}: {type(exc).__name__}: {exc}", param) from None
-    return b"".join(chunks)
+        return await fetch(url, urls.policy, urls.timeout_s, urls.max_bytes, urls.max_redirects, urls.resolver)
+    except FetchRefused as exc:
+        log.info("%s: fetching %s refused or failed: %s", param, url[:200], exc.reason)
+        raise invalid(f"{param}: {URL_FAILED}", param) from None
 
 
 async def load_items(items: Sequence[Any], modalities: frozenset[str], model: str, max_pixels: int,
@@ -113,6 +118,7 @@ async def load_items(items: Sequence[Any], modalities: frozenset[str], model: st
         if kind == "text":
             if not value.strip():
                 raise invalid(f"{param}: empty text", param)
+            check_text(value, param)
             out.append(("text", value))
             continue
         param = f"{param}.image"

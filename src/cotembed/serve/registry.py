@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +28,7 @@ from cotembed.data import Sample
 from cotembed.embeddings import PromptBank
 from cotembed.encoders import load_encoder
 from cotembed.encoders.base import Encoder
-from cotembed.errors import InputError
+from cotembed.errors import CotembedError, InputError
 from cotembed.pipeline import stream_embeddings
 from cotembed.scoring import DEFAULT_TEMPERATURE, Scorer, ScoringConfig
 from cotembed.serve.batching import DynamicBatcher, Item
@@ -39,6 +39,10 @@ from cotembed.system import System
 
 WARM_METHODS = ("cot", "baseline")
 """Scorers built at start for every (system, model), so first requests pay no prompt encoding."""
+PROMPT_TURN = 64
+"""Prompts a system being prepared embeds per turn on the model thread; requests' batches run between turns."""
+RETRY_AFTER_S = 2
+"""What a request for a system still being prepared is told to wait, in seconds."""
 MAX_LABEL_VECTORS = 10_000
 """Ad-hoc label prompts kept in memory per model; past it the table starts afresh (the cache keeps them)."""
 
@@ -69,6 +73,9 @@ class ServedModel:
         self.settings = settings
         self.metrics = metrics
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"cotembed-model-{name}")
+        self.preparer = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"cotembed-prepare-{name}")
+        """Builds scorers while serving: numpy work here, prompt embedding in turns on the model thread."""
+        self._closing = False
         self.bank = PromptBank(encoder, cache)
         self._labels = PromptBank(encoder, cache)
         self.scorers: dict[tuple[str, str], Scorer] = {}
@@ -127,14 +134,35 @@ class ServedModel:
             scorer = self.scorers[key] = Scorer.build(system, self.bank.embed, self.config_for(system), (method,))
         return scorer
 
+    def _embed_in_turns(self, texts: Sequence[str]) -> np.ndarray:
+        """Preparer thread: prompt vectors, ``PROMPT_TURN`` at a time on the model thread, so a
+        system of 20,000 prompts never holds the model for more than one turn."""
+        if not texts:
+            return self.executor.submit(self.bank.embed, texts).result()
+        parts = []
+        for start in range(0, len(texts), PROMPT_TURN):
+            if self._closing:
+                raise CotembedError("the service is shutting down")
+            parts.append(self.executor.submit(self.bank.embed, texts[start:start + PROMPT_TURN]).result())
+        return np.concatenate(parts)
+
+    def _prepare_scorer(self, system: System, method: str) -> Scorer:
+        key = (system.fingerprint, method)
+        scorer = self.scorers.get(key)
+        if scorer is None:
+            scorer = Scorer.build(system, self._embed_in_turns, self.config_for(system), (method,))
+            self.scorers[key] = scorer
+        return scorer
+
     async def scorer(self, system: System, method: str) -> Scorer:
-        """The scorer of (system, method); concurrent first requests share one build."""
+        """The scorer of (system, method), built on the preparer thread (requests keep being
+        served meanwhile); concurrent first requests share one build."""
         key = (system.fingerprint, method)
         if key in self.scorers:
             return self.scorers[key]
         pending = self._building.get(key)
         if pending is None:
-            pending = asyncio.wrap_future(self.executor.submit(self.build_scorer, system, method))
+            pending = asyncio.wrap_future(self.preparer.submit(self._prepare_scorer, system, method))
             self._building[key] = pending
             pending.add_done_callback(lambda _: self._building.pop(key, None))
         return await asyncio.shield(pending)
@@ -191,18 +219,24 @@ class ServedModel:
             await self.batcher.close()
 
     def close(self) -> None:
+        self._closing = True
+        self.preparer.shutdown(wait=True, cancel_futures=True)
         self.executor.shutdown(wait=True)
         self.encoder.close()
 
 
-@dataclass(frozen=True)
+@dataclass
 class SystemEntry:
+    """A registered system; ``ready`` once its prompts are embedded on every model."""
+
     name: str
     system: System
+    ready: bool = True
 
     def describe(self) -> dict[str, Any]:
         summary = self.system.summary()
         return {"name": self.name, "fingerprint": self.system.fingerprint, "system_name": summary.pop("name"),
+                "status": "ready" if self.ready else "preparing",
                 "classes": list(self.system.class_names), **{k: v for k, v in summary.items() if k != "hash"}}
 
 
@@ -215,27 +249,42 @@ class Registry:
         self.cache = cache
         self.models: dict[str, ServedModel] = {}
         self.systems: dict[str, SystemEntry] = {}
+        self.failed: dict[str, str] = {}
+        """Why the last registrations that failed did, by name (the oldest are forgotten)."""
+        self._preparing: dict[str, asyncio.Task[SystemEntry]] = {}
         metrics.gauge("cotembed_queue_inputs", "Inputs admitted and not yet answered, by model.",
                       lambda: {(("model", m.name),): float(m.batcher.pending if m.batcher else 0) for m in self.models.values()})
 
     @classmethod
     def open(cls, settings: ServeSettings, metrics: Metrics | None = None, log: bool = False) -> "Registry":
         """Open the cache, load every model, register the systems and build their scorers."""
+        options: dict[str, Any] = {}
+        if settings.encoder_batch_size:
+            options["batch_size"] = settings.encoder_batch_size
+        if settings.device:
+            options["device"] = settings.device
+
+        def load(spec: str, cache: Any) -> Encoder:
+            if log:
+                print(f"cotembed: loading model {spec}", file=sys.stderr, flush=True)
+            return load_encoder(spec, lazy=False, info_store=cache, **options)
+
+        return cls._opened(settings, metrics, load)
+
+    @classmethod
+    def with_encoders(cls, settings: ServeSettings, encoders: dict[str, Encoder], metrics: Metrics | None = None) -> "Registry":
+        """As :meth:`open`, serving encoders already built (any object of the encoder protocol), by name."""
+        return cls._opened(settings, metrics, lambda name, cache: encoders[name], tuple(encoders))
+
+    @classmethod
+    def _opened(cls, settings: ServeSettings, metrics: Metrics | None, load: Any, names: tuple[str, ...] | None = None) -> "Registry":
         cache = open_cache(settings.cache, enabled=settings.cache_enabled, recover=settings.cache_recover)
         registry = cls(settings, metrics or Metrics(), cache)
         try:
-            options: dict[str, Any] = {}
-            if settings.encoder_batch_size:
-                options["batch_size"] = settings.encoder_batch_size
-            if settings.device:
-                options["device"] = settings.device
-            for spec in dict.fromkeys(settings.models):
-                if log:
-                    print(f"cotembed: loading model {spec}", file=sys.stderr, flush=True)
-                encoder = load_encoder(spec, lazy=False, info_store=cache, **options)
-                registry.models[spec] = ServedModel(spec, encoder, cache, settings, registry.metrics)
-            names = settings.system_names or tuple("" for _ in settings.systems)
-            for system, name in zip(settings.systems, names):
+            for spec in names or tuple(dict.fromkeys(settings.models)):
+                registry.models[spec] = ServedModel(spec, load(spec, cache), cache, settings, registry.metrics)
+            system_names = settings.system_names or tuple("" for _ in settings.systems)
+            for system, name in zip(settings.systems, system_names):
                 registry.register(system, name or None)
         except BaseException:
             registry.close()
@@ -247,7 +296,10 @@ class Registry:
             model.start()
 
     async def stop(self) -> None:
-        """Finish admitted inputs and stop the batchers (graceful shutdown)."""
+        """Finish admitted inputs and stop the batchers (graceful shutdown); systems still
+        being prepared are given up."""
+        for task in list(self._preparing.values()):
+            task.cancel()
         await asyncio.gather(*(m.stop() for m in self.models.values()))
 
     def close(self) -> None:
@@ -276,12 +328,19 @@ class Registry:
             raise invalid(f"model {ref!r} is not served here; served: {', '.join(self.models)}", "model")
         return found
 
-    def system(self, ref: str) -> SystemEntry:
-        """A system by its registered name or its fingerprint."""
+    def system(self, ref: str, ready: bool = True) -> SystemEntry:
+        """A system by its registered name or its fingerprint; with ``ready``, one still being
+        prepared is a 503 with ``Retry-After``."""
         entry = self.systems.get(ref) or next((e for e in self.systems.values() if e.system.fingerprint == ref), None)
         if entry is None:
+            failed = self.failed.get(ref)
+            if failed is not None:
+                raise invalid(f"system {ref!r} is not registered: its registration failed: {failed}", "system")
             known = ", ".join(self.systems) or "none (register one with POST /v1/systems)"
             raise invalid(f"system {ref!r} is not registered; registered: {known}", "system")
+        if ready and not entry.ready:
+            raise ApiError(503, f"system {entry.name!r} is still being prepared (its prompts are being embedded); retry shortly",
+                           "system", headers={"Retry-After": str(RETRY_AFTER_S)})
         return entry
 
     def entries(self) -> Iterator[SystemEntry]:
@@ -315,20 +374,44 @@ class Registry:
         entry = self.systems[name] = SystemEntry(name, system)
         return entry, True
 
-    async def add(self, system: System, name: str | None = None) -> tuple[SystemEntry, bool]:
-        """While serving: as :meth:`register`, with the prompts embedded on each model's thread.
-        Registering the same system under the same name again is not an error."""
+    def add(self, system: System, name: str | None = None) -> tuple[SystemEntry, "asyncio.Task[SystemEntry]", bool]:
+        """While serving: admit the system at once (not ready) and prepare its warm scorers in
+        the background (:meth:`ServedModel.scorer`: off the event loop and in turns on the
+        model thread). Returns the entry, the task that makes it ready, and whether it is new;
+        registering the same system under the same name again is not an error."""
         name, existing = self._admit(system, name)
         if existing is not None:
-            return existing, False
-        for model in self.models.values():
-            for method in WARM_METHODS:
-                try:
-                    await model.scorer(system, method)
-                except InputError as exc:
-                    raise invalid(f"system {name!r} on model {model.name}: {exc}", "body") from exc
-        name, existing = self._admit(system, name)  # another request may have taken the name meanwhile
-        if existing is not None:
-            return existing, False
-        entry = self.systems[name] = SystemEntry(name, system)
-        return entry, True
+            task = self._preparing.get(name)
+            if task is None:
+                task = asyncio.get_running_loop().create_task(_ready(existing))
+            return existing, task, False
+        entry = self.systems[name] = SystemEntry(name, system, ready=False)
+        self.failed.pop(name, None)
+        task = self._preparing[name] = asyncio.get_running_loop().create_task(self._prepare(entry), name=f"cotembed-prepare-{name}")
+        task.add_done_callback(lambda done: (self._preparing.pop(name, None), done.cancelled() or done.exception()))
+        return entry, task, True
+
+    async def _prepare(self, entry: SystemEntry) -> SystemEntry:
+        try:
+            for model in self.models.values():
+                for method in WARM_METHODS:
+                    await model.scorer(entry.system, method)
+        except BaseException as exc:
+            if self.systems.get(entry.name) is entry:
+                del self.systems[entry.name]
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            bad_input = isinstance(exc, (InputError, ValueError, UnicodeError))
+            message = str(exc) if bad_input else f"the model failed ({type(exc).__name__}); see the server's log"
+            self.failed[entry.name] = message
+            while len(self.failed) > self.settings.limits.max_systems:
+                self.failed.pop(next(iter(self.failed)))
+            if bad_input:
+                raise invalid(f"system {entry.name!r}: its prompts cannot be encoded: {message}", "body") from exc
+            raise ApiError(500, f"system {entry.name!r}: {message}", "body") from exc
+        entry.ready = True
+        return entry
+
+
+async def _ready(entry: SystemEntry) -> SystemEntry:
+    return entry

@@ -7,10 +7,15 @@ model loads, and tests can build a server with a few fields changed.
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from cotembed.errors import InputError
 from cotembed.system import System
+
+if TYPE_CHECKING:
+    from cotembed.serve.urlguard import AddressPolicy
 
 API_KEY_ENV = "COTEMBED_API_KEY"
 DEFAULT_HOST = "127.0.0.1"
@@ -30,9 +35,14 @@ class Limits:
     max_systems: int = 64
     """Systems the service holds (each keeps its prompt embeddings per model)."""
     max_top_k: int = 1000
+    max_prompts: int = 50_000
+    """Q, the text prompts of one system registered over HTTP (each is embedded once per model)."""
+    max_classes: int = 20_000
+    """N, the classes of one system registered over HTTP."""
 
     def __post_init__(self) -> None:
-        for name in ("max_inputs", "max_labels", "max_body_bytes", "max_pixels", "max_systems", "max_top_k"):
+        for name in ("max_inputs", "max_labels", "max_body_bytes", "max_pixels", "max_systems", "max_top_k",
+                     "max_prompts", "max_classes"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise InputError(f"{name} must be a positive whole number, got {value!r}")
@@ -58,12 +68,26 @@ class Batching:
 
 @dataclass(frozen=True)
 class UrlFetching:
-    """Image URLs are fetched only when ``enabled`` (``--allow-urls``), bounded in time and size."""
+    """Image URLs are fetched only when ``enabled`` (``--allow-urls``), from public addresses
+    only unless ``allow_hosts`` names them (host names, addresses, CIDR networks), within
+    ``timeout_s`` in all (a wall-clock total, redirects included) and ``max_bytes``.
+    ``resolver`` replaces the system's (tests)."""
 
     enabled: bool = False
     timeout_s: float = 10.0
     max_bytes: int = 10 * 2**20
     max_redirects: int = 3
+    allow_hosts: tuple[str, ...] = ()
+    resolver: Callable[[str, int], Awaitable[Sequence[str]]] | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def policy(self) -> "AddressPolicy":
+        from cotembed.serve.urlguard import AddressPolicy
+
+        return AddressPolicy(self.allow_hosts)
+
+    def __post_init__(self) -> None:
+        self.policy  # noqa: B018 - a bad --allow-url-host is an error at start
 
 
 @dataclass(frozen=True)
@@ -87,6 +111,9 @@ class ServeSettings:
     urls: UrlFetching = field(default_factory=UrlFetching)
     graceful_timeout_s: float = 30.0
     allow_no_auth_off_loopback: bool = False
+    register_wait_s: float = 5.0
+    """How long ``POST /v1/systems`` waits for a new system to be ready before answering 202
+    (it keeps being prepared; requests for it get 503 with ``Retry-After`` until then)."""
 
     def __post_init__(self) -> None:
         if not self.models:
