@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -23,10 +24,10 @@ def tiny_clip_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def colour_model(monkeypatch: pytest.MonkeyPatch) -> str:
-    """Registers the ColourEncoder test double (tests/support.py) as model spec ``test:<key>``."""
+def colour_model() -> Iterator[str]:
+    """Registers the ColourEncoder test double (tests/support.py) as model spec ``test:<key>`` for one test."""
     from cotembed import encoders
 
     backend = encoders.Backend("test", "support", "ColourEncoder", "dev", "image, text", "test double", "test:x")
-    monkeypatch.setitem(encoders.BACKENDS, "test", backend)
-    return "test:colour"
+    with encoders.registered_backend(backend):
+        yield "test:colour"

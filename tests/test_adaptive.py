@@ -198,8 +198,8 @@ def test_a_model_fitted_for_another_system_is_refused():
     {"adaptive_confidance": 0.9},
 ])
 def test_bad_settings_are_input_errors_naming_the_option(options):
-    with pytest.raises(InputError, match=next(iter(options))):
-        AdaptiveSettings.from_config(ScoringConfig(10.0, method_options=options))
+    with pytest.raises(InputError, match=next(iter(options)).removeprefix("adaptive_")):
+        ScoringConfig(10.0, method_options=options).method("adaptive")
 
 
 def test_fit_rejects_non_finite_answers_and_bad_labels():
@@ -235,13 +235,14 @@ def test_evaluate_reports_questions_and_prompts_consulted():
     data = synthetic_set(system, 4, np.random.default_rng(12), noise=0.3)
     scorer = Scorer.build(system, hashed_embed, ScoringConfig(30.0), ("cot", "adaptive"))
     report = evaluate(scorer, data, ("cot", "adaptive"))
-    run = get_method("adaptive").run(scorer.batch(data.embeddings))
+    run = scorer.prepare(data.embeddings).method("adaptive").run(scorer.batch(data.embeddings))
     extra = report.to_dict()["methods"]["adaptive"]["extra"]
     assert extra["mean_questions"] == pytest.approx(run.questions.mean())
     assert extra["mean_prompts"] == pytest.approx(run.prompts.mean())
     assert 1 <= extra["mean_questions"] < 5
     assert "extra" not in report.to_dict()["methods"]["cot"]
     assert report.method_options["adaptive_confidence"] == DEFAULT_CONFIDENCE
+    assert report.method_options["adaptive_answer_model"]["source"] == "batch"  # fitted on the batch, no labels
 
 
 # ------------------------------------------------------------------------ CLI
@@ -278,7 +279,11 @@ def test_eval_adaptive_compares_with_the_full_system(capsys, tmp_path, two_quest
     assert adaptive["accuracy"] == report["methods"]["cot"]["accuracy"] == 1.0
     assert adaptive["extra"]["mean_questions"] == 1.0  # the colour answers alone are confident
     assert adaptive["extra"]["mean_prompts"] == 4.0
-    assert report["method_options"]["adaptive_answer_model"] == {"source": "ideal"}
+    model = report["method_options"]["adaptive_answer_model"]
+    assert model["source"] == "batch" and model["n_inputs"] == 12  # fitted on the inputs themselves, no labels read
+    code, out, err = run(capsys, "eval", two_questions, data, "--adaptive", "--no-batch-calibration", "--format", "json", *common)
+    assert code == 0, err
+    assert json.loads(out)["method_options"]["adaptive_answer_model"] == {"source": "ideal"}
     code, out, _ = run(capsys, "eval", two_questions, data, "--methods", "baseline", "--adaptive", "--confidence", "0.99", *common)
     assert code == 0
     assert "adaptive: per input 1.00 questions of 2 (50%), 4.00 text prompts of 6 (67%)" in out

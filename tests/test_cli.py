@@ -193,13 +193,13 @@ def test_cached_eval_never_loads_the_model(capsys, tmp_path, system_file, monkey
     monkeypatch.setattr(support, "DEFAULT_BATCH_SIZE", 4, raising=False)
     monkeypatch.setattr(support, "counting_key", lambda argument, options: f"test:{argument}", raising=False)
     backend = encoders.Backend("count", "support", "CountingEncoder", "dev", "image, text", "test double", "count:x", key="counting_key")
-    monkeypatch.setitem(encoders.BACKENDS, "count", backend)
     data = make_image_folder(tmp_path / "data", per_class=2)
     cache = tmp_path / "cache.sqlite"
     argv = ["eval", system_file, data, "--model", "count:colour", "--cache", cache, "--format", "json", "-q"]
-    code, first, _ = run(capsys, *argv)
-    assert code == 0 and built == ["colour"]
-    code, second, _ = run(capsys, *argv)
+    with encoders.registered_backend(backend):
+        code, first, _ = run(capsys, *argv)
+        assert code == 0 and built == ["colour"]
+        code, second, _ = run(capsys, *argv)
     assert code == 0 and built == ["colour"], "a fully cached run must not load the model"
     assert json.loads(second)["n_encoded"] == 0
     assert json.loads(second)["methods"] == json.loads(first)["methods"]

@@ -47,15 +47,15 @@ def wrong_key(argument: str, options: Mapping[str, Any]) -> str:
 
 
 @pytest.fixture(autouse=True)
-def counting(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Registers ``count:<name>`` (lazy-capable) and ``keyless:<name>`` (no cheap key)."""
+def counting() -> Iterator[None]:
+    """Registers ``count:<name>`` (lazy-capable) and ``keyless:<name>`` (no cheap key) for one test."""
     common = dict(module=__name__, factory="CountingEncoder", extra="dev", inputs="image, text",
                   description="counting test double", options=("batch_size", "device"))
-    monkeypatch.setitem(encoders.BACKENDS, "count", encoders.Backend("count", example="count:x", key="counting_key", **common))
-    monkeypatch.setitem(encoders.BACKENDS, "keyless", encoders.Backend("keyless", example="keyless:x", **common))
-    monkeypatch.setitem(encoders.BACKENDS, "wrongkey", encoders.Backend("wrongkey", example="wrongkey:x", key="wrong_key", **common))
-    CONSTRUCTED.clear()
-    yield
+    with (encoders.registered_backend(encoders.Backend("count", example="count:x", key="counting_key", **common)),
+          encoders.registered_backend(encoders.Backend("keyless", example="keyless:x", **common)),
+          encoders.registered_backend(encoders.Backend("wrongkey", example="wrongkey:x", key="wrong_key", **common))):
+        CONSTRUCTED.clear()
+        yield
 
 
 def _run(encoder: Any, samples: list, cache: Any) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
@@ -100,8 +100,8 @@ def test_default_batch_size_from_the_factory_class(monkeypatch: pytest.MonkeyPat
     function may live in another module (``module:function``)."""
     backend = encoders.Backend("colour", "support", "ColourEncoder", "dev", "image, text", "double", "colour:x",
                                key=f"{__name__}:counting_key")
-    monkeypatch.setitem(encoders.BACKENDS, "colour", backend)
-    enc = load_encoder("colour:c", lazy=True)
+    with encoders.registered_backend(backend):
+        enc = load_encoder("colour:c", lazy=True)
     assert (enc.model_key, enc.batch_size, enc.loaded) == ("test:c", ColourEncoder.batch_size, False)
 
 

@@ -485,8 +485,8 @@ class InterruptingProposer:
 def test_an_interrupted_run_still_writes_a_valid_best_system(capsys, colour_model, colour_task, monkeypatch):
     from cotembed.optimize import proposers
 
-    monkeypatch.setitem(proposers.PROPOSERS, InterruptingProposer.name, InterruptingProposer)
-    code, out, err = run(capsys, *cli_args(colour_task, colour_model, "--val", colour_task["val"], "--proposers", "interrupt-test"))
+    with proposers.registered_proposer(InterruptingProposer.name, InterruptingProposer):
+        code, out, err = run(capsys, *cli_args(colour_task, colour_model, "--val", colour_task["val"], "--proposers", "interrupt-test"))
     assert code == 130, err
     payload = json.loads(out)
     assert payload["stop_reason"] == "interrupted" and payload["n_candidates"] == 5

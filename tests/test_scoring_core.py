@@ -7,7 +7,18 @@ import pytest
 
 from cotembed import CoTClassifier, EmbeddingCache, InputError, System, evaluate
 from cotembed.embeddings import EmbeddingSet, PromptBank
-from cotembed.scoring import METHODS, Scorer, ScoringConfig, ScoringMethod, get_method, method_names, parse_methods, register
+from cotembed.scoring import (
+    METHODS,
+    Param,
+    Scorer,
+    ScoringConfig,
+    ScoringMethod,
+    get_method,
+    method_names,
+    parse_methods,
+    register_method,
+    registered_method,
+)
 from support import COLOUR_SYSTEM, COLOURS, ColourEncoder, make_image, make_image_folder
 
 
@@ -32,21 +43,68 @@ def test_prompt_counts_come_from_each_methods_prompt_sets(system):
     assert used == {"baseline": 4, "cot": 4, "hybrid": 8}
 
 
-def test_a_new_method_is_one_registry_entry(system, monkeypatch):
-    class Loudest(ScoringMethod):
-        name = "loudest-name"
-        description = "test method: the most similar class name, squared"
-        needs = ("names",)
+class Loudest(ScoringMethod):
+    name = "loudest-name"
+    description = "test method: the most similar class name, raised to a power"
+    needs = ("names",)
+    parameters = (Param("power", "int", 2, low=1, high=9, help="exponent"),)
 
-        def score(self, batch):
-            return batch["names"] ** 2
+    def score(self, batch):
+        return batch["names"] ** self.params["power"]
 
-    monkeypatch.setattr("cotembed.scoring.methods.METHODS", dict(METHODS))
-    register(Loudest())
-    assert "loudest-name" in method_names()
-    clf = CoTClassifier(system, ColourEncoder())
-    x = ColourEncoder().encode_texts(["red"])
-    assert clf.scores_from_embeddings(x, method="loudest-name").argmax() == 0
+
+def test_a_new_method_is_one_scoped_registry_entry(system):
+    with registered_method("loudest-name", Loudest):
+        assert "loudest-name" in method_names() and METHODS["loudest-name"] == f"{__name__}:Loudest"
+        clf = CoTClassifier(system, ColourEncoder())
+        x = ColourEncoder().encode_texts(["red"])
+        assert clf.scores_from_embeddings(x, method="loudest-name").argmax() == 0
+        assert get_method("loudest-name", power=3).params == {"power": 3}
+        with pytest.raises(ValueError, match="already registered"):
+            register_method("loudest-name", Loudest)
+    assert "loudest-name" not in method_names()
+    with pytest.raises(InputError, match="unknown method 'loudest-name'"):
+        get_method("loudest-name")
+
+
+def test_registry_holds_import_strings_and_imports_nothing_up_front():
+    import subprocess
+    import sys
+
+    assert all(isinstance(target, str) and ":" in target for target in METHODS.values())
+    code = "import sys, cotembed.scoring; print('cotembed.scoring.adaptive' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "False"
+
+
+def test_methods_are_configured_objects_with_declared_parameters():
+    method = get_method("adaptive", confidence=0.9, max_questions=2)
+    assert method.params["confidence"] == 0.9 and method.params["max_questions"] == 2
+    assert get_method("adaptive").params["confidence"] != 0.9  # the default is untouched
+    with pytest.raises(InputError, match=r"did you mean 'confidence'.*accepts: confidence, max_questions"):
+        get_method("adaptive", confidance=0.9)
+    with pytest.raises(InputError, match=r"confidence must be a finite number in \(0, 1\]"):
+        get_method("adaptive", confidence=1.5)
+    with pytest.raises(InputError, match="did you mean 'templates'"):
+        ScoringConfig(10.0, method_options={"templtes": ["{}"]})
+    assert ScoringConfig(10.0, method_options={"adaptive_confidence": 0.8}).method("adaptive").params["confidence"] == 0.8
+
+
+def test_no_caller_branches_on_a_method_name():
+    """CLI verbs and the service reach methods through the protocol only."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "src" / "cotembed"
+    for path in (root / "cli" / "classify.py", root / "serve" / "registry.py", root / "evaluate.py", root / "classifier.py"):
+        text = path.read_text(encoding="utf-8")
+        assert '== "adaptive"' not in text and "SeededMethod" not in text and "cotembed.adaptive" not in text, path
+
+
+@pytest.mark.parametrize("name", method_names())
+def test_every_registered_method_passes_check_method(name):
+    from cotembed.testing import check_method
+
+    check_method(name)
 
 
 def test_scoring_config_rejects_non_finite_values():

@@ -23,7 +23,7 @@ from cotembed.encoders.base import Encoder
 from cotembed.errors import InputError
 from cotembed.evaluate import EvalReport, evaluate
 from cotembed.pipeline import SampleError, stream_embeddings
-from cotembed.scoring import DEFAULT_TEMPERATURE, Scorer, ScoringConfig, get_method
+from cotembed.scoring import DEFAULT_TEMPERATURE, Scorer, ScoringConfig, ScoringMethod, method_class
 from cotembed.system import System
 
 
@@ -80,8 +80,11 @@ class Explanation:
     model: str
     system_hash: str
     temperature: float
+    detail: Any = None
+    """The method's own account of this input (adaptive: the questions asked, in order), or None."""
 
     def to_dict(self) -> dict[str, Any]:
+        detail = {} if self.detail is None else {self.method: self.detail.to_dict()}
         return {
             "input": self.source,
             "method": self.method,
@@ -94,6 +97,7 @@ class Explanation:
                 for q in self.questions
             ],
             "top": [{"class": c.class_name, "score": c.score, "contributions": c.contributions} for c in self.top],
+            **detail,
         }
 
 
@@ -122,7 +126,7 @@ class CoTClassifier:
         method_options: dict[str, Any] | None = None,
         max_pixels: int | None = None,
     ):
-        get_method(method)
+        method_class(method)
         self.system = system
         self.encoder = encoder
         self.method = method
@@ -136,6 +140,8 @@ class CoTClassifier:
         self.compiled = system.compile()
         self.classes_ = np.asarray(self.compiled.class_names, dtype=object)
         self._scorers: dict[tuple[str, ...], Scorer] = {}
+        self.calibration_failures = 0
+        """Calibration inputs that could not be used (see :meth:`calibrated`)."""
 
     @property
     def temperature(self) -> float:
@@ -156,6 +162,47 @@ class CoTClassifier:
     @property
     def scorer(self) -> Scorer:
         return self.scorer_for((self.method,))
+
+    @property
+    def scoring_method(self) -> ScoringMethod:
+        """The configured method object predictions use."""
+        return self.config.method(self.method)
+
+    def calibrated(self, samples: Sequence[Sample], methods: Sequence[str] | None = None,
+                   use_labels: bool = True) -> "CoTClassifier":
+        """A copy whose methods are fitted on calibration samples (embedded through the cache).
+
+        Labels are counted where every sample has one (unless ``use_labels`` is false);
+        otherwise methods fit without them. Methods that learn nothing from data are
+        unchanged; if none of ``methods`` learns anything, that is an InputError.
+        Inputs that fail to load are left out (``calibration_failures`` counts them).
+        """
+        names = tuple(dict.fromkeys(methods or (self.method,)))
+        data = self.embedding_set(samples)
+        if not len(data):
+            why = f": {data.errors[0].source}: {data.errors[0].error}" if data.errors else ""
+            raise InputError(f"calibration: no usable input{why}")
+        labelled = use_labels and all(label is not None for label in data.labels)
+        if use_labels and not labelled and any(label is not None for label in data.labels):
+            missing = next(s for s, label in zip(data.sources, data.labels) if label is None)
+            raise InputError(f"calibration: some inputs have labels and some do not (e.g. {missing}); "
+                             "label all of them, or ignore the labels")
+        scorer = self.scorer_for(names)
+        labels = data.label_indices(self.compiled.class_names) if labelled else None
+        options = dict(self.config.method_options)
+        learnt = False
+        for name in names:
+            method = scorer.method(name)
+            fitted = method.fit([batch for _, batch in scorer.batches(data.embeddings, (name,))], labels)
+            if fitted is not method:
+                learnt = True
+                options.update({fitted.option_prefix + k: v for k, v in fitted.params.items() if v is not None})
+        if not learnt:
+            raise InputError(f"calibration data: none of the methods {', '.join(names)} learns from it")
+        clf = CoTClassifier(self.system, self.encoder, self.method, self.temperature, self.hybrid_weight, self.cache,
+                            self.batch_size, self.progress, options, self.max_pixels)
+        clf.calibration_failures = len(data.errors)
+        return clf
 
     # --------------------------------------------------------------- inputs
     def _samples(self, inputs: Any = None, images: Any = None, texts: Any = None) -> list[Sample]:
@@ -199,10 +246,14 @@ class CoTClassifier:
         return self.scores_from_embeddings(self.embed(inputs, images=images, texts=texts))
 
     def scores_from_embeddings(self, embeddings: np.ndarray, method: str | None = None) -> np.ndarray:
-        """Score precomputed input embeddings (B, D) -> (B, N); no model call for the inputs."""
+        """Score precomputed input embeddings (B, D) -> (B, N); no model call for the inputs.
+
+        The embeddings are one batch: a method that learns from the unlabelled batch
+        (adaptive's answer model) is fitted on them first.
+        """
         name = method or self.method
-        get_method(name)
-        return self.scorer_for((name,)).scores(embeddings, name)
+        method_class(name)
+        return self.scorer_for((name,)).prepare(embeddings).scores(embeddings, name)
 
     def predict(self, inputs: Any = None, *, images: Any = None, texts: Any = None) -> list[str]:
         scores = self.decision_function(inputs, images=images, texts=texts)
@@ -211,7 +262,7 @@ class CoTClassifier:
     def predict_proba(self, inputs: Any = None, *, images: Any = None, texts: Any = None) -> np.ndarray:
         """(B, N) probabilities in ``classes_`` order; rows sum to 1."""
         scores = self.decision_function(inputs, images=images, texts=texts)
-        return get_method(self.method).probabilities(scores, self.config)
+        return self.scorer.method(self.method).probabilities(scores, self.config)
 
     def labelled_embedding_set(self, samples: Sequence[Sample], skipped: Sequence[Sample] = ()) -> EmbeddingSet:
         """:meth:`embedding_set` for evaluation: every sample must carry a label."""
@@ -226,7 +277,7 @@ class CoTClassifier:
         """Metrics of several methods from one encoding pass (see :func:`cotembed.evaluate.evaluate`)."""
         names = tuple(methods) if methods is not None else (self.method,)
         for name in names:
-            get_method(name)
+            method_class(name)
         scorer = self.scorer_for(names)
         return evaluate(scorer, self.labelled_embedding_set(samples, skipped), names)
 
@@ -235,16 +286,28 @@ class CoTClassifier:
         predictions: list[Prediction] = []
         errors: list[SampleError] = []
         scorer = self.scorer
+        # A method that learns from the batch itself needs every embedding before the first score.
+        whole_batch = scorer.method(self.method).transductive(len(samples), self.compiled)
+        held: list[tuple[list[Sample], np.ndarray]] = []
+
+        def emit(batch_samples: Sequence[Sample], scores: np.ndarray) -> None:
+            order = np.argsort(-scores, axis=1, kind="stable")[:, : max(1, top_k)]
+            for sample, row, idx in zip(batch_samples, scores, order):
+                top = [(str(self.classes_[i]), float(row[i])) for i in idx]
+                predictions.append(Prediction(sample.source, top[0][0], top[0][1], top, sample.label))
+
         for batch in stream_embeddings(samples, self.encoder, self.cache, self.batch_size, self.progress, "classify",
                                        max_pixels=self.max_pixels):
             errors.extend(batch.errors)
             if not batch.samples:
                 continue
-            scores = scorer.scores(batch.embeddings, self.method)
-            order = np.argsort(-scores, axis=1, kind="stable")[:, : max(1, top_k)]
-            for sample, row, idx in zip(batch.samples, scores, order):
-                top = [(str(self.classes_[i]), float(row[i])) for i in idx]
-                predictions.append(Prediction(sample.source, top[0][0], top[0][1], top, sample.label))
+            if whole_batch:
+                held.append((list(batch.samples), batch.embeddings))
+            else:
+                emit(batch.samples, scorer.scores(batch.embeddings, self.method))
+        if held:
+            embeddings = np.concatenate([e for _, e in held])
+            emit([s for part, _ in held for s in part], scorer.prepare(embeddings).scores(embeddings, self.method))
         return predictions, errors
 
     def explain(self, item: Any = None, *, image: Any = None, text: Any = None, top_k: int = 5) -> Explanation:
@@ -256,7 +319,8 @@ class CoTClassifier:
         scorer = self.scorer_for((self.method, "hybrid"))
         batch = scorer.batch(embedding)
         probs = batch.option_probs[0]
-        scores = get_method(self.method).score(batch)[0]
+        method = scorer.method(self.method)
+        scores = method.score(batch)[0]
         offsets = self.compiled.offsets
         questions = []
         for g, group in enumerate(self.system.groups):
@@ -264,7 +328,6 @@ class CoTClassifier:
             questions.append(
                 QuestionAnswer(group.name, group.prompt, group.options[int(p.argmax())], {o: float(v) for o, v in zip(group.options, p)})
             )
-        method = get_method(self.method)
         terms = method.terms(batch) or {}
         order = np.argsort(-scores, kind="stable")[: max(1, top_k)]
         top = [
@@ -280,6 +343,7 @@ class CoTClassifier:
             model=self.encoder.model_key,
             system_hash=self.system.fingerprint,
             temperature=self.temperature,
+            detail=method.explain(batch, [g.options for g in self.system.groups]),
         )
 
 

@@ -18,8 +18,7 @@ import numpy as np
 from cotembed.embeddings import EmbeddingSet
 from cotembed.errors import InputError
 from cotembed.pipeline import SampleError
-from cotembed.scoring import DEFAULT_EVAL_METHODS, Batch, Scorer, ScoringMethod, get_method
-from cotembed.scoring.zoo import SeededMethod, method_settings
+from cotembed.scoring import DEFAULT_EVAL_METHODS, Batch, Scorer, ScoringMethod, method_class, method_settings
 
 ECE_BINS = 15
 DENSE_CONFUSION_MAX_CLASSES = 256
@@ -154,7 +153,7 @@ class SeededResult:
         self.runs = {s: MethodResult(method, prompts, class_names, np.zeros((n, n), dtype=np.int64)) for s in seeds}
 
     def update(self, method: ScoringMethod, batch: Batch, truth: np.ndarray) -> None:
-        if not isinstance(method, SeededMethod):
+        if not method.seeds():
             raise TypeError(f"{method.name} is not a seeded method")
         for seed, run in self.runs.items():
             scores = method.score_seed(batch, seed)
@@ -228,10 +227,11 @@ class SeededResult:
 
 
 def _new_result(name: str, scorer: Scorer) -> MethodResult | SeededResult:
-    method, compiled = get_method(name), scorer.compiled
+    method, compiled = scorer.method(name), scorer.compiled
     prompts = scorer.prompts_used(name)
-    if isinstance(method, SeededMethod):
-        return SeededResult(name, prompts, compiled.class_names, method.seeds(scorer.config))
+    seeds = method.seeds()
+    if seeds:
+        return SeededResult(name, prompts, compiled.class_names, seeds)
     n = compiled.n_classes
     return MethodResult(name, prompts, compiled.class_names, np.zeros((n, n), dtype=np.int64))
 
@@ -278,26 +278,32 @@ class EvalReport:
 
 
 def evaluate(scorer: Scorer, data: EmbeddingSet, methods: Sequence[str] | None = None) -> EvalReport:
-    """Every method's metrics on the labelled embedding set; no model call."""
+    """Every method's metrics on the labelled embedding set; no model call.
+
+    Methods that learn from the unlabelled batch (adaptive's answer model) are fitted
+    on ``data``'s embeddings first, without its labels; the report records what they used.
+    """
     names = tuple(dict.fromkeys(methods if methods is not None else scorer.methods))
     if not names:
         raise InputError(f"no methods given; choose from {', '.join(DEFAULT_EVAL_METHODS)}")
     for name in names:
-        get_method(name)
+        method_class(name)
     missing = [m for m in names if m not in scorer.methods]
     if missing:
         raise InputError(f"the scorer was not built for {', '.join(missing)}; build it with methods={list(names)}")
+    if len(data):
+        scorer = scorer.prepare(data.embeddings, names)
     compiled = scorer.compiled
     truth_all = data.label_indices(compiled.class_names)
     n_classes = compiled.n_classes
     results = {m: _new_result(m, scorer) for m in names}
     n_groups = len(compiled.group_names)
     question_hits = np.zeros(n_groups, dtype=np.int64)
-    needs_options = any("options" in get_method(m).prompt_sets(compiled, scorer.config) for m in names)
+    needs_options = any("options" in scorer.method(m).prompt_sets(compiled, scorer.config) for m in names)
     for rows, batch in scorer.batches(data.embeddings, names):
         truth = truth_all[rows]
         for name, result in results.items():
-            result.update(get_method(name), batch, truth)
+            result.update(scorer.method(name), batch, truth)
         if needs_options:
             question_hits += _question_hits(batch.option_probs, compiled.offsets, compiled.rule_matrix, truth)
     n = len(data)
@@ -317,7 +323,7 @@ def evaluate(scorer: Scorer, data: EmbeddingSet, methods: Sequence[str] | None =
         skipped=list(data.skipped),
         n_encoded=data.n_encoded,
         chance=1.0 / n_classes,
-        method_options=method_settings([get_method(m) for m in names], scorer.config, compiled),
+        method_options=method_settings([scorer.method(m) for m in names], compiled),
     )
 
 

@@ -21,7 +21,7 @@ import numpy as np
 
 from cotembed.embeddings import EmbeddingSet
 from cotembed.errors import InputError
-from cotembed.scoring import OPTIONS, Scorer, get_method
+from cotembed.scoring import OPTIONS, Scorer
 
 DEFAULT_MAX_PER_METHOD = 24
 """Misclassified inputs shown per method; the rest are counted, not shown."""
@@ -127,13 +127,14 @@ def misclassified_examples(
         raise InputError(f"the scorer was not built for {', '.join(missing)}; build it with methods={list(names)}")
     if max_per_method < 0:
         raise InputError(f"max_per_method must be 0 or more, got {max_per_method}")
+    scorer = scorer.prepare(data.embeddings, names) if len(data) else scorer  # as evaluate scores them
     compiled = scorer.compiled
     truth = data.label_indices(compiled.class_names)
     n = len(truth)
     predicted = {m: np.empty(n, dtype=np.int64) for m in names}
     for rows, batch in scorer.batches(data.embeddings, names):
         for name in names:
-            predicted[name][rows] = get_method(name).score(batch).argmax(axis=1)
+            predicted[name][rows] = scorer.method(name).score(batch).argmax(axis=1)
     order = np.random.default_rng(seed).permutation(n)
     chosen = {}
     for name in names:
@@ -145,7 +146,7 @@ def misclassified_examples(
         batch = scorer.batch(data.embeddings[union])  # every set the scorer has: option prompts even for baseline
         option_probs = batch.option_probs if OPTIONS in batch.similarities else None
         for name in names:
-            method = get_method(name)
+            method = scorer.method(name)
             scores = method.score(batch)
             probs = method.probabilities(scores, batch.config)
             wanted = set(chosen[name].tolist())

@@ -272,3 +272,148 @@ def check_encoder(encoder: Any, *, atol: float = 1e-4, close: bool = True) -> li
             raise EncoderCheckError(name, checker.key, f"raised {type(exc).__name__}: {exc}") from exc
         ran.append(name)
     return ran
+
+
+# --- Scoring-method conformance suite ------------------------------------------------
+
+
+class MethodCheckError(AssertionError):
+    """A scoring method failed a conformance check; ``check`` names which one."""
+
+    def __init__(self, check: str, method: str, problem: str) -> None:
+        self.check = check
+        self.method = method
+        super().__init__(f"check_method: {check} failed for {method}: {problem}")
+
+
+CHECK_SYSTEM: dict[str, Any] = {
+    "name": "check-method",
+    "groups": {
+        "colour": {"prompt": "something {}", "options": ["red", "green", "blue"]},
+        "shape": {"prompt": "shaped like {}", "options": ["a ball", "a box"]},
+        "size": {"prompt": "it is {}", "options": ["small", "large", "tiny", "huge"]},
+    },
+    "rules": {
+        "A": {"colour": "red", "shape": "a ball", "size": "small"},
+        "B": {"colour": "green", "shape": "a box", "size": ["large", "huge"]},
+        "C": {"colour": "blue", "shape": "a ball", "size": "tiny"},
+        "D": {"colour": ["red", "blue"], "shape": "a box", "size": "small"},
+    },
+}
+"""A small system with one-option and several-option rules, for :func:`check_method`."""
+
+
+def _hashed_vectors(texts: Sequence[str], dim: int = 24) -> Any:
+    """Deterministic pseudo-embeddings of texts (seeded by their bytes): no model needed."""
+    import zlib
+
+    import numpy as np
+
+    rows = [np.random.default_rng(zlib.crc32(t.encode("utf-8"))).normal(size=dim) for t in texts]
+    return np.asarray(rows, dtype=np.float32).reshape(len(texts), dim)
+
+
+def check_method(name: str, *, n_inputs: int = 40, seed: int = 0) -> list[str]:
+    """Check that registered method ``name`` meets the scoring-method protocol; raise
+    :class:`MethodCheckError` naming the first failed check. Returns the checks that ran.
+
+    Declarations: a name that matches the registry, a description, parameters whose
+    defaults pass their own checks, unknown parameters refused naming the accepted ones,
+    JSON-ready settings. Scoring on a small system (model-free): (B, N) finite scores
+    that do not depend on how the inputs are chunked, probabilities that are rows
+    summing to 1, additive ``terms`` that sum to the score, per-input ``extra_stats``,
+    every seed's run, ``fit``/``prepare`` returning a method of the same name, and an
+    explanation (if any) that serialises to JSON.
+    """
+    import json
+
+    import numpy as np
+
+    from cotembed.errors import InputError
+    from cotembed.scoring import Scorer, ScoringConfig, ScoringMethod, get_method, method_class
+    from cotembed.system import System
+
+    ran: list[str] = []
+
+    def fail(check: str, problem: str) -> MethodCheckError:
+        return MethodCheckError(check, name, problem)
+
+    def run(check: str, body: Callable[[], None]) -> None:
+        try:
+            body()
+        except MethodCheckError:
+            raise
+        except Exception as exc:
+            raise fail(check, f"raised {type(exc).__name__}: {exc}") from exc
+        ran.append(check)
+
+    cls = method_class(name)
+    system = System.from_dict(CHECK_SYSTEM)
+    config = ScoringConfig(10.0)
+
+    def declarations() -> None:
+        if cls.name != name or not cls.description:
+            raise fail("declarations", f"class name {cls.name!r} / description {cls.description!r}")
+        for p in cls.parameters:
+            if p.problem(p.default) is not None:
+                raise fail("declarations", f"default of {p.name} fails its own check: {p.problem(p.default)}")
+        try:
+            get_method(name, no_such_parameter=1)
+        except InputError as exc:
+            if "no_such_parameter" not in str(exc):
+                raise fail("declarations", f"unknown parameter error does not name it: {exc}") from None
+        else:
+            raise fail("declarations", "an unknown parameter was accepted")
+        method = get_method(name)
+        json.dumps(method.settings(system.compile()), allow_nan=False)
+        if not isinstance(method.with_params(), cls):
+            raise fail("declarations", "with_params() does not return the same kind of method")
+
+    run("declarations", declarations)
+    scorer = Scorer.build(system, _hashed_vectors, config, (name, "cot"))
+    method = scorer.method(name)
+    compiled = scorer.compiled
+    x = np.random.default_rng(seed).normal(size=(n_inputs, 24)).astype(np.float32)
+
+    def scores() -> None:
+        whole = scorer.scores(x, name)
+        if whole.shape != (n_inputs, compiled.n_classes) or not np.isfinite(whole).all():
+            raise fail("scores", f"shape {whole.shape} or non-finite values; expected ({n_inputs}, {compiled.n_classes})")
+        if not np.allclose(scorer.scores(x, name, chunk=7), whole, rtol=1e-5, atol=1e-6):
+            raise fail("scores", "scores change with the chunk size")
+        probs = method.probabilities(whole, config)
+        if probs.shape != whole.shape or (probs < -1e-6).any() or not np.allclose(probs.sum(axis=1), 1, atol=1e-4):
+            raise fail("scores", "probabilities are not rows of non-negative numbers summing to 1")
+
+    def parts() -> None:
+        batch = scorer.batch(x)
+        terms = method.terms(batch)
+        if terms is not None:
+            total = sum(terms.values())
+            if not np.allclose(total, method.score(batch), rtol=1e-4, atol=1e-4):
+                raise fail("terms", "the terms do not add up to the score")
+        for stat, values in method.extra_stats(batch).items():
+            if np.shape(values) != (n_inputs,):
+                raise fail("extra_stats", f"{stat} has shape {np.shape(values)}, expected ({n_inputs},)")
+        for s in method.seeds():
+            if method.score_seed(batch, s).shape != (n_inputs, compiled.n_classes):
+                raise fail("seeds", f"seed {s}: wrong shape")
+
+    def learning() -> None:
+        batches = [batch for _, batch in scorer.batches(x, (name,))]
+        labels = np.arange(n_inputs) % compiled.n_classes
+        for fitted in (method.fit(batches, labels), method.fit(batches, None), method.prepare(batches)):
+            if not isinstance(fitted, ScoringMethod) or fitted.name != name:
+                raise fail("fit", f"returned {fitted!r}, not a {name} method")
+            fitted.score(batches[0])
+
+    def explanation() -> None:
+        detail = method.explain(scorer.batch(x[:1]), [g.options for g in system.groups])
+        if detail is not None:
+            json.dumps(detail.to_dict(), allow_nan=False)
+
+    run("scores", scores)
+    run("terms", parts)
+    run("fit", learning)
+    run("explain", explanation)
+    return ran

@@ -40,98 +40,145 @@ def _collect(args: argparse.Namespace, inputs: list[str]) -> Any:
 def _classifier(args: argparse.Namespace, res: Resources, system: Any, spec: str, method: str,
                 methods: tuple[str, ...] = ()) -> Any:
     from cotembed.classifier import CoTClassifier
-
-    encoder = res.encoder(spec)
-
-    def build(name: str, options: dict[str, Any]) -> Any:
-        return CoTClassifier(system, encoder, method=name, temperature=args.temperature, hybrid_weight=args.hybrid_weight,
-                             cache=res.cache, batch_size=args.batch_size, progress=not args.quiet, method_options=options,
-                             max_pixels=args.max_pixels)
-
-    options = method_options(args)
-    if "adaptive" in (method, *methods):
-        options.update(adaptive_options(args, system, lambda: build("cot", {})))
-    return build(method, options)
-
-
-ADAPTIVE_EVAL_METHODS = ("cot", "cot-log", "adaptive")
-"""eval --adaptive without --methods: the full system both ways, and adaptive questioning."""
-ADAPTIVE_FLAGS = ("confidence", "max_questions", "calibrate", "calibrate_without_labels")
-
-
-def adaptive_method(args: argparse.Namespace) -> str:
-    """classify/explain: ``--adaptive`` is ``--method adaptive``; its flags need it."""
-    if getattr(args, "adaptive", False):
-        if args.method not in ("cot", "adaptive"):
-            from cotembed.errors import InputError
-
-            raise InputError(f"--adaptive and --method {args.method}: choose one (--adaptive is --method adaptive)")
-        return "adaptive"
-    _check_adaptive_flags(args, args.method == "adaptive")
-    return str(args.method)
-
-
-def _check_adaptive_flags(args: argparse.Namespace, adaptive_in_use: bool) -> None:
-    given = [f"--{f.replace('_', '-')}" for f in ADAPTIVE_FLAGS if getattr(args, f, None)]
-    if given and not adaptive_in_use:
-        from cotembed.errors import InputError
-
-        raise InputError(f"{', '.join(given)}: only for adaptive questioning; add --adaptive")
-
-
-def adaptive_options(args: argparse.Namespace, system: Any, helper: Any) -> dict[str, Any]:
-    """Method options of ``adaptive`` from the flags; ``--calibrate`` fits its answer model on DATA
-    with ``helper()``, a cot classifier of the same system and model."""
     from cotembed.errors import InputError
 
-    options: dict[str, Any] = {}
-    if args.confidence is not None:
-        options["adaptive_confidence"] = args.confidence
-    if args.max_questions is not None:
-        options["adaptive_max_questions"] = args.max_questions
-    if args.calibrate:
+    clf = CoTClassifier(system, res.encoder(spec), method=method, temperature=args.temperature,
+                        hybrid_weight=args.hybrid_weight, cache=res.cache, batch_size=args.batch_size,
+                        progress=not args.quiet, method_options=method_options(args), max_pixels=args.max_pixels)
+    if getattr(args, "calibrate", None):
         import sys
 
-        from cotembed.adaptive import fit_answer_model_on
         from cotembed.data import resolve_labels
 
         try:
             samples, _ = resolve_labels(_collect(args, args.calibrate), system.resolve_label)
-            model = fit_answer_model_on(helper(), samples, use_labels=not args.calibrate_without_labels)
+            clf = clf.calibrated(samples, methods or (method,), use_labels=not args.calibrate_without_labels)
         except InputError as exc:
             raise type(exc)(f"--calibrate {' '.join(args.calibrate)}: {exc}") from exc
-        if model.n_failed and not args.quiet:
-            print(f"--calibrate: {model.n_failed} input(s) could not be used and were left out", file=sys.stderr)
-        options["adaptive_answer_model"] = model
-    elif args.calibrate_without_labels:
+        if clf.calibration_failures and not args.quiet:
+            print(f"--calibrate: {clf.calibration_failures} input(s) could not be used and were left out", file=sys.stderr)
+    return clf
+
+
+def _method_classes() -> list[Any]:
+    from cotembed.scoring import method_class, method_names
+
+    return [method_class(name) for name in method_names()]
+
+
+def _switches(args: argparse.Namespace) -> list[str]:
+    """Methods named by their shorthand switch (``--adaptive``)."""
+    return [cls.name for cls in _method_classes() if cls.switch_help and getattr(args, _dest(cls.name), False)]
+
+
+def _dest(name: str) -> str:
+    return name.replace("-", "_")
+
+
+def chosen_method(args: argparse.Namespace) -> str:
+    """classify/explain: a switch (``--adaptive``) is ``--method NAME``; method flags need their method."""
+    from cotembed.errors import InputError
+
+    switched = _switches(args)
+    if len(switched) > 1:
+        raise InputError(f"{', '.join('--' + n for n in switched)}: choose one")
+    if switched:
+        if args.method not in ("cot", switched[0]):
+            raise InputError(f"--{switched[0]} and --method {args.method}: choose one (--{switched[0]} is --method {switched[0]})")
+        method = switched[0]
+    else:
+        method = str(args.method)
+    _check_method_flags(args, (method,))
+    return method
+
+
+def _learns(cls: Any) -> bool:
+    from cotembed.scoring import ScoringMethod
+
+    return cls.fit is not ScoringMethod.fit
+
+
+def _check_method_flags(args: argparse.Namespace, in_use: tuple[str, ...]) -> None:
+    """Every method flag given belongs to a method in use; calibration data needs a method that learns."""
+    from cotembed.errors import InputError
+
+    for cls in _method_classes():
+        given = [p.flag for p in cls.parameters if p.flag and getattr(args, p.name, None) is not None]
+        if given and cls.name not in in_use:
+            how = f"add --{cls.name}" if cls.switch_help else f"choose method {cls.name}"
+            raise InputError(f"{', '.join(given)}: only for {cls.title or 'method ' + cls.name}; {how}")
+    if getattr(args, "calibrate", None):
+        learners = [cls for cls in _method_classes() if _learns(cls)]
+        if not any(cls.name in in_use for cls in learners):
+            hint = " or ".join(f"--{c.name}" if c.switch_help else f"method {c.name}" for c in learners)
+            raise InputError(f"--calibrate: only for methods that learn from data; add {hint}")
+    elif getattr(args, "calibrate_without_labels", False):
         raise InputError("--calibrate-without-labels needs --calibrate DATA")
-    return options
 
 
-def add_adaptive_options(p: argparse.ArgumentParser) -> None:
-    from cotembed.adaptive import DEFAULT_CONFIDENCE
+def _flag_type(param: Any) -> Any:
+    """The argparse ``type`` of a declared parameter's flag."""
+    from importlib import import_module
 
-    g = p.add_argument_group("adaptive questioning")
-    g.add_argument("--adaptive", action="store_true",
-                   help="ask one question at a time, the most informative next, and stop when confident (method adaptive)")
-    g.add_argument("--confidence", type=bounded_float(0.0, 1.0), default=None, metavar="P",
-                   help=f"stop once the top class's posterior reaches P, in (0, 1] (default: {DEFAULT_CONFIDENCE:g})")
-    g.add_argument("--max-questions", type=bounded_int(1, 1_000_000), default=None, metavar="K",
-                   help="ask at most K questions per input (default: as many as needed)")
-    g.add_argument("--calibrate", action="append", default=None, metavar="DATA",
-                   help="estimate how reliably each question answers from DATA (a folder or manifest; labels counted "
-                        "if present, else estimated without them), so unreliable questions are asked later; repeatable")
-    g.add_argument("--calibrate-without-labels", action="store_true",
-                   help="ignore the labels of the --calibrate data (estimate from agreement between questions)")
+    from cotembed.cli.common import _number
+
+    if isinstance(param.parse, str):
+        module, _, attr = param.parse.partition(":")
+        return getattr(import_module(module), attr)
+    if param.parse is not None:
+        return param.parse
+    if param.kind == "float":
+        if param.low is None or param.high is None:
+            return _number
+        return bounded_float(param.low, param.high, low_inclusive=not param.low_open)
+    if param.kind == "int":
+        return bounded_int(int(param.low if param.low is not None else -(2**63)), int(param.high if param.high is not None else 2**63))
+    return str
+
+
+def _reads_file(param: Any) -> bool:
+    return param.kind == "strings" and param.parse is not None
+
+
+def add_method_flags(p: argparse.ArgumentParser) -> None:
+    """Flags derived from the registered methods' declared parameters, a switch per method that
+    offers one (``--adaptive``), and the calibration-data flags."""
+    groups: dict[str, Any] = {}
+    seen: set[str] = set()
+    for cls in _method_classes():
+        flagged = [q for q in cls.parameters if q.flag and q.flag not in seen]
+        if not flagged and not cls.switch_help:
+            continue
+        title = cls.title or f"method {cls.name}"
+        g = groups[title] if title in groups else groups.setdefault(title, p.add_argument_group(title))
+        if cls.switch_help:
+            g.add_argument(f"--{cls.name}", dest=_dest(cls.name), action="store_true", help=cls.switch_help)
+        for q in flagged:
+            seen.add(q.flag)
+            if q.kind == "bool":
+                g.add_argument(q.flag, dest=q.name, action="store_const", const=not q.default, default=None, help=q.help)
+            else:
+                g.add_argument(q.flag, dest=q.name, type=str if _reads_file(q) else _flag_type(q), default=None,
+                               metavar=q.metavar, help=q.help)
+        if _learns(cls) and "--calibrate" not in seen:
+            seen.add("--calibrate")
+            g.add_argument("--calibrate", action="append", default=None, metavar="DATA",
+                           help="fit what the method learns from data on DATA, a folder or manifest (adaptive: how reliably "
+                                "each question answers, so unreliable questions are asked later; labels counted if present, "
+                                "else estimated without them); repeatable")
+            g.add_argument("--calibrate-without-labels", action="store_true",
+                           help="ignore the labels of the --calibrate data (estimate from agreement between questions)")
 
 
 def method_options(args: argparse.Namespace) -> dict[str, Any]:
-    """Settings of the method zoo given on the command line (the defaults live in scoring.zoo)."""
+    """Method parameters given on the command line, by option key (the defaults live with the methods)."""
     options: dict[str, Any] = {}
-    if getattr(args, "templates", None):
-        options["templates"] = read_templates(args.templates)
-    if getattr(args, "random_seeds", None):
-        options["random_seeds"] = args.random_seeds
+    for cls in _method_classes():
+        for q in cls.parameters:
+            if q.flag and getattr(args, q.name, None) is not None:
+                value = getattr(args, q.name)
+                # Files are read here, not by argparse, so their errors name the file and line (exit 2).
+                options[cls.option_prefix + q.name] = _flag_type(q)(value) if _reads_file(q) else value
     return options
 
 
@@ -168,13 +215,6 @@ def seed_list(text: str) -> tuple[int, ...]:
     return tuple(dict.fromkeys(seed_int(p) for p in parts))
 
 
-def add_zoo_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--templates", metavar="FILE", default=None,
-                   help="name templates for the ensemble method, one per line with {} (default: a CLIP-style set)")
-    p.add_argument("--random-seeds", type=seed_list, default=None, metavar="S,S,...",
-                   help="seeds of random-control, one run each; eval reports mean and spread (default: 0,1,2,3,4)")
-
-
 def run_info(clf: Any, method: str, system_path: str) -> dict[str, Any]:
     """What makes a result reproducible: model, system fingerprint, method, temperature."""
     info = {
@@ -184,11 +224,9 @@ def run_info(clf: Any, method: str, system_path: str) -> dict[str, Any]:
         "temperature": clf.temperature,
         "hybrid_weight": clf.hybrid_weight,
     }
-    if method == "adaptive":
-        from cotembed.scoring import get_method
-        from cotembed.scoring.zoo import method_settings
-
-        info["method_options"] = method_settings([get_method(method)], clf.config)
+    settings = clf.scoring_method.settings(clf.compiled) if clf.scoring_method.parameters else {}
+    if settings:
+        info["method_options"] = settings
     return info
 
 
@@ -196,7 +234,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
     from cotembed.data import text_samples
     from cotembed.reporting.text import predictions_table
 
-    method = adaptive_method(args)
+    method = chosen_method(args)
     system = load_system(args.system)
     samples = text_samples(args.inputs) if args.text else _collect(args, args.inputs)
     with Resources(args) as res:
@@ -226,12 +264,13 @@ def run_eval(args: argparse.Namespace, page: HtmlReport | None, metrics_output: 
     from cotembed.data import resolve_labels
     from cotembed.encoders import DEFAULT_MODEL, parse_spec
     from cotembed.reporting.text import eval_tables
-    from cotembed.scoring import DEFAULT_EVAL_METHODS, parse_methods
+    from cotembed.scoring import DEFAULT_EVAL_METHODS, get_method, parse_methods
 
-    methods = parse_methods(args.methods, ADAPTIVE_EVAL_METHODS if args.adaptive else DEFAULT_EVAL_METHODS)
-    if args.adaptive and "adaptive" not in methods:
-        methods = (*methods, "adaptive")
-    _check_adaptive_flags(args, "adaptive" in methods)
+    switched = _switches(args)
+    default = tuple(dict.fromkeys(m for cls in _method_classes() if cls.name in switched for m in (*cls.compare_with, cls.name)))
+    methods = parse_methods(args.methods, default or DEFAULT_EVAL_METHODS)
+    methods = (*methods, *(m for m in switched if m not in methods))
+    _check_method_flags(args, methods)
     specs = list(dict.fromkeys(args.model or [DEFAULT_MODEL]))
     for spec in specs:
         parse_spec(spec)
@@ -246,7 +285,10 @@ def run_eval(args: argparse.Namespace, page: HtmlReport | None, metrics_output: 
             report = page.evaluate(clf, samples, methods, skipped) if page else clf.evaluate(samples, methods, skipped)
             report.system["path"] = args.system
             if args.calibrate:
-                report.method_options["adaptive_calibration_data"] = list(args.calibrate)
+                for name in methods:
+                    prefix = get_method(name).option_prefix
+                    if _learns(type(get_method(name))):
+                        report.method_options[f"{prefix}calibration_data"] = list(args.calibrate)
             reports.append(report)
     payload = reports[0].to_dict() if len(reports) == 1 else {"models": [r.to_dict() for r in reports]}
     if page:
@@ -267,21 +309,14 @@ def _metrics_row(report: Any, method: str) -> dict[str, Any]:
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
-    from cotembed.reporting.text import adaptive_explanation_table, explanation_table
+    from cotembed.reporting.text import explanation_table
 
-    method = adaptive_method(args)
+    method = chosen_method(args)
     system = load_system(args.system)
     with Resources(args) as res:
         clf = _classifier(args, res, system, args.model, method)
         as_text = args.text or set(clf.encoder.modalities) == {"text"}
         explanation = clf.explain(**({"text": args.input} if as_text else {"image": args.input}), top_k=args.top_k)
-        if method == "adaptive":
-            from cotembed.adaptive import explain_adaptive
-
-            embedding = clf.embed(**({"texts": [args.input]} if as_text else {"images": [args.input]}))
-            trace = explain_adaptive(clf, embedding[0])
-            emit(args, {**explanation.to_dict(), "adaptive": trace.to_dict()}, lambda: adaptive_explanation_table(explanation, trace))
-            return EXIT_OK
     emit(args, explanation.to_dict(), lambda: explanation_table(explanation))
     return EXIT_OK
 
@@ -303,10 +338,10 @@ def add_evaluation_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("data", nargs="+", help="ImageFolder directories or CSV/JSONL/JSON manifests with labels (only read)")
     add_model_options(p, method=False, several_models=True)
     p.add_argument("--methods", default=None,
-                   help=f"comma-separated methods, of {', '.join(method_names())} (default: baseline,cot,hybrid; "
-                        f"with --adaptive: {','.join(ADAPTIVE_EVAL_METHODS)})")
-    add_zoo_options(p)
-    add_adaptive_options(p)
+                   help=f"comma-separated methods, of {', '.join(method_names())} (default: baseline,cot,hybrid"
+                        + "".join(f"; with --{c.name}: {','.join((*c.compare_with, c.name))}" for c in _method_classes() if c.switch_help)
+                        + ")")
+    add_method_flags(p)
     p.add_argument("--ignore-unknown", action="store_true", help="skip inputs whose label is not a class of the system")
 
 
@@ -322,8 +357,7 @@ def register(sub: Any) -> None:
     p.add_argument("inputs", nargs="+", help="image files, folders, or CSV/JSONL manifests (path,label or text,label)")
     p.add_argument("--text", action="store_true", help="the inputs are literal texts to classify, not paths")
     add_model_options(p)
-    add_zoo_options(p)
-    add_adaptive_options(p)
+    add_method_flags(p)
     p.add_argument("--top-k", type=bounded_int(1, 1000), default=3, help="classes to report per input (default: 3)")
     add_output(p, "--output", metavar="FILE", help="also write the predictions to FILE (.json, .csv or .jsonl)")
     add_format(p)
@@ -342,8 +376,7 @@ def register(sub: Any) -> None:
     p.add_argument("input", help="an image path, or a text with --text")
     p.add_argument("--text", action="store_true", help="the input is a literal text, not an image path")
     add_model_options(p)
-    add_zoo_options(p)
-    add_adaptive_options(p)
+    add_method_flags(p)
     p.add_argument("--top-k", type=bounded_int(1, 1000), default=5, help="classes to show (default: 5)")
     add_format(p)
     p.set_defaults(func=cmd_explain)

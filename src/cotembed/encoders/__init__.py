@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Callable, Literal, Mapping, overload
+from typing import Any, Callable, Iterator, Literal, Mapping, overload
 
 from cotembed.encoders.base import Encoder, encode_images
 from cotembed.encoders.lazy import LazyEncoder, ModelInfoStore, model_info
@@ -114,6 +115,23 @@ EXTRA_MODULES = {
 """Every top-level module an extra's backends import, so ``installed`` means it will load."""
 
 
+def register_backend(backend: Backend) -> None:
+    """Add a model scheme (its module and factory are import paths: nothing is imported now)."""
+    if not backend.scheme or backend.scheme in BACKENDS:
+        raise ValueError(f"model scheme {backend.scheme!r} is empty or already registered")
+    BACKENDS[backend.scheme] = backend
+
+
+@contextmanager
+def registered_backend(backend: Backend) -> Iterator[Backend]:
+    """:func:`register_backend` for the duration of a ``with`` block (tests, experiments)."""
+    register_backend(backend)
+    try:
+        yield backend
+    finally:
+        BACKENDS.pop(backend.scheme, None)
+
+
 def _importable(module: str) -> bool:
     try:
         return importlib.util.find_spec(module) is not None
@@ -187,4 +205,4 @@ def load_encoder(spec: str, *, lazy: bool = False, info_store: ModelInfoStore | 
 
 
 __all__ = ["BACKENDS", "DEFAULT_MODEL", "EXTRA_MODULES", "Backend", "Encoder", "LazyEncoder", "ModelInfoStore",
-           "available_models", "encode_images", "load_encoder", "parse_spec"]
+           "available_models", "encode_images", "load_encoder", "parse_spec", "register_backend", "registered_backend"]

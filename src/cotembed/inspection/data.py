@@ -19,7 +19,7 @@ from cotembed.errors import InputError
 from cotembed.evaluate import MethodResult, evaluate, question_answers
 from cotembed.inspection.static import Structure
 from cotembed.inspection.suggest import Suggestion, data_suggestions, quoted
-from cotembed.scoring import OPTIONS, Scorer, ScoringConfig, get_method
+from cotembed.scoring import OPTIONS, Scorer, ScoringConfig
 from cotembed.system import System
 
 EmbedTexts = Callable[[Sequence[str]], np.ndarray]
@@ -113,7 +113,7 @@ def near_duplicate_options(system: System, embed: EmbedTexts, threshold: float =
 def data_report(system: System, embed: EmbedTexts, data: EmbeddingSet, config: ScoringConfig, method: str = "cot", *,
                 weak_skill: float = WEAK_SKILL, max_confusions: int = 10) -> DataReport:
     """Per-question accuracy, answer shares, rule disagreements and costly confusions on labelled data."""
-    if OPTIONS not in get_method(method).prompt_sets(system.compile(), config):
+    if OPTIONS not in config.method(method).prompt_sets(system.compile(), config):
         raise InputError(f"inspect needs a method that asks the questions (e.g. cot, hybrid), not {method!r}")
     if len(data) == 0:
         raise InputError("inspect: no labelled inputs to inspect")

@@ -21,7 +21,7 @@ from typing import Any, Mapping, Sequence
 
 from cotembed.errors import InputError
 from cotembed.optimize.edits import Edit, ReplaceSystem
-from cotembed.optimize.proposers import ProposalContext, Proposer, register, reword_with_refit
+from cotembed.optimize.proposers import ProposalContext, Proposer, reword_with_refit
 from cotembed.system import System
 
 MAX_WORDINGS = 4
@@ -122,7 +122,6 @@ class _LLMProposer(Proposer):
         return True
 
 
-@register
 class LLMWordings(_LLMProposer):
     name = "llm-wordings"
     description = "an LLM proposes other wordings for the options of the weakest questions (added to the vocabulary)"
@@ -162,7 +161,6 @@ class LLMWordings(_LLMProposer):
         return reword_with_refit(ctx, ctx.sample(triples)) if triples else []
 
 
-@register
 class LLMSystem(_LLMProposer):
     name = "llm-system"
     description = "an LLM sees the system and its diagnostics and proposes a revised system"
@@ -191,9 +189,9 @@ class LLMSystem(_LLMProposer):
 
 def check_llm_answerable(names: Sequence[str], llm: Any) -> None:
     """LLM proposers chosen without a chat model: an input error naming them."""
-    from cotembed.optimize.proposers import PROPOSERS
+    from cotembed.optimize.proposers import proposer_class
 
-    needing = [n for n in names if PROPOSERS[n].needs_llm]
+    needing = [n for n in names if proposer_class(n).needs_llm]
     if needing and llm is None:
         raise InputError(f"proposer(s) {', '.join(needing)} need an LLM; configure one or leave them out")
 

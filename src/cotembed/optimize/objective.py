@@ -29,7 +29,6 @@ from cotembed.scoring import (
     Batch,
     Scorer,
     ScoringConfig,
-    SeededMethod,
     get_method,
     group_softmax,
     l2_normalize,
@@ -70,7 +69,7 @@ class Objective:
     def __init__(self, train: EmbeddingSet, embed: EmbedTexts, temperature: float, *, val: EmbeddingSet | None = None,
                  method: str = "cot", hybrid_weight: float = 1.0):
         scoring = get_method(method)
-        if isinstance(scoring, SeededMethod):
+        if scoring.seeds():
             raise InputError(f"optimize needs a method with one answer per input, not the seeded method {method!r}")
         self.method = method
         self.embed = embed
@@ -116,7 +115,7 @@ class Objective:
         """Train (and val) accuracy of one system: one pass over every row, chunked like the Scorer."""
         compiled = system.compile()
         config = self.config(system)
-        method = get_method(self.method)
+        method = config.method(self.method)
         sets = method.prompt_sets(compiled, config)
         truth = self.truth(compiled.class_names)
         if self._columns is not None and set(sets) <= _STANDARD_SETS:
@@ -139,10 +138,10 @@ class Objective:
     def prefetch(self, systems: Iterable[System]) -> None:
         """Embed every prompt these systems need in one batched call (new wordings reach the model together)."""
         texts: dict[str, None] = {}
-        method = get_method(self.method)
         for system in systems:
             compiled = system.compile()
-            for prompts in method.prompt_sets(compiled, self.config(system)).values():
+            config = self.config(system)
+            for prompts in config.method(self.method).prompt_sets(compiled, config).values():
                 texts.update(dict.fromkeys(prompts))
         if texts and self._columns is not None:
             self._columns.get(list(texts))  # only texts never seen reach ``embed``

@@ -23,9 +23,10 @@ from __future__ import annotations
 
 import itertools
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import import_module
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterator, TypeVar
 
 import numpy as np
 
@@ -108,19 +109,54 @@ class Proposer:
         raise NotImplementedError
 
 
-PROPOSERS: dict[str, type[Proposer]] = {}
+PROPOSERS: dict[str, "str | type[Proposer]"] = {
+    "reinduce": "cotembed.optimize.proposers:Reinduce",
+    "reword": "cotembed.optimize.proposers:Reword",
+    "reword-refit": "cotembed.optimize.proposers:RewordRefit",
+    "reword-group": "cotembed.optimize.proposers:RewordGroup",
+    "drop-group": "cotembed.optimize.proposers:DropGroupProposer",
+    "merge-groups": "cotembed.optimize.proposers:MergeGroupsProposer",
+    "prune": "cotembed.optimize.proposers:Prune",
+    "reweight": "cotembed.optimize.proposers:Reweight",
+    "temperature": "cotembed.optimize.proposers:Temperature",
+    "llm-wordings": "cotembed.optimize.llm_proposers:LLMWordings",
+    "llm-system": "cotembed.optimize.llm_proposers:LLMSystem",
+}
+"""Registered proposers: name -> ``"module:Class"`` (imported on first use), or a class defined where no
+import string reaches it (a test's local class). Offline ones first: the default order of a search."""
 
 
-def register(cls: type[Proposer]) -> type[Proposer]:
-    if not cls.name or cls.name in PROPOSERS:
-        raise ValueError(f"proposer name {cls.name!r} is empty or already registered")
-    PROPOSERS[cls.name] = cls
-    return cls
+def register_proposer(name: str, target: "str | type[Proposer]") -> None:
+    """Add a proposer: ``target`` is ``"module:Class"`` (nothing is imported now) or the class."""
+    if not name or name in PROPOSERS:
+        raise ValueError(f"proposer name {name!r} is empty or already registered")
+    if isinstance(target, type) and "<locals>" not in target.__qualname__:
+        target = f"{target.__module__}:{target.__qualname__}"
+    PROPOSERS[name] = target
+
+
+@contextmanager
+def registered_proposer(name: str, target: "str | type[Proposer]") -> Iterator[None]:
+    """:func:`register_proposer` for the duration of a ``with`` block (tests, experiments)."""
+    register_proposer(name, target)
+    try:
+        yield
+    finally:
+        PROPOSERS.pop(name, None)
+
+
+def proposer_class(name: str) -> type[Proposer]:
+    target = PROPOSERS[name]
+    if isinstance(target, str):
+        module, _, attr = target.partition(":")
+        cls: type[Proposer] = getattr(import_module(module), attr)
+        return cls
+    return target
 
 
 def proposer_names(llm: bool | None = None) -> tuple[str, ...]:
     """Registered names; ``llm=False`` only the offline ones, ``llm=True`` only those that need an LLM."""
-    return tuple(n for n, c in PROPOSERS.items() if llm is None or c.needs_llm == llm)
+    return tuple(n for n in PROPOSERS if llm is None or proposer_class(n).needs_llm == llm)
 
 
 def parse_proposers(text: str | None, llm: bool) -> tuple[str, ...]:
@@ -131,7 +167,7 @@ def parse_proposers(text: str | None, llm: bool) -> tuple[str, ...]:
     unknown = [n for n in names if n not in PROPOSERS]
     if unknown or not names:
         raise InputError(f"unknown proposer(s) {', '.join(map(repr, unknown)) or '(none given)'}: choose from {', '.join(PROPOSERS)}")
-    needing = [n for n in names if PROPOSERS[n].needs_llm]
+    needing = [n for n in names if proposer_class(n).needs_llm]
     if needing and not llm:
         raise InputError(f"proposer(s) {', '.join(needing)} need an LLM: pass --llm-model NAME (or --llm with $COTEMBED_LLM_MODEL set)")
     return names
@@ -148,7 +184,6 @@ def refit_group(ctx: ProposalContext, system: System, group: str) -> SetRules | 
     return SetRules(changes, note=f"refit {group}") if changes else None
 
 
-@register
 class Reinduce(Proposer):
     name = "reinduce"
     description = "refit every rule (and temperature and group weights) from the training rows"
@@ -219,7 +254,6 @@ def reword_with_refit(ctx: ProposalContext, triples: list[tuple[str, str, str]])
     return out
 
 
-@register
 class Reword(Proposer):
     name = "reword"
     description = "another wording for one option, from the vocabulary (rules kept)"
@@ -228,7 +262,6 @@ class Reword(Proposer):
         return ctx.sample([RewordOption(g, o, w) for g, o, w in _reword_targets(ctx, free=False)])
 
 
-@register
 class RewordRefit(Proposer):
     name = "reword-refit"
     description = "another wording for one option (the vocabulary's free words too), then that group's rules refitted"
@@ -238,7 +271,6 @@ class RewordRefit(Proposer):
         return reword_with_refit(ctx, triples) if triples else []
 
 
-@register
 class RewordGroup(Proposer):
     name = "reword-group"
     description = "every option of one group reworded at once (each with its j-th alternative), with and without a refit"
@@ -266,7 +298,6 @@ class RewordGroup(Proposer):
 
 
 # ---------------------------------------------------------------- structure
-@register
 class DropGroupProposer(Proposer):
     name = "drop-group"
     description = "remove one question"
@@ -276,7 +307,6 @@ class DropGroupProposer(Proposer):
         return [DropGroup(g.name) for g in groups] if len(groups) > 1 else []
 
 
-@register
 class MergeGroupsProposer(Proposer):
     name = "merge-groups"
     description = "ask two questions as one (one softmax over both groups' sentences)"
@@ -286,7 +316,6 @@ class MergeGroupsProposer(Proposer):
         return ctx.sample([MergeGroups(a, b) for a, b in itertools.combinations(names, 2)])
 
 
-@register
 class Prune(Proposer):
     name = "prune"
     description = "remove an option no rule uses, or fold an option into the one whose prompt is nearest"
@@ -315,7 +344,6 @@ TEMPERATURE_FACTORS = (0.5, 0.7, 1.4, 2.0)
 TEMPERATURE_RANGE = (1e-2, 1e4)
 
 
-@register
 class Reweight(Proposer):
     name = "reweight"
     description = "halve or double one group's weight"
@@ -326,7 +354,6 @@ class Reweight(Proposer):
                 if low <= g.weight * f <= high and len(ctx.system.groups) > 1]
 
 
-@register
 class Temperature(Proposer):
     name = "temperature"
     description = "scale the softmax temperature"
@@ -337,8 +364,6 @@ class Temperature(Proposer):
         return [SetTemperature(round(current * f, 6)) for f in TEMPERATURE_FACTORS if low <= current * f <= high]
 
 
-import_module("cotembed.optimize.llm_proposers")  # registers the LLM proposers after the offline ones
-
 __all__ = [
     "LLMBudget",
     "PROPOSERS",
@@ -346,7 +371,9 @@ __all__ = [
     "ProposalContext",
     "parse_proposers",
     "proposer_names",
+    "proposer_class",
     "refit_group",
-    "register",
+    "register_proposer",
+    "registered_proposer",
     "reword_with_refit",
 ]

@@ -37,7 +37,7 @@ import numpy as np
 from cotembed.errors import InputError
 from cotembed.optimize.edits import Edit
 from cotembed.optimize.objective import Objective, Score
-from cotembed.optimize.proposers import PROPOSERS, LLMBudget, ProposalContext, Proposer, proposer_names
+from cotembed.optimize.proposers import PROPOSERS, LLMBudget, ProposalContext, Proposer, proposer_class, proposer_names
 from cotembed.optimize.vocabulary import Vocabulary
 from cotembed.scoring.threads import single_blas_thread
 from cotembed.system import System
@@ -184,10 +184,10 @@ class Search:
         self.progress = progress
         self.log = log or (lambda _line: None)
         names = self.settings.proposers or (proposer_names(False) + (proposer_names(True) if llm is not None else ()))
-        needing = [n for n in names if PROPOSERS[n].needs_llm]
+        needing = [n for n in names if proposer_class(n).needs_llm]
         if needing and llm is None:
             raise InputError(f"proposer(s) {', '.join(needing)} need an LLM: configure one (--llm-model) or leave them out")
-        self.proposers: list[Proposer] = [PROPOSERS[n]() for n in names]
+        self.proposers: list[Proposer] = [proposer_class(n)() for n in names]
 
     # ------------------------------------------------------------------ run
     def run(self, system: System) -> SearchResult:

@@ -166,6 +166,10 @@ def predictions_table(predictions: Sequence[Prediction], errors: Sequence[Sample
 
 
 def explanation_table(exp: Explanation) -> str:
+    """Each question's answers and the top classes; a method with its own account (``exp.detail``) renders that."""
+    render = DETAIL_TABLES.get(type(exp.detail).__name__) if exp.detail is not None else None
+    if render is not None:
+        return render(exp, exp.detail)
     lines = [f"{exp.source}: {exp.prediction}   (method {exp.method}, model {exp.model}, temperature {exp.temperature:g})", ""]
     for q in exp.questions:
         lines.append(f"Q: {q.prompt}")
@@ -192,7 +196,8 @@ def adaptive_explanation_table(exp: Explanation, trace: "AdaptiveTrace") -> str:
     model = t.answer_model
     source = {"ideal": "ideal (every question assumed reliable)",
               "labelled": f"counted from {model.get('n_inputs')} labelled inputs",
-              "unlabelled": f"estimated without labels from {model.get('n_inputs')} inputs"}.get(model["source"], model["source"])
+              "unlabelled": f"estimated without labels from {model.get('n_inputs')} inputs",
+              "batch": f"estimated without labels from the {model.get('n_inputs')} inputs classified"}.get(model["source"], model["source"])
     stop = {"confident": f"posterior {t.probability:.3f} >= {t.confidence:g}",
             "budget": f"budget of {t.max_questions} question(s) spent",
             "all asked": "every question asked",
@@ -219,6 +224,10 @@ def adaptive_explanation_table(exp: Explanation, trace: "AdaptiveTrace") -> str:
     rows += [[c.class_name, f"{c.score:.3f}", *(f"{c.contributions.get(g, 0.0):.3f}" for g in asked)] for c in exp.top]
     lines.append(table(rows))
     return "\n".join(lines)
+
+
+DETAIL_TABLES: dict[str, Any] = {"AdaptiveTrace": adaptive_explanation_table}
+"""Text renderers of methods' own explanation details, by the detail's type name."""
 
 
 def validate_table(summary: dict[str, Any]) -> str:

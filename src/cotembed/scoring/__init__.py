@@ -1,14 +1,13 @@
 """Pure-numpy scoring: no torch, no encoders, no I/O.
 
-``functions`` holds the building blocks, ``methods`` the registry of scoring
-methods, ``zoo`` the methods CoT is compared with (registered on import), and
-``scorer`` the :class:`Scorer` that applies them to any embeddings. The
-adaptive-questioning method lives in :mod:`cotembed.adaptive` and is registered here.
+``functions`` holds the building blocks, ``params`` the declared-parameter checks,
+``methods`` the registry of scoring methods (import strings: a method's module is
+imported when it is first used), ``zoo`` the methods CoT is compared with,
+``adaptive`` adaptive questioning, and ``scorer`` the :class:`Scorer` that applies
+them to any embeddings.
 """
 
 from __future__ import annotations
-
-from importlib import import_module
 
 from cotembed.scoring.functions import (
     DEFAULT_TEMPERATURE,
@@ -30,15 +29,16 @@ from cotembed.scoring.methods import (
     ScoringConfig,
     ScoringMethod,
     get_method,
+    method_class,
     method_names,
+    method_settings,
     parse_methods,
-    register,
+    register_method,
+    registered_method,
 )
+from cotembed.scoring.params import Param, validate_params
 from cotembed.scoring.scorer import SCORING_CHUNK, Scorer
-from cotembed.scoring.zoo import DEFAULT_RANDOM_SEEDS, DEFAULT_TEMPLATES, SeededMethod  # registers the method zoo
-
-# Registered last, after the zoo; cotembed.adaptive is numpy only and imports this package's modules.
-import_module("cotembed.adaptive")
+from cotembed.scoring.zoo import DEFAULT_RANDOM_SEEDS, DEFAULT_TEMPLATES
 
 __all__ = [
     "DEFAULT_EVAL_METHODS",
@@ -50,10 +50,10 @@ __all__ = [
     "OPTIONS",
     "SCORING_CHUNK",
     "Batch",
+    "Param",
     "Scorer",
     "ScoringConfig",
     "ScoringMethod",
-    "SeededMethod",
     "cosine_similarity",
     "cot_scores",
     "get_method",
@@ -61,9 +61,13 @@ __all__ = [
     "group_softmax",
     "hybrid_scores",
     "l2_normalize",
+    "method_class",
     "method_names",
+    "method_settings",
     "parse_methods",
-    "register",
+    "register_method",
+    "registered_method",
     "softmax",
     "sum_normalize",
+    "validate_params",
 ]

@@ -5,8 +5,8 @@ so ``eval --methods baseline,ensemble,dclip,cot,cot-log,random-control`` compare
 them on exactly the same embeddings:
 
 - ``ensemble``: CLIP prompt ensembling. Each class is the re-normalised mean of
-  its name filled into several templates (``method_options["templates"]``, else
-  the system's own ``templates``, else ``DEFAULT_TEMPLATES``); T x N prompts.
+  its name filled into several templates (parameter ``templates``, else the
+  system's own ``templates``, else ``DEFAULT_TEMPLATES``); T x N prompts.
 - ``dclip``: classification by description (Menon & Vondrick, 2023). A class
   scores the plain mean cosine of the option prompts its rule accepts (every
   accepted prompt counts once, group weights are ignored); no softmax; Q prompts.
@@ -22,7 +22,7 @@ them on exactly the same embeddings:
   counts and rules, but every option word replaced by a seeded random word
   (WaffleCLIP-style). It measures what ensembling Q prompts gives without the
   system's knowledge; ``cot`` minus it is the value of that knowledge. One run per
-  seed (``method_options["random_seeds"]``); ``evaluate`` reports mean and spread.
+  seed (parameter ``random_seeds``); ``evaluate`` reports mean and spread.
 """
 
 from __future__ import annotations
@@ -30,13 +30,14 @@ from __future__ import annotations
 import math
 import re
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Sequence
 
 import numpy as np
 
 from cotembed.errors import InputError
 from cotembed.scoring.functions import cot_scores, group_softmax, softmax
-from cotembed.scoring.methods import OPTIONS, Batch, ScoringConfig, ScoringMethod, register
+from cotembed.scoring.methods import OPTIONS, Batch, ScoringConfig, ScoringMethod
+from cotembed.scoring.params import Param
 
 if TYPE_CHECKING:
     from cotembed.system import CompiledSystem
@@ -94,21 +95,26 @@ RANDOM_WORDS: tuple[str, ...] = tuple(
 
 
 # ----------------------------------------------------------------- ensemble
-def ensemble_templates(config: ScoringConfig, compiled: "CompiledSystem | None" = None) -> tuple[str, ...]:
+def _template_problem(templates: Any) -> str | None:
+    bad = [t for t in templates if t.count("{}") != 1]
+    return f"must each contain '{{}}' exactly once; bad: {', '.join(map(repr, bad[:5]))}" if bad else None
+
+
+def ensemble_templates(templates: Sequence[str] | None, compiled: "CompiledSystem | None" = None) -> tuple[str, ...]:
     """The templates in force, most specific first.
 
-    ``method_options["templates"]`` (a run's ``--templates``) overrides the
-    system's own ``templates`` so one system can be compared across template
-    sets; a system without them gets :data:`DEFAULT_TEMPLATES`.
+    The method's ``templates`` (a run's ``--templates``) override the system's own
+    ``templates`` so one system can be compared across template sets; a system
+    without them gets :data:`DEFAULT_TEMPLATES`.
     """
     system_templates = compiled.templates if compiled is not None else ()
-    templates = config.option("templates") or system_templates or DEFAULT_TEMPLATES
-    if isinstance(templates, str) or not isinstance(templates, Sequence):
-        raise InputError(f"ensemble templates must be a list of strings with one '{{}}', got {templates!r}")
-    bad = [t for t in templates if not isinstance(t, str) or t.count("{}") != 1]
-    if bad:
-        raise InputError(f"ensemble templates must each contain '{{}}' exactly once; bad: {', '.join(map(repr, bad[:5]))}")
-    return tuple(dict.fromkeys(templates))
+    chosen = templates or system_templates or DEFAULT_TEMPLATES
+    if isinstance(chosen, str) or not isinstance(chosen, Sequence):
+        raise InputError(f"ensemble templates must be a list of strings with one '{{}}', got {chosen!r}")
+    problem = _template_problem([t for t in chosen if isinstance(t, str)]) if all(isinstance(t, str) for t in chosen) else "must be texts"
+    if problem:
+        raise InputError(f"ensemble templates {problem}")
+    return tuple(dict.fromkeys(chosen))
 
 
 class Ensemble(ScoringMethod):
@@ -116,12 +122,18 @@ class Ensemble(ScoringMethod):
     description = "CLIP prompt ensembling: class = mean of its name in T templates, re-normalised (T x N prompts)"
     needs = ()
     prompt_symbol = "TxN"
+    title = "method zoo"
+    parameters: ClassVar[tuple[Param, ...]] = (
+        Param("templates", "strings", None, optional=True, check=_template_problem, flag="--templates", metavar="FILE",
+              parse="cotembed.cli.classify:read_templates",
+              help="name templates for the ensemble method, one per line with {} (default: a CLIP-style set)"),
+    )
 
-    def settings(self, config: ScoringConfig, compiled: "CompiledSystem | None" = None) -> dict[str, Any]:
-        return {"templates": list(ensemble_templates(config, compiled))}
+    def settings(self, compiled: "CompiledSystem | None" = None) -> dict[str, Any]:
+        return {"templates": list(ensemble_templates(self.params["templates"], compiled))}
 
     def prompt_sets(self, compiled: "CompiledSystem", config: ScoringConfig) -> dict[str, tuple[str, ...]]:
-        templates = ensemble_templates(config, compiled)
+        templates = ensemble_templates(self.params["templates"], compiled)
         return {ENSEMBLE: tuple(t.replace("{}", c, 1) for c in compiled.class_names for t in templates)}
 
     def score(self, batch: Batch) -> np.ndarray:
@@ -211,29 +223,17 @@ class ProductOfExperts(ScoringMethod):
 
 
 # ----------------------------------------------------------- random control
-class SeededMethod(ScoringMethod):
-    """A method run once per seed; ``evaluate`` keeps one result per seed and reports mean and spread."""
-
-    def seeds(self, config: ScoringConfig) -> tuple[int, ...]:
-        raise NotImplementedError
-
-    def score_seed(self, batch: Batch, seed: int) -> np.ndarray:
-        raise NotImplementedError
-
-    def score(self, batch: Batch) -> np.ndarray:
-        """A single prediction uses the first seed (``eval`` reports every seed)."""
-        return self.score_seed(batch, self.seeds(batch.config)[0])
-
-
-def random_seeds(config: ScoringConfig) -> tuple[int, ...]:
-    """``method_options["random_seeds"]`` checked: a non-empty list of distinct integers in [0, 2**32)."""
-    seeds = config.option("random_seeds", DEFAULT_RANDOM_SEEDS)
-    if isinstance(seeds, (str, bytes)) or not isinstance(seeds, Sequence) or not seeds:
-        raise InputError(f"random_seeds must be a non-empty list of integers, got {seeds!r}")
-    bad = [s for s in seeds if isinstance(s, bool) or not isinstance(s, (int, np.integer)) or not 0 <= s < 2**32]
-    if bad:
-        raise InputError(f"random_seeds must be integers in [0, 2**32), got {', '.join(map(repr, bad))}")
+def random_seeds(seeds: Any = DEFAULT_RANDOM_SEEDS) -> tuple[int, ...]:
+    """Seeds checked: a non-empty list of distinct integers in [0, 2**32)."""
+    problem = _SEEDS.problem(seeds)
+    if problem:
+        raise InputError(f"random_seeds {problem}")
     return tuple(dict.fromkeys(int(s) for s in seeds))
+
+
+_SEEDS = Param("random_seeds", "ints", DEFAULT_RANDOM_SEEDS, low=0, high=2**32, high_open=True, flag="--random-seeds",
+               metavar="S,S,...", parse="cotembed.cli.classify:seed_list",
+               help="seeds of random-control, one run each; eval reports mean and spread (default: 0,1,2,3,4)")
 
 
 def question_frame(prompts: Sequence[str]) -> tuple[str, str]:
@@ -296,21 +296,27 @@ def random_set_name(seed: int) -> str:
     return f"random-control/{seed}"
 
 
-class RandomControl(SeededMethod):
+class RandomControl(ScoringMethod):
     name = "random-control"
     description = "cot with every option word replaced by a seeded random word: what ensembling alone gives (Q prompts per seed)"
     needs = ()
     prompt_symbol = "Q"
+    title = "method zoo"
+    parameters: ClassVar[tuple[Param, ...]] = (_SEEDS,)
 
-    def seeds(self, config: ScoringConfig) -> tuple[int, ...]:
-        return random_seeds(config)
+    def seeds(self) -> tuple[int, ...]:
+        return tuple(self.params["random_seeds"])
 
-    def settings(self, config: ScoringConfig, compiled: "CompiledSystem | None" = None) -> dict[str, Any]:
-        return {"random_seeds": list(self.seeds(config)), "random_words": len(RANDOM_WORDS)}
+    def score(self, batch: Batch) -> np.ndarray:
+        """A single prediction uses the first seed (``eval`` reports every seed)."""
+        return self.score_seed(batch, self.seeds()[0])
+
+    def settings(self, compiled: "CompiledSystem | None" = None) -> dict[str, Any]:
+        return {"random_seeds": list(self.seeds()), "random_words": len(RANDOM_WORDS)}
 
     def prompt_sets(self, compiled: "CompiledSystem", config: ScoringConfig) -> dict[str, tuple[str, ...]]:
         offsets = tuple(int(o) for o in compiled.offsets)
-        return {random_set_name(s): random_prompts(tuple(compiled.prompts), offsets, s) for s in self.seeds(config)}
+        return {random_set_name(s): random_prompts(tuple(compiled.prompts), offsets, s) for s in self.seeds()}
 
     def prompts_used(self, compiled: "CompiledSystem", config: ScoringConfig) -> int:
         """Q: each seed's run asks as many questions as ``cot`` (the seeds are repeats, not one ensemble)."""
@@ -319,26 +325,6 @@ class RandomControl(SeededMethod):
     def score_seed(self, batch: Batch, seed: int) -> np.ndarray:
         probs = group_softmax(batch[random_set_name(seed)], batch.compiled.offsets, batch.config.temperature)
         return cot_scores(probs, batch.compiled.rule_matrix)
-
-
-ZOO: tuple[ScoringMethod, ...] = (Ensemble(), ClassificationByDescription(), ProductOfExperts(), RandomControl())
-for _method in ZOO:
-    register(_method)
-
-
-def method_settings(methods: Sequence[ScoringMethod], config: ScoringConfig,
-                    compiled: "CompiledSystem | None" = None) -> dict[str, Any]:
-    """Settings in force that change these methods' scores (templates, seeds), for reports.
-
-    Give ``compiled`` so settings a system can carry (its ensemble templates) are
-    reported as scored; without it they read as the run's options or defaults.
-    """
-    out: dict[str, Any] = {}
-    for method in methods:
-        settings = getattr(method, "settings", None)
-        if settings is not None:
-            out.update(settings(config, compiled))
-    return out
 
 
 __all__ = [
@@ -350,9 +336,7 @@ __all__ = [
     "Ensemble",
     "ProductOfExperts",
     "RandomControl",
-    "SeededMethod",
     "ensemble_templates",
-    "method_settings",
     "question_frame",
     "random_prompts",
     "random_seeds",

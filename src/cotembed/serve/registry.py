@@ -197,12 +197,7 @@ class ServedModel:
                 path.write_bytes(data)
                 given = {"image": path}
             try:
-                payload = clf.explain(**given, top_k=top_k).to_dict()
-                if method == "adaptive":
-                    from cotembed.adaptive import explain_adaptive
-
-                    embedding = clf.embed(**({"texts": [data]} if kind == "text" else {"images": [given["image"]]}))
-                    payload["adaptive"] = explain_adaptive(clf, embedding[0]).to_dict()
+                payload = clf.explain(**given, top_k=top_k).to_dict()  # with the method's own detail, if any
             except InputError as exc:  # name the input as the client knows it, not the temporary file
                 message = str(exc)
                 if kind == "image":
