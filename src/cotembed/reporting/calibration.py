@@ -14,10 +14,14 @@ from cotembed.reporting.text import table
 
 
 def reliability_figure(diagrams: Mapping[str, Mapping[str, Any]], title: str = "") -> Any:
-    """One panel per diagram: accuracy per confidence bin against the diagonal, ECE in the legend."""
+    """One panel per diagram (three to a row): accuracy per confidence bin against the diagonal, ECE in the legend."""
     plt = pyplot()
-    fig, axes = plt.subplots(1, len(diagrams), figsize=(3.6 * len(diagrams), 3.6), squeeze=False)
-    for ax, (label, d) in zip(axes[0], diagrams.items()):
+    cols = min(3, len(diagrams))
+    rows = -(-len(diagrams) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 3.6 * rows), squeeze=False, constrained_layout=True)
+    for ax in axes.ravel()[len(diagrams):]:
+        ax.set_visible(False)
+    for ax, (label, d) in zip(axes.ravel(), diagrams.items()):
         edges = d["edges"]
         centres = [(a + b) / 2 for a, b in zip(edges[:-1], edges[1:])]
         width = edges[1] - edges[0]
@@ -31,7 +35,8 @@ def reliability_figure(diagrams: Mapping[str, Mapping[str, Any]], title: str = "
         ax.set_xlabel("confidence")
         ax.set_title(label, fontsize=9)
         ax.legend(fontsize=7, loc="upper left")
-    axes[0][0].set_ylabel("accuracy")
+    for row in axes:
+        row[0].set_ylabel("accuracy")
     if title:
         fig.suptitle(title, fontsize=10)
     return fig

@@ -140,7 +140,7 @@ def _check_probs(probs: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.
 def nll(probs: np.ndarray, labels: np.ndarray) -> float:
     """Mean negative log-probability of the true class."""
     p, y = _check_probs(probs, labels)
-    return float(-np.log(np.maximum(p[np.arange(len(y)), y], TINY)).mean()) if len(y) else math.nan
+    return float(-np.log(np.clip(p[np.arange(len(y)), y], TINY, 1.0)).mean()) + 0.0 if len(y) else math.nan  # no -0.0
 
 
 def brier(probs: np.ndarray, labels: np.ndarray) -> float:
