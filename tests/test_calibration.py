@@ -282,3 +282,24 @@ def test_average_precision_and_bad_thresholds() -> None:
     assert multilabel.average_precision(np.array([0.9, 0.8, 0.7]), np.array([1, 0, 1])) == pytest.approx((1 + 2 / 3) / 2)
     with pytest.raises(InputError, match="finite"):
         multilabel.given_threshold(float("inf"), 3)
+
+
+def test_fit_scores_are_looked_up_by_name() -> None:
+    assert openset.fit_score(openset.DEFAULT_FIT_SCORE) is openset.log_rule_support
+    with pytest.raises(InputError, match="rule support"):
+        openset.fit_score("support")
+
+
+def test_a_calibrated_system_scores_the_fitted_posterior_through_cot_log() -> None:
+    """The fit is stored as the system's temperature and weights: cot-log on the new system is the calibrated posterior."""
+    system = random_system(np.random.default_rng(20), groups=3)
+    data = synthetic_set(system, 10, np.random.default_rng(21), noise=0.6)
+    scorer = Scorer.build(system, hashed_embed, ScoringConfig(100.0), ("cot-log",))
+    rules = cal.GroupRules.from_compiled(scorer.compiled)
+    sims, labels = scorer.batch(data.embeddings)["options"], data.label_indices(scorer.class_names)
+    fit = cal.fit_posterior(sims, labels, rules, 100.0, per_group=True)
+    new = system.with_temperature(fit.temperature).with_group_weights(fit.group_weights(rules.group_names))
+    assert new.fingerprint != system.fingerprint
+    rescored = Scorer.build(new, hashed_embed, ScoringConfig(new.temperature), ("cot-log",))
+    np.testing.assert_allclose(rescored.probabilities(data.embeddings, "cot-log"),
+                               cal.product_posterior(sims, rules, fit.temperature, fit.weights), atol=1e-4)
