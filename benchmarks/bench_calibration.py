@@ -237,6 +237,9 @@ def conformal_section(splits: dict[str, dict[str, Split]], rules: cal.GroupRules
     print()
     print("\n".join(verdicts))
     print()
+    print("Sets can be empty: the guarantee is on average over inputs, so where nearly every prediction is right "
+          "(easy) the least sure ~10 % get no class rather than every set holding its one sure class (coverage 1.0).")
+    print()
 
 
 def concept_system(system: System) -> tuple[System, list[tuple[str, str]]]:

@@ -21,11 +21,12 @@ of the within-group softmax and the groups' ``weight``.
   per-group weights are kept only where they lower the NLL on held-out folds.
 - :func:`label_free_temperature` needs no labels: the product posterior at the
   model's own temperature (times :data:`LABEL_FREE_SCALE`, 1, checked on calibration
-  splits, never on the data it is reported on); for a batch,
-  :func:`fit_on_agreement` fits the temperature so that the posterior's mean
-  confidence equals how often the batch's groups agree with the predicted class's
-  rule (each group's top answer is one vote; an input whose groups all agree is one
-  the product is right to be sure of).
+  splits, never on the data it is reported on). For a batch, :func:`fit_on_agreement`
+  fits the temperature so that the posterior's mean confidence equals how much of
+  the predicted class's rule the batch's answers support (each group's top answer is
+  one vote). It is an option, not the default: on critters hard it sets the
+  temperature below the one the labelled fit finds and the posterior turns
+  underconfident (``bench_calibration.py`` shows both).
 - :func:`ece`, :func:`nll`, :func:`brier` and :func:`reliability` measure the result.
 
 Everything is numpy on arrays; nothing here imports a model.
@@ -51,7 +52,7 @@ ECE_BINS = 15
 LABEL_FREE_SCALE = 1.0
 """Temperature / model temperature used when no labels are given: the product-of-groups posterior at
 the model's own logit scale (on the critters calibration splits it has ECE 0.005 easy and 0.09 hard,
-the fitted ratios being 3 and 0.5; ``bench_calibration.py`` reports it on other splits)."""
+the fitted ratios being 2 and 0.5; ``bench_calibration.py`` reports it on other splits)."""
 PRIOR_SD = 1.0
 """Prior on log(fitted / starting temperature), N(0, PRIOR_SD^2): without it, separable data (every
 input right) drive the temperature to the top of its range and the NLL to 0, an overconfident fit."""
