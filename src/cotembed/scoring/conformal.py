@@ -39,16 +39,22 @@ def _log_softmax(logits: np.ndarray) -> np.ndarray:
 
 
 def lac_scores(logits: np.ndarray) -> np.ndarray:
-    """(B, N) -log p(n | x) for every class, precise for sure predictions (log1p of the others' mass)."""
+    """(B, N) -log p(n | x) for every class, precise for sure predictions.
+
+    -log p(c) = softplus(log sum_{n != c} exp(z_n - z_c)); the others' mass of the top
+    class is summed directly (not as total - its own, which would round to 0).
+    """
     z = np.asarray(logits, dtype=np.float64)
-    n = z.shape[1]
-    out = np.empty_like(z)
-    for c in range(n):
-        others = np.delete(z, c, axis=1) - z[:, [c]]
-        top = others.max(axis=1)
-        a = top + np.log(np.exp(others - top[:, None]).sum(axis=1))  # log sum_{n != c} exp(z_n - z_c)
-        out[:, c] = np.where(a > 30, a, np.log1p(np.exp(np.minimum(a, 30))))
-    return out
+    rows = np.arange(len(z))
+    top = z.argmax(axis=1)
+    shift = z[rows, top][:, None]
+    e = np.exp(z - shift)
+    others = e.sum(axis=1, keepdims=True) - e
+    e[rows, top] = 0.0
+    others[rows, top] = e.sum(axis=1)
+    with np.errstate(divide="ignore"):
+        a = np.log(others) + shift - z  # -inf where nothing else has mass: then -log p = 0
+    return np.where(a > 30, a, np.log1p(np.exp(np.minimum(a, 30))))
 
 
 def aps_scores(logits: np.ndarray, u: np.ndarray, lam: float = 0.0, k_reg: int = 0) -> np.ndarray:
