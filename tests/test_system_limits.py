@@ -93,3 +93,10 @@ def test_a_huge_collection_is_quoted_short_in_errors():
         System.from_dict({"groups": {"g": {"prompt": "a {}", "options": ["a"]}}, "rules": {"A": {"g": 0}, "B": {"g": 0}},
                           "name": [list(range(1000))] * 1000})
     assert len(str(info.value)) < 1_000 and "name: must be a string" in str(info.value)
+
+
+def test_a_huge_class_name_is_cut_in_errors():
+    name = "K" * 1_000_000
+    with pytest.raises(SystemValidationError) as info:
+        System.from_dict({"groups": {"g": {"prompt": "a {}", "options": ["a"]}}, "rules": {name: {"g": "b"}, "B": {"g": 0}}})
+    assert len(str(info.value)) < 2_000 and "rules.KKK" in str(info.value)

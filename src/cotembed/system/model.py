@@ -28,6 +28,7 @@ from cotembed.system.parts import (
     OptionRef,
     Row,
     Rule,
+    bounded,
     check_template,
     listing,
     positive_number,
@@ -81,7 +82,7 @@ class System:
             problems,
         )
         if problems or built is None:
-            raise SystemValidationError("<System>", problems)
+            raise SystemValidationError("<System>", bounded(problems))
         # The validator normalises (rules become read-only Rule views, weights floats): store
         # its values. A frozen dataclass forbids setattr; its __dict__ is the documented way in.
         self.__dict__.update(built, _cache=built.pop("cache"))
@@ -141,7 +142,7 @@ class System:
         problems: list[str] = []
         parts = parts_from_dict(data, problems)
         if problems or parts is None:
-            raise SystemValidationError(source, problems)
+            raise SystemValidationError(source, bounded(problems))
         return cls._make(**parts)
 
     # ------------------------------------------------------------------ saving
@@ -527,7 +528,7 @@ class System:
         if unknown:
             raise InputError(f"{edit} on {self._label()}: " + "; ".join(unknown))
         if problems:
-            raise SystemValidationError(self._edit_source(edit), problems)
+            raise SystemValidationError(self._edit_source(edit), bounded(problems))
 
     def _derive(
         self,

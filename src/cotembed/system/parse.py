@@ -27,7 +27,7 @@ from yaml.events import (
 )
 
 from cotembed.errors import SystemValidationError
-from cotembed.system.parts import shown
+from cotembed.system.parts import bounded, shown
 
 
 def parse_system_text(text: str | bytes, source: str, json_format: bool = False) -> Any:
@@ -94,7 +94,7 @@ def parse_json(text: str, source: str) -> Any:
     except RecursionError as exc:
         raise SystemValidationError(source, ["malformed JSON: nested too deeply"]) from exc
     if duplicates:
-        raise SystemValidationError(source, duplicates)
+        raise SystemValidationError(source, bounded(duplicates))
     return data
 
 
@@ -205,7 +205,7 @@ def parse_yaml(data: bytes, source: str) -> Any:
     except (ValueError, TypeError, RecursionError) as exc:  # the fallback loader's scalar constructors raise these raw
         raise SystemValidationError(source, [f"malformed YAML: {exc}"]) from exc
     if duplicates:
-        raise SystemValidationError(source, duplicates)
+        raise SystemValidationError(source, bounded(duplicates))
     return result
 
 

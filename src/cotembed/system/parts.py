@@ -157,6 +157,15 @@ def shown(value: Any, limit: int = QUOTE_LIMIT) -> str:
     return text if len(text) <= limit else text[:limit] + "..."
 
 
+PROBLEM_LIMIT = 1_000
+"""Longest line of an error message: a path naming a huge class or group name is cut too."""
+
+
+def bounded(problems: Iterable[str], limit: int = PROBLEM_LIMIT) -> list[str]:
+    """Problem lines cut to ``limit`` characters each, for an error message."""
+    return [p if len(p) <= limit else p[:limit] + f"... ({len(p):,} characters)" for p in problems]
+
+
 def listing(names: Iterable[Any], limit: int = 12) -> str:
     items = list(names)
     texts = (str(n) for n in items[:limit])
