@@ -411,3 +411,19 @@ def test_classify_a_batch_calibrates_and_a_single_input_does_not(capsys, tmp_pat
     code, out, err = run(capsys, "classify", two_questions, folder / "red-thing" / "0.png", *common)
     assert code == 0, err
     assert json.loads(out)["method_options"]["adaptive_answer_model"] == {"source": "ideal"}
+
+
+def test_fit_answer_model_on_collected_samples(tmp_path, two_questions):
+    from cotembed.adaptive import fit_answer_model_on
+    from cotembed.classifier import CoTClassifier
+    from cotembed.data import collect_samples, resolve_labels
+    from support import ColourEncoder
+
+    system = System.load(two_questions)
+    clf = CoTClassifier(system, ColourEncoder())
+    samples, _ = resolve_labels(collect_samples([make_image_folder(tmp_path / "cal", per_class=2)]), system.resolve_label)
+    counted = fit_answer_model_on(clf, samples)
+    assert (counted.source, counted.n_inputs, counted.n_failed) == ("labelled", 8, 0)
+    assert fit_answer_model_on(clf, samples, use_labels=False).source == "unlabelled"
+    with pytest.raises(InputError, match="none of the methods cot learns"):
+        clf.calibrated(samples, ("cot",))
