@@ -531,6 +531,7 @@ def test_image_urls_are_refused_unless_allowed(slow: Any) -> None:
 
 
 # ------------------------------------------------------------------ command line, shutdown
+@pytest.mark.slow
 def test_serve_command_serves_and_shuts_down_gracefully(tmp_path: Path, critter_images: list[Path]) -> None:
     """SIGTERM while a request waits in the batcher: the request still gets its answer, the process exits 0."""
     cmd = [sys.executable, "-m", "cotembed.cli", "serve", "--model", "critters", "--system", str(CRITTERS / "system.yaml"),
