@@ -371,3 +371,59 @@ def test_redundant_critters_system_is_generated_from_the_species_and_the_two_sys
         for cls_name, rule in system.rules.items():
             assert all(redundant.rules[cls_name][g + suffix] == options for g, options in rule.items())
     assert len(redundant.groups) == 12 and not redundant.identical_rules()
+
+
+# ------------------------------------------------------- calibrating on the batch
+def test_batch_calibration_reads_no_label():
+    """The answer model fitted on the batch is the same whatever the labels say."""
+    from cotembed.embeddings import EmbeddingSet
+
+    system = random_system(np.random.default_rng(21), groups=5, options=4, classes=8)
+    data = synthetic_set(system, 6, np.random.default_rng(22), noise=0.6)
+    shuffled = EmbeddingSet(data.embeddings, data.sources, list(np.random.default_rng(0).permutation(data.labels)), data.model_key)
+    scorer = Scorer.build(system, hashed_embed, ScoringConfig(30.0), ("adaptive",))
+    models = [evaluate(scorer, d, ("adaptive",)).method_options["adaptive_answer_model"] for d in (data, shuffled)]
+    assert models[0]["source"] == "batch" and models[0] == models[1]
+    fitted = [scorer.prepare(d.embeddings).method("adaptive").params["answer_model"].answers for d in (data, shuffled)]
+    np.testing.assert_array_equal(*fitted)
+
+
+def test_small_batches_and_the_switch_keep_the_training_free_model():
+    system = random_system(np.random.default_rng(23), groups=4, options=3, classes=10)
+    data = synthetic_set(system, 3, np.random.default_rng(24), noise=0.6)
+    scorer = Scorer.build(system, hashed_embed, ScoringConfig(30.0), ("adaptive",))
+    assert scorer.prepare(data.embeddings[:19]) is scorer  # < 2 inputs per class: nothing to learn from
+    assert scorer.prepare(data.embeddings).method("adaptive").params["answer_model"].source == "batch"
+    off = Scorer.build(system, hashed_embed, ScoringConfig(30.0, method_options={"adaptive_calibrate_on_batch": False}), ("adaptive",))
+    assert off.prepare(data.embeddings) is off
+    given = fit_answer_model(off.batch(data.embeddings).option_probs, off.compiled)
+    explicit = off.with_methods([get_method("adaptive", answer_model=given)])
+    assert explicit.prepare(data.embeddings).method("adaptive").params["answer_model"] is given  # calibration data wins
+
+
+def test_classify_a_batch_calibrates_and_a_single_input_does_not(capsys, tmp_path, two_questions, colour_model):
+    folder = make_image_folder(tmp_path / "data", per_class=2)
+    common = ("--model", colour_model, "--no-cache", "-q", "--adaptive", "--format", "json")
+    code, out, err = run(capsys, "classify", two_questions, folder, *common)
+    assert code == 0, err
+    model = json.loads(out)["method_options"]["adaptive_answer_model"]
+    assert model["source"] == "batch" and model["n_inputs"] == 8
+    code, out, err = run(capsys, "classify", two_questions, folder / "red-thing" / "0.png", *common)
+    assert code == 0, err
+    assert json.loads(out)["method_options"]["adaptive_answer_model"] == {"source": "ideal"}
+
+
+def test_fit_answer_model_on_collected_samples(tmp_path, two_questions):
+    from cotembed.adaptive import fit_answer_model_on
+    from cotembed.classifier import CoTClassifier
+    from cotembed.data import collect_samples, resolve_labels
+    from support import ColourEncoder
+
+    system = System.load(two_questions)
+    clf = CoTClassifier(system, ColourEncoder())
+    samples, _ = resolve_labels(collect_samples([make_image_folder(tmp_path / "cal", per_class=2)]), system.resolve_label)
+    counted = fit_answer_model_on(clf, samples)
+    assert (counted.source, counted.n_inputs, counted.n_failed) == ("labelled", 8, 0)
+    assert fit_answer_model_on(clf, samples, use_labels=False).source == "unlabelled"
+    with pytest.raises(InputError, match="none of the methods cot learns"):
+        clf.calibrated(samples, ("cot",))

@@ -19,6 +19,7 @@ def test_colour_double_passes_every_check() -> None:
     assert encoder.closed
 
 
+@pytest.mark.slow
 def test_bundled_critters_model_passes() -> None:
     encoder = load_encoder("critters")
     assert "image_embeddings" in check_encoder(encoder)

@@ -38,6 +38,7 @@ def test_tampered_weights_are_refused(tmp_path):
         load_encoder(f"critters:{copy}")
 
 
+@pytest.mark.slow
 def test_cot_far_above_baseline_on_a_fresh_easy_split(tmp_path, capsys):
     split = tmp_path / "easy"
     assert main(["critters", "generate", "--species", str(EXAMPLES / "species.yaml"), "--per-class", "10",
@@ -52,6 +53,7 @@ def test_cot_far_above_baseline_on_a_fresh_easy_split(tmp_path, capsys):
 
 
 # ------------------------------------------------------------------ encoder
+@pytest.mark.slow
 def test_critters_encoder_meets_the_encoder_contract():
     from cotembed.testing import check_encoder
 

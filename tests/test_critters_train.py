@@ -82,6 +82,7 @@ def torch_state():
     torch.set_rng_state(before[3])
 
 
+@pytest.mark.slow
 def test_train_restores_torch_global_state(torch_state, tmp_path):
     torch = torch_state
     threads, deterministic, warn_only, rng = _torch_state(torch)
@@ -112,6 +113,7 @@ def test_a_text_tower_of_the_wrong_size_is_refused_before_any_work(tmp_path):
 
 
 # ------------------------------------------------------------- determinism, cache
+@pytest.mark.slow
 def test_training_is_deterministic_and_seed_dependent(tmp_path):
     first = train(TINY, tmp_path / "a", log=_quiet, text_encoder=HashedTextTower())
     second = train(TINY, tmp_path / "b", log=_quiet, text_encoder=HashedTextTower())
@@ -150,6 +152,7 @@ def test_bad_training_config_names_the_field(override, message):
     assert message in str(info.value)
 
 
+@pytest.mark.slow
 def test_bundled_minilm_trains_a_tower(tmp_path):
     """The real text tower `critters train` passes: loads offline and trains end to end."""
     from cotembed.encoders import load_encoder

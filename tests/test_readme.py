@@ -7,9 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.mark.slow
 def test_readme_python_example_runs(tmp_path):
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     code = re.search(r"```python\n(.*?)```", readme, re.S).group(1)
@@ -21,6 +24,7 @@ def test_readme_python_example_runs(tmp_path):
     assert len(lines) == 2 + 4 + 1  # one line per question of the critters system
 
 
+@pytest.mark.slow
 def test_readme_scoring_core_example_runs(tmp_path):
     """The second example scores an edited system on cached embeddings; the edit costs one prompt."""
     readme = (ROOT / "README.md").read_text(encoding="utf-8")

@@ -359,6 +359,26 @@ def test_explain_is_the_cli_explain_json(client: Any, reference: Any, critter_im
         assert g["contributions"] == pytest.approx(e["contributions"], rel=1e-4, abs=1e-6)
 
 
+def test_method_parameters_come_from_the_declarations(client: Any, served: Any, critter_images: list[Path]) -> None:
+    schema = client.get("/openapi.json").json()["components"]["schemas"]["ClassifyRequest"]["properties"]["params"]
+    adaptive = schema["x-method-parameters"]["adaptive"]["properties"]
+    assert adaptive["confidence"]["exclusiveMinimum"] == 0 and "answer_model" not in adaptive
+    inputs = [{"image": b64(p)} for p in critter_images[:3]]
+    runs = {}
+    for budget in (1, 4):
+        body = client.post("/v1/classify", json={"system": "critters", "method": "adaptive", "params": {"max_questions": budget},
+                                                 "input": inputs}).json()
+        runs[budget] = np.array([[p["score"] for p in row["predictions"]] for row in body["data"]])
+    assert not np.allclose(runs[1], runs[4])  # one question leaves the posterior less sure than four
+    typo = client.post("/v1/classify", json={"system": "critters", "method": "adaptive", "params": {"confidance": 0.9}, "input": inputs})
+    assert_error(typo, 422, "invalid_request_error", "params", "did you mean 'confidence'")
+    bad = client.post("/v1/explain", json={"system": "critters", "method": "adaptive", "params": {"confidence": 2}, "input": "a red blob"})
+    assert_error(bad, 422, "invalid_request_error", "params", "confidence must be a finite number in (0, 1]")
+    explained = client.post("/v1/explain", json={"system": "critters", "method": "adaptive", "params": {"max_questions": 1},
+                                                 "input": "a small red round blob"}).json()
+    assert explained["adaptive"]["questions_asked"] == 1 and explained["adaptive"]["max_questions"] == 1
+
+
 def test_explain_adaptive_adds_the_questioning_trace(client: Any) -> None:
     body = client.post("/v1/explain", json={"system": "critters", "method": "adaptive", "input": "a small red round blob"}).json()
     assert body["method"] == "adaptive" and body["input"] == "a small red round blob"
@@ -518,6 +538,7 @@ def test_image_urls_are_refused_unless_allowed(slow: Any) -> None:
 
 
 # ------------------------------------------------------------------ command line, shutdown
+@pytest.mark.slow
 def test_serve_command_serves_and_shuts_down_gracefully(tmp_path: Path, critter_images: list[Path]) -> None:
     """SIGTERM while a request waits in the batcher: the request still gets its answer, the process exits 0."""
     cmd = [sys.executable, "-m", "cotembed.cli", "serve", "--model", "critters", "--system", str(CRITTERS / "system.yaml"),

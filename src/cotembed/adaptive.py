@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
-from cotembed.errors import InputError
 from cotembed.scoring.adaptive import (
     BATCH_CALIBRATION_MIN_PER_CLASS,
     DEFAULT_CONFIDENCE,
@@ -37,21 +36,11 @@ def fit_answer_model_on(clf: "CoTClassifier", samples: Sequence["Sample"], use_l
     """Fit the answer model of ``clf``'s system and model on collected samples (embedded through the cache).
 
     Labelled samples are counted (unless ``use_labels`` is false); samples without
-    labels are estimated by EM. Inputs that fail to load are left out.
+    labels are estimated by EM. Inputs that fail to load are left out (``n_failed``).
     """
-    data = clf.embedding_set(samples)
-    if not len(data):
-        why = f": {data.errors[0].source}: {data.errors[0].error}" if data.errors else ""
-        raise InputError(f"adaptive calibration: no usable input{why}")
-    scorer = clf.scorer_for(("cot",))
-    probs = np.concatenate([batch.option_probs for _, batch in scorer.batches(data.embeddings, ("cot",))])
-    labelled = use_labels and all(label is not None for label in data.labels)
-    if use_labels and not labelled and any(label is not None for label in data.labels):
-        missing = next(s for s, label in zip(data.sources, data.labels) if label is None)
-        raise InputError(f"adaptive calibration: some inputs have labels and some do not (e.g. {missing}); "
-                         "label all of them, or ignore the labels")
-    labels = data.label_indices(scorer.compiled.class_names) if labelled else None
-    return dataclasses.replace(fit_answer_model(probs, scorer.compiled, labels), n_failed=len(data.errors))
+    fitted = clf.calibrated(samples, ("adaptive",), use_labels=use_labels)
+    model: AnswerModel = fitted.config.method("adaptive").params["answer_model"]
+    return dataclasses.replace(model, n_failed=fitted.calibration_failures)
 
 
 def explain_adaptive(clf: "CoTClassifier", embedding: np.ndarray) -> AdaptiveTrace:

@@ -142,6 +142,8 @@ class CoTClassifier:
         self._scorers: dict[tuple[str, ...], Scorer] = {}
         self.calibration_failures = 0
         """Calibration inputs that could not be used (see :meth:`calibrated`)."""
+        self.scored_with: ScoringMethod | None = None
+        """The method object :meth:`classify_samples` last scored with (fitted on that batch, if it learns from one)."""
 
     @property
     def temperature(self) -> float:
@@ -305,9 +307,12 @@ class CoTClassifier:
                 held.append((list(batch.samples), batch.embeddings))
             else:
                 emit(batch.samples, scorer.scores(batch.embeddings, self.method))
+        self.scored_with = scorer.method(self.method)
         if held:
             embeddings = np.concatenate([e for _, e in held])
-            emit([s for part, _ in held for s in part], scorer.prepare(embeddings).scores(embeddings, self.method))
+            prepared = scorer.prepare(embeddings)
+            self.scored_with = prepared.method(self.method)
+            emit([s for part, _ in held for s in part], prepared.scores(embeddings, self.method))
         return predictions, errors
 
     def explain(self, item: Any = None, *, image: Any = None, text: Any = None, top_k: int = 5) -> Explanation:

@@ -224,7 +224,8 @@ def run_info(clf: Any, method: str, system_path: str) -> dict[str, Any]:
         "temperature": clf.temperature,
         "hybrid_weight": clf.hybrid_weight,
     }
-    settings = clf.scoring_method.settings(clf.compiled) if clf.scoring_method.parameters else {}
+    used = clf.scored_with or clf.scoring_method  # as fitted on the batch, for methods that learn from it
+    settings = used.settings(clf.compiled) if used.parameters else {}
     if settings:
         info["method_options"] = settings
     return info

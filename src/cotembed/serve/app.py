@@ -37,7 +37,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from cotembed import __version__
 from cotembed.cache import content_key
 from cotembed.errors import CotembedError, InputError
-from cotembed.scoring import ScoringConfig, get_method, method_names
+from cotembed.scoring import ScoringConfig, get_method, method_class, method_names
+from cotembed.scoring.params import params_schema
 from cotembed.serve.auth import require_api_key
 from cotembed.serve.batching import BatcherClosed, InputFailed, QueueFull
 from cotembed.serve.bodies import system_from_body
@@ -51,6 +52,20 @@ INPUT_HELP = ('texts ("..." or {"text": "..."}) or images ({"image": "<base64, d
               "in one list")
 
 
+def _method_params_schema() -> dict[str, Any]:
+    """Per method, the JSON schema of the parameters a request may set (derived from their declarations)."""
+    out = {}
+    for name in method_names():
+        properties = params_schema(method_class(name).parameters)
+        if properties:
+            out[name] = {"type": "object", "properties": properties, "additionalProperties": False}
+    return out
+
+
+PARAMS_FIELD_HELP = ("parameters of the method, e.g. {\"confidence\": 0.9} with method adaptive; what each method accepts "
+                     "is listed under x-method-parameters (unknown ones are a 422 naming the accepted ones)")
+
+
 class ClassifyRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
         {"model": "critters", "system": "critters", "input": [{"image": "<base64 PNG>"}]},
@@ -61,6 +76,8 @@ class ClassifyRequest(BaseModel):
     labels: list[str] | None = Field(None, description="candidate labels; with a system, a subset of its classes (or aliases)")
     system: str | None = Field(None, description="name or fingerprint of a registered system (chain-of-thought classification)")
     method: str | None = Field(None, description="scoring method with a system (default cot): " + ", ".join(method_names()))
+    params: dict[str, Any] | None = Field(None, description=PARAMS_FIELD_HELP,
+                                          json_schema_extra={"x-method-parameters": _method_params_schema()})
 
 
 class ExplainRequest(BaseModel):
@@ -69,6 +86,7 @@ class ExplainRequest(BaseModel):
     input: InputItem = Field(..., description="one text or image, as in /v1/classify")
     system: str = Field(..., description="name or fingerprint of a registered system")
     method: str = Field("cot", description="scoring method")
+    params: dict[str, Any] | None = Field(None, description=PARAMS_FIELD_HELP)
     top_k: int = Field(5, ge=1, description="classes to show")
 
 
@@ -132,13 +150,22 @@ def _labels(labels: list[str], limit: int) -> list[str]:
     return labels
 
 
-def _method(name: str | None, default: str) -> str:
+def _method(name: str | None, default: str, params: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
+    """The method's name and the request's parameters as method options (checked against the declarations)."""
     name = name or default
     try:
-        get_method(name)
+        cls = method_class(name)
     except InputError as exc:
         raise invalid(str(exc), "method") from None
-    return name
+    settable = params_schema(cls.parameters)
+    for key in params or {}:
+        if key not in settable and key in {p.name for p in cls.parameters}:
+            raise invalid(f"params.{key}: not settable in a request", f"params.{key}")
+    try:
+        method = get_method(name, **(params or {}))
+    except InputError as exc:
+        raise invalid(str(exc), "params") from None
+    return name, {cls.option_prefix + key: method.params[key] for key in params or {}}
 
 
 async def _embeddings(model: ServedModel, items: list[tuple[str, Any]], params: list[str]) -> np.ndarray:
@@ -304,14 +331,14 @@ def create_app(registry: Registry) -> FastAPI:
         labels = _labels(body.labels, limits.max_labels) if body.labels is not None else None
         entry = registry.system(body.system) if body.system is not None else None
         if entry is None:
-            if body.method not in (None, "baseline"):
+            if body.method not in (None, "baseline") or body.params:
                 raise invalid(f"method {body.method!r} needs a system: give 'system' (see GET /v1/systems), "
                               "or leave 'method' out for zero-shot classification by labels", "method")
             if not labels:
                 raise invalid("give 'labels' to classify by, or a registered 'system'", "labels")
             method = "baseline"
         else:
-            method = _method(body.method, "cot")
+            method, options = _method(body.method, "cot", body.params)
         items = await load_items(body.input, model.modalities, model.name, limits.max_pixels, settings.urls)
         if entry is None:
             assert labels is not None
@@ -320,7 +347,7 @@ def create_app(registry: Registry) -> FastAPI:
             probs = get_method("baseline").probabilities(x @ vectors.T, config)
             names = labels
         else:
-            scorer = await model.scorer(entry.system, method)
+            scorer = await model.scorer(entry.system, method, options)
             x = await _embeddings(model, items, _input_params(items))
             config = scorer.config
             probs = scorer.probabilities(x, method)
@@ -340,13 +367,13 @@ def create_app(registry: Registry) -> FastAPI:
         """The ``cotembed explain --format json`` payload for one input: each question's answers and the top classes."""
         model = registry.model(body.model)
         entry = registry.system(body.system)
-        method = _method(body.method, "cot")
+        method, options = _method(body.method, "cot", body.params)
         if body.top_k > limits.max_top_k:
             raise invalid(f"top_k {body.top_k} is above the limit of {limits.max_top_k}", "top_k")
         [(kind, data)] = await load_items([body.input], model.modalities, model.name, limits.max_pixels, settings.urls)
         source = data if kind == "text" else f"sha256:{content_key(data)}"
         try:
-            return JSONResponse(await model.explain(entry.system, method, kind, data, source, body.top_k))
+            return JSONResponse(await model.explain(entry.system, method, kind, data, source, body.top_k, options))
         except InputError as exc:
             raise invalid(str(exc), "input") from None
 

@@ -18,7 +18,7 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -45,6 +45,13 @@ RETRY_AFTER_S = 2
 """What a request for a system still being prepared is told to wait, in seconds."""
 MAX_LABEL_VECTORS = 10_000
 """Ad-hoc label prompts kept in memory per model; past it the table starts afresh (the cache keeps them)."""
+
+
+def _options_key(options: Mapping[str, Any] | None) -> str:
+    """A stable key of a request's method parameters (JSON values), so equal settings share a scorer."""
+    import json
+
+    return json.dumps(dict(options or {}), sort_keys=True, default=repr)
 
 
 class _InMemory:
@@ -78,9 +85,9 @@ class ServedModel:
         self._closing = False
         self.bank = PromptBank(encoder, cache)
         self._labels = PromptBank(encoder, cache)
-        self.scorers: dict[tuple[str, str], Scorer] = {}
-        self._building: dict[tuple[str, str], asyncio.Future[Scorer]] = {}
-        self._classifiers: dict[tuple[str, str], CoTClassifier] = {}
+        self.scorers: dict[tuple[str, str, str], Scorer] = {}
+        self._building: dict[tuple[str, str, str], asyncio.Future[Scorer]] = {}
+        self._classifiers: dict[tuple[str, str, str], CoTClassifier] = {}
         scale = getattr(encoder, "logit_scale", None)
         self.label_temperature = float(scale) if isinstance(scale, (int, float)) and scale > 0 else DEFAULT_TEMPERATURE
         """Softmax temperature of baseline classification over ad-hoc labels (no system)."""
@@ -126,12 +133,13 @@ class ServedModel:
     def config_for(self, system: System) -> ScoringConfig:
         return ScoringConfig(resolve_temperature(None, system, self.encoder))
 
-    def build_scorer(self, system: System, method: str) -> Scorer:
+    def build_scorer(self, system: System, method: str, options: Mapping[str, Any] | None = None) -> Scorer:
         """Model thread (or start-up): embeds the prompts the method needs through the bank."""
-        key = (system.fingerprint, method)
+        key = (system.fingerprint, method, _options_key(options))
         scorer = self.scorers.get(key)
         if scorer is None:
-            scorer = self.scorers[key] = Scorer.build(system, self.bank.embed, self.config_for(system), (method,))
+            config = ScoringConfig(self.config_for(system).temperature, method_options=dict(options or {}))
+            scorer = self.scorers[key] = Scorer.build(system, self.bank.embed, config, (method,))
         return scorer
 
     def _embed_in_turns(self, texts: Sequence[str]) -> np.ndarray:
@@ -146,23 +154,24 @@ class ServedModel:
             parts.append(self.executor.submit(self.bank.embed, texts[start:start + PROMPT_TURN]).result())
         return np.concatenate(parts)
 
-    def _prepare_scorer(self, system: System, method: str) -> Scorer:
-        key = (system.fingerprint, method)
+    def _prepare_scorer(self, system: System, method: str, options: Mapping[str, Any] | None = None) -> Scorer:
+        key = (system.fingerprint, method, _options_key(options))
         scorer = self.scorers.get(key)
         if scorer is None:
-            scorer = Scorer.build(system, self._embed_in_turns, self.config_for(system), (method,))
+            config = ScoringConfig(self.config_for(system).temperature, method_options=dict(options or {}))
+            scorer = Scorer.build(system, self._embed_in_turns, config, (method,))
             self.scorers[key] = scorer
         return scorer
 
-    async def scorer(self, system: System, method: str) -> Scorer:
-        """The scorer of (system, method), built on the preparer thread (requests keep being
-        served meanwhile); concurrent first requests share one build."""
-        key = (system.fingerprint, method)
+    async def scorer(self, system: System, method: str, options: Mapping[str, Any] | None = None) -> Scorer:
+        """The scorer of (system, method, its parameters), built on the preparer thread (requests keep
+        being served meanwhile); concurrent first requests share one build."""
+        key = (system.fingerprint, method, _options_key(options))
         if key in self.scorers:
             return self.scorers[key]
         pending = self._building.get(key)
         if pending is None:
-            pending = asyncio.wrap_future(self.preparer.submit(self._prepare_scorer, system, method))
+            pending = asyncio.wrap_future(self.preparer.submit(self._prepare_scorer, system, method, options))
             self._building[key] = pending
             pending.add_done_callback(lambda _: self._building.pop(key, None))
         return await asyncio.shield(pending)
@@ -177,18 +186,19 @@ class ServedModel:
         return await asyncio.wrap_future(self.executor.submit(self._label_vectors, texts))
 
     # ---------------------------------------------------------------- explaining
-    def _classifier(self, system: System, method: str) -> CoTClassifier:
-        key = (system.fingerprint, method)
+    def _classifier(self, system: System, method: str, options: Mapping[str, Any] | None = None) -> CoTClassifier:
+        key = (system.fingerprint, method, _options_key(options))
         clf = self._classifiers.get(key)
         if clf is None:
             clf = CoTClassifier(system, self.encoder, method=method, cache=self.cache,
-                                max_pixels=self.settings.limits.max_pixels)
+                                max_pixels=self.settings.limits.max_pixels, method_options=dict(options or {}))
             clf.prompt_bank = self.bank  # one prompt table per model
             clf = self._classifiers[key] = clf
         return clf
 
-    def _explain(self, system: System, method: str, kind: str, data: Any, source: str, top_k: int) -> dict[str, Any]:
-        clf = self._classifier(system, method)
+    def _explain(self, system: System, method: str, kind: str, data: Any, source: str, top_k: int,
+                 options: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        clf = self._classifier(system, method, options)
         with tempfile.TemporaryDirectory(prefix="cotembed-serve-") as folder:
             if kind == "text":
                 given: dict[str, Any] = {"text": data}
@@ -206,8 +216,9 @@ class ServedModel:
         payload["input"] = source
         return payload
 
-    async def explain(self, system: System, method: str, kind: str, data: Any, source: str, top_k: int) -> dict[str, Any]:
-        return await asyncio.wrap_future(self.executor.submit(self._explain, system, method, kind, data, source, top_k))
+    async def explain(self, system: System, method: str, kind: str, data: Any, source: str, top_k: int,
+                      options: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        return await asyncio.wrap_future(self.executor.submit(self._explain, system, method, kind, data, source, top_k, options))
 
     async def stop(self) -> None:
         if self.batcher is not None:
