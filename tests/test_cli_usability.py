@@ -173,3 +173,13 @@ def test_neutralise_keeps_text_that_is_only_unusual() -> None:
 
     for text in ("金魚", "🐟", "👩\u200d🔬", "Pokémon", unicodedata.normalize("NFD", "Pokémon")):
         assert neutralise(text) == text
+
+
+def test_arguments_that_are_not_utf8_exit_2_with_a_message(capsys, tmp_path, system_file, colour_model):
+    bad = (tmp_path / "x.png").as_posix().encode() + b"\xff"
+    argv = ["classify", str(system_file), bad.decode("utf-8", "surrogateescape"), "--model", colour_model, "--no-cache"]
+    for extra in ([], ["--format", "json"]):
+        code, out, err = run(capsys, *argv, *extra)
+        assert code == 2 and "argument 3" in err and "not valid UTF-8" in err, err
+        if extra:
+            assert json.loads(out)["error"]["exit_code"] == 2

@@ -16,7 +16,7 @@ from typing import Any, Sequence
 
 from cotembed import __version__
 from cotembed.cli.common import EXIT_FAILURE, Parser, WriteGuard, dumps
-from cotembed.errors import CotembedError
+from cotembed.errors import CotembedError, InputError
 
 FAMILIES = (
     "cotembed.cli.classify",
@@ -66,10 +66,22 @@ def _fail(exc: BaseException, exit_code: int, as_json: bool, message: str) -> in
     return exit_code
 
 
+def _check_utf8(argv: Sequence[str]) -> None:
+    """Bytes that are not UTF-8 reach Python as lone surrogates, which no output can print: say so up front."""
+    for position, arg in enumerate(argv, 1):
+        try:
+            arg.encode("utf-8")
+        except UnicodeEncodeError:
+            raw = arg.encode("utf-8", "surrogateescape")
+            raise InputError(f"argument {position} ({raw!r}) is not valid UTF-8 text; rename the file or pass the text "
+                             "in UTF-8") from None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     as_json = _wants_json(argv)
     try:
+        _check_utf8(argv)
         args = build_parser().parse_args(argv)
         WriteGuard.of(args).check_declared(args)  # before any work: no output may replace an input
         return int(args.func(args))
