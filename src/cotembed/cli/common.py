@@ -46,7 +46,9 @@ class Parser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        raise InputError(f"{self.prog}: {message}")
+        """``cotembed: error: eval: ...`` (main adds the first part), and where to read more."""
+        verb = self.prog.removeprefix("cotembed").strip()
+        raise InputError(f"{verb}: {message} (see `{self.prog} --help`)" if verb else f"{message} (see `cotembed --help`)")
 
     def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:  # type: ignore[override]
         parsed, rest = super().parse_known_args(args, namespace)
@@ -259,10 +261,14 @@ def dumps(payload: Any) -> str:
 
 
 def emit(args: argparse.Namespace, payload: dict[str, Any], table: Callable[[], str]) -> None:
+    """JSON as it is (strict, escaped by the encoder); a table with control and bidi characters
+    shown as escapes, so no name in it can rewrite the terminal."""
     if args.format == "json":
         sys.stdout.write(dumps(payload) + "\n")
     else:
-        sys.stdout.write(table() + "\n")
+        from cotembed.reporting.text import terminal_text
+
+        sys.stdout.write(terminal_text(table()) + "\n")
 
 
 ROW_SUFFIXES = (".json", ".csv", ".jsonl")
@@ -311,6 +317,7 @@ class Resources(ExitStack):
         super().__init__()
         self.args = args
         self._cache: Any = None
+        self._quiet = False
         if getattr(args, "fast_decode", False):  # the pipeline reads it; restored when the verb ends
             from cotembed.pipeline import FAST_DECODE_ENV
 
@@ -333,8 +340,11 @@ class Resources(ExitStack):
         from cotembed.encoders import load_encoder
 
         args = self.args
-        if getattr(args, "quiet", False):  # also silence the model libraries' own loading bars
-            os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        if getattr(args, "quiet", False) and not self._quiet:  # also the model libraries' own loading bars
+            from cotembed.encoders.loading import quiet_model_libraries
+
+            self._quiet = True
+            self.callback(quiet_model_libraries())
         options: dict[str, Any] = {}
         if getattr(args, "batch_size", None):
             options["batch_size"] = args.batch_size
@@ -352,22 +362,45 @@ def _restore_env(name: str, value: str | None) -> None:
         os.environ[name] = value
 
 
-def labelled_samples(args: argparse.Namespace, system: Any, paths: Sequence[str], flag: str) -> tuple[list[Any], list[Any]]:
+def labelled_samples(args: argparse.Namespace, system: Any, paths: Sequence[str], flag: str,
+                     specs: Sequence[str] | None = None) -> tuple[list[Any], list[Any]]:
     """Samples of ``paths`` with labels mapped to the system's classes, and the skipped ones.
 
-    Unlabelled data, or data with no input of the system's classes, is an input error naming the flag.
+    Everything here needs no model, so it runs before one loads: unlabelled data, data with
+    no input of the system's classes (saying when ``--ignore-unknown`` skipped them all), and
+    inputs of a kind the model cannot encode are input errors naming the flag.
     """
     from cotembed.data import collect_samples, resolve_labels
 
     samples = collect_samples(paths, allow_outside=args.allow_outside_paths)
+    check_model_inputs([args.model] if specs is None and isinstance(args.model, str) else (specs or ()), samples)
+    where = f"{flag} {', '.join(paths)}"
     unlabelled = [s.source for s in samples if s.label is None]
     if unlabelled:
-        raise InputError(f"{flag} {', '.join(paths)}: {len(unlabelled)} input(s) have no label (e.g. {unlabelled[0]}); "
+        raise InputError(f"{where}: {len(unlabelled)} input(s) have no label (e.g. {unlabelled[0]}); "
                          "give an ImageFolder (one sub-folder per class) or a manifest with a label column")
     kept, skipped = resolve_labels(samples, system.resolve_label, getattr(args, "ignore_unknown", False))
+    if not kept and skipped:
+        labels = sorted({str(s.label) for s in skipped})
+        shown = ", ".join(repr(label) for label in labels[:10]) + (f" and {len(labels) - 10} more" if len(labels) > 10 else "")
+        raise InputError(f"{where}: all {len(skipped)} labelled input(s) were skipped by --ignore-unknown: none of their "
+                         f"labels is a class of the system ({shown}); check that the data and the system match")
     if not kept:
-        raise InputError(f"{flag} {', '.join(paths)}: no labelled inputs of this system's classes")
+        raise InputError(f"{where}: no labelled inputs of this system's classes")
     return kept, skipped
+
+
+def check_model_inputs(specs: Sequence[str], samples: Sequence[Any]) -> None:
+    """A model that cannot take these inputs (``--model minilm`` on images) is an error before it loads."""
+    from cotembed.encoders import parse_spec
+
+    kinds = {s.kind for s in samples}
+    for spec in specs:
+        backend, _ = parse_spec(spec)
+        unsupported = kinds - backend.modalities
+        if unsupported:
+            raise InputError(f"--model {spec}: cannot encode {', '.join(sorted(unsupported))} inputs "
+                             f"(it takes: {', '.join(sorted(backend.modalities))})")
 
 
 def load_system(path: str) -> Any:

@@ -16,6 +16,7 @@ from cotembed.cli.common import (
     bounded_int,
     emit,
     guarded_path,
+    labelled_samples,
     load_system,
     seed_int,
     write_rows,
@@ -26,7 +27,6 @@ from cotembed.errors import CotembedError, InputError
 def cmd_curve(args: argparse.Namespace) -> int:
     from cotembed.classifier import CoTClassifier
     from cotembed.curve import accuracy_curve
-    from cotembed.data import collect_samples, resolve_labels
     from cotembed.reporting.plots import plot_curve
     from cotembed.reporting.text import curve_table
 
@@ -37,13 +37,7 @@ def cmd_curve(args: argparse.Namespace) -> int:
     if not args.no_plot:
         guarded_path(args, "--output", output.with_suffix(".png"), "output")
     system = load_system(args.system)
-    samples, skipped = resolve_labels(collect_samples(args.data, allow_outside=args.allow_outside_paths), system.resolve_label,
-                                      args.ignore_unknown)
-    unlabelled = [s.source for s in samples if s.label is None]
-    if unlabelled:
-        raise InputError(f"curve needs labels; {len(unlabelled)} input(s) have none, e.g. {unlabelled[0]}")
-    if not samples:
-        raise InputError("curve: no labelled inputs to evaluate")
+    samples, skipped = labelled_samples(args, system, args.data, "DATA")
     with Resources(args) as res:
         clf = CoTClassifier(system, res.encoder(args.model), method=args.method, temperature=args.temperature,
                             hybrid_weight=args.hybrid_weight, cache=res.cache, batch_size=args.batch_size, progress=not args.quiet,

@@ -67,23 +67,22 @@ def _fail(exc: BaseException, exit_code: int, as_json: bool, message: str) -> in
     return exit_code
 
 
-def _not_utf8(arg: str) -> str | None:
-    """None for a UTF-8 argument, else the argument shown as its bytes."""
-    try:
-        arg.encode("utf-8")
-        return None
-    except UnicodeEncodeError:
-        return repr(arg.encode("utf-8", "surrogateescape")) if all(not "\ud800" <= c < "\udc80" for c in arg) else ascii(arg)
+def _check_utf8(argv: Sequence[str]) -> None:
+    """Bytes that are not UTF-8 reach Python as lone surrogates, which no output can print: say so up front."""
+    for position, arg in enumerate(argv, 1):
+        try:
+            arg.encode("utf-8")
+        except UnicodeEncodeError:
+            raw = arg.encode("utf-8", "surrogateescape")
+            raise InputError(f"argument {position} ({raw!r}) is not valid UTF-8 text; rename the file or pass the text "
+                             "in UTF-8") from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     as_json = _wants_json(argv)
-    for i, arg in enumerate(argv):  # undecodable bytes arrive as lone surrogates (PEP 383)
-        if (shown := _not_utf8(arg)) is not None:
-            message = f"argument {i + 1} is not valid UTF-8 text: {shown}"
-            return _fail(InputError(message), 2, as_json, f"error: {message}")
     try:
+        _check_utf8(argv)
         args = build_parser().parse_args(argv)
         WriteGuard.of(args).check_declared(args)  # before any work: no output may replace an input
         return int(args.func(args))

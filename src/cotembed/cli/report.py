@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from cotembed.cli.classify import add_evaluation_arguments, run_eval
+from cotembed.cli.classify import ECE_HELP, add_evaluation_arguments, run_eval
 from cotembed.cli.common import add_format, add_output
 from cotembed.cli.html_page import HtmlReport, add_report_options
 
@@ -25,7 +25,8 @@ def register(sub: Any) -> None:
     apart), with ``--output`` naming the page instead of a metrics file."""
     p = sub.add_parser("report", help="evaluate and write a self-contained HTML report (open it in any browser, offline)",
                        description="Evaluate like `eval`, then write a self-contained HTML page: metrics, per-class accuracy, "
-                                   "confusion heatmaps, per-question accuracy, the curve (--curve) and misclassified inputs.")
+                                   "confusion heatmaps, per-question accuracy, the curve (--curve) and misclassified inputs. "
+                                   + ECE_HELP)
     add_evaluation_arguments(p)
     add_output(p, "--output", metavar="FILE.html", default=DEFAULT_REPORT, help=f"where to write the page (default: {DEFAULT_REPORT})")
     add_report_options(p, with_html=False)

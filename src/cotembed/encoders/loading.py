@@ -2,10 +2,52 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from cotembed.errors import InputError, MissingDependencyError, ModelLoadError
+
+
+class ModelNotFoundError(ModelLoadError, InputError):
+    """A model path that does not exist: bad input (exit 2), caught like any load failure."""
+
+    exit_code = 2
+
+
+PROGRESS_ENV = "HF_HUB_DISABLE_PROGRESS_BARS"
+
+
+def quiet_model_libraries() -> Callable[[], None]:
+    """Silence the model libraries' own progress bars ("Loading weights", downloads) for ``-q``.
+
+    The environment variable covers libraries imported later; those already imported read
+    it only once, so they are switched off directly. Returns a function that undoes it all.
+    """
+    previous = os.environ.get(PROGRESS_ENV)
+    os.environ[PROGRESS_ENV] = "1"
+    undo: list[Callable[[], None]] = []
+    hub = sys.modules.get("huggingface_hub")
+    if hub is not None and hasattr(hub.utils, "are_progress_bars_disabled") and not hub.utils.are_progress_bars_disabled():
+        hub.utils.disable_progress_bars()
+        undo.append(hub.utils.enable_progress_bars)
+    if "transformers" in sys.modules:
+        from transformers.utils import logging as transformers_logging
+
+        if transformers_logging.is_progress_bar_enabled():
+            transformers_logging.disable_progress_bar()
+            undo.append(transformers_logging.enable_progress_bar)
+
+    def restore() -> None:
+        for step in undo:
+            step()
+        if previous is None:
+            os.environ.pop(PROGRESS_ENV, None)
+        else:
+            os.environ[PROGRESS_ENV] = previous
+
+    return restore
 
 
 def require_torch(extra: str) -> Any:
@@ -59,7 +101,7 @@ def resolve_local_or_hub(argument: str, scheme: str) -> tuple[str, str]:
         resolved = str(path.resolve())
         return resolved, f"{scheme}:{resolved}"
     if looks_like_path(argument):
-        raise ModelLoadError(
+        raise ModelNotFoundError(
             f"model directory {argument!r} does not exist; pass an existing local directory "
             f"({scheme}:/path/to/model) or a hub id"
         )

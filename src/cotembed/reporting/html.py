@@ -38,6 +38,7 @@ from cotembed.embeddings import EmbeddingSet
 from cotembed.errors import InputError
 from cotembed.evaluate import EvalReport
 from cotembed.misclassified import DEFAULT_MAX_PER_METHOD, misclassified_examples
+from cotembed.reporting.text import neutralise
 from cotembed.scoring import Scorer, get_method
 
 DEFAULT_THUMB_PX = 96
@@ -51,7 +52,8 @@ CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 
 
 
 def esc(value: Any) -> str:
-    return html.escape(str(value), quote=True)
+    """HTML-escaped, with control and bidi-control characters shown as escapes (no name can reorder the page)."""
+    return html.escape(neutralise(str(value), keep="\n\t"), quote=True)
 
 
 def pct(value: float | None, digits: int = 1) -> str:

@@ -6,6 +6,7 @@ Only presentation lives here: every function takes a result object (or its
 
 from __future__ import annotations
 
+import unicodedata
 from typing import TYPE_CHECKING, Any, Sequence
 
 from cotembed.classifier import Explanation, Prediction
@@ -16,12 +17,71 @@ if TYPE_CHECKING:
     from cotembed.adaptive import AdaptiveTrace
 
 
+BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+"""Characters that reorder the text around them (a right-to-left override makes ``gpj.exe`` read ``exe.jpg``)."""
+MAX_CELL_WIDTH = 60
+"""Columns a table cell may take; longer names end in an ellipsis (the JSON keeps them whole)."""
+MAX_LINE_WIDTH = 160
+"""Columns a free-text line (a question, a prompt) may take."""
+
+
+def neutralise(text: str, keep: str = "") -> str:
+    """``text`` with every control, bidi-control and lone-surrogate character shown as its escape
+    (``\\u202e``), so a name can neither reorder nor restyle what is printed around it."""
+    return "".join(f"\\u{ord(c):04x}" if c not in keep and (c in BIDI_CONTROLS or unicodedata.category(c) in ("Cc", "Cs")) else c
+                   for c in text)
+
+
+def terminal_text(text: str) -> str:
+    """A whole printed block with its line breaks kept and everything else :func:`neutralise`-d."""
+    return neutralise(text, keep="\n")
+
+
+def char_width(c: str) -> int:
+    """Terminal columns of one character: 2 for wide East Asian and emoji, 0 for combining marks and format characters."""
+    if unicodedata.combining(c) or unicodedata.category(c) in ("Mn", "Me", "Cf"):
+        return 0
+    return 2 if unicodedata.east_asian_width(c) in ("W", "F") else 1
+
+
+def display_width(text: str) -> int:
+    return sum(char_width(c) for c in text)
+
+
+def clip(text: str, width: int) -> str:
+    """``text`` neutralised and cut to ``width`` columns, ending in ``…`` when cut."""
+    text = neutralise(text)
+    if display_width(text) <= width:
+        return text
+    out, used = [], 0
+    for c in text:
+        w = char_width(c)
+        if used + w > width - 1:
+            break
+        out.append(c)
+        used += w
+    return "".join(out) + "…"
+
+
+def clip_line(text: str, width: int = MAX_LINE_WIDTH) -> str:
+    """A long free-text line cut, saying how long it was."""
+    cut = clip(text, width)
+    return cut if not cut.endswith("…") or cut == neutralise(text) else f"{cut} ({len(text):,} characters)"
+
+
+def _pad(text: str, width: int, right: bool) -> str:
+    fill = " " * max(0, width - display_width(text))
+    return fill + text if right else text + fill
+
+
 def table(rows: Sequence[Sequence[str]], right_align_from: int = 1) -> str:
-    """Left-aligned first columns, right-aligned numbers, a rule under the header."""
-    widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
+    """Left-aligned first columns, right-aligned numbers, a rule under the header. Widths count
+    terminal columns (CJK and emoji take two), and long cells are clipped."""
+    cells_of = [[clip(str(c), MAX_CELL_WIDTH) for c in r] for r in rows]
+    widths = [max(display_width(r[i]) for r in cells_of) for i in range(len(cells_of[0]))]
     lines = []
-    for n, row in enumerate(rows):
-        cells = [str(c).ljust(w) if i < right_align_from else str(c).rjust(w) for i, (c, w) in enumerate(zip(row, widths))]
+    for n, row in enumerate(cells_of):
+        cells = [_pad(c, w, right=i >= right_align_from) for i, (c, w) in enumerate(zip(row, widths))]
         lines.append("  ".join(cells).rstrip())
         if n == 0:
             lines.append("  ".join("-" * w for w in widths))
@@ -170,14 +230,15 @@ def explanation_table(exp: Explanation) -> str:
     render = DETAIL_TABLES.get(type(exp.detail).__name__) if exp.detail is not None else None
     if render is not None:
         return render(exp, exp.detail)
-    lines = [f"{exp.source}: {exp.prediction}   (method {exp.method}, model {exp.model}, temperature {exp.temperature:g})", ""]
+    lines = [f"{clip(exp.source, MAX_CELL_WIDTH)}: {clip(exp.prediction, MAX_CELL_WIDTH)}   "
+             f"(method {exp.method}, model {exp.model}, temperature {exp.temperature:g})", ""]
     for q in exp.questions:
-        lines.append(f"Q: {q.prompt}")
+        lines.append(clip_line(f"Q: {q.prompt}"))
         ranked = sorted(q.probabilities.items(), key=lambda kv: -kv[1])
         for option, p in ranked:
             bar = "#" * int(round(20 * p))
             mark = "*" if option == q.answer else " "
-            lines.append(f"  {mark} {option:<32} {100 * p:5.1f}% {bar}")
+            lines.append(f"  {mark} {_pad(clip(option, MAX_CELL_WIDTH), 32, right=False)} {100 * p:5.1f}% {bar}")
     lines.append("")
     if exp.top and exp.top[0].contributions:
         groups = list(exp.top[0].contributions)
@@ -203,7 +264,8 @@ def adaptive_explanation_table(exp: Explanation, trace: "AdaptiveTrace") -> str:
             "all asked": "every question asked",
             "no gain": "no remaining question can change the posterior"}[t.stopped]
     lines = [
-        f"{exp.source}: {t.prediction} ({100 * t.probability:.1f}%)   (method adaptive, model {exp.model}, temperature {exp.temperature:g})",
+        f"{clip(exp.source, MAX_CELL_WIDTH)}: {clip(t.prediction, MAX_CELL_WIDTH)} ({100 * t.probability:.1f}%)   "
+        f"(method adaptive, model {exp.model}, temperature {exp.temperature:g})",
         f"asked {len(t.steps)} of {t.n_groups} questions ({t.prompts_used} of {t.n_prompts} text prompts); stopped: {stop}",
         f"answer model: {source}",
         "",
@@ -237,9 +299,9 @@ def validate_table(summary: dict[str, Any]) -> str:
         f"{summary['n_prompts']} option prompts (Q={summary['n_prompts']})",
     ]
     for group in summary["groups"]:
-        lines.append(f"  - {group['name']}: {group['n_options']} options, weight {group['weight']:g}: {group['prompt']!r}")
+        lines.append(clip_line(f"  - {group['name']}: {group['n_options']} options, weight {group['weight']:g}: {group['prompt']!r}"))
     if summary.get("templates"):
-        lines.append(f"  ensemble templates ({len(summary['templates'])}): " + ", ".join(map(repr, summary["templates"])))
+        lines.append(clip_line(f"  ensemble templates ({len(summary['templates'])}): " + ", ".join(map(repr, summary["templates"]))))
     for tie in summary["identical_rules"]:
         lines.append(f"  note: {', '.join(tie)} have identical rules; only the hybrid method can tell them apart")
     return "\n".join(lines)
