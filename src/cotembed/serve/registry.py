@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import tempfile
+import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -39,8 +40,8 @@ from cotembed.system import System
 
 WARM_METHODS = ("cot", "baseline")
 """Scorers built at start for every (system, model), so first requests pay no prompt encoding."""
-PROMPT_TURN = 64
-"""Prompts a system being prepared embeds per turn on the model thread; requests' batches run between turns."""
+PROMPT_TURN_S = 0.1
+"""Model time one turn of a system being prepared may take; requests' batches run between turns."""
 RETRY_AFTER_S = 2
 """What a request for a system still being prepared is told to wait, in seconds."""
 MAX_LABEL_VECTORS = 10_000
@@ -135,15 +136,24 @@ class ServedModel:
         return scorer
 
     def _embed_in_turns(self, texts: Sequence[str]) -> np.ndarray:
-        """Preparer thread: prompt vectors, ``PROMPT_TURN`` at a time on the model thread, so a
-        system of 20,000 prompts never holds the model for more than one turn."""
+        """Preparer thread: prompt vectors, a few at a time on the model thread, so a system of
+        20,000 prompts never holds the model for much more than ``PROMPT_TURN_S`` at once. The
+        number per turn follows the model's measured speed."""
         if not texts:
             return self.executor.submit(self.bank.embed, texts).result()
-        parts = []
-        for start in range(0, len(texts), PROMPT_TURN):
+
+        def timed(chunk: Sequence[str]) -> tuple[np.ndarray, float]:
+            start = time.perf_counter()
+            return self.bank.embed(chunk), time.perf_counter() - start
+
+        parts, start, size = [], 0, 4
+        while start < len(texts):
             if self._closing:
                 raise CotembedError("the service is shutting down")
-            parts.append(self.executor.submit(self.bank.embed, texts[start:start + PROMPT_TURN]).result())
+            vectors, seconds = self.executor.submit(timed, texts[start:start + size]).result()
+            parts.append(vectors)
+            start += size
+            size = max(1, min(256, int(size * PROMPT_TURN_S / max(seconds, 1e-4))))
         return np.concatenate(parts)
 
     def _prepare_scorer(self, system: System, method: str) -> Scorer:
