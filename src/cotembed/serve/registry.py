@@ -4,7 +4,9 @@ from them that is worth keeping between requests.
 One :class:`ServedModel` per ``--model``: the encoder (loaded once, at start), its own
 single model thread (every encoder call runs there, so no two ever overlap), its
 dynamic batcher, a :class:`~cotembed.embeddings.PromptBank` for the systems' prompts,
-and a :class:`~cotembed.scoring.Scorer` per (system, method), built on first use. Inputs
+and a :class:`~cotembed.scoring.Scorer` per (system, method), built on first use. While
+serving, scorers are built on a second, preparer thread that hands the model its prompts a
+few at a time, so a system with 20,000 prompts never holds up other requests. Inputs
 and prompts go through the same embedding cache as the CLI (images keyed by the sha256
 of their bytes), so an image the CLI classified is not encoded again here.
 """
