@@ -290,3 +290,55 @@ def test_url_fetches_end_within_their_total_time_and_loopback_needs_the_allowlis
     finally:
         allowed.close()
         guarded.close()
+
+
+# ------------------------------------------------------------------ binary uploads
+def png_bytes(colour: str, size: tuple[int, int] = (16, 16)) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", size, colour).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+@pytest.fixture
+def uploads(tmp_path: Path) -> Iterator[Served]:
+    served = serve(tmp_path, FragileEncoder(), limits=Limits(max_inputs=4, max_pixels=10_000, max_body_bytes=200_000))
+    yield served
+    served.close()
+
+
+def test_multipart_uploads_classify_several_images_like_base64(uploads: Served) -> None:
+    files = [("file", (f"{c}.png", png_bytes(c), "image/png")) for c in ("red", "blue", "red")]
+    response = httpx.post(f"{uploads.url}/v1/classify/upload", files=files, data={"system": "colours"}, timeout=30)
+    assert response.status_code == 200, response.text
+    assert [d["prediction"] for d in response.json()["data"]] == ["red-thing", "blue-thing", "red-thing"]
+    as_json = httpx.post(f"{uploads.url}/v1/classify", json={"system": "colours", "input": [{"image": png("blue")}]}).json()
+    assert response.json()["data"][1]["predictions"] == as_json["data"][0]["predictions"]
+    by_labels = httpx.post(f"{uploads.url}/v1/classify/upload", files=files[:1], data={"labels": ["blue thing", "red thing"]})
+    assert by_labels.json()["data"][0]["prediction"] == "red thing"
+
+
+def test_uploads_are_checked_before_decoding(uploads: Served) -> None:
+    url = f"{uploads.url}/v1/classify/upload"
+    big = png_bytes("red", (200, 200))  # 40,000 pixels: the cap is 10,000
+    response = httpx.post(url, files=[("file", ("a.png", png_bytes("red"), "image/png")), ("file", ("b.png", big, "image/png"))],
+                          data={"system": "colours"})
+    assert response.status_code == 413 and response.json()["error"]["param"] == "file[1]"
+    response = httpx.post(url, files=[("file", ("a.txt", b"not an image", "text/plain"))], data={"system": "colours"})
+    assert response.status_code == 422 and response.json()["error"]["param"] == "file[0]"
+    response = httpx.post(url, files=[("file", ("a.png", png_bytes("red"), "image/png"))] * 5, data={"system": "colours"})
+    assert response.status_code == 422
+    response = httpx.post(url, files=[("file", ("a.bin", os.urandom(300_000), "image/png"))], data={"system": "colours"})
+    assert response.status_code == 413  # the body cap, while it streams in
+    assert httpx.post(url, json={"system": "colours"}).status_code == 415
+
+
+def test_a_raw_image_body_is_classified(uploads: Served) -> None:
+    url = f"{uploads.url}/v1/classify/image"
+    response = httpx.post(url, params={"system": "colours"}, content=png_bytes("blue"), headers={"content-type": "image/png"})
+    assert response.status_code == 200 and response.json()["data"][0]["prediction"] == "blue-thing"
+    by_labels = httpx.post(url, params=[("labels", "red thing"), ("labels", "blue thing")], content=png_bytes("red"),
+                           headers={"content-type": "image/png"})
+    assert by_labels.json()["data"][0]["prediction"] == "red thing"
+    assert httpx.post(url, params={"system": "colours"}, content=png_bytes("red"), headers={"content-type": "text/plain"}).status_code == 415
+    too_big = httpx.post(url, params={"system": "colours"}, content=png_bytes("red", (200, 200)), headers={"content-type": "image/png"})
+    assert too_big.status_code == 413 and too_big.json()["error"]["param"] == "body"

@@ -43,7 +43,7 @@ from cotembed.serve.auth import require_api_key
 from cotembed.serve.batching import BatcherClosed, InputFailed, QueueFull
 from cotembed.serve.bodies import system_from_body
 from cotembed.serve.errors import ApiError, error_body, invalid
-from cotembed.serve.inputs import check_text, load_items
+from cotembed.serve.inputs import check_image, check_text, load_items
 from cotembed.serve.limits import BodyLimit
 from cotembed.serve.registry import RETRY_AFTER_S, Registry, ServedModel, SystemEntry
 
@@ -328,27 +328,36 @@ def create_app(registry: Registry) -> FastAPI:
         (chain of thought; ``method`` picks cot, hybrid, adaptive, ...)."""
         model = registry.model(body.model)
         _check_count(body.input, limits.max_inputs, "input", "inputs")
-        labels = _labels(body.labels, limits.max_labels) if body.labels is not None else None
-        entry = registry.system(body.system) if body.system is not None else None
+        task = _task(model, body.labels, body.system, body.method, body.params)
+        items = await load_items(body.input, model.modalities, model.name, limits.max_pixels, settings.urls)
+        return await _classify(model, *task, items, _input_params(items))
+
+    def _task(model: ServedModel, given_labels: list[str] | None, system: str | None, given_method: str | None,
+              params: dict[str, Any] | None = None) -> tuple[list[str] | None, SystemEntry | None, str, dict[str, Any]]:
+        """The labels, system and method of a classify request, checked before any input is read."""
+        labels = _labels(given_labels, limits.max_labels) if given_labels is not None else None
+        entry = registry.system(system) if system is not None else None
         if entry is None:
-            if body.method not in (None, "baseline") or body.params:
-                raise invalid(f"method {body.method!r} needs a system: give 'system' (see GET /v1/systems), "
+            if given_method not in (None, "baseline") or params:
+                raise invalid(f"method {given_method!r} needs a system: give 'system' (see GET /v1/systems), "
                               "or leave 'method' out for zero-shot classification by labels", "method")
             if not labels:
                 raise invalid("give 'labels' to classify by, or a registered 'system'", "labels")
-            method = "baseline"
-        else:
-            method, options = _method(body.method, "cot", body.params)
-        items = await load_items(body.input, model.modalities, model.name, limits.max_pixels, settings.urls)
+            return labels, None, "baseline", {}
+        method, options = _method(given_method, "cot", params)
+        return labels, entry, method, options
+
+    async def _classify(model: ServedModel, labels: list[str] | None, entry: SystemEntry | None, method: str,
+                        options: dict[str, Any], items: list[tuple[str, Any]], params: list[str]) -> JSONResponse:
         if entry is None:
             assert labels is not None
-            x, vectors = await _embeddings(model, items, _input_params(items)), await model.label_vectors(labels)
+            x, vectors = await _embeddings(model, items, params), await model.label_vectors(labels)
             config = ScoringConfig(model.label_temperature)
             probs = get_method("baseline").probabilities(x @ vectors.T, config)
             names = labels
         else:
             scorer = await model.scorer(entry.system, method, options)
-            x = await _embeddings(model, items, _input_params(items))
+            x = await _embeddings(model, items, params)
             config = scorer.config
             probs = scorer.probabilities(x, method)
             names = list(entry.system.class_names)
@@ -362,6 +371,79 @@ def create_app(registry: Registry) -> FastAPI:
         payload["usage"] = {"total_tokens": 0}
         return JSONResponse(payload)
 
+    def _image_model(ref: str | None) -> ServedModel:
+        model = registry.model(ref)
+        if "image" not in model.modalities:
+            raise invalid(f"model {model.name} cannot encode image inputs (it takes: {', '.join(sorted(model.modalities))})", "model")
+        return model
+
+    @app.post("/v1/classify/upload", tags=["classify"], dependencies=auth, response_class=JSONResponse,
+              openapi_extra={"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+                  "type": "object", "required": ["file"], "properties": {
+                      "file": {"type": "array", "items": {"type": "string", "format": "binary"}, "description": "images, one part each"},
+                      "labels": {"type": "array", "items": {"type": "string"}}, "system": {"type": "string"},
+                      "method": {"type": "string"}, "model": {"type": "string"}}}}}}})
+    async def classify_upload(request: Request) -> JSONResponse:
+        """Classify images uploaded as ``multipart/form-data`` (``file`` parts, several allowed; ``labels`` parts,
+        ``system``, ``method``, ``model`` as in /v1/classify): no base64. The body cap applies while it streams in, and
+        each image's pixels are checked from its header before it is decoded."""
+        if request.headers.get("content-type", "").split(";")[0].strip().lower() != "multipart/form-data":
+            raise ApiError(415, "send multipart/form-data with one 'file' part per image", "body")
+        try:
+            form = await request.form(max_files=limits.max_inputs, max_fields=limits.max_labels + 8)
+        except StarletteHTTPException as exc:
+            raise invalid(f"the multipart body cannot be read: {exc.detail}", "body") from None
+        try:
+            unknown = sorted(set(form.keys()) - {"file", "labels", "system", "method", "model"})
+            if unknown:
+                raise invalid(f"unknown form field(s) {', '.join(map(repr, unknown))}", unknown[0])
+            fields: dict[str, str | None] = {}
+            for key in ("system", "method", "model"):
+                values = form.getlist(key)
+                if len(values) > 1 or any(not isinstance(v, str) for v in values):
+                    raise invalid(f"{key}: give it once, as a text field", key)
+                fields[key] = values[0] if values else None  # type: ignore[assignment]
+            labels = form.getlist("labels")
+            if any(not isinstance(v, str) for v in labels):
+                raise invalid("labels: give them as text fields", "labels")
+            files = form.getlist("file")
+            if not files:
+                raise invalid("no 'file' part: send one per image", "file")
+            _check_count(files, limits.max_inputs, "file", "files")
+            model = _image_model(fields["model"])
+            task = _task(model, [str(v) for v in labels] if labels else None, fields["system"], fields["method"])
+            items, params = [], []
+            for i, upload in enumerate(files):
+                param = f"file[{i}]"
+                if isinstance(upload, str):
+                    raise invalid(f"{param}: a text field, not a file", param)
+                data = await upload.read()
+                if not data:
+                    raise invalid(f"{param}: the image is empty", param)
+                check_image(data, param, limits.max_pixels)
+                items.append(("image", data))
+                params.append(param)
+        finally:
+            await form.close()
+        return await _classify(model, *task, items, params)
+
+    @app.post("/v1/classify/image", tags=["classify"], dependencies=auth, response_class=JSONResponse,
+              openapi_extra={"requestBody": {"required": True, "content": {"image/*": {"schema": {"type": "string", "format": "binary"}}}}})
+    async def classify_image(request: Request, system: str | None = Query(None, description="a registered system"),
+                             labels: list[str] | None = Query(None, description="candidate labels (repeat the parameter)"),
+                             method: str | None = Query(None), model: str | None = Query(None)) -> JSONResponse:
+        """Classify one image sent as the raw body (``Content-Type: image/png``, ``image/jpeg``, ...), the fastest way to
+        send one image; the other fields are query parameters."""
+        if not request.headers.get("content-type", "").strip().lower().startswith("image/"):
+            raise ApiError(415, "send the image as the body with an image/* Content-Type (image/png, image/jpeg, ...)", "body")
+        served = _image_model(model)
+        task = _task(served, labels, system, method)
+        data = await request.body()
+        if not data:
+            raise invalid("the image is empty", "body")
+        check_image(data, "body", limits.max_pixels)
+        return await _classify(served, *task, [("image", data)], ["body"])
+
     @app.post("/v1/explain", tags=["classify"], dependencies=auth, response_class=JSONResponse)
     async def explain(body: ExplainRequest) -> JSONResponse:
         """The ``cotembed explain --format json`` payload for one input: each question's answers and the top classes."""
@@ -372,6 +454,7 @@ def create_app(registry: Registry) -> FastAPI:
             raise invalid(f"top_k {body.top_k} is above the limit of {limits.max_top_k}", "top_k")
         [(kind, data)] = await load_items([body.input], model.modalities, model.name, limits.max_pixels, settings.urls)
         source = data if kind == "text" else f"sha256:{content_key(data)}"
+        await model.scorer(entry.system, method, options)  # its prompts embedded in turns first, so the explanation finds them
         try:
             return JSONResponse(await model.explain(entry.system, method, kind, data, source, body.top_k, options))
         except InputError as exc:

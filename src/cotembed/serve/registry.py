@@ -4,7 +4,9 @@ from them that is worth keeping between requests.
 One :class:`ServedModel` per ``--model``: the encoder (loaded once, at start), its own
 single model thread (every encoder call runs there, so no two ever overlap), its
 dynamic batcher, a :class:`~cotembed.embeddings.PromptBank` for the systems' prompts,
-and a :class:`~cotembed.scoring.Scorer` per (system, method), built on first use. Inputs
+and a :class:`~cotembed.scoring.Scorer` per (system, method), built on first use. While
+serving, scorers are built on a second, preparer thread that hands the model its prompts a
+few at a time, so a system with 20,000 prompts never holds up other requests. Inputs
 and prompts go through the same embedding cache as the CLI (images keyed by the sha256
 of their bytes), so an image the CLI classified is not encoded again here.
 """
@@ -14,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import tempfile
+import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -39,8 +42,8 @@ from cotembed.system import System
 
 WARM_METHODS = ("cot", "baseline")
 """Scorers built at start for every (system, model), so first requests pay no prompt encoding."""
-PROMPT_TURN = 64
-"""Prompts a system being prepared embeds per turn on the model thread; requests' batches run between turns."""
+PROMPT_TURN_S = 0.1
+"""Model time one turn of a system being prepared may take; requests' batches run between turns."""
 RETRY_AFTER_S = 2
 """What a request for a system still being prepared is told to wait, in seconds."""
 MAX_LABEL_VECTORS = 10_000
@@ -143,15 +146,24 @@ class ServedModel:
         return scorer
 
     def _embed_in_turns(self, texts: Sequence[str]) -> np.ndarray:
-        """Preparer thread: prompt vectors, ``PROMPT_TURN`` at a time on the model thread, so a
-        system of 20,000 prompts never holds the model for more than one turn."""
+        """Preparer thread: prompt vectors, a few at a time on the model thread, so a system of
+        20,000 prompts never holds the model for much more than ``PROMPT_TURN_S`` at once. The
+        number per turn follows the model's measured speed."""
         if not texts:
             return self.executor.submit(self.bank.embed, texts).result()
-        parts = []
-        for start in range(0, len(texts), PROMPT_TURN):
+
+        def timed(chunk: Sequence[str]) -> tuple[np.ndarray, float]:
+            start = time.perf_counter()
+            return self.bank.embed(chunk), time.perf_counter() - start
+
+        parts, start, size = [], 0, 4
+        while start < len(texts):
             if self._closing:
                 raise CotembedError("the service is shutting down")
-            parts.append(self.executor.submit(self.bank.embed, texts[start:start + PROMPT_TURN]).result())
+            vectors, seconds = self.executor.submit(timed, texts[start:start + size]).result()
+            parts.append(vectors)
+            start += size
+            size = max(1, min(256, int(size * PROMPT_TURN_S / max(seconds, 1e-4))))
         return np.concatenate(parts)
 
     def _prepare_scorer(self, system: System, method: str, options: Mapping[str, Any] | None = None) -> Scorer:
