@@ -244,7 +244,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
         payload["html"] = html.write()
     if args.output:
         write_rows(args.output, [_metrics_row(r, m) for r in reports for m in r.methods], payload)
-    emit(args, payload, lambda: eval_tables(reports) + (html.summary() if html else ""))
+    from cotembed.reporting.comparison import comparison_table
+
+    summary = "\n\n" + comparison_table(reports) if len(reports) > 1 else ""
+    emit(args, payload, lambda: eval_tables(reports) + summary + (html.summary() if html else ""))
     failed = any(r.errors for r in reports) or any(r.n_inputs == 0 for r in reports)
     return EXIT_FAILURE if failed else EXIT_OK
 
