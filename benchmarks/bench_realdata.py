@@ -139,7 +139,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=str(ROOT / ".cotembed-data" / "realdata"))
     parser.add_argument("--cache", default=str(ROOT / ".cotembed-cache" / "realdata.sqlite"))
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     from cotembed.cache import open_cache
 

@@ -257,8 +257,7 @@ def _load_tokenizer(path: Path, max_length: int) -> Any:
         raise ModelFileError(f"tokenizer file {path} could not be read as a tokenizer.json or WordPiece vocab.txt "
                              f"({type(exc).__name__}: {exc})") from exc
     tokenizer.enable_truncation(max_length)
-    pad_id = tokenizer.token_to_id("[PAD]")
-    tokenizer.enable_padding(pad_id=0 if pad_id is None else pad_id, pad_token="[PAD]")  # to the longest in a batch
+    tokenizer.no_padding()  # the encoder pads each batch itself, with id 0 under a zero mask
     return tokenizer
 
 
@@ -349,13 +348,20 @@ class OnnxTextEncoder(TextOnlyMixin):
         return feed
 
     def _run_batch(self, texts: Sequence[str]) -> np.ndarray:
-        encodings = self.tokenizer.encode_batch(list(texts))
-        ids = np.array([e.ids for e in encodings], dtype=np.int64)
-        mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
+        return self._run_encoded(self.tokenizer.encode_batch(list(texts)))
+
+    def _run_encoded(self, encodings: Sequence[Any]) -> np.ndarray:
+        """Token ids (unpadded) -> L2-normalised sentence vectors; pads to the longest here."""
+        width = max(len(e.ids) for e in encodings)
+        ids = np.zeros((len(encodings), width), dtype=np.int64)
+        mask = np.zeros((len(encodings), width), dtype=np.int64)
+        for row, encoding in enumerate(encodings):
+            ids[row, :len(encoding.ids)] = encoding.ids
+            mask[row, :len(encoding.ids)] = 1
         (out,) = self.session.run([self.pooling.output], self._feed(ids, mask))
         out = np.asarray(out, dtype=np.float32)
         if self.pooling.pooling == "pooled":
-            if out.ndim != 2 or out.shape[0] != len(texts):
+            if out.ndim != 2 or out.shape[0] != len(encodings):
                 raise ModelFileError(f"ONNX model file {self.onnx_path}: output {self.pooling.output!r} has shape "
                                      f"{out.shape}, expected (batch, dim) for pooling=pooled")
             return l2_normalize(out)
@@ -369,11 +375,16 @@ class OnnxTextEncoder(TextOnlyMixin):
         return l2_normalize((out * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9))
 
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
-        """Batches of ``batch_size`` in input order (padded to the batch's longest text)."""
+        """Batches of ``batch_size`` texts of similar token length (as sentence-transformers
+        does), so little time goes on padding; rows come back in input order."""
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        parts = [self._run_batch(texts[i:i + self.batch_size]) for i in range(0, len(texts), self.batch_size)]
-        out = np.concatenate(parts)
+        encodings = self.tokenizer.encode_batch(list(texts))
+        order = sorted(range(len(texts)), key=lambda i: len(encodings[i].ids))
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        for start in range(0, len(order), self.batch_size):
+            chunk = order[start:start + self.batch_size]
+            out[chunk] = self._run_encoded([encodings[i] for i in chunk])
         if not np.isfinite(out).all():
             raise ModelFileError(f"ONNX model file {self.onnx_path} produced non-finite embeddings")
         return out
