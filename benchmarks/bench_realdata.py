@@ -55,9 +55,7 @@ def evaluate_task(task: str, data_dir: Path, cache: object) -> tuple[list[EvalRe
     print(f"### {task} ({get_task(task).regime}): `cotembed eval {system_path} {rel} "
           + " ".join(f"--model {m}" for m in MODELS) + f" --methods {','.join(METHODS)}`")
     print()
-    print("```")
     print(comparison_table(reports))
-    print("```")
     print("random-control: the CoT aggregation with random option words, mean over 5 seeds. "
           "Question accuracy: how often a question's top answer is the one the true class's rule names.")
     print()
