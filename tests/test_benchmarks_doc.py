@@ -42,3 +42,19 @@ def test_readme_headline_figures_are_the_measured_ones():
         for method in label.split(" / "):
             assert measured["easy"][method] == easy, (method, easy)
             assert measured["hard"][method] == hard, (method, hard)
+
+
+def test_rerunning_one_section_keeps_sections_whose_output_has_headings(tmp_path, monkeypatch):
+    """A script's output inside ``` may print "## " lines; they are not new sections."""
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location("run_all", ROOT / "benchmarks" / "run_all.py")
+    run_all = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "run_all", run_all)  # its dataclasses look their module up
+    spec.loader.exec_module(run_all)
+    doc = tmp_path / "B.md"
+    doc.write_text("# B\n\n## First\n\n```\n## printed by the script\nfigure 1\n```\n\n## Second\n\nfigure 2\n", encoding="utf-8")
+    sections = run_all.existing_sections(doc)
+    assert list(sections) == ["First", "Second"]
+    assert "## printed by the script\nfigure 1" in sections["First"]

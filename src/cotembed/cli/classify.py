@@ -301,7 +301,10 @@ def run_eval(args: argparse.Namespace, page: HtmlReport | None, metrics_output: 
         payload["html"] = page.write()
     if metrics_output:
         write_rows(args, metrics_output, [_metrics_row(r, m) for r in reports for m in r.methods], payload)
-    emit(args, payload, lambda: eval_tables(reports) + (page.summary() if page else ""))
+    from cotembed.reporting.comparison import comparison_table
+
+    summary = "\n\n" + comparison_table(reports) if len(reports) > 1 else ""
+    emit(args, payload, lambda: eval_tables(reports) + summary + (page.summary() if page else ""))
     failed = any(r.errors for r in reports) or any(r.n_inputs == 0 for r in reports)
     return EXIT_FAILURE if failed else EXIT_OK
 

@@ -29,6 +29,7 @@ FAMILIES = (
     "cotembed.cli.reproduce",
     "cotembed.cli.serve",
     "cotembed.cli.calibrate",
+    "cotembed.cli.datasets",
 )
 
 

