@@ -53,6 +53,12 @@ ENTRIES: list[Entry] = [
           about="cotembed induce: each class's options set from the model's own answers on K labelled examples, then "
                 "temperature, group weights and the hybrid weight calibrated on them; tested on a split the examples "
                 "were not drawn from."),
+    Entry("Few-shot examples and label-free refinement: accuracy vs shots (critters hard, creatures-text, WordNet)",
+          "bench_shots.py", figures=("shots.png",),
+          about="prototype (class means), gda (shared shrunk covariance), induce (rules from the examples) and fused (the "
+                "system's zero-shot posterior as a prior, its weight chosen by leave-one-out on the examples) for 1..16 "
+                "examples per class drawn from a split the test never sees; zero-shot and transductive (EM refinement "
+                "on the unlabelled test batch) as lines. Defaults chosen on the task marked *, checked on the others."),
     Entry("Adaptive questioning: accuracy vs questions asked (critters)", "bench_adaptive.py",
           about="adaptive asks, per input, the most informative question next under a product-of-questions posterior "
                 "and stops when confident; compared with asking every question (cot, cot-log) on system.yaml and on "
