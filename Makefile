@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-EXTRAS := hf,st,minilm,api,serve,pokemon,dspy,dev
+EXTRAS := hf,st,minilm,api,serve,pokemon,dspy,parquet,ray,dev
 # PyTorch is installed first, on its own, so that the extras below reuse it. By default pip
 # takes torch from the configured index: on Linux, PyPI serves the CUDA build (several GB).
 # For the CPU-only build set the PyTorch CPU wheel index, e.g.

@@ -9,10 +9,12 @@ from cotembed.cli.common import (
     EXIT_FAILURE,
     EXIT_OK,
     Resources,
+    add_embeddings_option,
     add_format,
     add_model_options,
     bounded_float,
     bounded_int,
+    data_or_embeddings,
     emit,
     load_system,
     seed_int,
@@ -191,14 +193,27 @@ def run_info(clf: Any, method: str, system_path: str) -> dict[str, Any]:
 
 def cmd_classify(args: argparse.Namespace) -> int:
     from cotembed.data import text_samples
+    from cotembed.encoders import DEFAULT_MODEL
     from cotembed.reporting.text import predictions_table
 
     method = adaptive_method(args)
+    data_or_embeddings(args, "inputs", "INPUTS")
     system = load_system(args.system)
-    samples = text_samples(args.inputs) if args.text else _collect(args, args.inputs)
+    if args.engine == "ray":
+        from cotembed.cli.embed import classify_on_ray
+
+        return classify_on_ray(args, system, method)
+    samples = [] if args.embeddings else text_samples(args.inputs) if args.text else _collect(args, args.inputs)
     with Resources(args) as res:
-        clf = _classifier(args, res, system, args.model, method)
-        predictions, errors = clf.classify_samples(samples, top_k=args.top_k)
+        if args.embeddings:
+            from cotembed.cli.embed import predictions_from_set, stored_embeddings
+
+            stored, spec = stored_embeddings(args, res, None if args.model == DEFAULT_MODEL else args.model)
+            clf = _classifier(args, res, system, spec, method)
+            predictions, errors = predictions_from_set(clf, stored, args.top_k), stored.errors
+        else:
+            clf = _classifier(args, res, system, args.model, method)
+            predictions, errors = clf.classify_samples(samples, top_k=args.top_k)
         payload = {**run_info(clf, method, args.system), "predictions": [p.to_dict() for p in predictions], "errors": [e.to_dict() for e in errors]}
     if args.output:
         write_rows(args.output, [_prediction_row(p) for p in payload["predictions"]], payload)
@@ -229,12 +244,25 @@ def cmd_eval(args: argparse.Namespace) -> int:
         parse_spec(spec)
     html = HtmlReport.from_args(args)
     system = load_system(args.system)
-    samples, skipped = resolve_labels(_collect(args, args.data), system.resolve_label, args.ignore_unknown)
+    data_or_embeddings(args, "data", "DATA")
+    if args.embeddings and (html or len(specs) > 1):
+        from cotembed.errors import InputError
+
+        raise InputError("--embeddings: one model's embeddings, so one --model and no --html")
+    samples, skipped = ([], []) if args.embeddings else resolve_labels(_collect(args, args.data), system.resolve_label, args.ignore_unknown)
     reports = []
     with Resources(args) as res:
         for spec in specs:
-            clf = _classifier(args, res, system, spec, methods[0], methods)
-            report = html.evaluate(clf, samples, methods, skipped) if html else clf.evaluate(samples, methods, skipped)
+            if args.embeddings:
+                from cotembed.cli.embed import resolve_stored_labels, stored_embeddings
+                from cotembed.evaluate import evaluate
+
+                stored, spec = stored_embeddings(args, res, args.model[0] if args.model else None)
+                clf = _classifier(args, res, system, spec, methods[0], methods)
+                report = evaluate(clf.scorer_for(methods), resolve_stored_labels(stored, system, args.ignore_unknown), methods)
+            else:
+                clf = _classifier(args, res, system, spec, methods[0], methods)
+                report = html.evaluate(clf, samples, methods, skipped) if html else clf.evaluate(samples, methods, skipped)
             report.system["path"] = args.system
             if args.calibrate:
                 report.method_options["adaptive_calibration_data"] = list(args.calibrate)
@@ -287,6 +315,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def register(sub: Any) -> None:
+    from cotembed.cli.embed import add_engine_options
     from cotembed.cli.report import add_report_options
     from cotembed.scoring import method_names
 
@@ -297,8 +326,10 @@ def register(sub: Any) -> None:
 
     p = sub.add_parser("classify", help="predict classes for images or texts")
     p.add_argument("system")
-    p.add_argument("inputs", nargs="+", help="image files, folders, or CSV/JSONL manifests (path,label or text,label)")
+    p.add_argument("inputs", nargs="*", help="image files, folders, or CSV/JSONL manifests (path,label or text,label)")
     p.add_argument("--text", action="store_true", help="the inputs are literal texts to classify, not paths")
+    add_embeddings_option(p)
+    add_engine_options(p)
     add_model_options(p)
     add_zoo_options(p)
     add_adaptive_options(p)
@@ -309,7 +340,8 @@ def register(sub: Any) -> None:
 
     p = sub.add_parser("eval", help="accuracy of several methods (and models) on labelled data")
     p.add_argument("system")
-    p.add_argument("data", nargs="+", help="ImageFolder directories or CSV/JSONL manifests with labels")
+    p.add_argument("data", nargs="*", help="ImageFolder directories or CSV/JSONL manifests with labels")
+    add_embeddings_option(p)
     add_model_options(p, method=False, several_models=True)
     p.add_argument("--methods", default=None,
                    help=f"comma-separated methods, of {', '.join(method_names())} (default: baseline,cot,hybrid; "

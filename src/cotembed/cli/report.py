@@ -8,6 +8,7 @@ writes a self-contained HTML file that needs no network to open.
 from __future__ import annotations
 
 import argparse
+import copy
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -113,7 +114,7 @@ def register(sub: Any) -> None:
     """``report`` takes every option of ``eval`` (copied from its parser, so the two never drift apart),
     with ``--output`` naming the page instead of a metrics file."""
     evaluate_parser = sub.choices["eval"]
-    p = sub.add_parser("report", parents=[evaluate_parser], conflict_handler="resolve",
+    p = sub.add_parser("report", parents=[copy.deepcopy(evaluate_parser)], conflict_handler="resolve",  # a copy: resolving must not strip eval's flags
                        help="evaluate and write a self-contained HTML report (open it in any browser, offline)",
                        description="Evaluate like `eval`, then write a self-contained HTML page: metrics, per-class accuracy, "
                                    "confusion heatmaps, per-question accuracy, the curve (--curve) and misclassified inputs.")
