@@ -21,7 +21,7 @@ PER_CLASS := 20
 EASY_SEED := 1001
 HARD_SEED := 2002
 
-.PHONY: demo demo-hard demo-text report splits test lint bench benchmarks train setup clean
+.PHONY: demo demo-hard demo-text report splits test test-ray lint bench benchmarks train setup clean
 
 setup: $(STAMP)
 
@@ -63,7 +63,13 @@ train: $(STAMP)
 	$(BIN)/cotembed critters train
 
 test: $(STAMP) splits
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -m "not ray"
+
+# Tests that start a local Ray cluster run in a private network namespace with only loopback
+# (Ray then binds to 127.0.0.1, never to the machine's address): root, or unprivileged user namespaces.
+UNSHARE := $(if $(filter 0,$(shell id -u)),unshare -n,unshare -rn)
+test-ray: $(STAMP)
+	$(UNSHARE) sh -c 'ip link set lo up; RAY_USAGE_STATS_ENABLED=0 $(BIN)/python -m pytest -q -m ray'
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
