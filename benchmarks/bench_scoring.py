@@ -110,7 +110,7 @@ def floor_comparison(scorer: Scorer, images: np.ndarray, prompts: np.ndarray, re
 
     contenders = {"floor": floor, "scores": lambda: scorer.scores(images, "cot"), "unfused": unfused}
     times: dict[str, list[float]] = {k: [] for k in contenders}
-    for name, fn in contenders.items():
+    for fn in contenders.values():
         fn()  # warm-up: page in, BLAS threads up
     for _ in range(repeats):
         for name, fn in contenders.items():

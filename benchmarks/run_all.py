@@ -67,6 +67,10 @@ ENTRIES: list[Entry] = [
           about="A real server on 127.0.0.1 (critters model and system, cold cache), one image per request from 1, 8 and "
                 "32 concurrent clients; throughput and p50/p99 latency against CoTClassifier.classify_samples on the same "
                 "images in the same run. Clients and server share this machine's cores."),
+    Entry("Beyond one process: Ray Data vs the in-process CLI, and re-scoring 1,000,000 stored embeddings", "bench_distributed.py",
+          about="classify --engine ray (local cluster in a loopback-only network namespace) with 1 and 2 actors against the "
+                "in-process CLI on generated critters images, no cache, wall time including start-up; then a Parquet dataset "
+                "of 1,000,000 embeddings re-scored for the critters system in a process that never loads the model."),
 ]
 
 

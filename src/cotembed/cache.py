@@ -402,7 +402,8 @@ class EmbeddingCache:
                 return conn.execute("SELECT kind, key, dim, vector FROM embeddings WHERE model_key=? ORDER BY kind, key", (model_key,)).fetchall()
             return conn.execute("SELECT kind, key, dim, vector FROM embeddings WHERE model_key=? AND kind=? ORDER BY key", (model_key, kind)).fetchall()
 
-        for row_kind, key, dim, blob in self._run(op, [], write=False):
+        found: list[tuple[str, str, int, bytes]] = self._run(op, [], write=False)
+        for row_kind, key, dim, blob in found:
             vec = np.frombuffer(blob, dtype=np.float32)
             if vec.shape[0] == dim and np.isfinite(vec).all():
                 yield row_kind, key, vec

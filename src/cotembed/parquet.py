@@ -43,7 +43,7 @@ def require_pyarrow() -> Any:
     """pyarrow, or an error naming the extra to install."""
     try:
         import pyarrow
-        import pyarrow.parquet  # noqa: F401
+        import pyarrow.parquet
     except ImportError as exc:
         raise CotembedError("Parquet embeddings need pyarrow: pip install 'cotembed[parquet]'") from exc
     return pyarrow
@@ -194,7 +194,9 @@ class EmbeddingWriter:
         table = pa.Table.from_arrays(arrays, schema=_schema(self.info.dim))
         name = f"part-{self._stamp}-{os.getpid()}-{self._parts:05d}.parquet"
         tmp = self.directory / f".{name}.tmp"
-        pq.write_table(table, tmp, compression="zstd")
+        # Vectors uncompressed and without dictionary: float32 embeddings do not compress, and
+        # skipping both doubles read speed; the repetitive text columns keep a dictionary.
+        pq.write_table(table, tmp, compression="none", use_dictionary=["label", "kind", "model_key"])
         os.replace(tmp, self.directory / name)
         self._parts += 1
         self.n_written += n
@@ -230,10 +232,10 @@ def iter_batches(directory: str | Path, model_key: str | None = None, batch_rows
     Memory is bounded by the batch: vectors are a zero-copy view of Arrow's buffer.
     Rows with a vector of the wrong length, a non-finite value or another model key are
     left out and reported as errors by source; a dataset of another model is refused.
+    ``columns``: the text columns to return besides the vectors (fewer is faster; the
+    others come back as empty lists).
     """
     import pyarrow.parquet as pq
-
-    from cotembed.pipeline import SampleError
 
     require_pyarrow()
     info = read_info(directory)
@@ -243,58 +245,76 @@ def iter_batches(directory: str | Path, model_key: str | None = None, batch_rows
     files = part_files(directory)
     if not files:
         raise InputError(f"--embeddings {directory}: no Parquet files")
-    wanted = [c for c in COLUMNS if c in columns or c in ("embedding", "content_hash", "source", "model_key")]
     for path in files:
         try:
             reader = pq.ParquetFile(path)
         except Exception as exc:  # pyarrow raises ArrowInvalid / OSError for a damaged file
             raise InputError(f"--embeddings {path}: not a readable Parquet file ({exc})") from exc
-        present = [c for c in wanted if c in reader.schema_arrow.names]
-        missing = {"embedding", "content_hash"} - set(present)
-        if missing:
-            raise InputError(f"--embeddings {path}: no {', '.join(sorted(missing))} column")
+        names = reader.schema_arrow.names
+        if "embedding" not in names:
+            raise InputError(f"--embeddings {path}: no embedding column")
+        present = [c for c in COLUMNS if c in names and (c in columns or c in ("embedding", "model_key", "source"))]
         for record in reader.iter_batches(batch_size=batch_rows, columns=present):
-            yield _decode(record, info, path, SampleError)
+            yield _decode(record, info, path, columns)
 
 
-def _decode(record: Any, info: DatasetInfo, path: Path, SampleError: Any) -> EmbeddingBatch:
+def _texts(record: Any, name: str, wanted: Sequence[str]) -> list[Any]:
+    if name in wanted and name in record.schema.names:
+        return record.column(name).to_pylist()
+    return []
+
+
+def _decode(record: Any, info: DatasetInfo, path: Path, wanted: Sequence[str]) -> EmbeddingBatch:
+    """One record batch -> vectors and the text columns asked for; bad rows dropped and named."""
     import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from cotembed.pipeline import SampleError
 
     n = record.num_rows
-    hashes = record.column("content_hash").to_pylist()
     names = record.schema.names
-    raw_sources = record.column("source").to_pylist() if "source" in names else [None] * n
-    sources = [s if s is not None else f"{path.name}:{h}" for s, h in zip(raw_sources, hashes)]
-    labels = record.column("label").to_pylist() if "label" in names else [None] * n
-    kinds = [k or "image" for k in record.column("kind").to_pylist()] if "kind" in names else ["image"] * n
     column = record.column("embedding")
-    errors: list[Any] = []
-    keep = np.ones(n, dtype=bool)
+    problems: dict[int, str] = {}
     if pa.types.is_fixed_size_list(column.type) and column.type.list_size == info.dim and column.null_count == 0:
         vectors = column.values.to_numpy(zero_copy_only=False).reshape(n, info.dim)
     else:  # a variable-length or other-dim column: check row by row
         vectors = np.zeros((n, info.dim), dtype=np.float32)
         for row, value in enumerate(column.to_pylist()):
             if value is None or len(value) != info.dim:
-                keep[row] = False
-                errors.append(SampleError(sources[row], f"{path.name}: vector has {0 if value is None else len(value)} values, expected {info.dim}"))
+                problems[row] = f"{path.name}: vector has {0 if value is None else len(value)} values, expected {info.dim}"
             else:
                 vectors[row] = np.asarray([np.nan if v is None else v for v in value], dtype=np.float32)
     vectors = np.asarray(vectors, dtype=np.float32)
     finite = np.isfinite(vectors).all(axis=1)
-    for row in np.flatnonzero(keep & ~finite):
-        keep[row] = False
-        errors.append(SampleError(sources[row], f"{path.name}: vector has NaN or infinite values"))
+    if not finite.all():
+        for bad in np.flatnonzero(~finite):
+            problems.setdefault(int(bad), f"{path.name}: vector has NaN or infinite values")
     if "model_key" in names:
-        keys = record.column("model_key").to_pylist()
-        for row, key in enumerate(keys):
-            if keep[row] and key != info.model_key:
-                keep[row] = False
-                errors.append(SampleError(sources[row], f"{path.name}: row of model {key!r}, dataset of {info.model_key!r}"))
-    if not keep.all():
+        same = pc.fill_null(pc.equal(record.column("model_key"), info.model_key), False)
+        if not pc.all(same).as_py():
+            keys = record.column("model_key").to_pylist()
+            for other in np.flatnonzero(~np.asarray(same.to_numpy(zero_copy_only=False), dtype=bool)):
+                problems.setdefault(int(other), f"{path.name}: row of model {keys[other]!r}, dataset of {info.model_key!r}")
+    hashes = _texts(record, "content_hash", (*wanted, "content_hash") if problems else wanted)
+    raw_sources = record.column("source").to_pylist() if ("source" in wanted or problems) and "source" in names else []
+
+    def source(row: int) -> str:
+        found = raw_sources[row] if raw_sources else None
+        return found if found is not None else f"{path.name}:{hashes[row] if hashes else row}"
+
+    sources = [source(i) for i in range(n)] if "source" in wanted else []
+    labels = _texts(record, "label", wanted)
+    kinds = [k or "image" for k in _texts(record, "kind", wanted)]
+    errors = [SampleError(source(row), why) for row, why in sorted(problems.items())]
+    if problems:
+        keep = np.ones(n, dtype=bool)
+        keep[list(problems)] = False
         rows = np.flatnonzero(keep)
-        return EmbeddingBatch([sources[i] for i in rows], [labels[i] for i in rows], [hashes[i] for i in rows], vectors[rows], errors,
-                              [kinds[i] for i in rows])
+
+        def pick(values: list[Any]) -> list[Any]:
+            return [values[i] for i in rows] if values else values
+
+        return EmbeddingBatch(pick(sources), pick(labels), pick(hashes) if "content_hash" in wanted else [], vectors[rows], errors, pick(kinds))
     return EmbeddingBatch(sources, labels, hashes, vectors, errors, kinds)
 
 

@@ -267,7 +267,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             if args.calibrate:
                 report.method_options["adaptive_calibration_data"] = list(args.calibrate)
             reports.append(report)
-    payload = reports[0].to_dict() if len(reports) == 1 else {"models": [r.to_dict() for r in reports]}
+    payload: dict[str, Any] = reports[0].to_dict() if len(reports) == 1 else {"models": [r.to_dict() for r in reports]}
     if html:
         payload["html"] = html.write()
     if args.output:

@@ -24,11 +24,11 @@ WRITE_ROWS = 8192
 
 
 def cmd_embed(args: argparse.Namespace) -> int:
+    from cotembed.cache import text_key
     from cotembed.data import collect_samples
     from cotembed.distributed.batch import content_hash
     from cotembed.parquet import EmbeddingWriter, check_model, existing_hashes, read_info, require_pyarrow
     from cotembed.pipeline import stream_embeddings
-    from cotembed.cache import text_key
 
     require_pyarrow()
     samples = collect_samples(args.data, allow_outside=args.allow_outside_paths)
@@ -120,7 +120,8 @@ def resolve_stored_labels(data: Any, system: Any, ignore_unknown: bool) -> Any:
     from cotembed.data import nfc
     from cotembed.errors import UnknownLabelError
 
-    keep, unknown = [], {}
+    keep: list[int] = []
+    unknown: dict[str, str] = {}
     labels: list[str | None] = []
     for row, label in enumerate(data.labels):
         name = system.resolve_label(nfc(label)) if label is not None else None

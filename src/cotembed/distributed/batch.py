@@ -152,8 +152,12 @@ class ScoreBatch:
         if embeddings.dtype == object or embeddings.ndim != 2:  # rows as separate arrays
             embeddings = np.stack([np.asarray(v, dtype=np.float32) for v in batch[EMBEDDING]])
         n = len(embeddings)
-        error = np.asarray(batch[ERROR], dtype=object) if ERROR in batch else np.full(n, "", dtype=object)
-        ok = np.asarray([not e for e in error], dtype=bool)
+        if ERROR in batch:
+            error = np.array(batch[ERROR], dtype=object)
+            ok = np.asarray(error == "", dtype=bool)
+        else:
+            error = np.full(n, "", dtype=object)
+            ok = np.ones(n, dtype=bool)
         compiled = self.scorer.compiled
         out: Columns = {k: np.asarray(v) for k, v in batch.items() if k != EMBEDDING or self.keep_embedding}
         out[ERROR] = error

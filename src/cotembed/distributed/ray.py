@@ -37,7 +37,7 @@ def require_ray() -> Any:
     """The ``ray`` module, or an error naming the extra that installs it."""
     try:
         import ray
-        import ray.data  # noqa: F401
+        import ray.data
     except ImportError as exc:
         raise CotembedError("--engine ray needs Ray Data: pip install 'cotembed[ray]'") from exc
     return ray
