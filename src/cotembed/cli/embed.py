@@ -187,7 +187,7 @@ def classify_on_ray(args: argparse.Namespace, system: Any, method: str) -> int:
         run = classify_to_parquet(system, args.system, args.inputs, args.model, args.out, config=config, method=method,
                                   address=args.address, actors=args.actors, gpus_per_actor=args.gpus_per_actor,
                                   model_batch_size=args.batch_size, cache=res.cache, allow_outside=args.allow_outside_paths,
-                                  max_pixels=args.max_pixels, progress=not args.quiet)
+                                  max_pixels=args.max_pixels, progress=not args.quiet, encoder=encoder)
     payload = {**run.to_dict(), "system": {"name": system.name, "path": args.system, "hash": system.fingerprint},
                "method": method, "temperature": config.temperature}
     emit(args, payload, lambda: f"{run.out}: {run.written} prediction(s) written, {run.skipped_existing} already there, "

@@ -75,17 +75,21 @@ def connect(address: str | None = None, timeout_s: float = CONNECT_TIMEOUT_S, nu
     return ray
 
 
-def prompt_vectors(system: Any, model: str, config: Any, methods: Sequence[str], cache: Any = None) -> dict[str, np.ndarray]:
-    """The system's prompt embeddings, computed once on the driver (from the cache when it has them)."""
+def prompt_vectors(system: Any, model: Any, config: Any, methods: Sequence[str], cache: Any = None) -> dict[str, np.ndarray]:
+    """The system's prompt embeddings, computed once on the driver (from the cache when it has them).
+
+    ``model``: a spec (loaded lazily, closed after) or an encoder the caller owns.
+    """
     from cotembed.embeddings import PromptBank
     from cotembed.encoders import load_encoder
     from cotembed.scoring import Scorer
 
-    encoder = load_encoder(model, lazy=True, info_store=cache)
+    encoder = load_encoder(model, lazy=True, info_store=cache) if isinstance(model, str) else model
     try:
         return dict(Scorer.build(system, PromptBank(encoder, cache).embed, config, methods).prompt_vectors)
     finally:
-        encoder.close()
+        if isinstance(model, str):
+            encoder.close()
 
 
 def classify_dataset(ds: Any, system: Any, model: str | None, *, vectors: Mapping[str, np.ndarray], temperature: float,
@@ -155,8 +159,11 @@ def done_paths(out: str | Path) -> set[str]:
 def classify_to_parquet(system: Any, system_path: str, inputs: Sequence[str], model: str, out: str, *, config: Any, method: str = "cot",
                         address: str | None = None, actors: int = 1, gpus_per_actor: float = 0.0, batch_size: int = DEFAULT_BATCH_SIZE,
                         model_batch_size: int | None = None, cache: Any = None, allow_outside: bool = False,
-                        max_pixels: int | None = None, progress: bool = True) -> RayRun:
-    """Classify the images under ``inputs`` on Ray and append Parquet files to ``out``; resumes from what ``out`` holds."""
+                        max_pixels: int | None = None, progress: bool = True, encoder: Any = None) -> RayRun:
+    """Classify the images under ``inputs`` on Ray and append Parquet files to ``out``; resumes from what ``out`` holds.
+
+    ``encoder``: the driver's (lazy) encoder of ``model`` for the prompts, if the caller has one open.
+    """
     from cotembed.data import collect_samples
 
     ray = require_ray()
@@ -167,7 +174,7 @@ def classify_to_parquet(system: Any, system_path: str, inputs: Sequence[str], mo
         raise InputError(f"--engine ray classifies images; {len(texts)} text input(s) given (e.g. {texts[0]})")
     done = done_paths(out) if Path(out).exists() else set()
     todo = [s for s in samples if str(s.path) not in done]
-    vectors = prompt_vectors(system, model, config, (method, "cot"), cache)
+    vectors = prompt_vectors(system, encoder if encoder is not None else model, config, (method, "cot"), cache)
     run = RayRun(out, model, len(samples), len(samples) - len(todo), 0, [], 0.0)
     if todo:
         connect(address, num_cpus=None)
