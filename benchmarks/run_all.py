@@ -112,8 +112,11 @@ def existing_sections(path: Path) -> dict[str, str]:
         return {}
     sections: dict[str, str] = {}
     title = None
+    fenced = False  # a script's own output may print "## " lines: only headings outside ``` blocks count
     for line in path.read_text(encoding="utf-8").splitlines():
-        if line.startswith("## "):
+        if line.startswith("```"):
+            fenced = not fenced
+        if line.startswith("## ") and not fenced:
             title = line[3:].strip()
             sections[title] = ""
         elif title is not None:
