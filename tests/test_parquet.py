@@ -44,10 +44,12 @@ def test_embed_writes_a_dataset_with_metadata_and_resumes(capsys, tmp_path, colo
     assert len(set(table.column("content_hash").to_pylist())) == 12
 
     make_image(data / "red-thing" / "new.png", "red", seed=99)  # one more input: only it is embedded on the rerun
+    parts_before = {p.name: p.stat().st_size for p in part_files(out)}
     code, stdout, _ = _embed(capsys, data, out, colour_model, cache)
     payload = json.loads(stdout)
     assert code == 0 and payload["skipped_existing"] == 12 and payload["written"] == 1
     assert read_embedding_set(out).embeddings.shape == (13, 8)
+    assert all((out / name).stat().st_size == size for name, size in parts_before.items())  # earlier parts untouched
 
 
 def test_eval_and_classify_from_embeddings_match_the_data_path(capsys, tmp_path, colour_model, colour_data):

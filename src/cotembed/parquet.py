@@ -18,6 +18,7 @@ import datetime as dt
 import json
 import os
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
@@ -161,6 +162,7 @@ class EmbeddingWriter:
         self._rows: dict[str, list[Any]] = {c: [] for c in COLUMNS if c != "embedding"}
         self._vectors: list[np.ndarray] = []
         self._stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+        self._run = uuid.uuid4().hex[:12]
         self._parts = 0
 
     def add(self, sources: Sequence[str | None], labels: Sequence[str | None], kinds: Sequence[str], hashes: Sequence[str],
@@ -192,7 +194,7 @@ class EmbeddingWriter:
         embedding = pa.FixedSizeListArray.from_arrays(pa.array(vectors[:n].reshape(-1), type=pa.float32()), self.info.dim)
         arrays = [pa.array(self._rows[c][:n], type=pa.string()) for c in COLUMNS if c != "embedding"] + [embedding]
         table = pa.Table.from_arrays(arrays, schema=_schema(self.info.dim))
-        name = f"part-{self._stamp}-{os.getpid()}-{self._parts:05d}.parquet"
+        name = f"part-{self._stamp}-{self._run}-{self._parts:05d}.parquet"  # unique per writer: never replaces a part
         tmp = self.directory / f".{name}.tmp"
         # Vectors uncompressed and without dictionary: float32 embeddings do not compress, and
         # skipping both doubles read speed; the repetitive text columns keep a dictionary.
