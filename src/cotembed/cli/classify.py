@@ -9,6 +9,7 @@ from cotembed.cli.common import (
     EXIT_FAILURE,
     EXIT_OK,
     Resources,
+    add_embeddings_option,
     add_format,
     add_model_options,
     add_output,
@@ -16,6 +17,7 @@ from cotembed.cli.common import (
     bounded_int,
     check_model_inputs,
     check_rows_path,
+    data_or_embeddings,
     emit,
     labelled_samples,
     load_system,
@@ -235,18 +237,33 @@ def run_info(clf: Any, method: str, system_path: str) -> dict[str, Any]:
 
 def cmd_classify(args: argparse.Namespace) -> int:
     from cotembed.data import Sample
+    from cotembed.encoders import DEFAULT_MODEL
     from cotembed.reporting.text import predictions_table
 
     method = chosen_method(args)
+    data_or_embeddings(args, "inputs", "INPUTS")
     system = load_system(args.system)
+    if args.engine == "ray":
+        from cotembed.cli.embed import classify_on_ray
+
+        return classify_on_ray(args, system, method)
     # a literal text is its own name in the output (not text[0])
-    samples = [Sample(source=t, kind="text", text=t) for t in args.inputs] if args.text else _collect(args, args.inputs)
-    check_model_inputs([args.model], samples)
+    samples = ([] if args.embeddings else [Sample(source=t, kind="text", text=t) for t in args.inputs] if args.text
+               else _collect(args, args.inputs))
+    if samples:
+        check_model_inputs([args.model], samples)
     if args.output:
         check_rows_path("--output", args.output)
     with Resources(args) as res:
-        clf = _classifier(args, res, system, args.model, method)
-        predictions, errors = clf.classify_samples(samples, top_k=args.top_k)
+        if args.embeddings:
+            from cotembed.cli.embed import predictions_from_set, stored_embeddings
+
+            stored, spec = stored_embeddings(args, res, None if args.model == DEFAULT_MODEL else args.model)
+            clf = _classifier(args, res, system, spec, method)
+            predictions, errors = predictions_from_set(clf, stored, args.top_k), stored.errors
+        else:
+            clf = _classifier(args, res, system, args.model, method)
+            predictions, errors = clf.classify_samples(samples, top_k=args.top_k)
         payload = {**run_info(clf, method, args.system), "predictions": [p.to_dict() for p in predictions], "errors": [e.to_dict() for e in errors]}
     if args.output:
         write_rows(args, args.output, [_prediction_row(p) for p in payload["predictions"]], payload)
@@ -283,12 +300,25 @@ def run_eval(args: argparse.Namespace, page: HtmlReport | None, metrics_output: 
     if metrics_output:
         check_rows_path("--output", metrics_output)
     system = load_system(args.system)
-    samples, skipped = labelled_samples(args, system, args.data, "DATA", specs)
+    data_or_embeddings(args, "data", "DATA")
+    if args.embeddings and (page or len(specs) > 1):
+        from cotembed.errors import InputError
+
+        raise InputError("--embeddings: one model's embeddings, so one --model and no --html")
+    samples, skipped = ([], []) if args.embeddings else labelled_samples(args, system, args.data, "DATA", specs)
     reports = []
     with Resources(args) as res:
         for spec in specs:
-            clf = _classifier(args, res, system, spec, methods[0], methods)
-            report = page.evaluate(clf, samples, methods, skipped) if page else clf.evaluate(samples, methods, skipped)
+            if args.embeddings:
+                from cotembed.cli.embed import resolve_stored_labels, stored_embeddings
+                from cotembed.evaluate import evaluate
+
+                stored, spec = stored_embeddings(args, res, args.model[0] if args.model else None)
+                clf = _classifier(args, res, system, spec, methods[0], methods)
+                report = evaluate(clf.scorer_for(methods), resolve_stored_labels(stored, system, args.ignore_unknown), methods)
+            else:
+                clf = _classifier(args, res, system, spec, methods[0], methods)
+                report = page.evaluate(clf, samples, methods, skipped) if page else clf.evaluate(samples, methods, skipped)
             report.system["path"] = args.system
             if args.calibrate:
                 for name in methods:
@@ -296,7 +326,7 @@ def run_eval(args: argparse.Namespace, page: HtmlReport | None, metrics_output: 
                     if _learns(type(get_method(name))):
                         report.method_options[f"{prefix}calibration_data"] = list(args.calibrate)
             reports.append(report)
-    payload = reports[0].to_dict() if len(reports) == 1 else {"models": [r.to_dict() for r in reports]}
+    payload: dict[str, Any] = reports[0].to_dict() if len(reports) == 1 else {"models": [r.to_dict() for r in reports]}
     if page:
         payload["html"] = page.write()
     if metrics_output:
@@ -357,7 +387,8 @@ def add_evaluation_arguments(p: argparse.ArgumentParser) -> None:
     from cotembed.scoring import method_names
 
     p.add_argument("system", help="system file (.yaml or .json)")
-    p.add_argument("data", nargs="+", help="ImageFolder directories or CSV/JSONL/JSON manifests with labels (only read)")
+    p.add_argument("data", nargs="*", help="ImageFolder directories or CSV/JSONL/JSON manifests with labels (only read)")
+    add_embeddings_option(p)
     add_model_options(p, method=False, several_models=True)
     p.add_argument("--methods", default=None,
                    help=f"comma-separated methods, of {', '.join(method_names())} (default: baseline,cot,hybrid"
@@ -368,6 +399,7 @@ def add_evaluation_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def register(sub: Any) -> None:
+    from cotembed.cli.embed import add_engine_options
 
     p = sub.add_parser("validate", help="check a system file and summarise it")
     p.add_argument("system", help="system file (.yaml or .json)")
@@ -376,8 +408,10 @@ def register(sub: Any) -> None:
 
     p = sub.add_parser("classify", help="predict classes for images or texts", description=CLASSIFY_DESCRIPTION)
     p.add_argument("system")
-    p.add_argument("inputs", nargs="+", help="image files, folders, or CSV/JSONL manifests (path,label or text,label)")
+    p.add_argument("inputs", nargs="*", help="image files, folders, or CSV/JSONL manifests (path,label or text,label)")
     p.add_argument("--text", action="store_true", help="the inputs are literal texts to classify, not paths")
+    add_embeddings_option(p)
+    add_engine_options(p)
     add_model_options(p)
     add_method_flags(p)
     p.add_argument("--top-k", type=bounded_int(1, 1000), default=3, help="classes to report per input (default: 3)")

@@ -123,6 +123,20 @@ def add_max_pixels(p: argparse.ArgumentParser) -> None:
                         f"on (default: ${MAX_PIXELS_ENV}, else {DEFAULT_MAX_PIXELS})")
 
 
+def add_embeddings_option(p: argparse.ArgumentParser) -> None:
+    """--embeddings DIR: score a Parquet dataset written by `cotembed embed` instead of DATA (no model run on inputs)."""
+    p.add_argument("--embeddings", default=None, metavar="DIR",
+                   help="use the embeddings stored in DIR (written by `cotembed embed`) instead of DATA; the model is "
+                        "loaded only for prompts not cached, and a --model of another model is refused")
+
+
+def data_or_embeddings(args: argparse.Namespace, field: str, name: str) -> None:
+    """Exactly one of the DATA positionals and --embeddings."""
+    given = bool(getattr(args, field, None))
+    if given == bool(getattr(args, "embeddings", None)):
+        raise InputError(f"give {name} or --embeddings DIR" if not given else f"give {name} or --embeddings DIR, not both")
+
+
 def add_model_options(p: argparse.ArgumentParser, method: bool = True, several_models: bool = False) -> None:
     """--model, scoring and encoding options; the method choices come from the registry."""
     from cotembed.encoders import DEFAULT_MODEL

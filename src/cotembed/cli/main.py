@@ -30,6 +30,7 @@ FAMILIES = (
     "cotembed.cli.serve",
     "cotembed.cli.calibrate",
     "cotembed.cli.datasets",
+    "cotembed.cli.embed",
 )
 
 

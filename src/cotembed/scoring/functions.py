@@ -78,61 +78,92 @@ def _exact_block(logits: np.ndarray, starts: np.ndarray, sizes: np.ndarray, equa
 
 
 def _fast_block(logits: np.ndarray, starts: np.ndarray, sizes: np.ndarray, ones: np.ndarray | None, log: bool,
-                shift: bool) -> np.ndarray | None:
+                shift: bool, work: np.ndarray) -> np.ndarray | None:
     """In place: the logits exponentiated as they are (``shift``: less the row's maximum),
-    summed per group and normalised; returns the rows to redo with :func:`_exact_block`
-    (None when there are none).
+    summed per group and normalised. Returns the logits of the rows to redo with
+    :func:`_exact_block` (taken before they were overwritten; None when there are none).
 
     Softmax is shift-invariant, so skipping the per-group maximum is exact whenever no
     group's exponentials overflow or underflow, which the group sums show afterwards
     (cosines at CLIP-like temperatures never come near). That saves a segmented
     reduction and a spread per block: three passes over the block instead of five.
+    The exponentials go to ``work`` (a scratch block of the same shape), so the logits
+    survive until the rows to redo are known.
     """
-    if shift:
-        logits -= logits.max(axis=1, keepdims=True)
-    exp = np.exp(logits) if log else np.exp(logits, out=logits)
+    row_max = logits.max(axis=1, keepdims=True) if shift else None
+    if row_max is not None:
+        exp = np.exp(np.subtract(logits, row_max, out=work), out=work)
+    else:
+        exp = np.exp(logits, out=work)
     sums = _group_sums(exp, starts, sizes, ones)
     low, high = _SUM_RANGE
-    bad = None
+    redo = None
     if not (sums.min() >= low and sums.max() <= high):  # also true for NaN
         bad = np.asarray(~((sums >= low) & (sums <= high)).all(axis=1))
+        redo = (bad, logits[bad])
         sums = np.nan_to_num(np.clip(sums, low, high), nan=1.0)  # no 0/0, inf/inf or log(0) in rows redone anyway
     if log:
+        if row_max is not None:
+            logits -= row_max
         _per_group(np.subtract, logits, np.log(sums), sizes, ones is not None)
     else:
-        _per_group(np.divide, logits, sums, sizes, ones is not None)
-    return bad
+        _spread_divide(exp, sums, sizes, ones is not None, logits)
+    return redo  # type: ignore[return-value]
 
 
-def _group_normalize(similarities: np.ndarray, offsets: np.ndarray, temperature: float, log: bool) -> np.ndarray:
+def _spread_divide(exp: np.ndarray, sums: np.ndarray, sizes: np.ndarray, equal: bool, out: np.ndarray) -> None:
+    """``out = exp / sums`` with each group's sum spread over its columns."""
+    if equal:
+        np.divide(exp.reshape(len(exp), len(sizes), -1), sums[:, :, None], out=out.reshape(len(out), len(sizes), -1))
+    else:
+        np.divide(exp, np.repeat(sums, sizes, axis=1), out=out)
+
+
+def _group_normalize(similarities: np.ndarray, offsets: np.ndarray, temperature: float, log: bool,
+                     out: np.ndarray | None = None, row_scale: np.ndarray | None = None) -> np.ndarray:
+    """Blocked group (log-)softmax of ``temperature * row_scale * similarities`` into ``out``.
+
+    Every pass (scale, exp, group sums, normalise) runs on one block of rows while it
+    sits in the CPU's cache. ``out`` may be ``similarities`` itself (in place: no B x Q
+    allocation besides one scratch block).
+    """
     sims = np.asarray(similarities, dtype=np.float32)
+    logits = np.empty(sims.shape, dtype=np.float32) if out is None else out  # C order: row blocks reshape to views
     scale = np.float32(temperature)
-    logits = np.empty(sims.shape, dtype=np.float32)  # C order: row blocks reshape to views
-    np.multiply(sims, scale, out=logits)
     starts, sizes, equal = _group_layout(offsets)
     ones = np.ones(int(sizes[0]), dtype=np.float32) if equal else None
     shift = log  # log-probabilities keep full precision only near zero: shift them by the row's maximum
+    work = np.empty((min(GROUP_SOFTMAX_ROWS, len(sims)), sims.shape[1]), dtype=np.float32)
+    already_logits = logits is sims and row_scale is None and scale == 1  # in place at temperature 1: nothing to scale
     with np.errstate(over="ignore", under="ignore"):
         for first in range(0, len(logits), GROUP_SOFTMAX_ROWS):
             rows = slice(first, first + GROUP_SOFTMAX_ROWS)
-            bad = _fast_block(logits[rows], starts, sizes, ones, log, shift)
-            if bad is not None and bad.any():
+            block = logits[rows]
+            factor = scale if row_scale is None else (row_scale[rows, None] * scale).astype(np.float32, copy=False)
+            if not already_logits:
+                np.multiply(sims[rows], factor, out=block)
+            redo = _fast_block(block, starts, sizes, ones, log, shift, work[: len(block)])
+            if redo is not None and redo[0].any():
+                bad, again = redo
                 # Mostly overflow (a high temperature): shift the next blocks by the row's maximum.
                 shift = shift or bool(bad.mean() > 0.125)
-                redo = np.ascontiguousarray(sims[rows][bad] * scale, dtype=np.float32)
-                _exact_block(redo, starts, sizes, equal, log)
-                logits[rows][bad] = redo
+                again = np.ascontiguousarray(again, dtype=np.float32)
+                _exact_block(again, starts, sizes, equal, log)
+                block[bad] = again
     return logits
 
 
-def group_softmax(similarities: np.ndarray, offsets: np.ndarray, temperature: float) -> np.ndarray:
+def group_softmax(similarities: np.ndarray, offsets: np.ndarray, temperature: float, *, out: np.ndarray | None = None,
+                  row_scale: np.ndarray | None = None) -> np.ndarray:
     """Softmax of ``temperature * similarities`` within each contiguous group.
 
     ``offsets`` has G + 1 entries; group g is columns ``offsets[g]:offsets[g+1]``.
     Vectorised (no Python loop over groups) and blocked by rows, so it costs a small
-    fraction of the two matrix products around it (``bench_speed.py`` measures it).
+    fraction of the two matrix products around it (``bench_scoring.py`` measures it).
+    ``out``: where to write (``similarities`` itself works: in place); ``row_scale``: a
+    (B,) factor per row on top of the temperature (e.g. 1 / |x| for unnormalised inputs).
     """
-    return _group_normalize(similarities, offsets, temperature, log=False)
+    return _group_normalize(similarities, offsets, temperature, log=False, out=out, row_scale=row_scale)
 
 
 def group_log_softmax(similarities: np.ndarray, offsets: np.ndarray, temperature: float) -> np.ndarray:

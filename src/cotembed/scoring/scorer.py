@@ -8,13 +8,14 @@ and two matrix products. Work is chunked so temporaries stay small for any batch
 
 from __future__ import annotations
 
+from functools import cached_property
 from typing import Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
 from cotembed.errors import InputError
-from cotembed.scoring.functions import l2_normalize
-from cotembed.scoring.methods import Batch, ScoringConfig, ScoringMethod, method_class
+from cotembed.scoring.functions import group_softmax, l2_normalize
+from cotembed.scoring.methods import OPTIONS, Batch, ChainOfThought, ScoringConfig, ScoringMethod, method_class
 from cotembed.system import CompiledSystem, System
 
 SCORING_CHUNK = 2048
@@ -115,9 +116,45 @@ class Scorer:
         scoring_method = self.method(method)
         embeddings = np.atleast_2d(embeddings)
         out = np.empty((len(embeddings), self.compiled.n_classes), dtype=np.float32)
+        if _is_article_aggregation(scoring_method) and len(embeddings):
+            return self._article_scores(np.asarray(embeddings, dtype=np.float32), out, chunk)
         for rows, batch in self.batches(embeddings, (method,), chunk):
             out[rows] = scoring_method.score(batch)
         return out
+
+    def _article_scores(self, x: np.ndarray, out: np.ndarray, chunk: int) -> np.ndarray:
+        """The article's aggregation at close to the cost of its two matrix products.
+
+        The inputs are scaled by temperature / |x| (a pass over B x D, smaller than B x Q)
+        so the first product yields the logits directly; the group softmax runs in place
+        in one reused (chunk, Q) buffer; the class scores go straight into ``out``.
+        """
+        prompts_t = self._options_t
+        rule_matrix = self._rule_matrix
+        rows_max = min(chunk, len(x))
+        buffer = np.empty((rows_max, prompts_t.shape[1]), dtype=np.float32)
+        scaled = np.empty((rows_max, x.shape[1]), dtype=np.float32)
+        temperature = np.float32(self.config.temperature)
+        for start in range(0, len(x), chunk):
+            rows = slice(start, min(start + chunk, len(x)))
+            block = x[rows]
+            factor = np.einsum("ij,ij->i", block, block)
+            np.sqrt(factor, out=factor)
+            np.divide(temperature, np.maximum(factor, np.float32(1e-12)), out=factor)
+            inputs = np.multiply(block, factor[:, None], out=scaled[: len(block)])
+            logits = buffer[: len(block)]
+            np.matmul(inputs, prompts_t, out=logits)
+            group_softmax(logits, self.compiled.offsets, 1.0, out=logits)
+            np.matmul(logits, rule_matrix, out=out[rows])
+        return out
+
+    @cached_property
+    def _options_t(self) -> np.ndarray:
+        return np.ascontiguousarray(self.prompt_vectors[OPTIONS].T, dtype=np.float32)
+
+    @cached_property
+    def _rule_matrix(self) -> np.ndarray:
+        return np.ascontiguousarray(self.compiled.rule_matrix, dtype=np.float32)
 
     def probabilities(self, embeddings: np.ndarray, method: str = "cot", chunk: int = SCORING_CHUNK) -> np.ndarray:
         """(B, N) rows summing to 1, in ``class_names`` order."""
@@ -128,3 +165,9 @@ class Scorer:
 
     def prompts_used(self, method: str) -> int:
         return self.method(method).prompts_used(self.compiled, self.config)
+
+
+def _is_article_aggregation(method: ScoringMethod) -> bool:
+    """Whether ``method`` scores exactly as the built-in ``cot`` does (its class, unmodified),
+    so the fused path may compute it; anything else goes through ``method.score``."""
+    return type(method) is ChainOfThought and method.needs == (OPTIONS,)

@@ -1,0 +1,197 @@
+"""Beyond one process: classify on Ray Data vs the in-process CLI, and re-scoring stored embeddings.
+
+1. Throughput: N generated critters images (default 10,000) classified by the CLI in one
+   process (``cotembed classify``) and by ``cotembed classify --engine ray`` with 1 and 2
+   actors, each a fresh process with no cache (so every image is decoded and embedded),
+   wall time including start-up. Ray runs in a private network namespace with only
+   loopback (``unshare -n``), where its local cluster binds to 127.0.0.1.
+2. Re-scoring without a model: M stored embeddings (default 1,000,000, random unit vectors
+   of the critters model's dimension) in a Parquet dataset, streamed batch by batch through
+   the system's scorer (:class:`cotembed.distributed.batch.ScoreBatch`: prediction, score and
+   per-question columns), in a fresh process whose prompt vectors come from the cache: the
+   model is never loaded. Peak memory (VmHWM of that process) at two batch sizes against the dataset's size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+COTEMBED = str(BIN / "cotembed")
+SYSTEM = ROOT / "examples" / "critters" / "system.yaml"
+SPECIES = ROOT / "examples" / "critters" / "species.yaml"
+MODEL = "critters"
+
+
+def in_namespace(command: str) -> list[str]:
+    """``command`` in a network namespace that has only loopback (Ray must not bind to the machine's address)."""
+    unshare = ["unshare", "-n"] if os.geteuid() == 0 else ["unshare", "-rn"]
+    return [*unshare, "sh", "-c", f"ip link set lo up; RAY_USAGE_STATS_ENABLED=0 {command}"]
+
+
+def images_folder(n: int, seed: int) -> tuple[Path, int]:
+    """N critters images (rounded up to whole species), generated once and kept for reruns."""
+    per_class = math.ceil(n / 28)
+    folder = ROOT / ".cotembed-data" / f"bench-distributed-{per_class}x28-seed{seed}"
+    if not (folder / ".complete").exists():
+        shutil.rmtree(folder, ignore_errors=True)
+        subprocess.run([COTEMBED, "critters", "generate", "--species", str(SPECIES), "--per-class", str(per_class), "--seed", str(seed),
+                        "--out", str(folder), "-q"], check=True, stdout=subprocess.DEVNULL)
+        (folder / ".complete").touch()
+    return folder, sum(1 for _ in folder.rglob("*.png"))
+
+
+def timed(argv: list[str], env: dict[str, str]) -> tuple[float, dict]:
+    t0 = time.perf_counter()
+    result = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=3600)
+    seconds = time.perf_counter() - t0
+    if result.returncode != 0:
+        raise SystemExit(f"{' '.join(argv[:6])} ... failed ({result.returncode}):\n{result.stderr[-3000:]}")
+    return seconds, json.loads(result.stdout)
+
+
+def throughput(folder: Path, n: int, actors: list[int], work: Path, env: dict[str, str]) -> list[tuple[str, float, dict]]:
+    rows = []
+    argv = [COTEMBED, "classify", str(SYSTEM), str(folder), "--model", MODEL, "--no-cache", "-q", "--format", "json", "--top-k", "1"]
+    seconds, payload = timed(argv, env)
+    local = {p["input"]: p["prediction"] for p in payload["predictions"]}
+    rows.append(("in-process CLI", seconds, {"predictions": len(local)}))
+    print(f"  in-process: {seconds:.1f} s", file=sys.stderr)
+    for k in actors:
+        out = work / f"ray-{k}"
+        shutil.rmtree(out, ignore_errors=True)
+        command = " ".join([COTEMBED, "classify", str(SYSTEM), str(folder), "--model", MODEL, "--engine", "ray", "--actors", str(k),
+                            "--out", str(out), "--no-cache", "-q", "--format", "json"])
+        seconds, payload = timed(in_namespace(command), env)
+        import pyarrow.parquet as pq
+
+        from cotembed.parquet import part_files
+
+        table = pq.read_table(part_files(out), columns=["path", "prediction"])
+        remote = dict(zip(table.column("path").to_pylist(), table.column("prediction").to_pylist()))
+        same = sum(remote.get(p) == c for p, c in local.items())
+        rows.append((f"Ray Data, {k} actor{'s' if k > 1 else ''}", seconds, {"identical": same, "of": len(local)}))
+        print(f"  ray x{k}: {seconds:.1f} s", file=sys.stderr)
+    return rows
+
+
+RESCORE_CHILD = r"""
+import json, sys, time
+from cotembed.cache import EmbeddingCache
+from cotembed.classifier import resolve_temperature
+from cotembed.distributed.batch import ScoreBatch
+from cotembed.embeddings import PromptBank
+from cotembed.encoders import load_encoder
+from cotembed.parquet import iter_batches
+from cotembed.scoring import Scorer, ScoringConfig
+from cotembed.system import System
+
+directory, cache_path, system_path, batch_rows = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+system = System.load(system_path)
+with EmbeddingCache(cache_path, readonly=True) as cache:
+    encoder = load_encoder("critters", lazy=True, info_store=cache)
+    config = ScoringConfig(resolve_temperature(None, system, encoder))
+    vectors = Scorer.build(system, PromptBank(encoder, cache).embed, config, ("cot",)).prompt_vectors
+    loaded = encoder.loaded
+score = ScoreBatch(system, vectors, config.temperature)
+rows = 0
+t0 = time.perf_counter()
+for batch in iter_batches(directory, batch_rows=batch_rows, columns=("content_hash", "embedding")):
+    out = score({"embedding": batch.embeddings})
+    rows += len(out["prediction"])
+seconds = time.perf_counter() - t0
+peak = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:"))  # kB; reset at exec
+print(json.dumps({"rows": rows, "seconds": seconds, "peak_rss_mb": peak / 1024, "model_loaded": loaded}))
+"""
+
+
+def rescore(rows: int, batches: list[int], work: Path, env: dict[str, str]) -> tuple[int, list[dict]]:
+    import numpy as np
+
+    from cotembed.cache import EmbeddingCache
+    from cotembed.embeddings import PromptBank
+    from cotembed.encoders import load_encoder
+    from cotembed.parquet import EmbeddingWriter
+    from cotembed.system import System
+
+    cache_path = work / "prompts.sqlite"
+    with EmbeddingCache(cache_path) as cache:  # the prompts, embedded once (as any earlier run would have)
+        encoder = load_encoder(MODEL, info_store=cache)
+        compiled = System.load(SYSTEM).compile()
+        PromptBank(encoder, cache).embed(list(compiled.prompts) + list(compiled.baseline_prompts))
+        dim, key = int(encoder.dim), encoder.model_key
+        encoder.close()
+    directory = work / "embeddings"
+    rng = np.random.default_rng(0)
+    with EmbeddingWriter(directory, key, dim, part_rows=100_000) as writer:
+        for start in range(0, rows, 100_000):
+            n = min(100_000, rows - start)
+            vectors = rng.standard_normal((n, dim), dtype=np.float32)
+            vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+            hashes = [f"{i:064x}" for i in range(start, start + n)]
+            writer.add([f"img/{i}.png" for i in range(start, start + n)], [None] * n, ["image"] * n, hashes, vectors)
+    size = sum(p.stat().st_size for p in directory.glob("*.parquet"))
+    results = []
+    for batch in batches:
+        out = subprocess.run([sys.executable, "-c", RESCORE_CHILD, str(directory), str(cache_path), str(SYSTEM), str(batch)],
+                             env=env, capture_output=True, text=True, timeout=3600)
+        if out.returncode != 0:
+            raise SystemExit(f"re-scoring failed:\n{out.stderr[-3000:]}")
+        results.append({"batch": batch, **json.loads(out.stdout)})
+        print(f"  re-score, batch {batch}: {results[-1]['seconds']:.1f} s", file=sys.stderr)
+    return size, results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=10_000)
+    parser.add_argument("--actors", default="1,2")
+    parser.add_argument("--seed", type=int, default=4242)
+    parser.add_argument("--rescore-rows", type=int, default=1_000_000)
+    parser.add_argument("--rescore-batches", default="16384,65536", help="batch sizes for the memory comparison")
+    parser.add_argument("--skip-throughput", action="store_true")
+    args = parser.parse_args()
+
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "HF_HUB_OFFLINE": "1"}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT / "src"), env.get("PYTHONPATH", "")) if p)
+    print(f"cores: {os.cpu_count()}  load average at start: {os.getloadavg()[0]:.1f}")
+    with tempfile.TemporaryDirectory(prefix="bench-distributed-") as tmp:
+        work = Path(tmp)
+        if not args.skip_throughput:
+            folder, n = images_folder(args.images, args.seed)
+            print(f"\n1. Classifying {n:,} generated critters images (model {MODEL}, no cache, fresh process each, wall time incl. start-up)")
+            rows = throughput(folder, n, [int(a) for a in args.actors.split(",")], work, env)
+            base = n / rows[0][1]
+            print(f"{'engine':<24}{'seconds':>9}{'images/s':>10}{'vs in-process':>15}  predictions")
+            for name, seconds, info in rows:
+                rate = n / seconds
+                same = f"{info['identical']:,} of {info['of']:,} identical" if "identical" in info else f"{info['predictions']:,}"
+                print(f"{name:<24}{seconds:>9.1f}{rate:>10.0f}{rate / base:>14.2f}x  {same}")
+            if len(rows) > 2:
+                ratio = (n / rows[-1][1]) / base
+                print(f"target: Ray at {args.actors.split(',')[-1]} actors >= 0.8x in-process: {'met' if ratio >= 0.8 else 'NOT met'} ({ratio:.2f}x)")
+        print(f"\n2. Re-scoring {args.rescore_rows:,} stored embeddings from Parquet for the critters system, no model")
+        size, results = rescore(args.rescore_rows, [int(b) for b in args.rescore_batches.split(",")], work, env)
+        print(f"dataset on disk: {size / 2**20:,.0f} MiB ({args.rescore_rows:,} rows)")
+        print(f"{'batch rows':<12}{'seconds':>9}{'inputs/s':>12}{'peak RSS MiB':>14}  model loaded")
+        for r in results:
+            print(f"{r['batch']:<12,}{r['seconds']:>9.2f}{r['rows'] / r['seconds']:>12,.0f}{r['peak_rss_mb']:>14,.0f}  {r['model_loaded']}")
+        best = max(r["rows"] / r["seconds"] for r in results)
+        print(f"target >= 200,000 inputs/s: {'met' if best >= 200_000 else 'NOT met'} ({best:,.0f}); peak memory follows the batch size, "
+              f"not the {size / 2**20:,.0f} MiB dataset")
+    print(f"\nmax RSS of this driver: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MiB")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,386 @@
+"""Embeddings as a Parquet dataset: a folder a team can share and query with its data tools.
+
+Layout of ``DIR``::
+
+    DIR/_cotembed.json         model key, model spec, dim, normalisation, creation time, version
+    DIR/part-<time>-<n>.parquet   one row per input: source, label, kind, content_hash, model_key, embedding
+
+``embedding`` is a ``fixed_size_list<float32>[dim]`` column, so a reader gets a
+``(rows, dim)`` matrix without copying. Part files are written whole and renamed into
+place (names starting with ``_`` or ``.`` are ignored by Parquet readers), so an
+interrupted run leaves only finished parts, and a rerun skips the content hashes they
+hold. pyarrow is the optional extra ``parquet``; it is imported only here.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
+
+import numpy as np
+
+from cotembed.errors import CotembedError, InputError
+
+if TYPE_CHECKING:
+    from cotembed.embeddings import EmbeddingSet
+    from cotembed.pipeline import SampleError
+
+METADATA_FILE = "_cotembed.json"
+FORMAT_VERSION = 1
+PART_ROWS = 8192
+"""Rows per part file written by :class:`EmbeddingWriter` (a crash loses at most this many)."""
+READ_BATCH_ROWS = 65536
+"""Rows per record batch when streaming a dataset: memory is bounded by this, not the dataset."""
+COLUMNS = ("source", "label", "kind", "content_hash", "model_key", "embedding")
+
+
+def require_pyarrow() -> Any:
+    """pyarrow, or an error naming the extra to install."""
+    try:
+        import pyarrow
+        import pyarrow.parquet
+    except ImportError as exc:
+        raise CotembedError("Parquet embeddings need pyarrow: pip install 'cotembed[parquet]'") from exc
+    return pyarrow
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """The metadata file: what every row of the dataset was computed with."""
+
+    model_key: str
+    dim: int
+    normalisation: str = "none"
+    """``none``: vectors as the model returned them (as the cache holds them; readers
+    normalise, so scores match the in-process engine bit for bit); ``l2``: unit length."""
+    model_spec: str | None = None
+    created: str = ""
+    cotembed_version: str = ""
+    format_version: int = FORMAT_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model_key": self.model_key, "model_spec": self.model_spec, "dim": self.dim, "normalisation": self.normalisation,
+                "created": self.created, "cotembed_version": self.cotembed_version, "format_version": self.format_version}
+
+    @classmethod
+    def new(cls, model_key: str, dim: int, normalisation: str = "none", model_spec: str | None = None) -> "DatasetInfo":
+        from cotembed import __version__
+
+        created = dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat()
+        return cls(model_key, int(dim), normalisation, model_spec, created, __version__)
+
+
+def read_info(directory: str | Path) -> DatasetInfo | None:
+    """The dataset's metadata, None when ``directory`` holds no dataset yet."""
+    path = Path(directory) / METADATA_FILE
+    if not path.exists():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return DatasetInfo(model_key=str(data["model_key"]), dim=int(data["dim"]), normalisation=str(data.get("normalisation", "l2")),
+                           model_spec=data.get("model_spec"), created=str(data.get("created", "")),
+                           cotembed_version=str(data.get("cotembed_version", "")), format_version=int(data.get("format_version", 1)))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise InputError(f"{path}: not a cotembed embeddings metadata file ({exc})") from exc
+
+
+def _write_info(directory: Path, info: DatasetInfo) -> None:
+    path = directory / METADATA_FILE
+    tmp = directory / f".{METADATA_FILE}.tmp"
+    tmp.write_text(json.dumps(info.to_dict(), indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def check_model(info: DatasetInfo, directory: str | Path, model_key: str | None, dim: int | None = None) -> None:
+    """Refuse a dataset computed with another model (or dimension): both keys named."""
+    if model_key is not None and info.model_key != model_key:
+        raise InputError(f"--embeddings {directory}: computed with model {info.model_key!r}, not {model_key!r}; "
+                         "use the same model or another folder")
+    if dim is not None and info.dim != dim:
+        raise InputError(f"--embeddings {directory}: vectors of {info.dim} values, but model {model_key!r} gives {dim}")
+
+
+def part_files(directory: str | Path) -> list[Path]:
+    """The dataset's Parquet files in write order (hidden and ``_`` files skipped, as Parquet readers do)."""
+    root = Path(directory)
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.rglob("*.parquet") if not any(part.startswith((".", "_")) for part in p.relative_to(root).parts))
+
+
+def _schema(dim: int) -> Any:
+    pa = require_pyarrow()
+    return pa.schema([
+        ("source", pa.string()), ("label", pa.string()), ("kind", pa.string()), ("content_hash", pa.string()),
+        ("model_key", pa.string()), ("embedding", pa.list_(pa.float32(), dim)),
+    ])
+
+
+def existing_hashes(directory: str | Path) -> set[str]:
+    """Content hashes already written (only that column is read)."""
+    import pyarrow.parquet as pq
+
+    found: set[str] = set()
+    for path in part_files(directory):
+        found.update(h for h in pq.read_table(path, columns=["content_hash"]).column("content_hash").to_pylist() if h)
+    return found
+
+
+class EmbeddingWriter:
+    """Appends rows to a dataset folder, one part file per :data:`PART_ROWS` rows.
+
+    Opening an existing folder checks that its model and dimension match; ``done``
+    holds the content hashes it already has, so callers can skip them (resume).
+    """
+
+    def __init__(self, directory: str | Path, model_key: str, dim: int, normalisation: str = "none",
+                 model_spec: str | None = None, part_rows: int = PART_ROWS):
+        require_pyarrow()
+        self.directory = Path(directory)
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise InputError(f"--out {directory}: cannot create ({exc.strerror or exc})") from exc
+        existing = read_info(self.directory)
+        if existing is not None:
+            check_model(existing, directory, model_key, dim)
+            self.info = existing
+        else:
+            if part_files(self.directory):
+                raise InputError(f"--out {directory}: holds Parquet files but no {METADATA_FILE}; use an empty folder")
+            self.info = DatasetInfo.new(model_key, dim, normalisation, model_spec)
+            _write_info(self.directory, self.info)
+        self.done = existing_hashes(self.directory)
+        self.part_rows = part_rows
+        self.n_written = 0
+        self._rows: dict[str, list[Any]] = {c: [] for c in COLUMNS if c != "embedding"}
+        self._vectors: list[np.ndarray] = []
+        self._stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+        self._run = uuid.uuid4().hex[:12]
+        self._parts = 0
+
+    def add(self, sources: Sequence[str | None], labels: Sequence[str | None], kinds: Sequence[str], hashes: Sequence[str],
+            vectors: np.ndarray) -> None:
+        vectors = np.asarray(vectors, dtype=np.float32).reshape(len(hashes), -1)
+        if vectors.shape[1] != self.info.dim:
+            raise CotembedError(f"{self.directory}: vectors of {vectors.shape[1]} values for a dataset of dim {self.info.dim}")
+        self._rows["source"].extend(sources)
+        self._rows["label"].extend(labels)
+        self._rows["kind"].extend(kinds)
+        self._rows["content_hash"].extend(hashes)
+        self._rows["model_key"].extend([self.info.model_key] * len(hashes))
+        self._vectors.append(vectors)
+        self.done.update(hashes)
+        while len(self._rows["content_hash"]) >= self.part_rows:
+            self._write(self.part_rows)
+
+    def flush(self) -> None:
+        """Write every pending row (the last part may be short)."""
+        if self._rows["content_hash"]:
+            self._write(len(self._rows["content_hash"]))
+
+    def _write(self, n: int) -> None:
+        """The first ``n`` pending rows as one part file, atomically (written hidden, then renamed)."""
+        pa = require_pyarrow()
+        import pyarrow.parquet as pq
+
+        vectors = np.concatenate(self._vectors)
+        embedding = pa.FixedSizeListArray.from_arrays(pa.array(vectors[:n].reshape(-1), type=pa.float32()), self.info.dim)
+        arrays = [pa.array(self._rows[c][:n], type=pa.string()) for c in COLUMNS if c != "embedding"] + [embedding]
+        table = pa.Table.from_arrays(arrays, schema=_schema(self.info.dim))
+        name = f"part-{self._stamp}-{self._run}-{self._parts:05d}.parquet"  # unique per writer: never replaces a part
+        tmp = self.directory / f".{name}.tmp"
+        # Vectors uncompressed and without dictionary: float32 embeddings do not compress, and
+        # skipping both doubles read speed; the repetitive text columns keep a dictionary.
+        pq.write_table(table, tmp, compression="none", use_dictionary=["label", "kind", "model_key"])
+        os.replace(tmp, self.directory / name)
+        self._parts += 1
+        self.n_written += n
+        self._rows = {c: values[n:] for c, values in self._rows.items()}
+        self._vectors = [vectors[n:]] if n < len(vectors) else []
+
+    def close(self) -> None:
+        self.flush()
+
+    def __enter__(self) -> "EmbeddingWriter":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()  # finished rows are kept even when the run fails
+
+
+@dataclass
+class EmbeddingBatch:
+    """One streamed slice of a dataset: usable rows and the rows left out (by source)."""
+
+    sources: list[str]
+    labels: list[str | None]
+    hashes: list[str]
+    embeddings: np.ndarray
+    errors: list["SampleError"]
+    kinds: list[str]
+
+
+def iter_batches(directory: str | Path, model_key: str | None = None, batch_rows: int = READ_BATCH_ROWS,
+                 columns: Sequence[str] = COLUMNS) -> Iterator[EmbeddingBatch]:
+    """Stream the dataset in record batches of at most ``batch_rows`` rows.
+
+    Memory is bounded by the batch: vectors are a zero-copy view of Arrow's buffer.
+    Rows with a vector of the wrong length, a non-finite value or another model key are
+    left out and reported as errors by source; a dataset of another model is refused.
+    ``columns``: the text columns to return besides the vectors (fewer is faster; the
+    others come back as empty lists).
+    """
+    import pyarrow.parquet as pq
+
+    require_pyarrow()
+    info = read_info(directory)
+    if info is None:
+        raise InputError(f"--embeddings {directory}: no {METADATA_FILE} (write one with `cotembed embed DATA --out DIR`)")
+    check_model(info, directory, model_key)
+    files = part_files(directory)
+    if not files:
+        raise InputError(f"--embeddings {directory}: no Parquet files")
+    for path in files:
+        try:
+            reader = pq.ParquetFile(path)
+        except Exception as exc:  # pyarrow raises ArrowInvalid / OSError for a damaged file
+            raise InputError(f"--embeddings {path}: not a readable Parquet file ({exc})") from exc
+        names = reader.schema_arrow.names
+        if "embedding" not in names:
+            raise InputError(f"--embeddings {path}: no embedding column")
+        present = [c for c in COLUMNS if c in names and (c in columns or c in ("embedding", "model_key", "source"))]
+        for record in reader.iter_batches(batch_size=batch_rows, columns=present):
+            yield _decode(record, info, path, columns)
+
+
+def _texts(record: Any, name: str, wanted: Sequence[str]) -> list[Any]:
+    if name in wanted and name in record.schema.names:
+        return record.column(name).to_pylist()
+    return []
+
+
+def _decode(record: Any, info: DatasetInfo, path: Path, wanted: Sequence[str]) -> EmbeddingBatch:
+    """One record batch -> vectors and the text columns asked for; bad rows dropped and named."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from cotembed.pipeline import SampleError
+
+    n = record.num_rows
+    names = record.schema.names
+    column = record.column("embedding")
+    problems: dict[int, str] = {}
+    if pa.types.is_fixed_size_list(column.type) and column.type.list_size == info.dim and column.null_count == 0:
+        vectors = column.values.to_numpy(zero_copy_only=False).reshape(n, info.dim)
+    else:  # a variable-length or other-dim column: check row by row
+        vectors = np.zeros((n, info.dim), dtype=np.float32)
+        for row, value in enumerate(column.to_pylist()):
+            if value is None or len(value) != info.dim:
+                problems[row] = f"{path.name}: vector has {0 if value is None else len(value)} values, expected {info.dim}"
+            else:
+                vectors[row] = np.asarray([np.nan if v is None else v for v in value], dtype=np.float32)
+    vectors = np.asarray(vectors, dtype=np.float32)
+    finite = np.isfinite(vectors).all(axis=1)
+    if not finite.all():
+        for bad in np.flatnonzero(~finite):
+            problems.setdefault(int(bad), f"{path.name}: vector has NaN or infinite values")
+    if "model_key" in names:
+        same = pc.fill_null(pc.equal(record.column("model_key"), info.model_key), False)
+        if not pc.all(same).as_py():
+            keys = record.column("model_key").to_pylist()
+            for other in np.flatnonzero(~np.asarray(same.to_numpy(zero_copy_only=False), dtype=bool)):
+                problems.setdefault(int(other), f"{path.name}: row of model {keys[other]!r}, dataset of {info.model_key!r}")
+    hashes = _texts(record, "content_hash", (*wanted, "content_hash") if problems else wanted)
+    raw_sources = record.column("source").to_pylist() if ("source" in wanted or problems) and "source" in names else []
+
+    def source(row: int) -> str:
+        found = raw_sources[row] if raw_sources else None
+        return found if found is not None else f"{path.name}:{hashes[row] if hashes else row}"
+
+    sources = [source(i) for i in range(n)] if "source" in wanted else []
+    labels = _texts(record, "label", wanted)
+    kinds = [k or "image" for k in _texts(record, "kind", wanted)]
+    errors = [SampleError(source(row), why) for row, why in sorted(problems.items())]
+    if problems:
+        keep = np.ones(n, dtype=bool)
+        keep[list(problems)] = False
+        rows = np.flatnonzero(keep)
+
+        def pick(values: list[Any]) -> list[Any]:
+            return [values[i] for i in rows] if values else values
+
+        return EmbeddingBatch(pick(sources), pick(labels), pick(hashes) if "content_hash" in wanted else [], vectors[rows], errors, pick(kinds))
+    return EmbeddingBatch(sources, labels, hashes, vectors, errors, kinds)
+
+
+def read_embedding_set(directory: str | Path, model_key: str | None = None) -> "EmbeddingSet":
+    """The whole dataset as an :class:`~cotembed.embeddings.EmbeddingSet` (unit vectors), bad rows as errors."""
+    from cotembed.embeddings import EmbeddingSet
+    from cotembed.scoring.functions import l2_normalize
+
+    info = read_info(directory)
+    chunks: list[np.ndarray] = []
+    sources: list[str] = []
+    labels: list[str | None] = []
+    errors: list[Any] = []
+    for batch in iter_batches(directory, model_key):
+        sources.extend(batch.sources)
+        labels.extend(batch.labels)
+        errors.extend(batch.errors)
+        chunks.append(batch.embeddings)
+    assert info is not None  # iter_batches refused a folder without one
+    embeddings = l2_normalize(np.concatenate(chunks)) if chunks else np.zeros((0, info.dim), dtype=np.float32)
+    return EmbeddingSet(embeddings=embeddings, sources=sources, labels=labels, model_key=info.model_key, errors=errors)
+
+
+def read_info_or_fail(directory: str | Path) -> DatasetInfo:
+    info = read_info(directory)
+    if info is None:
+        raise InputError(f"--embeddings {directory}: no {METADATA_FILE} (write one with `cotembed embed DATA --out DIR`)")
+    return info
+
+
+# ------------------------------------------------------------ SQLite cache <-> Parquet
+def export_cache(cache: Any, directory: str | Path, model_key: str, kind: str | None = None) -> int:
+    """Copy a model's vectors from the SQLite cache into a dataset (as stored).
+
+    Rows carry the content hash as key; source and label are unknown to the cache.
+    Returns the rows written (hashes the dataset already holds are skipped).
+    """
+    writer: EmbeddingWriter | None = None
+    try:
+        for row_kind, key, vector in cache.iter_vectors(model_key, kind):
+            if writer is None:
+                writer = EmbeddingWriter(directory, model_key, len(vector))
+            if key in writer.done:
+                continue
+            writer.add([None], [None], [row_kind], [key], vector[None, :])
+    finally:
+        if writer is not None:
+            writer.close()
+    if writer is None:
+        raise InputError(f"cache {getattr(cache, 'path', '')}: no embeddings of model {model_key!r}")
+    return writer.n_written
+
+
+def import_cache(cache: Any, directory: str | Path, batch_rows: int = 4096) -> tuple[int, list["SampleError"]]:
+    """Copy a dataset's vectors into the SQLite cache under its model key; returns (rows, rows skipped)."""
+    info = read_info_or_fail(directory)
+    n = 0
+    errors: list[Any] = []
+    for batch in iter_batches(directory, batch_rows=batch_rows):
+        errors.extend(batch.errors)
+        by_kind: dict[str, dict[str, np.ndarray]] = {}
+        for h, vec, kind in zip(batch.hashes, batch.embeddings, batch.kinds):
+            by_kind.setdefault(kind, {})[h] = np.array(vec)
+        for kind, items in by_kind.items():
+            cache.put_many(info.model_key, kind, items)
+        n += len(batch.hashes)
+    return n, errors

@@ -1,0 +1,158 @@
+"""Embeddings as a Parquet dataset: `cotembed embed`, --embeddings DIR, cache export/import."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from support import COLOUR_SYSTEM, make_image, make_image_folder, run_cli
+
+pa = pytest.importorskip("pyarrow")
+pq = pytest.importorskip("pyarrow.parquet")
+
+from cotembed.parquet import METADATA_FILE, iter_batches, part_files, read_embedding_set, read_info  # noqa: E402
+
+
+@pytest.fixture
+def colour_data(tmp_path: Path) -> tuple[Path, Path]:
+    system = tmp_path / "system.yaml"
+    system.write_text(yaml.safe_dump(COLOUR_SYSTEM), encoding="utf-8")
+    return make_image_folder(tmp_path / "data", per_class=3), system
+
+
+def _embed(capsys, data, out, model, cache, *extra):
+    return run_cli(capsys, "embed", data, "--model", model, "--out", out, "--cache", cache, "-q", "--format", "json", *extra)
+
+
+def test_embed_writes_a_dataset_with_metadata_and_resumes(capsys, tmp_path, colour_model, colour_data):
+    data, _ = colour_data
+    out, cache = tmp_path / "emb", tmp_path / "cache.sqlite"
+    code, stdout, _ = _embed(capsys, data, out, colour_model, cache)
+    assert code == 0
+    assert json.loads(stdout)["written"] == 12
+    info = json.loads((out / METADATA_FILE).read_text())
+    assert info["model_key"] == "test:colour" and info["dim"] == 8 and info["cotembed_version"] and info["created"]
+    table = pq.read_table(part_files(out))
+    assert table.num_rows == 12
+    vector_type = table.schema.field("embedding").type
+    assert pa.types.is_fixed_size_list(vector_type) and vector_type.list_size == 8 and vector_type.value_type == pa.float32()
+    assert set(table.column("label").to_pylist()) == {f"{c}-thing" for c in ("red", "green", "blue", "yellow")}
+    assert len(set(table.column("content_hash").to_pylist())) == 12
+
+    make_image(data / "red-thing" / "new.png", "red", seed=99)  # one more input: only it is embedded on the rerun
+    parts_before = {p.name: p.stat().st_size for p in part_files(out)}
+    code, stdout, _ = _embed(capsys, data, out, colour_model, cache)
+    payload = json.loads(stdout)
+    assert code == 0 and payload["skipped_existing"] == 12 and payload["written"] == 1
+    assert read_embedding_set(out).embeddings.shape == (13, 8)
+    assert all((out / name).stat().st_size == size for name, size in parts_before.items())  # earlier parts untouched
+
+
+def test_eval_and_classify_from_embeddings_match_the_data_path(capsys, tmp_path, colour_model, colour_data):
+    data, system = colour_data
+    out, cache = tmp_path / "emb", tmp_path / "cache.sqlite"
+    assert _embed(capsys, data, out, colour_model, cache)[0] == 0
+    code, from_data, _ = run_cli(capsys, "eval", system, data, "--model", colour_model, "--cache", cache, "-q", "--format", "json")
+    assert code == 0
+    code, from_store, _ = run_cli(capsys, "eval", system, "--embeddings", out, "--cache", cache, "-q", "--format", "json")
+    assert code == 0
+    a, b = json.loads(from_data), json.loads(from_store)
+    for method in a["methods"]:
+        assert b["methods"][method]["acc1"] == a["methods"][method]["acc1"]
+        assert b["methods"][method]["correct"] == a["methods"][method]["correct"]
+    code, stdout, _ = run_cli(capsys, "classify", system, "--embeddings", out, "--model", colour_model, "--cache", cache, "-q", "--format", "json")
+    code2, stdout2, _ = run_cli(capsys, "classify", system, data, "--model", colour_model, "--cache", cache, "-q", "--format", "json")
+    assert code == code2 == 0
+    stored = {p["input"]: (p["prediction"], p["score"]) for p in json.loads(stdout)["predictions"]}
+    direct = {p["input"]: (p["prediction"], p["score"]) for p in json.loads(stdout2)["predictions"]}
+    assert stored == direct
+
+
+def test_embeddings_of_another_model_are_refused(capsys, tmp_path, colour_model, colour_data):
+    data, system = colour_data
+    out, cache = tmp_path / "emb", tmp_path / "cache.sqlite"
+    assert _embed(capsys, data, out, colour_model, cache)[0] == 0
+    code, _, err = run_cli(capsys, "eval", system, "--embeddings", out, "--model", "critters", "--cache", cache, "-q")
+    assert code == 2
+    assert "test:colour" in err and "critters:" in err
+    code, _, err = run_cli(capsys, "embed", data, "--model", "critters", "--out", out, "--cache", cache, "-q")
+    assert code == 2 and "test:colour" in err
+
+
+def test_data_and_embeddings_are_exclusive(capsys, tmp_path, colour_model, colour_data):
+    data, system = colour_data
+    code, _, err = run_cli(capsys, "eval", system, "--model", colour_model)
+    assert code == 2 and "--embeddings" in err
+    code, _, err = run_cli(capsys, "classify", system, data, "--embeddings", tmp_path, "--model", colour_model)
+    assert code == 2 and "not both" in err
+
+
+def _write_bad_part(out: Path, dim: int) -> None:
+    """A part file as another tool might write it: a variable-length vector column with a short and a NaN row."""
+    good = [0.1] * dim
+    table = pa.table({
+        "source": ["ok.png", "short.png", "nan.png"],
+        "label": ["red-thing", "red-thing", "red-thing"],
+        "kind": ["image"] * 3,
+        "content_hash": ["h1", "h2", "h3"],
+        "model_key": ["test:colour"] * 3,
+        "embedding": pa.array([good, good[:-1], [float("nan")] + good[1:]], type=pa.list_(pa.float32())),
+    })
+    pq.write_table(table, out / "part-zz-extra.parquet")
+
+
+def test_wrong_length_and_nan_rows_are_reported_by_source_and_skipped(capsys, tmp_path, colour_model, colour_data):
+    data, system = colour_data
+    out, cache = tmp_path / "emb", tmp_path / "cache.sqlite"
+    assert _embed(capsys, data, out, colour_model, cache)[0] == 0
+    _write_bad_part(out, 8)
+    stored = read_embedding_set(out)
+    assert len(stored) == 13
+    assert {e.source for e in stored.errors} == {"short.png", "nan.png"}
+    assert np.isfinite(stored.embeddings).all()
+    code, stdout, _ = run_cli(capsys, "eval", system, "--embeddings", out, "--cache", cache, "-q", "--format", "json")
+    payload = json.loads(stdout)
+    assert code == 1  # the run finishes; the unusable rows make it a partial result
+    assert {e["input"] for e in payload["errors"]} == {"short.png", "nan.png"}
+    assert payload["n_inputs"] == 13
+
+
+def test_streaming_reads_are_bounded_by_the_batch(tmp_path, colour_model, capsys, colour_data):
+    data, _ = colour_data
+    out = tmp_path / "emb"
+    assert _embed(capsys, data, out, colour_model, tmp_path / "c.sqlite", "--part-rows", "5")[0] == 0
+    assert len(part_files(out)) == 3  # 5 + 5 + 2 rows
+    sizes = [len(b.sources) for b in iter_batches(out, batch_rows=2)]
+    assert max(sizes) == 2 and sum(sizes) == 12
+
+
+def test_cache_export_and_import_round_trip(capsys, tmp_path, colour_model, colour_data):
+    from cotembed.cache import EmbeddingCache
+
+    data, _ = colour_data
+    cache, out = tmp_path / "cache.sqlite", tmp_path / "exported"
+    assert _embed(capsys, data, tmp_path / "emb", colour_model, cache)[0] == 0
+    code, stdout, _ = run_cli(capsys, "cache", "export", "--model", colour_model, "--out", out, "--cache", cache, "--format", "json")
+    assert code == 0 and json.loads(stdout)["written"] == 12
+    assert read_info(out).model_key == "test:colour"
+    fresh = tmp_path / "fresh.sqlite"
+    code, stdout, _ = run_cli(capsys, "cache", "import", out, "--cache", fresh, "--format", "json")
+    assert code == 0 and json.loads(stdout)["imported"] == 12
+    with EmbeddingCache(cache) as a, EmbeddingCache(fresh) as b:
+        original = {k: v for _, k, v in a.iter_vectors("test:colour", "image")}
+        copied = {k: v for _, k, v in b.iter_vectors("test:colour", "image")}
+    assert original.keys() == copied.keys()
+    assert all(np.array_equal(original[k], copied[k]) for k in original)
+    # a second export adds nothing: every hash is already there
+    code, stdout, _ = run_cli(capsys, "cache", "export", "--model", colour_model, "--out", out, "--cache", cache, "--format", "json")
+    assert json.loads(stdout)["written"] == 0
+
+
+def test_missing_folder_is_a_clear_input_error(capsys, tmp_path, colour_data):
+    _, system = colour_data
+    code, _, err = run_cli(capsys, "eval", system, "--embeddings", tmp_path / "nothing")
+    assert code == 2 and METADATA_FILE in err
