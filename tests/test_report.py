@@ -19,11 +19,11 @@ from PIL import Image
 
 from cotembed.classifier import CoTClassifier
 from cotembed.cli import main
-from cotembed.curve import accuracy_curve
+from cotembed.evaluation.curve import accuracy_curve
 from cotembed.data import collect_samples, text_samples
 from cotembed.errors import InputError
-from cotembed.evaluate import evaluate
-from cotembed.misclassified import misclassified_examples
+from cotembed.evaluation.evaluate import evaluate
+from cotembed.evaluation.misclassified import misclassified_examples
 from cotembed.reporting.html import (
     SORT_JS,
     heatmap_classes,

@@ -30,8 +30,8 @@ import time
 from typing import Any, Callable, Iterator, Sequence
 
 from cotembed.errors import InputError, MissingDependencyError, SystemValidationError
-from cotembed.optimize.llm_proposers import describe_diagnostics, system_json
-from cotembed.optimize.objective import Objective, Score
+from cotembed.optimize.llm_proposers import describe_diagnostics, system_json, training_diagnostics
+from cotembed.evaluation.objective import Objective, Score
 from cotembed.optimize.search import SearchResult, SearchSettings, _better, _selection_key
 from cotembed.scoring.threads import single_blas_thread
 from cotembed.system import GROUP_KEYS, RULE_KEYS, System, parse_system_text
@@ -163,7 +163,7 @@ class Tracker:
         """What the LM is told about a proposal: its problems, or how the model answers it (training rows only)."""
         if system is None:
             return "The proposal is not a valid system:\n" + "\n".join(f"- {p}" for p in problems)
-        return describe_diagnostics(self.objective.diagnostics(system))
+        return describe_diagnostics(training_diagnostics(self.objective, system))
 
     def result(self, stop_reason: str, rounds: int, settings: dict[str, Any], llm_requests: int = 0) -> SearchResult:
         seconds = time.perf_counter() - self.started

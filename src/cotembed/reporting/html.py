@@ -36,8 +36,8 @@ from cotembed import __version__
 from cotembed._io import atomic_write
 from cotembed.embeddings import EmbeddingSet
 from cotembed.errors import InputError
-from cotembed.evaluate import EvalReport
-from cotembed.misclassified import DEFAULT_MAX_PER_METHOD, misclassified_examples
+from cotembed.evaluation.evaluate import EvalReport
+from cotembed.evaluation.misclassified import DEFAULT_MAX_PER_METHOD, misclassified_examples
 from cotembed.scoring import Scorer, get_method
 
 DEFAULT_THUMB_PX = 96
