@@ -19,9 +19,9 @@ from PIL import Image
 
 from cotembed.classifier import CoTClassifier
 from cotembed.cli import main
-from cotembed.evaluation.curve import accuracy_curve
 from cotembed.data import collect_samples, text_samples
 from cotembed.errors import InputError
+from cotembed.evaluation.curve import accuracy_curve
 from cotembed.evaluation.evaluate import evaluate
 from cotembed.evaluation.misclassified import misclassified_examples
 from cotembed.reporting.html import (

@@ -25,8 +25,8 @@ from cotembed.errors import CotembedError, InputError
 
 def cmd_curve(args: argparse.Namespace) -> int:
     from cotembed.classifier import CoTClassifier
-    from cotembed.evaluation.curve import accuracy_curve
     from cotembed.data import collect_samples, resolve_labels
+    from cotembed.evaluation.curve import accuracy_curve
     from cotembed.reporting.plots import plot_curve
     from cotembed.reporting.text import curve_table
 

@@ -30,8 +30,8 @@ import time
 from typing import Any, Callable, Iterator, Sequence
 
 from cotembed.errors import InputError, MissingDependencyError, SystemValidationError
-from cotembed.optimize.llm_proposers import describe_diagnostics, system_json, training_diagnostics
 from cotembed.evaluation.objective import Objective, Score
+from cotembed.optimize.llm_proposers import describe_diagnostics, system_json, training_diagnostics
 from cotembed.optimize.search import SearchResult, SearchSettings, _better, _selection_key
 from cotembed.scoring.threads import single_blas_thread
 from cotembed.system import GROUP_KEYS, RULE_KEYS, System, parse_system_text
