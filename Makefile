@@ -68,6 +68,7 @@ test: $(STAMP) splits
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 benchmarks: $(STAMP) splits
 	$(BIN)/python benchmarks/run_all.py
