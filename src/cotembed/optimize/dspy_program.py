@@ -114,7 +114,8 @@ class Tracker:
 
     def parse(self, text: str) -> tuple[System | None, list[str]]:
         """A proposed system (YAML or JSON text as it is, or fenced or embedded in prose) checked against the classes."""
-        from cotembed.authoring.drafting import DraftParseError, extract_system, review_draft
+        from cotembed.authoring.drafting import extract_system, review_draft
+        from cotembed.errors import DraftParseError
 
         try:
             data = parse_system_text(str(text), "proposed system")

@@ -97,7 +97,7 @@ def wording_messages(system: System, diagnostics: Mapping[str, Any], groups: Seq
 
 def _ask(ctx: ProposalContext, proposer: str, messages: list[dict[str, str]]) -> str | None:
     """One request within the budget; LLM failures become history notes (unavailable: LLM proposals end)."""
-    from cotembed.authoring.llm import LLMError, LLMSettingsError, LLMUnavailable
+    from cotembed.errors import LLMError, LLMSettingsError, LLMUnavailable
 
     if ctx.llm is None or not ctx.llm_budget.take():
         return None
@@ -136,7 +136,8 @@ class LLMWordings(_LLMProposer):
     description = "an LLM proposes other wordings for the options of the weakest questions (added to the vocabulary)"
 
     def propose(self, ctx: ProposalContext) -> list[Edit]:
-        from cotembed.authoring.drafting import DraftParseError, extract_system
+        from cotembed.authoring.drafting import extract_system
+        from cotembed.errors import DraftParseError
 
         if not self.due(ctx):
             return []
@@ -175,7 +176,8 @@ class LLMSystem(_LLMProposer):
     description = "an LLM sees the system and its diagnostics and proposes a revised system"
 
     def propose(self, ctx: ProposalContext) -> list[Edit]:
-        from cotembed.authoring.drafting import DraftParseError, extract_system, refused_answer, repair_message, review_draft
+        from cotembed.authoring.drafting import extract_system, refused_answer, repair_message, review_draft
+        from cotembed.errors import DraftParseError
 
         if not self.due(ctx):
             return []
