@@ -23,10 +23,10 @@ from cotembed.data import collect_samples, text_samples
 from cotembed.errors import InputError
 from cotembed.evaluation.curve import accuracy_curve
 from cotembed.evaluation.evaluate import evaluate
+from cotembed.evaluation.figures import heatmap_classes
 from cotembed.evaluation.misclassified import misclassified_examples
 from cotembed.reporting.html import (
     SORT_JS,
-    heatmap_classes,
     heatmap_svg,
     load_curve,
     render_report,
