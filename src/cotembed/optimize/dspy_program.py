@@ -143,7 +143,7 @@ class Tracker:
         if known is not None:
             return known
         if self.max_candidates is not None and self.n_candidates >= self.max_candidates:
-            raise BudgetSpent
+            raise _BudgetSpent
         score = self.objective.score(system)
         self.scores[system.fingerprint] = score
         self.n_candidates += 1
@@ -175,7 +175,7 @@ class Tracker:
                             self.history, stop_reason, rounds, self.n_candidates, seconds, llm_requests=llm_requests, settings=settings)
 
 
-class BudgetSpent(Exception):
+class _BudgetSpent(Exception):
     """The candidate budget is spent: the optimiser's run ends with what it found."""
 
 
@@ -321,7 +321,7 @@ def run_dspy(start: System, objective: Objective, llm: Any, *, settings: SearchS
                     if stale >= s.patience:
                         stop = "plateau"
                         break
-        except BudgetSpent:
+        except _BudgetSpent:
             stop = "max-candidates"
         except KeyboardInterrupt:
             stop = "interrupted"
@@ -381,7 +381,7 @@ def run_gepa(start: System, objective: Objective, llm: Any, *, settings: SearchS
             tracker.round += 1
             try:
                 score, system, problems = tracker.propose(candidate, "gepa")
-            except BudgetSpent:
+            except _BudgetSpent:
                 return 0.0, {"problems": "the candidate budget is spent"}
             if score is None:
                 return 0.0, {"problems": "\n".join(problems)}
