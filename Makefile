@@ -93,6 +93,7 @@ test-ray: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 benchmarks: $(STAMP) splits
 	$(BIN)/python benchmarks/run_all.py

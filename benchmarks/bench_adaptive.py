@@ -33,7 +33,7 @@ from cotembed.classifier import CoTClassifier
 from cotembed.critters.species import generate_split
 from cotembed.data import collect_samples, resolve_labels
 from cotembed.encoders import load_encoder
-from cotembed.evaluate import evaluate
+from cotembed.evaluation.evaluate import evaluate
 from cotembed.reporting.text import table
 from cotembed.scoring import Scorer, ScoringConfig
 from cotembed.scoring.adaptive import DEFAULT_CONFIDENCE

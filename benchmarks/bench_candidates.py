@@ -23,7 +23,7 @@ from cotembed import EmbeddingSet, System, load_encoder
 from cotembed.critters.species import generate_split
 from cotembed.data import collect_samples
 from cotembed.embeddings import PromptBank
-from cotembed.evaluate import evaluate
+from cotembed.evaluation.evaluate import evaluate
 from cotembed.scoring import Scorer, ScoringConfig
 from cotembed.scoring.threads import single_blas_thread
 

@@ -26,7 +26,7 @@ import numpy as np
 from cotembed.classifier import CoTClassifier
 from cotembed.data import collect_samples, resolve_labels
 from cotembed.encoders import load_encoder
-from cotembed.evaluate import EvalReport
+from cotembed.evaluation.evaluate import EvalReport
 from cotembed.reporting.comparison import comparison_table
 from cotembed.system import System
 from cotembed_experiments.datasets import build, get_task

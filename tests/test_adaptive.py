@@ -21,7 +21,7 @@ from cotembed.adaptive import (
     trace,
 )
 from cotembed.errors import InputError
-from cotembed.evaluate import evaluate
+from cotembed.evaluation.evaluate import evaluate
 from cotembed.scoring import Scorer, ScoringConfig, get_method
 from cotembed.system import System
 from support import make_image_folder

@@ -15,7 +15,6 @@ import yaml
 from cotembed.authoring.build import (
     BuildRequest,
     ClassList,
-    DraftParseError,
     build_system,
     draft_messages,
     extract_system,
@@ -25,20 +24,9 @@ from cotembed.authoring.build import (
     review_draft,
     write_system,
 )
-from cotembed.authoring.llm import (
-    ENV_API_KEYS,
-    ENV_BASE_URL,
-    ENV_MODEL,
-    ChatClient,
-    LLMBadResponse,
-    LLMEmptyAnswer,
-    LLMRefusal,
-    LLMSettings,
-    LLMSettingsError,
-    LLMUnavailable,
-)
+from cotembed.authoring.llm import ENV_API_KEYS, ENV_BASE_URL, ENV_MODEL, ChatClient, LLMSettings
 from cotembed.cli.main import main
-from cotembed.errors import InputError, SystemValidationError
+from cotembed.errors import DraftParseError, InputError, LLMBadResponse, LLMEmptyAnswer, LLMRefusal, LLMSettingsError, LLMUnavailable, SystemValidationError
 from cotembed.http import RetryPolicy
 from cotembed.system import System
 from llm_server import PROXY_VARS, ScriptedChatServer, error, raw, reply

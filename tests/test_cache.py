@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cotembed.cache import CacheCorruptError, EmbeddingCache, NoCache, open_cache
+from cotembed.cache import EmbeddingCache, NoCache, open_cache
+from cotembed.errors import CacheCorruptError
 
 PAGE = 4096
 

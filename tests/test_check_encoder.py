@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from cotembed.encoders import load_encoder
-from cotembed.testing import ENCODER_CHECKS, EncoderCheckError, check_encoder, sample_images
+from cotembed.errors import EncoderCheckError
+from cotembed.testing import ENCODER_CHECKS, check_encoder, sample_images
 from support import ColourEncoder
 
 

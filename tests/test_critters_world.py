@@ -13,16 +13,9 @@ from PIL import Image
 from cotembed.cli import main
 from cotembed.critters import caption, render
 from cotembed.critters.captions import N_TEMPLATES, allowed_words, caption_words
-from cotembed.critters.species import (
-    SpeciesFileError,
-    generate_split,
-    image_seed,
-    load_species,
-    system_from_species,
-    validate_species,
-)
+from cotembed.critters.species import generate_split, image_seed, load_species, system_from_species, validate_species
 from cotembed.critters.world import ATTRIBUTE_NAMES, VOCABULARY
-from cotembed.errors import InputError
+from cotembed.errors import InputError, SpeciesFileError
 from cotembed.system import System
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "critters"

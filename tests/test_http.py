@@ -10,8 +10,8 @@ from typing import Any, Callable
 import httpx
 import pytest
 
-from cotembed.errors import InputError
-from cotembed.http import RetryError, RetryPolicy, is_retryable_status, response_detail, retry_after_s, send_with_retries
+from cotembed.errors import InputError, RetryError
+from cotembed.http import RetryPolicy, is_retryable_status, response_detail, retry_after_s, send_with_retries
 
 
 class Clock:
@@ -153,7 +153,8 @@ def test_the_llm_timeout_is_a_total_per_attempt(monkeypatch: pytest.MonkeyPatch)
     from tests.llm_server import PROXY_VARS
     from tests.trickle_server import TrickleServer
 
-    from cotembed.authoring.llm import ChatClient, LLMSettings, LLMUnavailable
+    from cotembed.authoring.llm import ChatClient, LLMSettings
+    from cotembed.errors import LLMUnavailable
 
     for var in PROXY_VARS:
         monkeypatch.delenv(var, raising=False)

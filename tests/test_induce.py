@@ -11,9 +11,9 @@ import pytest
 import yaml
 
 from cotembed import EmbeddingSet, PromptBank, Scorer, ScoringConfig, System, encoders, evaluate
-from cotembed.authoring.induce import NotFittedError, RuleInducer, draw_examples, write_system
+from cotembed.authoring.induce import RuleInducer, draw_examples, write_system
 from cotembed.data import collect_samples
-from cotembed.errors import InputError, UnknownLabelError
+from cotembed.errors import InputError, NotFittedError, UnknownLabelError
 from support import COLOUR_SYSTEM, COLOURS, make_image, make_image_folder
 from support import run_cli as run
 

@@ -339,6 +339,23 @@ def test_llm_revision_is_validated_repaired_and_scored(world, no_proxy):
     assert row["edit"]["kind"] == "replace-system" and row["new_best"]
 
 
+def test_llm_revision_retry_does_not_echo_a_runaway_unreadable_answer(world, no_proxy):
+    from cotembed.authoring.drafting import ECHO_LIMIT
+
+    start, _ = disguised(world["true"])
+    runaway = "I cannot say. " + "blah " * 40_000 + "THE-END"
+    objective = Objective(world["train"], hashed_embed, 100.0)
+    with ScriptedChatServer([reply(runaway), reply("```json\n" + json.dumps(world["true"].to_dict()) + "\n```")]) as server:
+        with ChatClient(LLMSettings(base_url=server.base_url, model="m", retry=FAST_RETRY)) as client:
+            result = Search(objective, SearchSettings(proposers=("llm-system",), llm_requests=2, max_rounds=3), llm=client).run(start)
+        retry = server.requests[1].messages
+    echoed = next(m["content"] for m in retry if m["role"] == "assistant")
+    assert len(echoed) < ECHO_LIMIT < len(runaway)
+    assert "200,021 characters" in echoed and echoed.rstrip("]").count("THE-END") == 1 and "It was refused" in echoed
+    assert "could not be read as a system" in retry[-1]["content"]
+    assert result.best == world["true"]
+
+
 def test_llm_wordings_join_the_vocabulary_and_an_unavailable_llm_ends_llm_proposals(world, no_proxy):
     start, _ = disguised(world["true"])
     g0 = start.groups[0]

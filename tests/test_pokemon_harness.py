@@ -15,7 +15,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from cotembed.cli.main import main
-from cotembed.errors import InputError
+from cotembed.errors import HarnessDependencyError, InputError
 from cotembed.http import RetryPolicy
 from cotembed.pokemon import (
     ARTICLE_ACC1,
@@ -30,7 +30,6 @@ from cotembed.pokemon import (
     draw_test_set,
     load_table,
 )
-from cotembed.pokemon.cards import HarnessDependencyError
 from cotembed.system import System
 
 datasets = pytest.importorskip("datasets")

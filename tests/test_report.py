@@ -19,14 +19,15 @@ from PIL import Image
 
 from cotembed.classifier import CoTClassifier
 from cotembed.cli import main
-from cotembed.curve import accuracy_curve
 from cotembed.data import collect_samples, text_samples
+from cotembed.embeddings import EmbeddingSet
 from cotembed.errors import InputError
-from cotembed.evaluate import evaluate
-from cotembed.misclassified import misclassified_examples
+from cotembed.evaluation.curve import accuracy_curve
+from cotembed.evaluation.evaluate import evaluate
+from cotembed.evaluation.figures import heatmap_classes, question_chance
+from cotembed.evaluation.misclassified import misclassified_examples
 from cotembed.reporting.html import (
     SORT_JS,
-    heatmap_classes,
     heatmap_svg,
     load_curve,
     render_report,
@@ -240,6 +241,15 @@ def test_heatmap_draws_every_class_up_to_the_limit_and_the_most_confused_beyond(
     big[100, 3] = 4
     keep = heatmap_classes(big, limit=60, focus=40)
     assert len(keep) == 40 and {3, 7, 100, 250} <= set(keep.tolist()) and list(keep) == sorted(keep)
+
+
+def test_question_chance_is_the_share_of_answers_a_class_accepts_weighted_by_its_inputs():
+    system = System.from_dict({"groups": {"colour": {"prompt": "{}", "options": ["red", "blue"]},
+                                          "size": {"prompt": "{}", "options": ["small", "big", "huge", "tiny"]}},
+                               "rules": {"a": {"colour": "red", "size": "small"}, "b": {"colour": ["red", "blue"], "size": ["big", "huge"]}}})
+    data = EmbeddingSet(np.zeros((4, 2), dtype=np.float32), ["1", "2", "3", "4"], ["a", "a", "a", "b"], "m")
+    chance = question_chance(system.compile(), data)
+    assert chance == pytest.approx({"colour": (3 * 0.5 + 1 * 1.0) / 4, "size": (3 * 0.25 + 1 * 0.5) / 4})
 
 
 def test_text_inputs_show_their_text_escaped(tmp_path):

@@ -95,7 +95,7 @@ def test_no_caller_branches_on_a_method_name():
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[1] / "src" / "cotembed"
-    for path in (root / "cli" / "classify.py", root / "serve" / "registry.py", root / "evaluate.py", root / "classifier.py"):
+    for path in (root / "cli" / "classify.py", root / "serve" / "registry.py", root / "evaluation" / "evaluate.py", root / "classifier.py"):
         text = path.read_text(encoding="utf-8")
         assert '== "adaptive"' not in text and "SeededMethod" not in text and "cotembed.adaptive" not in text, path
 

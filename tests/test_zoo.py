@@ -11,7 +11,7 @@ import yaml
 
 from cotembed.cli import main
 from cotembed.errors import InputError
-from cotembed.evaluate import SeededResult, evaluate
+from cotembed.evaluation.evaluate import SeededResult, evaluate
 from cotembed.reporting.text import eval_table
 from cotembed.scoring import Scorer, ScoringConfig, l2_normalize, parse_methods
 from cotembed.scoring.zoo import DEFAULT_TEMPLATES, RANDOM_WORDS, question_frame, random_prompts, random_seeds

@@ -22,7 +22,7 @@ from cotembed.errors import (
     UnknownLabelError,
     UnknownModelError,
 )
-from cotembed.evaluate import EvalReport, evaluate
+from cotembed.evaluation.evaluate import EvalReport, evaluate
 from cotembed.scoring import METHODS, Scorer, ScoringConfig, ScoringMethod, get_method
 from cotembed.system import Group, System
 

@@ -33,7 +33,7 @@ from urllib.parse import quote
 
 import numpy as np
 
-from cotembed.errors import CotembedError
+from cotembed.errors import CacheCorruptError, CotembedError
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -62,19 +62,6 @@ def content_key(data: bytes) -> str:
 
 def text_key(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-class CacheCorruptError(CotembedError):
-    """The cache file is damaged. Nothing in it is needed: move it aside and start afresh."""
-
-    def __init__(self, path: Path, detail: str):
-        self.path = path
-        self.detail = detail
-        super().__init__(
-            f"embedding cache {path} is corrupt ({detail}); rerun with --cache-recover "
-            f"(open_cache(..., recover=True)) to move it aside and start a fresh cache, "
-            f"or use --no-cache or --cache OTHER_PATH"
-        )
 
 
 class EmbeddingStore(Protocol):

@@ -21,7 +21,7 @@ from cotembed.data import Sample, text_samples
 from cotembed.embeddings import EmbeddingSet, PromptBank
 from cotembed.encoders.base import Encoder
 from cotembed.errors import InputError
-from cotembed.evaluate import EvalReport, evaluate
+from cotembed.evaluation.evaluate import EvalReport, evaluate
 from cotembed.pipeline import SampleError, stream_embeddings
 from cotembed.scoring import DEFAULT_TEMPERATURE, Scorer, ScoringConfig, ScoringMethod, method_class
 from cotembed.system import System
@@ -276,7 +276,7 @@ class CoTClassifier:
         return self.embedding_set(samples, skipped)
 
     def evaluate(self, samples: Sequence[Sample], methods: Sequence[str] | None = None, skipped: Sequence[Sample] = ()) -> EvalReport:
-        """Metrics of several methods from one encoding pass (see :func:`cotembed.evaluate.evaluate`)."""
+        """Metrics of several methods from one encoding pass (see :func:`cotembed.evaluation.evaluate.evaluate`)."""
         names = tuple(methods) if methods is not None else (self.method,)
         for name in names:
             method_class(name)

@@ -30,7 +30,7 @@ from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from typing import Any, Callable
 
-from cotembed.errors import CotembedError, InputError, MissingDependencyError
+from cotembed.errors import InputError, MissingDependencyError, RetryError
 
 RETRY_STATUSES = frozenset({408, 429})
 """Retried besides every 5xx: request timeout and rate limit."""
@@ -78,19 +78,6 @@ class RetryPolicy:
 def _finite_at_least(value: Any, low: float) -> bool:
     return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value) and value >= low
 
-
-class RetryError(CotembedError):
-    """A request that kept failing: attempts or time ran out (exit code 1).
-
-    ``attempts`` made, ``problem`` (the last failure, in words) and ``status`` (the last
-    HTTP status, or None when the last failure was a network error or timeout).
-    """
-
-    def __init__(self, message: str, *, attempts: int, problem: str, status: int | None):
-        super().__init__(message)
-        self.attempts = attempts
-        self.problem = problem
-        self.status = status
 
 
 def retry_after_s(value: str | None, now: datetime | None = None) -> float | None:

@@ -13,6 +13,8 @@ import math
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from cotembed.errors import EncoderCheckError, MethodCheckError
+
 TINY_VISION = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2, "patch_size": 8}
 TINY_TEXT = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2, "max_position_embeddings": 40}
 
@@ -59,15 +61,6 @@ def build_random_clip(target: Path, vision: dict[str, Any] = TINY_VISION, text: 
 
 
 # --- Encoder conformance suite -------------------------------------------------------
-
-
-class EncoderCheckError(AssertionError):
-    """An encoder failed a conformance check; ``check`` names which one."""
-
-    def __init__(self, check: str, model_key: str, problem: str) -> None:
-        self.check = check
-        self.model_key = model_key
-        super().__init__(f"check_encoder: {check} failed for {model_key}: {problem}")
 
 
 SAMPLE_TEXTS = (
@@ -275,15 +268,6 @@ def check_encoder(encoder: Any, *, atol: float = 1e-4, close: bool = True) -> li
 
 
 # --- Scoring-method conformance suite ------------------------------------------------
-
-
-class MethodCheckError(AssertionError):
-    """A scoring method failed a conformance check; ``check`` names which one."""
-
-    def __init__(self, check: str, method: str, problem: str) -> None:
-        self.check = check
-        self.method = method
-        super().__init__(f"check_method: {check} failed for {method}: {problem}")
 
 
 CHECK_SYSTEM: dict[str, Any] = {

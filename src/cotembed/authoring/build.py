@@ -29,7 +29,6 @@ from cotembed.authoring.drafting import (
     MAX_ANSWER_CHARS,
     MODALITIES,
     REPAIR_FINDINGS,
-    DraftParseError,
     Modality,
     Review,
     class_name_problems,
@@ -40,8 +39,8 @@ from cotembed.authoring.drafting import (
     static_findings,
     system_prompt,
 )
-from cotembed.authoring.llm import ChatModel, ChatReply, LLMError
-from cotembed.errors import CotembedError, InputError, SystemValidationError
+from cotembed.authoring.llm import ChatModel, ChatReply
+from cotembed.errors import BuildFailed, CotembedError, DraftParseError, InputError, LLMError, SystemValidationError
 from cotembed.system import RULE_KEYS, System, parse_system_text
 
 DEFAULT_ROUNDS = 3
@@ -309,16 +308,6 @@ class BuildResult:
     def rounds(self) -> int:
         """LLM calls made."""
         return len(self.exchanges)
-
-
-class BuildFailed(CotembedError):
-    """No valid system after every repair round (exit code 1); ``problems`` are the last draft's."""
-
-    def __init__(self, message: str, problems: Sequence[str], source: str, rejected: str | None = None):
-        super().__init__(message)
-        self.problems = list(problems)
-        self.source = source
-        self.rejected = rejected
 
 
 def default_description(request: BuildRequest) -> str:

@@ -19,6 +19,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Iterator, Mapping, Sequence
 
+from cotembed.errors import DraftParseError
 from cotembed.system import GROUP_KEYS, RULE_KEYS, System, SystemValidationError, parse_system_text
 
 MAX_ANSWER_CHARS = 4_000_000
@@ -80,14 +81,6 @@ def repair_message(problems: Sequence[str], findings: Sequence[str] = ()) -> str
 
 
 # ---------------------------------------------------------------------- parsing
-class DraftParseError(Exception):
-    """An answer with no readable system in it; ``reason`` says what was wrong, for the LLM and the user."""
-
-    def __init__(self, reason: str):
-        super().__init__(reason)
-        self.reason = reason
-
-
 _FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[^\n]*\n(.*?)(?:```|\Z)", re.DOTALL)
 _LITERALS = {"true": True, "false": False, "null": None, "True": True, "False": False, "None": None}
 

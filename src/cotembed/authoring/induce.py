@@ -39,15 +39,11 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from cotembed.embeddings import EmbeddingSet
-from cotembed.errors import InputError, UnknownLabelError
+from cotembed.errors import InputError, NotFittedError, UnknownLabelError
 from cotembed.scoring import DEFAULT_TEMPERATURE, Scorer, ScoringConfig, group_softmax, l2_normalize, softmax
 from cotembed.system import System
 
 EmbedTexts = Callable[[Sequence[str]], np.ndarray]
-
-
-class NotFittedError(InputError, AttributeError):
-    """The inducer was used before :meth:`RuleInducer.fit` (as scikit-learn's NotFittedError)."""
 
 
 class RuleInducer:

@@ -28,8 +28,8 @@ from typing import Any, Callable, Mapping, Protocol, Sequence
 from urllib.parse import urlsplit
 
 from cotembed import __version__
-from cotembed.errors import CotembedError, InputError, MissingDependencyError
-from cotembed.http import RetryError, RetryPolicy, deadline, response_detail, send_with_retries, total_timeout_transport
+from cotembed.errors import CotembedError, LLMBadResponse, LLMEmptyAnswer, LLMError, LLMRefusal, LLMSettingsError, LLMUnavailable, MissingDependencyError, RetryError
+from cotembed.http import RetryPolicy, deadline, response_detail, send_with_retries, total_timeout_transport
 
 ENV_BASE_URL = "COTEMBED_LLM_BASE_URL"
 ENV_MODEL = "COTEMBED_LLM_MODEL"
@@ -43,35 +43,6 @@ DEFAULT_CONNECT_TIMEOUT_S = 15.0
 DEFAULT_RETRY = RetryPolicy(max_attempts=5, backoff_s=2.0, max_delay_s=60.0, max_total_s=900.0, jitter=0.5)
 
 Message = Mapping[str, str]
-
-
-class LLMSettingsError(InputError):
-    """The LLM settings are wrong (model, URL, key): fix the flags or the environment."""
-
-
-class LLMError(CotembedError):
-    """The chat-completions service did not give a usable answer."""
-
-
-class LLMUnavailable(LLMError):
-    """Network failures, timeouts, rate limits or server errors outlasted the retries."""
-
-    def __init__(self, message: str, *, attempts: int, status: int | None):
-        super().__init__(message)
-        self.attempts = attempts
-        self.status = status
-
-
-class LLMBadResponse(LLMError):
-    """The service answered, but not with a chat completion, or rejected the request."""
-
-
-class LLMRefusal(LLMError):
-    """The model declined to answer."""
-
-
-class LLMEmptyAnswer(LLMError):
-    """The answer held no text."""
 
 
 @dataclass(frozen=True)

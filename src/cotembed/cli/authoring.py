@@ -159,17 +159,9 @@ def _logger(args: argparse.Namespace) -> Callable[[str], None]:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    from cotembed.authoring.build import (
-        BuildFailed,
-        BuildRequest,
-        build_system,
-        load_class_names,
-        provenance_header,
-        timestamp,
-        write_rejected,
-        write_system,
-    )
+    from cotembed.authoring.build import BuildRequest, build_system, load_class_names, provenance_header, timestamp, write_rejected, write_system
     from cotembed.authoring.llm import ChatClient
+    from cotembed.errors import BuildFailed
 
     if not args.classes and not args.from_system:
         raise InputError("build: give the classes (--classes PATH) or a system to revise (--from SYSTEM)")

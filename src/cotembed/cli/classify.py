@@ -311,7 +311,7 @@ def run_eval(args: argparse.Namespace, page: HtmlReport | None, metrics_output: 
         for spec in specs:
             if args.embeddings:
                 from cotembed.cli.embed import resolve_stored_labels, stored_embeddings
-                from cotembed.evaluate import evaluate
+                from cotembed.evaluation.evaluate import evaluate
 
                 stored, spec = stored_embeddings(args, res, args.model[0] if args.model else None)
                 clf = _classifier(args, res, system, spec, methods[0], methods)

@@ -93,7 +93,7 @@ def _check_counts(counts: Counter, classes: Sequence[str], k: int, where: str) -
 
 
 def _accuracies(system: Any, embed: Any, config: Any, data: Any, methods: Sequence[str]) -> dict[str, float | None]:
-    from cotembed.evaluate import evaluate
+    from cotembed.evaluation.evaluate import evaluate
     from cotembed.scoring import Scorer
 
     if data is None or not len(data):

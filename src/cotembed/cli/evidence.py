@@ -26,7 +26,7 @@ from cotembed.errors import CotembedError, InputError
 
 def cmd_curve(args: argparse.Namespace) -> int:
     from cotembed.classifier import CoTClassifier
-    from cotembed.curve import accuracy_curve
+    from cotembed.evaluation.curve import accuracy_curve
     from cotembed.reporting.plots import plot_curve
     from cotembed.reporting.text import curve_table
 
@@ -58,7 +58,7 @@ def cmd_curve(args: argparse.Namespace) -> int:
 
 
 def register(sub: Any) -> None:
-    from cotembed.curve import CURVE_METHODS, DEFAULT_MAX_SUBSETS
+    from cotembed.evaluation.curve import CURVE_METHODS, DEFAULT_MAX_SUBSETS
 
     p = sub.add_parser("curve", help="accuracy as questions are added: mean and spread over subsets of k groups, k = 1..G")
     p.add_argument("system")

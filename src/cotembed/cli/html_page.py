@@ -71,7 +71,7 @@ class HtmlReport:
 
     def evaluate(self, clf: Any, samples: Sequence[Any], methods: Sequence[str], skipped: Sequence[Any] = ()) -> Any:
         """``clf.evaluate`` that keeps the embeddings long enough to pick and explain misclassified inputs."""
-        from cotembed.evaluate import evaluate
+        from cotembed.evaluation.evaluate import evaluate
         from cotembed.reporting.html import report_section
 
         data = clf.labelled_embedding_set(samples, skipped)

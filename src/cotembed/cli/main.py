@@ -2,8 +2,9 @@
 
 Each family of verbs is one module with a ``register(subparsers)`` function; adding a
 family is one entry in ``FAMILIES``. JSON goes to stdout, progress and logs to stderr.
-Exit codes: 0 ok, 1 runtime failure (including any input that could not be used),
-2 bad input. Under ``--format json`` a failure also prints ``{"error": {...}}`` on stdout.
+Exit codes: 0 ok, else the failure's own ``exit_code`` from ``cotembed.errors`` (1 runtime
+failure, including any input that could not be used; 2 bad input; 130 interrupted).
+Under ``--format json`` a failure also prints ``{"error": {...}}`` on stdout.
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ import sys
 from typing import Any, Sequence
 
 from cotembed import __version__
-from cotembed.cli.common import EXIT_FAILURE, Parser, WriteGuard, dumps
-from cotembed.errors import CotembedError, InputError
+from cotembed.cli.common import Parser, WriteGuard, dumps
+from cotembed.errors import CotembedError, InputError, exit_code_of
 
 FAMILIES = (
     "cotembed.cli.classify",
@@ -89,13 +90,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         WriteGuard.of(args).check_declared(args)  # before any work: no output may replace an input
         return int(args.func(args))
     except CotembedError as exc:
-        return _fail(exc, exc.exit_code, as_json, f"error: {exc}")
+        return _fail(exc, exit_code_of(exc), as_json, f"error: {exc}")
     except KeyboardInterrupt as exc:
-        return _fail(exc, 130, as_json, "interrupted")
+        return _fail(exc, exit_code_of(exc), as_json, "interrupted")
     except Exception as exc:
         if os.environ.get("COTEMBED_DEBUG"):
             raise
-        return _fail(exc, EXIT_FAILURE, as_json, f"error: {type(exc).__name__}: {exc} (set COTEMBED_DEBUG=1 for a traceback)")
+        return _fail(exc, exit_code_of(exc), as_json, f"error: {type(exc).__name__}: {exc} (set COTEMBED_DEBUG=1 for a traceback)")
 
 
 if __name__ == "__main__":

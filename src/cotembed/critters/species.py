@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from cotembed.critters.world import ATTRIBUTE_NAMES, VOCABULARY, value
-from cotembed.errors import InputError, SystemValidationError
+from cotembed.errors import InputError, SpeciesFileError, SystemValidationError
 
 __all__ = [
     "MAX_PER_CLASS",
@@ -57,15 +57,6 @@ PROMPTS: dict[str, str] = {
     "scene": "The background looks like {}.",
 }
 """The question each attribute group asks, in the style of the Jina AI article's system."""
-
-
-class SpeciesFileError(InputError):
-    """An invalid species file; every problem is one line starting with the file name."""
-
-    def __init__(self, source: str, problems: list[str]):
-        self.source = source
-        self.problems = list(problems)
-        super().__init__("\n".join(f"{source}: {p}" for p in self.problems))
 
 
 # ------------------------------------------------------------------ loading

@@ -15,7 +15,7 @@ should say *why* it fails. Two levels:
   confusions that cost most, each with a concrete suggestion.
 
 Everything runs on cached embeddings through :class:`~cotembed.scoring.Scorer` and
-:func:`~cotembed.evaluate.evaluate`; nothing here changes a system or the model.
+:func:`~cotembed.evaluation.evaluate.evaluate`; nothing here changes a system or the model.
 
 Definitions (classes weigh equally; a class that accepts several options in a group
 spreads its unit mass evenly over them):

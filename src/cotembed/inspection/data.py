@@ -16,7 +16,7 @@ import numpy as np
 
 from cotembed.embeddings import EmbeddingSet
 from cotembed.errors import InputError
-from cotembed.evaluate import MethodResult, evaluate, question_answers
+from cotembed.evaluation.evaluate import MethodResult, evaluate, question_answers
 from cotembed.inspection.static import Structure
 from cotembed.inspection.suggest import Suggestion, data_suggestions, quoted
 from cotembed.scoring import OPTIONS, Scorer, ScoringConfig

@@ -8,11 +8,7 @@ one place and the reports stay numbers.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Sequence
-
-if TYPE_CHECKING:
-    from cotembed.inspection.data import DataReport
-    from cotembed.inspection.static import StaticReport
+from typing import Any, Mapping, Protocol, Sequence
 
 SUGGESTION_ORDER = ("identical-rules", "inseparable", "weak-question", "attractor", "near-duplicate", "rule-disagreement",
                     "confusion", "no-information", "unused-option", "redundant", "fragile")
@@ -32,6 +28,60 @@ class Suggestion:
         return {"kind": self.kind, "text": self.text, "classes": list(self.classes), "groups": list(self.groups)}
 
 
+# What the suggestions read of the reports, as protocols: the reports call this module,
+# so it names their shape instead of importing them (no import cycle).
+class _GroupFigures(Protocol):
+    @property
+    def name(self) -> str: ...
+    @property
+    def entropy_bits(self) -> float: ...
+
+
+class StaticFigures(Protocol):
+    """The figures of a :class:`~cotembed.inspection.static.StaticReport` the suggestions use."""
+
+    @property
+    def identical(self) -> Sequence[Sequence[str]]: ...
+    @property
+    def inseparable(self) -> Sequence[tuple[str, str]]: ...
+    @property
+    def fragile_by_group(self) -> Mapping[str, int]: ...
+    @property
+    def unused_options(self) -> Mapping[str, Sequence[str]]: ...
+    @property
+    def groups(self) -> Sequence[_GroupFigures]: ...
+    @property
+    def redundant_pairs(self) -> Sequence[Mapping[str, Any]]: ...
+
+
+class _QuestionFigures(Protocol):
+    @property
+    def group(self) -> str: ...
+    @property
+    def accuracy(self) -> float: ...
+    @property
+    def chance(self) -> float: ...
+    @property
+    def weak(self) -> bool: ...
+    @property
+    def at_chance(self) -> bool: ...
+
+
+class DataFigures(Protocol):
+    """The figures of a :class:`~cotembed.inspection.data.DataReport` the suggestions use."""
+
+    @property
+    def questions(self) -> Sequence[_QuestionFigures]: ...
+    @property
+    def answer_shares(self) -> Mapping[str, Sequence[Mapping[str, Any]]]: ...
+    @property
+    def attractors(self) -> Sequence[Mapping[str, Any]]: ...
+    @property
+    def rule_disagreements(self) -> Sequence[Mapping[str, Any]]: ...
+    @property
+    def confusions(self) -> Sequence[Mapping[str, Any]]: ...
+
+
 def quoted(items: Sequence[str]) -> str:
     return " or ".join(repr(x) for x in items)
 
@@ -41,7 +91,7 @@ def and_list(items: Sequence[str]) -> str:
     return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
 
-def static_suggestions(r: "StaticReport") -> list[Suggestion]:
+def static_suggestions(r: StaticFigures) -> list[Suggestion]:
     out: list[Suggestion] = []
     for tie in r.identical:
         out.append(Suggestion(
@@ -71,7 +121,7 @@ def static_suggestions(r: "StaticReport") -> list[Suggestion]:
     return out
 
 
-def data_suggestions(r: "DataReport") -> list[Suggestion]:
+def data_suggestions(r: DataFigures) -> list[Suggestion]:
     out: list[Suggestion] = []
     for q in r.questions:
         if not (q.weak or q.at_chance):
@@ -88,7 +138,7 @@ def data_suggestions(r: "DataReport") -> list[Suggestion]:
                                            f"(the rules expect {100 * a['expected']:.0f}%), including a quarter or more of the inputs of "
                                            f"{len(drawn)} classes whose rules say otherwise ({listed}): it draws answers from the other options; "
                                            "reword it or the options it takes answers from", tuple(drawn), (a["group"],)))
-    by_group: dict[str, list[dict[str, Any]]] = {}
+    by_group: dict[str, list[Mapping[str, Any]]] = {}
     for d in r.rule_disagreements:
         if not d["attractor"]:
             by_group.setdefault(d["group"], []).append(d)

@@ -9,8 +9,8 @@ and plateau stopping, and a JSONL history) and, with the ``dspy`` extra,
 
 from __future__ import annotations
 
+from cotembed.evaluation.objective import Objective, Score, split_rows
 from cotembed.optimize.edits import EDITS, Edit, edit_from_dict
-from cotembed.optimize.objective import Objective, Score, split_rows
 from cotembed.optimize.proposers import PROPOSERS, parse_proposers, proposer_names
 from cotembed.optimize.search import HistoryWriter, Search, SearchResult, SearchSettings
 from cotembed.optimize.vocabulary import Vocabulary

@@ -30,8 +30,8 @@ import time
 from typing import Any, Callable, Iterator, Sequence
 
 from cotembed.errors import InputError, MissingDependencyError, SystemValidationError
-from cotembed.optimize.llm_proposers import describe_diagnostics, system_json
-from cotembed.optimize.objective import Objective, Score
+from cotembed.evaluation.objective import Objective, Score
+from cotembed.optimize.llm_proposers import describe_diagnostics, system_json, training_diagnostics
 from cotembed.optimize.search import SearchResult, SearchSettings, _better, _selection_key
 from cotembed.scoring.threads import single_blas_thread
 from cotembed.system import GROUP_KEYS, RULE_KEYS, System, parse_system_text
@@ -114,7 +114,8 @@ class Tracker:
 
     def parse(self, text: str) -> tuple[System | None, list[str]]:
         """A proposed system (YAML or JSON text as it is, or fenced or embedded in prose) checked against the classes."""
-        from cotembed.authoring.drafting import DraftParseError, extract_system, review_draft
+        from cotembed.authoring.drafting import extract_system, review_draft
+        from cotembed.errors import DraftParseError
 
         try:
             data = parse_system_text(str(text), "proposed system")
@@ -142,7 +143,7 @@ class Tracker:
         if known is not None:
             return known
         if self.max_candidates is not None and self.n_candidates >= self.max_candidates:
-            raise BudgetSpent
+            raise _BudgetSpent
         score = self.objective.score(system)
         self.scores[system.fingerprint] = score
         self.n_candidates += 1
@@ -163,7 +164,7 @@ class Tracker:
         """What the LM is told about a proposal: its problems, or how the model answers it (training rows only)."""
         if system is None:
             return "The proposal is not a valid system:\n" + "\n".join(f"- {p}" for p in problems)
-        return describe_diagnostics(self.objective.diagnostics(system))
+        return describe_diagnostics(training_diagnostics(self.objective, system))
 
     def result(self, stop_reason: str, rounds: int, settings: dict[str, Any], llm_requests: int = 0) -> SearchResult:
         seconds = time.perf_counter() - self.started
@@ -174,7 +175,7 @@ class Tracker:
                             self.history, stop_reason, rounds, self.n_candidates, seconds, llm_requests=llm_requests, settings=settings)
 
 
-class BudgetSpent(Exception):
+class _BudgetSpent(Exception):
     """The candidate budget is spent: the optimiser's run ends with what it found."""
 
 
@@ -320,7 +321,7 @@ def run_dspy(start: System, objective: Objective, llm: Any, *, settings: SearchS
                     if stale >= s.patience:
                         stop = "plateau"
                         break
-        except BudgetSpent:
+        except _BudgetSpent:
             stop = "max-candidates"
         except KeyboardInterrupt:
             stop = "interrupted"
@@ -380,7 +381,7 @@ def run_gepa(start: System, objective: Objective, llm: Any, *, settings: SearchS
             tracker.round += 1
             try:
                 score, system, problems = tracker.propose(candidate, "gepa")
-            except BudgetSpent:
+            except _BudgetSpent:
                 return 0.0, {"problems": "the candidate budget is spent"}
             if score is None:
                 return 0.0, {"problems": "\n".join(problems)}

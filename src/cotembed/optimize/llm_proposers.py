@@ -20,6 +20,7 @@ import json
 from typing import Any, Mapping, Sequence
 
 from cotembed.errors import InputError
+from cotembed.evaluation.objective import Objective
 from cotembed.optimize.edits import Edit, ReplaceSystem
 from cotembed.optimize.proposers import ProposalContext, Proposer, reword_with_refit
 from cotembed.system import System
@@ -47,6 +48,14 @@ def describe_diagnostics(diagnostics: Mapping[str, Any], max_confusions: int = 8
         lines += [f"- {a['group']}: {a['option']!r} answered for {100 * a['answered']:.0f}% of inputs (rules expect {100 * a['expected']:.0f}%)"
                   for a in diagnostics["attractors"][:6]]
     return "\n".join(lines)
+
+
+def training_diagnostics(objective: Objective, system: System, max_confusions: int = 8) -> dict[str, Any]:
+    """Per-question accuracy and the costliest confusions on the objective's training rows (what an LLM proposer sees)."""
+    from cotembed.inspection import data_report
+
+    report = data_report(system, objective.embed, objective.train, objective.config(system), objective.method, max_confusions=max_confusions)
+    return report.to_dict()
 
 
 def system_json(system: System) -> str:
@@ -88,7 +97,7 @@ def wording_messages(system: System, diagnostics: Mapping[str, Any], groups: Seq
 
 def _ask(ctx: ProposalContext, proposer: str, messages: list[dict[str, str]]) -> str | None:
     """One request within the budget; LLM failures become history notes (unavailable: LLM proposals end)."""
-    from cotembed.authoring.llm import LLMError, LLMSettingsError, LLMUnavailable
+    from cotembed.errors import LLMError, LLMSettingsError, LLMUnavailable
 
     if ctx.llm is None or not ctx.llm_budget.take():
         return None
@@ -127,11 +136,12 @@ class LLMWordings(_LLMProposer):
     description = "an LLM proposes other wordings for the options of the weakest questions (added to the vocabulary)"
 
     def propose(self, ctx: ProposalContext) -> list[Edit]:
-        from cotembed.authoring.drafting import DraftParseError, extract_system
+        from cotembed.authoring.drafting import extract_system
+        from cotembed.errors import DraftParseError
 
         if not self.due(ctx):
             return []
-        diagnostics = ctx.objective.diagnostics(ctx.system)
+        diagnostics = training_diagnostics(ctx.objective, ctx.system)
         weakest = [q["group"] for q in sorted(diagnostics["questions"], key=lambda q: q["skill"])[:WEAK_GROUPS]]
         answer = _ask(ctx, self.name, wording_messages(ctx.system, diagnostics, weakest))
         if answer is None:
@@ -166,24 +176,27 @@ class LLMSystem(_LLMProposer):
     description = "an LLM sees the system and its diagnostics and proposes a revised system"
 
     def propose(self, ctx: ProposalContext) -> list[Edit]:
-        from cotembed.authoring.drafting import DraftParseError, extract_system, repair_message, review_draft
+        from cotembed.authoring.drafting import extract_system, refused_answer, repair_message, review_draft
+        from cotembed.errors import DraftParseError
 
         if not self.due(ctx):
             return []
-        messages = revision_messages(ctx.system, ctx.objective.diagnostics(ctx.system), ctx.modality)
+        messages = revision_messages(ctx.system, training_diagnostics(ctx.objective, ctx.system), ctx.modality)
         for attempt in range(2):
             answer = _ask(ctx, self.name, messages)
             if answer is None:
                 return []
+            echoed = answer
             try:
                 review = review_draft(extract_system(answer), ctx.system.class_names, "LLM revision")
                 problems = list(review.problems)
             except DraftParseError as exc:
                 review, problems = None, [f"the answer could not be read as a system: {exc.reason}"]
+                echoed = refused_answer(answer, exc.reason)  # a runaway answer is not sent back whole
             if review is not None and review.system is not None:
                 return [ReplaceSystem.of(review.system, note="LLM revision")]
             ctx.events.append({"proposer": self.name, "error": "invalid revision", "problems": problems[:20], "attempt": attempt + 1})
-            messages = [*messages, {"role": "assistant", "content": answer}, {"role": "user", "content": repair_message(problems)}]
+            messages = [*messages, {"role": "assistant", "content": echoed}, {"role": "user", "content": repair_message(problems)}]
         return []
 
 
@@ -196,4 +209,5 @@ def check_llm_answerable(names: Sequence[str], llm: Any) -> None:
         raise InputError(f"proposer(s) {', '.join(needing)} need an LLM; configure one or leave them out")
 
 
-__all__ = ["LLMSystem", "LLMWordings", "describe_diagnostics", "revision_messages", "system_json", "wording_messages"]
+__all__ = ["LLMSystem", "LLMWordings", "describe_diagnostics", "revision_messages", "system_json", "training_diagnostics",
+           "wording_messages"]

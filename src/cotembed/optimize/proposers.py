@@ -49,7 +49,7 @@ from cotembed.system import System
 
 if TYPE_CHECKING:
     from cotembed.authoring.llm import ChatModel
-    from cotembed.optimize.objective import Objective, Score
+    from cotembed.evaluation.objective import Objective, Score
 
 T = TypeVar("T")
 

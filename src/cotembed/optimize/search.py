@@ -35,8 +35,8 @@ from typing import Any, Callable, Sequence, TextIO
 import numpy as np
 
 from cotembed.errors import InputError
+from cotembed.evaluation.objective import Objective, Score
 from cotembed.optimize.edits import Edit
-from cotembed.optimize.objective import Objective, Score
 from cotembed.optimize.proposers import PROPOSERS, LLMBudget, ProposalContext, Proposer, proposer_class, proposer_names
 from cotembed.optimize.vocabulary import Vocabulary
 from cotembed.scoring.threads import single_blas_thread

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from cotembed.data import nfc
-from cotembed.errors import CotembedError, InputError, MissingDependencyError
+from cotembed.errors import CotembedError, HarnessDependencyError, InputError
 
 DATASET_ID = "TheFusion21/PokemonCards"
 DATASET_SPLIT = "train"
@@ -23,14 +23,6 @@ REQUIRED_COLUMNS = ("id", "image_url", "name")
 TABLE_SUFFIXES = {".csv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
 """Local files ``--dataset`` accepts besides a hub id (loaded by ``datasets``' own builders)."""
 
-
-class HarnessDependencyError(MissingDependencyError):
-    """The Pokémon harness needs a package of the ``pokemon`` extra."""
-
-    def __init__(self, package: str, extra: str = "pokemon") -> None:
-        CotembedError.__init__(self, f"the Pokémon harness needs the '{package}' package: pip install 'cotembed[{extra}]'")
-        self.package = package
-        self.extra = extra
 
 
 @dataclass(frozen=True)

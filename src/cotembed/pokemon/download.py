@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from cotembed.errors import InputError
-from cotembed.http import RetryError, RetryPolicy, send_with_retries
-from cotembed.pokemon.cards import Card, HarnessDependencyError
+from cotembed.errors import HarnessDependencyError, InputError, RetryError
+from cotembed.http import RetryPolicy, send_with_retries
+from cotembed.pokemon.cards import Card
 
 DEFAULT_TIMEOUT_S = 30.0
 DEFAULT_WORKERS = 8

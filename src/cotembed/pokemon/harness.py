@@ -23,7 +23,7 @@ import numpy as np
 from cotembed._io import atomic_write
 from cotembed.data import Sample
 from cotembed.errors import InputError
-from cotembed.evaluate import EvalReport
+from cotembed.evaluation.evaluate import EvalReport
 from cotembed.pokemon.cards import Card, class_counts, keep_classes
 from cotembed.pokemon.crop import DEFAULT_ART_BOX, ArtBox, crop_artwork
 from cotembed.pokemon.download import ImageDownloader

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from cotembed.evaluate import EvalReport
+from cotembed.evaluation.evaluate import EvalReport
 from cotembed.reporting.text import table
 
 

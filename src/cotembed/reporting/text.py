@@ -10,7 +10,7 @@ import unicodedata
 from typing import TYPE_CHECKING, Any, Sequence
 
 from cotembed.classifier import Explanation, Prediction
-from cotembed.evaluate import EvalReport, MethodResult, SeededResult
+from cotembed.evaluation.evaluate import EvalReport, MethodResult, SeededResult
 from cotembed.pipeline import SampleError
 
 if TYPE_CHECKING:

@@ -36,13 +36,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cotembed import __version__
 from cotembed.cache import content_key
-from cotembed.errors import CotembedError, InputError
+from cotembed.errors import ApiError, BatcherClosed, CotembedError, InputError, InputFailed, QueueFull
 from cotembed.scoring import ScoringConfig, get_method, method_class, method_names
 from cotembed.scoring.params import params_schema
 from cotembed.serve.auth import require_api_key
-from cotembed.serve.batching import BatcherClosed, InputFailed, QueueFull
 from cotembed.serve.bodies import system_from_body
-from cotembed.serve.errors import ApiError, error_body, invalid
+from cotembed.serve.errors import body_of, error_body, invalid
 from cotembed.serve.inputs import check_image, check_text, load_items
 from cotembed.serve.limits import BodyLimit
 from cotembed.serve.registry import RETRY_AFTER_S, Registry, ServedModel, SystemEntry
@@ -264,10 +263,6 @@ def create_app(registry: Registry) -> FastAPI:
     auth = [Depends(require_api_key(settings.api_key))]
 
     # ------------------------------------------------------------------ errors
-    @app.exception_handler(ApiError)
-    async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
-        return _error_response(exc.status, exc.body(), exc.headers)
-
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = exc.errors()
@@ -282,24 +277,21 @@ def create_app(registry: Registry) -> FastAPI:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return _error_response(exc.status_code, ApiError(exc.status_code, str(exc.detail)).body(), dict(exc.headers or {}))
+        return _error_response(exc.status_code, body_of(ApiError(exc.status_code, str(exc.detail))), dict(exc.headers or {}))
 
     @app.exception_handler(QueueFull)
     async def _queue_full(request: Request, exc: QueueFull) -> JSONResponse:
         registry.metrics.reject("queue_full")
-        return _error_response(429, error_body(f"server busy: {exc}; retry shortly", "queue_full"), {"Retry-After": "1"})
+        return _error_response(exc.http_status, error_body(f"server busy: {exc}; retry shortly", exc.error_type), {"Retry-After": "1"})
 
     @app.exception_handler(BatcherClosed)
     async def _closed(request: Request, exc: BatcherClosed) -> JSONResponse:
-        return _error_response(503, error_body(str(exc), "service_unavailable"), {"Retry-After": "5"})
-
-    @app.exception_handler(InputError)
-    async def _input_error(request: Request, exc: InputError) -> JSONResponse:
-        return _error_response(422, error_body(str(exc), "invalid_request_error"))
+        return _error_response(exc.http_status, body_of(exc), {"Retry-After": "5"})
 
     @app.exception_handler(CotembedError)
     async def _failure(request: Request, exc: CotembedError) -> JSONResponse:
-        return _error_response(500, error_body(str(exc), "server_error"))
+        """Every other error of the tree: the status and type it declares (errors.py), shared with the CLI's exit codes."""
+        return _error_response(exc.http_status, body_of(exc), getattr(exc, "headers", None))
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

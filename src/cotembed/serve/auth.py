@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from fastapi import Depends
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from cotembed.serve.errors import ApiError
+from cotembed.errors import ApiError
 
 bearer = HTTPBearer(auto_error=False, description="the service's API key (--api-key or $COTEMBED_API_KEY)")
 CHALLENGE = {"WWW-Authenticate": "Bearer"}

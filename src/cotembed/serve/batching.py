@@ -23,28 +23,14 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any
 
+from cotembed.errors import BatcherClosed, InputFailed, QueueFull
 from cotembed.serve.settings import Batching
 
 Item = tuple[str, Any]
 """(kind, data): ``("image", bytes)`` or ``("text", str)``."""
 
 
-class QueueFull(Exception):
-    def __init__(self, waiting: int, asked: int, limit: int):
-        self.waiting, self.asked, self.limit = waiting, asked, limit
-        super().__init__(f"the queue holds {waiting} input(s); {asked} more would pass its limit of {limit}")
 
-
-class InputFailed(Exception):
-    """The model failed on input number ``position`` of a request, even run alone."""
-
-    def __init__(self, position: int, error: BaseException):
-        self.position, self.error = position, error
-        super().__init__(f"input {position}: {type(error).__name__}: {error}")
-
-
-class BatcherClosed(Exception):
-    """The service is shutting down and takes no new work."""
 
 
 @dataclass

@@ -1,8 +1,9 @@
 """The service's one error shape: ``{"error": {"message", "type", "param"}}``.
 
 Every failure a client can cause or meet (bad body, unknown model, too large, queue
-full, missing key) is an :class:`ApiError` with an HTTP status, a stable ``type`` a
-program can branch on, and ``param``: where in the request the problem is
+full, missing key) is one of :mod:`cotembed.errors`' exceptions, whose ``http_status`` and
+``error_type`` (a stable word a program can branch on) the service answers with; an
+:class:`~cotembed.errors.ApiError` adds ``param``: where in the request the problem is
 (``input[3].image``, ``labels[0]``), or null when it is the request as a whole.
 """
 
@@ -11,18 +12,19 @@ from __future__ import annotations
 import re
 from typing import Any
 
-INVALID = "invalid_request_error"
-AUTH = "authentication_error"
-TOO_LARGE = "payload_too_large"
-QUEUE_FULL = "queue_full"
-NOT_FOUND = "not_found"
-CONFLICT = "conflict"
-UNAVAILABLE = "service_unavailable"
-SERVER = "server_error"
-
-TYPE_OF_STATUS = {401: AUTH, 404: NOT_FOUND, 405: "method_not_allowed", 409: CONFLICT, 413: TOO_LARGE,
-                  415: "unsupported_media_type", 422: INVALID, 429: QUEUE_FULL, 503: UNAVAILABLE}
-
+from cotembed.errors import (  # the constants stay importable here: the service's vocabulary
+    AUTH,
+    CONFLICT,
+    INVALID,
+    NOT_FOUND,
+    QUEUE_FULL,
+    SERVER,
+    TOO_LARGE,
+    TYPE_OF_STATUS,
+    UNAVAILABLE,
+    ApiError,
+    CotembedError,
+)
 
 MAX_QUOTED_CHARS = 120
 """A value a message quotes (a label, a text, a YAML scalar) is cut to this many characters."""
@@ -58,22 +60,12 @@ def error_body(message: str, type: str, param: str | None = None, **extra: Any) 
     return {"error": {"message": bounded(message), "type": type, "param": param and bounded(param), **extra}}
 
 
-class ApiError(Exception):
-    """A failure answered with ``status`` and :func:`error_body`; ``extra`` adds fields
-    (a system's validation ``problems``) and ``headers`` response headers."""
-
-    def __init__(self, status: int, message: str, param: str | None = None, *, type: str | None = None,
-                 headers: dict[str, str] | None = None, **extra: Any):
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.param = param
-        self.type = type or TYPE_OF_STATUS.get(status, SERVER if status >= 500 else INVALID)
-        self.headers = headers
-        self.extra = extra
-
-    def body(self) -> dict[str, Any]:
-        return error_body(self.message, self.type, self.param, **self.extra)
+def body_of(exc: CotembedError) -> dict[str, Any]:
+    """The error body for any of cotembed's exceptions: its ``error_type``, and for an
+    :class:`~cotembed.errors.ApiError` its ``param`` and extra fields."""
+    if isinstance(exc, ApiError):
+        return error_body(exc.message, exc.error_type, exc.param, **exc.extra)
+    return error_body(str(exc), exc.error_type)
 
 
 def invalid(message: str, param: str | None = None, **extra: Any) -> ApiError:
@@ -82,3 +74,7 @@ def invalid(message: str, param: str | None = None, **extra: Any) -> ApiError:
 
 def too_large(message: str, param: str | None = None) -> ApiError:
     return ApiError(413, message, param)
+
+
+__all__ = ["AUTH", "CONFLICT", "INVALID", "NOT_FOUND", "QUEUE_FULL", "SERVER", "TOO_LARGE", "TYPE_OF_STATUS", "UNAVAILABLE", "ApiError",
+           "body_of", "bounded", "error_body", "invalid", "too_large"]

@@ -97,7 +97,8 @@ URL_FAILED = ("the image URL could not be fetched (refused, unreachable, not ans
 
 async def fetch_url(url: str, param: str, urls: UrlFetching) -> bytes:
     """GET an image URL through the address guard, within the time and size caps."""
-    from cotembed.serve.urlguard import FetchRefused, fetch
+    from cotembed.errors import FetchRefused
+    from cotembed.serve.urlguard import fetch
 
     try:
         return await fetch(url, urls.policy, urls.timeout_s, urls.max_bytes, urls.max_redirects, urls.resolver)

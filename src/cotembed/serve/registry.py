@@ -31,11 +31,11 @@ from cotembed.data import Sample
 from cotembed.embeddings import PromptBank
 from cotembed.encoders import load_encoder
 from cotembed.encoders.base import Encoder
-from cotembed.errors import CotembedError, InputError
+from cotembed.errors import ApiError, CotembedError, InputError
 from cotembed.pipeline import stream_embeddings
 from cotembed.scoring import DEFAULT_TEMPERATURE, Scorer, ScoringConfig
 from cotembed.serve.batching import DynamicBatcher, Item
-from cotembed.serve.errors import ApiError, invalid
+from cotembed.serve.errors import invalid
 from cotembed.serve.metrics import Metrics
 from cotembed.serve.settings import ServeSettings
 from cotembed.system import System

@@ -26,7 +26,7 @@ import socket
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from cotembed.errors import InputError
+from cotembed.errors import FetchRefused, InputError
 
 log = logging.getLogger("cotembed.serve.urls")
 
@@ -38,13 +38,6 @@ Resolver = Callable[[str, int], Awaitable[Sequence[str]]]
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 _SHARED = ipaddress.ip_network("100.64.0.0/10")
 
-
-class FetchRefused(Exception):
-    """A URL the guard refused, or a fetch that failed; ``reason`` is for the server's log only."""
-
-    def __init__(self, reason: str):
-        super().__init__(reason)
-        self.reason = reason
 
 
 def _embedded_ipv4(ip: Address) -> list[ipaddress.IPv4Address]:

@@ -4,7 +4,7 @@ The inputs are embedded once; a candidate then costs a prompt-bank look-up (only
 wordings never seen before reach the model, batched by :meth:`Objective.prefetch`),
 compiling the system and one pass of the :class:`~cotembed.scoring.Scorer` over the
 training and validation rows together. Only top-1 hits and the mean probability
-of the true class are kept (the full :func:`~cotembed.evaluate.evaluate` report is
+of the true class are kept (the full :func:`~cotembed.evaluation.evaluate.evaluate` report is
 for the systems worth reporting, :meth:`Objective.report`).
 
 The validation rows are scored with every candidate but never steer the search:
@@ -21,7 +21,7 @@ import numpy as np
 
 from cotembed.embeddings import EmbeddingSet
 from cotembed.errors import InputError
-from cotembed.evaluate import EvalReport, evaluate
+from cotembed.evaluation.evaluate import EvalReport, evaluate
 from cotembed.scoring import (
     NAMES,
     OPTIONS,
@@ -177,13 +177,6 @@ class Objective:
         if data is None:
             raise InputError(f"optimize: no {part} data to report on")
         return evaluate(self.scorer(system), data, (self.method,))
-
-    def diagnostics(self, system: System, max_confusions: int = 8) -> dict[str, Any]:
-        """Per-question accuracy and the costliest confusions on the training rows (what an LLM proposer sees)."""
-        from cotembed.inspection import data_report
-
-        report = data_report(system, self.embed, self.train, self.config(system), self.method, max_confusions=max_confusions)
-        return report.to_dict()
 
 
 class _Columns:

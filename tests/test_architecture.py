@@ -1,0 +1,70 @@
+"""The architecture contracts of pyproject.toml's ``[tool.importlinter]`` (``lint-imports`` in
+``make lint``) hold, and each catches the import it exists to forbid: every import counts,
+at the top of a module, inside a function or under ``TYPE_CHECKING``."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+
+grimp = pytest.importorskip("grimp")
+pytest.importorskip("importlinter")
+
+import importlinter.api  # noqa: E402,F401  (configures import-linter's adapters)
+from importlinter.application import use_cases  # noqa: E402
+from importlinter.domain.contract import registry  # noqa: E402
+
+PYPROJECT = Path(__file__).resolve().parents[1] / "pyproject.toml"
+
+
+@pytest.fixture(scope="module")
+def options():
+    opts = use_cases.read_user_options(str(PYPROJECT))
+    use_cases._register_contract_types(opts)
+    return opts
+
+
+@pytest.fixture(scope="module")
+def graph():
+    return grimp.build_graph("cotembed", include_external_packages=True, cache_dir=None)
+
+
+def kept(options, graph, contract_id: str) -> bool:
+    found = [c for c in options.contracts_options if c.get("id") == contract_id]
+    assert found, f"no contract {contract_id!r} in {PYPROJECT}"
+    contract = registry.get_contract_class(found[0]["type"])(
+        name=found[0]["name"], session_options=options.session_options, contract_options=found[0])
+    return bool(contract.check(copy.deepcopy(graph), verbose=False).kept)
+
+
+def with_import(graph, importer: str, imported: str):
+    changed = copy.deepcopy(graph)
+    changed.add_import(importer=importer, imported=imported, line_number=1, line_contents=f"import {imported}")
+    return changed
+
+
+CONTRACTS = ("layers", "pure-scoring", "critters-guest", "critters-no-encoders", "acyclic")
+
+
+@pytest.mark.parametrize("contract_id", CONTRACTS)
+def test_the_contract_holds(options, graph, contract_id):
+    assert kept(options, graph, contract_id)
+
+
+@pytest.mark.parametrize(("contract_id", "importer", "imported"), [
+    ("pure-scoring", "cotembed.scoring.functions", "torch"),
+    ("pure-scoring", "cotembed.scoring.methods", "cotembed.encoders.base"),
+    ("critters-no-encoders", "cotembed.critters.world", "cotembed.encoders.st"),
+    ("critters-guest", "cotembed.classifier", "cotembed.critters.world"),
+    ("critters-guest", "cotembed.encoders.hf", "cotembed.critters.model"),  # only the critters adapters may
+    ("layers", "cotembed.scoring.methods", "cotembed.evaluation.evaluate"),
+    ("layers", "cotembed.evaluation.evaluate", "cotembed.reporting.html"),
+    ("layers", "cotembed.errors", "cotembed.system"),
+    ("acyclic", "cotembed.inspection.suggest", "cotembed.inspection.data"),
+    ("acyclic", "cotembed.optimize.proposers", "cotembed.optimize.llm_proposers"),
+])
+def test_the_contract_catches_the_import_it_forbids(options, graph, contract_id, importer, imported):
+    assert kept(options, graph, contract_id)
+    assert not kept(options, with_import(graph, importer, imported), contract_id)
