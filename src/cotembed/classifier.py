@@ -28,7 +28,14 @@ from cotembed.scoring import DEFAULT_TEMPERATURE, Scorer, ScoringConfig, Scoring
 from cotembed.scoring.conformal import SplitConformal
 from cotembed.scoring.decisions import Abstention, Decisions, conformal_sets, fit_conformal, multilabel_targets
 from cotembed.scoring.multilabel import fit_thresholds, given_threshold
-from cotembed.scoring.posteriors import DEFAULT_PROBABILITIES, Scored, check_fit_score, score_embeddings
+from cotembed.scoring.posteriors import (
+    DEFAULT_PROBABILITIES,
+    Scored,
+    check_fit_score,
+    class_probabilities,
+    fit_scores,
+    score_embeddings,
+)
 from cotembed.system import System
 
 
@@ -97,6 +104,8 @@ class ClassEvidence:
     contributions: dict[str, float]
     """The method's additive parts of the score (per question for cot, cot-log, hybrid;
     hybrid adds ``class name``); empty for methods whose score does not split."""
+    probability: float | None = None
+    """The class's probability (calibrated posterior unless ``probabilities="normalised"``)."""
 
 
 @dataclass(frozen=True)
@@ -111,6 +120,10 @@ class Explanation:
     temperature: float
     detail: Any = None
     """The method's own account of this input (adaptive: the questions asked, in order), or None."""
+    probabilities: str = DEFAULT_PROBABILITIES
+    fit_score: float | None = None
+    """Fit score of the predicted class (``fit_score_name``)."""
+    fit_score_name: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         detail = {} if self.detail is None else {self.method: self.detail.to_dict()}
@@ -121,11 +134,15 @@ class Explanation:
             "model": self.model,
             "system_hash": self.system_hash,
             "temperature": self.temperature,
+            "probabilities": self.probabilities,
+            "fit_score": self.fit_score,
+            "fit_score_name": self.fit_score_name,
             "questions": [
                 {"group": q.group, "prompt": q.prompt, "answer": q.answer, "probabilities": q.probabilities}
                 for q in self.questions
             ],
-            "top": [{"class": c.class_name, "score": c.score, "contributions": c.contributions} for c in self.top],
+            "top": [{"class": c.class_name, "score": c.score, "probability": c.probability,
+                     "contributions": c.contributions} for c in self.top],
             **detail,
         }
 
@@ -330,6 +347,22 @@ class CoTClassifier:
         wants = self.decisions.multilabel is not None if support is None else support
         return score_embeddings(scorer, embeddings, self.method, self.decisions.fit_score, wants)
 
+    def using(self, method: str) -> "CoTClassifier":
+        """A copy that scores with another registered method (same model, cache, temperature and decisions)."""
+        method_class(method)
+        if method == self.method:
+            return self
+        clf = copy.copy(self)
+        clf.method, clf.scored_with = method, None
+        return clf
+
+    def on_system(self, system: System) -> "CoTClassifier":
+        """A classifier for another system with this one's model, cache and temperature (fit score kept;
+        thresholds are not: they belong to this system)."""
+        return CoTClassifier(system, self.encoder, self.method, self.temperature, self.hybrid_weight, self.cache,
+                             self.batch_size, self.progress, dict(self.config.method_options), self.max_pixels,
+                             self.config.probabilities, Decisions(fit_score=self.decisions.fit_score))
+
     def _with(self, decisions: Decisions) -> "CoTClassifier":
         clf = copy.copy(self)
         clf.decisions = decisions
@@ -494,7 +527,10 @@ class CoTClassifier:
         batch = scorer.batch(embedding)
         probs = batch.option_probs[0]
         method = scorer.method(self.method)
-        scores = method.score(batch)[0]
+        all_scores = method.score(batch)
+        scores = all_scores[0]
+        probabilities = class_probabilities(method, batch, all_scores)[0]
+        fit = fit_scores(batch, all_scores.argmax(axis=1), self.decisions.fit_score)[0]
         offsets = self.compiled.offsets
         questions = []
         for g, group in enumerate(self.system.groups):
@@ -505,7 +541,8 @@ class CoTClassifier:
         terms = method.terms(batch) or {}
         order = np.argsort(-scores, kind="stable")[: max(1, top_k)]
         top = [
-            ClassEvidence(str(self.classes_[n]), float(scores[n]), {part: float(values[0, n]) for part, values in terms.items()})
+            ClassEvidence(str(self.classes_[n]), float(scores[n]), {part: float(values[0, n]) for part, values in terms.items()},
+                          float(probabilities[n]))
             for n in (int(i) for i in order)
         ]
         return Explanation(
@@ -518,6 +555,9 @@ class CoTClassifier:
             system_hash=self.system.fingerprint,
             temperature=self.temperature,
             detail=method.explain(batch, [g.options for g in self.system.groups]),
+            probabilities=self.config.probabilities,
+            fit_score=float(fit),
+            fit_score_name=self.decisions.fit_score,
         )
 
 

@@ -20,6 +20,15 @@ from cotembed.cli.common import (
     seed_int,
     write_rows,
 )
+from cotembed.cli.decisions import (
+    add_probability_flags,
+    apply_decisions,
+    check_flags,
+    eval_sections,
+    run_multilabel_eval,
+    wants_sections,
+    write_plots,
+)
 from cotembed.cli.html_page import HtmlReport, add_report_options
 
 
@@ -44,7 +53,8 @@ def _classifier(args: argparse.Namespace, res: Resources, system: Any, spec: str
 
     clf = CoTClassifier(system, res.encoder(spec), method=method, temperature=args.temperature,
                         hybrid_weight=args.hybrid_weight, cache=res.cache, batch_size=args.batch_size,
-                        progress=not args.quiet, method_options=method_options(args), max_pixels=args.max_pixels)
+                        progress=not args.quiet, method_options=method_options(args), max_pixels=args.max_pixels,
+                        probabilities=getattr(args, "probabilities", "calibrated"))
     if getattr(args, "calibrate", None):
         import sys
 
@@ -228,6 +238,8 @@ def run_info(clf: Any, method: str, system_path: str) -> dict[str, Any]:
     settings = used.settings(clf.compiled) if used.parameters else {}
     if settings:
         info["method_options"] = settings
+    info["probabilities"] = clf.config.probabilities
+    info["decisions"] = clf.decisions.to_dict()
     return info
 
 
@@ -236,10 +248,11 @@ def cmd_classify(args: argparse.Namespace) -> int:
     from cotembed.reporting.text import predictions_table
 
     method = chosen_method(args)
+    check_flags(args, "classify")
     system = load_system(args.system)
     samples = text_samples(args.inputs) if args.text else _collect(args, args.inputs)
     with Resources(args) as res:
-        clf = _classifier(args, res, system, args.model, method)
+        clf = apply_decisions(args, _classifier(args, res, system, args.model, method))
         predictions, errors = clf.classify_samples(samples, top_k=args.top_k)
         payload = {**run_info(clf, method, args.system), "predictions": [p.to_dict() for p in predictions], "errors": [e.to_dict() for e in errors]}
     if args.output:
@@ -249,9 +262,14 @@ def cmd_classify(args: argparse.Namespace) -> int:
 
 
 def _prediction_row(p: dict[str, Any]) -> dict[str, Any]:
-    row = {k: p[k] for k in ("input", "prediction", "score")}
+    row = {k: p[k] for k in ("input", "prediction", "score", "probability", "fit_score", "abstained")}
+    row["reason"] = p.get("reason")
     row["label"] = p.get("label")
     row["top"] = "; ".join(f"{t['class']}={t['score']:.4f}" for t in p["top"])
+    if "set" in p:
+        row["set"] = "; ".join(p["set"])
+    if "labels" in p:
+        row["labels"] = "; ".join(f"{t['class']}={t['score']:.4f}" for t in p["labels"])
     return row
 
 
@@ -264,7 +282,7 @@ def run_eval(args: argparse.Namespace, page: HtmlReport | None, metrics_output: 
     only where their output flags say."""
     from cotembed.data import resolve_labels
     from cotembed.encoders import DEFAULT_MODEL, parse_spec
-    from cotembed.reporting.text import eval_tables
+    from cotembed.reporting.text import decision_tables, eval_tables
     from cotembed.scoring import DEFAULT_EVAL_METHODS, get_method, parse_methods
 
     switched = _switches(args)
@@ -272,6 +290,9 @@ def run_eval(args: argparse.Namespace, page: HtmlReport | None, metrics_output: 
     methods = parse_methods(args.methods, default or DEFAULT_EVAL_METHODS)
     methods = (*methods, *(m for m in switched if m not in methods))
     _check_method_flags(args, methods)
+    check_flags(args, "eval")
+    if args.multi_label:
+        return run_multilabel_eval(args, methods[0])
     specs = list(dict.fromkeys(args.model or [DEFAULT_MODEL]))
     for spec in specs:
         parse_spec(spec)
@@ -285,18 +306,23 @@ def run_eval(args: argparse.Namespace, page: HtmlReport | None, metrics_output: 
             clf = _classifier(args, res, system, spec, methods[0], methods)
             report = page.evaluate(clf, samples, methods, skipped) if page else clf.evaluate(samples, methods, skipped)
             report.system["path"] = args.system
+            if wants_sections(args):
+                report.extras.update(eval_sections(args, clf, clf.labelled_embedding_set(samples, skipped), methods))
             if args.calibrate:
                 for name in methods:
                     prefix = get_method(name).option_prefix
                     if _learns(type(get_method(name))):
                         report.method_options[f"{prefix}calibration_data"] = list(args.calibrate)
             reports.append(report)
+    figures = [r.extras.pop("figures") for r in reports if "figures" in r.extras]
     payload = reports[0].to_dict() if len(reports) == 1 else {"models": [r.to_dict() for r in reports]}
+    if figures:
+        payload["plots"] = write_plots(args, figures[0], f"{system.name or 'system'} on {reports[0].model}")
     if page:
         payload["html"] = page.write()
     if metrics_output:
         write_rows(args, metrics_output, [_metrics_row(r, m) for r in reports for m in r.methods], payload)
-    emit(args, payload, lambda: eval_tables(reports) + (page.summary() if page else ""))
+    emit(args, payload, lambda: eval_tables(reports) + decision_tables(reports) + (page.summary() if page else ""))
     failed = any(r.errors for r in reports) or any(r.n_inputs == 0 for r in reports)
     return EXIT_FAILURE if failed else EXIT_OK
 
@@ -344,6 +370,7 @@ def add_evaluation_arguments(p: argparse.ArgumentParser) -> None:
                         + ")")
     add_method_flags(p)
     p.add_argument("--ignore-unknown", action="store_true", help="skip inputs whose label is not a class of the system")
+    add_probability_flags(p, "eval")
 
 
 def register(sub: Any) -> None:
@@ -359,6 +386,7 @@ def register(sub: Any) -> None:
     p.add_argument("--text", action="store_true", help="the inputs are literal texts to classify, not paths")
     add_model_options(p)
     add_method_flags(p)
+    add_probability_flags(p, "classify")
     p.add_argument("--top-k", type=bounded_int(1, 1000), default=3, help="classes to report per input (default: 3)")
     add_output(p, "--output", metavar="FILE", help="also write the predictions to FILE (.json, .csv or .jsonl)")
     add_format(p)
@@ -378,6 +406,7 @@ def register(sub: Any) -> None:
     p.add_argument("--text", action="store_true", help="the input is a literal text, not an image path")
     add_model_options(p)
     add_method_flags(p)
+    add_probability_flags(p, "explain")
     p.add_argument("--top-k", type=bounded_int(1, 1000), default=5, help="classes to show (default: 5)")
     add_format(p)
     p.set_defaults(func=cmd_explain)
