@@ -370,11 +370,9 @@ class CoTClassifier:
 
     def _labelled(self, data: Any, what: str) -> tuple[Scored, np.ndarray]:
         """Scored labelled data (samples, or folders/manifests) and its class indices."""
-        from cotembed.data import collect_samples, resolve_labels
+        from cotembed.data import resolve_labels
 
-        samples = list(data) if not isinstance(data, (str, Path)) else [data]
-        if samples and not all(isinstance(x, Sample) for x in samples):
-            samples, _ = resolve_labels(collect_samples([str(x) for x in samples]), self.system.resolve_label)
+        samples, _ = resolve_labels(_given_samples(data), self.system.resolve_label)
         unlabelled = [x.source for x in samples if x.label is None]
         if unlabelled or not samples:
             raise InputError(f"{what}: needs labelled inputs" + (f"; {unlabelled[0]} has no label" if unlabelled else ""))
@@ -424,12 +422,7 @@ class CoTClassifier:
         if threshold is not None:
             thresholds = given_threshold(threshold, n)
         else:
-            samples = [x for x in data] if not isinstance(data, (str, Path)) else [data]
-            if samples and not all(isinstance(x, Sample) for x in samples):
-                from cotembed.data import collect_samples
-
-                samples = collect_samples([str(x) for x in samples])
-            embedded = self.embedding_set(samples)
+            embedded = self.embedding_set(_given_samples(data))
             if not len(embedded):
                 raise InputError("multi-label data: no usable input")
             targets = multilabel_targets(embedded.labels, self.compiled.class_names, self.system.resolve_label)
@@ -559,6 +552,16 @@ class CoTClassifier:
             fit_score=float(fit),
             fit_score_name=self.decisions.fit_score,
         )
+
+
+def _given_samples(data: Any) -> list[Sample]:
+    """Samples as given, or collected from folders/manifests (a path or a list of paths)."""
+    from cotembed.data import collect_samples
+
+    items = [data] if isinstance(data, (str, Path)) else list(data)
+    if all(isinstance(x, Sample) for x in items):
+        return [x for x in items if isinstance(x, Sample)]
+    return collect_samples([str(x) for x in items])
 
 
 def _image_samples(items: Sequence[Any]) -> list[Sample]:

@@ -133,8 +133,8 @@ def multilabel_section(clf: "CoTClassifier", data: "EmbeddingSet") -> dict[str, 
     assert scored.support is not None
     if thresholds is None:
         report = multilabel_report(scored.support, targets, np.zeros_like(targets), clf.compiled.class_names)
-        return {"map": report["map"], "per_class": {c: {"ap": v["ap"], "support": v["support"]}
-                                                    for c, v in report["per_class"].items()},
+        per_class: dict[str, dict[str, Any]] = report["per_class"]  # type: ignore[assignment]
+        return {"map": report["map"], "per_class": {c: {"ap": v["ap"], "support": v["support"]} for c, v in per_class.items()},
                 "note": "no threshold: give --threshold or --threshold-data for precision, recall and F1"}
     return {"per_class_thresholds": thresholds.per_class,
             **multilabel_report(scored.support, targets, thresholds.predict(scored.support), clf.compiled.class_names)}

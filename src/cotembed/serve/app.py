@@ -42,6 +42,8 @@ from cotembed.scoring.params import params_schema
 from cotembed.serve.auth import require_api_key
 from cotembed.serve.batching import BatcherClosed, InputFailed, QueueFull
 from cotembed.serve.bodies import system_from_body
+from cotembed.serve.decisions import DecisionFields, annotate, check_use
+from cotembed.serve.decisions import score as score_request
 from cotembed.serve.errors import ApiError, error_body, invalid
 from cotembed.serve.inputs import check_text, load_items
 from cotembed.serve.limits import BodyLimit
@@ -66,7 +68,7 @@ PARAMS_FIELD_HELP = ("parameters of the method, e.g. {\"confidence\": 0.9} with 
                      "is listed under x-method-parameters (unknown ones are a 422 naming the accepted ones)")
 
 
-class ClassifyRequest(BaseModel):
+class ClassifyRequest(DecisionFields):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
         {"model": "critters", "system": "critters", "input": [{"image": "<base64 PNG>"}]},
         {"model": "minilm", "input": ["a crimson winged thing over lava"], "labels": ["bird", "fish"]},
@@ -330,6 +332,7 @@ def create_app(registry: Registry) -> FastAPI:
         _check_count(body.input, limits.max_inputs, "input", "inputs")
         labels = _labels(body.labels, limits.max_labels) if body.labels is not None else None
         entry = registry.system(body.system) if body.system is not None else None
+        check_use(body, entry is not None, bool(labels))
         if entry is None:
             if body.method not in (None, "baseline") or body.params:
                 raise invalid(f"method {body.method!r} needs a system: give 'system' (see GET /v1/systems), "
@@ -350,7 +353,8 @@ def create_app(registry: Registry) -> FastAPI:
             scorer = await model.scorer(entry.system, method, options)
             x = await _embeddings(model, items, _input_params(items))
             config = scorer.config
-            probs = scorer.probabilities(x, method)
+            scored = score_request(scorer, x, method, body)
+            probs = scored.probabilities
             names = list(entry.system.class_names)
             if labels:
                 probs, names = _restrict(probs, entry, labels), labels
@@ -359,6 +363,8 @@ def create_app(registry: Registry) -> FastAPI:
         if entry is not None:
             payload["system"] = {"name": entry.name, "fingerprint": entry.system.fingerprint}
         payload["data"] = _rows(probs, names)
+        if entry is not None:
+            payload.update(annotate(payload["data"], scored, names, body, bool(labels)))
         payload["usage"] = {"total_tokens": 0}
         return JSONResponse(payload)
 
