@@ -631,10 +631,12 @@ def render_report(sections: Sequence[Mapping[str, Any]], curve: Mapping[str, Any
         else:
             body.append(f'<h2 id="{sid}">Evaluation</h2>')
         body.extend(part(section, sid) for part in SECTION_PARTS)
+        body.append(_probability_section(section, sid))
         body.append(_errors(section))
         prefix = f"{section['eval']['model']}: " if len(sections) > 1 else ""
         nav += [(f"{sid}-methods", f"{prefix}methods"), (f"{sid}-classes", "per class"), (f"{sid}-confusion", "confusion"),
                 (f"{sid}-questions", "questions"), (f"{sid}-examples", "misclassified")]
+        nav += [(f"{sid}-probabilities", "probabilities")] if section.get("probability_figures") else []
     if curve is not None:
         body.append(_curve_section(curve, sections))
         nav.append(("curve", "test-time-compute curve"))
@@ -650,6 +652,12 @@ def render_report(sections: Sequence[Mapping[str, Any]], curve: Mapping[str, Any
         f"({SIZE_MARK} bytes).</footer></main><script>{SORT_JS}</script></body></html>\n"
     )
     return _with_own_size(page)
+
+
+def _probability_section(section: Mapping[str, Any], sid: str) -> str:
+    from cotembed.reporting.probability_figures import probability_section
+
+    return probability_section(section, sid)
 
 
 def _with_own_size(page: str) -> str:
