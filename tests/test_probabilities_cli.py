@@ -152,6 +152,9 @@ def test_multi_label_on_overlapping_concept_classes(capsys: Any, world: dict[str
     assert ml["map"] > 0.9 and ml["micro_f1"] > 0.8 and ml["per_class_thresholds"] is True
     assert all({"precision", "recall", "f1", "ap", "support"} <= set(c) for c in ml["per_class"].values())
     assert 3 <= ml["mean_labels"] <= 6
+    code, _, err = cli(capsys, world, "eval", concepts, test, "--multi-label", "--threshold", "0.5", "--html", tmp_path / "x.html",
+                       "--allow-outside-paths")
+    assert code == 2 and "--multi-label: --html" in err
     images = sorted(world["test"].rglob("*.png"))[:2]
     code, out, _ = cli(capsys, world, "classify", concepts, *images, "--multi-label", "--threshold", "0.9", "--format", "json")
     assert code == 0
@@ -176,6 +179,7 @@ def test_explain_shows_calibrated_probabilities(capsys: Any, world: dict[str, Pa
     (["--conformal", "nan", "--conformal-data", "CAL"], "--conformal"),
     (["--conformal", "0.1"], "--conformal-data"),
     (["--conformal", "0.1", "--conformal-data", "SMALL"], "at least 20"),
+    (["--conformal", "0.001", "--conformal-data", "CAL"], "--conformal 0.001"),
     (["--abstain", "nan"], "--abstain"),
     (["--abstain", "inf"], "--abstain"),
     (["--abstain-target", "precision=1.5", "--abstain-data", "CAL"], "--abstain-target"),

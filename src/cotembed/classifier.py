@@ -409,6 +409,10 @@ class CoTClassifier:
         SplitConformal(alpha, score=score)  # a bad alpha or score is refused before any input is embedded
         scored, labels = self._labelled(data, "conformal data")
         conformal = fit_conformal(alpha, scored.probabilities, labels, score, self.compiled.class_names, seed)
+        if not math.isfinite(conformal.threshold):
+            need = math.ceil(1 / alpha) - 1
+            raise InputError(f"alpha {alpha:g} with {len(labels)} calibration inputs gives no finite threshold (every set "
+                             f"would hold every class): give at least {need} inputs, or a larger alpha")
         return self._with(replace(self.decisions, conformal=conformal))
 
     def with_multilabel(self, threshold: float | None = None, *, data: Any = None, per_class: bool = True) -> "CoTClassifier":

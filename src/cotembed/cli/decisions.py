@@ -233,6 +233,12 @@ def run_multilabel_eval(args: argparse.Namespace, method: str) -> int:
     from cotembed.encoders import DEFAULT_MODEL
     from cotembed.reporting.text import multilabel_table
 
+    given = [f for f, dest in (("--html", "html"), ("--output", "output"), ("--plot", "plot"), ("--open-set", "open_set"),
+                               ("--conformal", "conformal"), ("--abstain", "abstain"), ("--abstain-target", "abstain_target"))
+             if getattr(args, dest, None) is not None]
+    if given or len(args.model or []) > 1:
+        raise InputError(f"--multi-label: {', '.join(given) or 'several --model'} not supported with it; "
+                         "its report is the table or the JSON on stdout")
     system = load_system(args.system)
     spec = (args.model or [DEFAULT_MODEL])[0]
     with Resources(args) as res:

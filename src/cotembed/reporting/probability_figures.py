@@ -36,9 +36,9 @@ def probability_section(section: Mapping[str, Any], sid: str) -> str:
              "calibration, ECE in the legend), and the accuracy of the inputs kept when those with the lowest "
              f"fit score ({fit}) are left out.</p>"]
     if figures["reliability"]:
-        parts.append(f'<img alt="reliability diagrams" src="{png_uri(reliability_figure(figures["reliability"]))}">')
+        parts.append(f'<img style="max-width:100%;height:auto" alt="reliability diagrams" src="{png_uri(reliability_figure(figures["reliability"]))}">')
     if figures["coverage"]:
-        parts.append(f'<img alt="accuracy against coverage" src="{png_uri(coverage_figure(figures["coverage"]))}">')
+        parts.append(f'<img style="max-width:100%;height:auto" alt="accuracy against coverage" src="{png_uri(coverage_figure(figures["coverage"]))}">')
     return "".join(parts)
 
 
