@@ -115,6 +115,10 @@ def calibration_section(splits: dict[str, dict[str, Split]], rules: cal.GroupRul
             rows.append(metrics_row(name, label, probs, test.labels))
         after = cal.ece(posteriors[list(posteriors)[-1]], test.labels)
         free = cal.ece(posteriors[list(posteriors)[2]], test.labels)
+        default_top = posteriors[list(posteriors)[2]].argmax(axis=1)
+        disagree = float((default_top != test.cot.argmax(axis=1)).mean())
+        verdicts.append(f"- {name}: the default output's posterior (product, label-free) and cot's prediction disagree on "
+                        f"the top class for {100 * disagree:.1f}% of the inputs (the prediction stays cot's)")
         verdicts.append(f"- {name}: after calibrate ECE {after:.3f} (target <= {ECE_TARGET[name]}: "
                         f"{'met' if after <= ECE_TARGET[name] else 'NOT met'}); label-free default {free:.3f} "
                         f"(target <= {LABEL_FREE_TARGET}: {'met' if free <= LABEL_FREE_TARGET else 'NOT met'})")

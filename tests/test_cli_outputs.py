@@ -22,8 +22,8 @@ from support import COLOUR_SYSTEM, make_image, make_image_folder
 from support import run_cli as run
 
 REPO = Path(__file__).resolve().parents[1]
-INPUT_POSITIONALS = {"system", "data", "inputs", "input", "train"}
-"""What a positional argument of any verb may be: something the verb reads."""
+INPUT_POSITIONALS = {"system", "data", "inputs", "input", "train", "names", "embeddings"}
+"""What a positional argument of any verb may be: something the verb reads (a file, or a name such as a dataset's)."""
 
 
 def _verb_parsers() -> Iterator[tuple[str, object]]:

@@ -7,9 +7,10 @@ cached streaming pipeline for inputs. Every prediction can explain itself.
 
 from __future__ import annotations
 
+import copy
 import io
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -24,6 +25,17 @@ from cotembed.errors import InputError
 from cotembed.evaluation.evaluate import EvalReport, evaluate
 from cotembed.pipeline import SampleError, stream_embeddings
 from cotembed.scoring import DEFAULT_TEMPERATURE, Scorer, ScoringConfig, ScoringMethod, method_class
+from cotembed.scoring.conformal import SplitConformal
+from cotembed.scoring.decisions import Abstention, Decisions, conformal_sets, fit_conformal, multilabel_targets
+from cotembed.scoring.multilabel import fit_thresholds, given_threshold
+from cotembed.scoring.posteriors import (
+    DEFAULT_PROBABILITIES,
+    Scored,
+    check_fit_score,
+    class_probabilities,
+    fit_scores,
+    score_embeddings,
+)
 from cotembed.system import System
 
 
@@ -39,17 +51,41 @@ def resolve_temperature(explicit: float | None, system: System, encoder: Encoder
 
 @dataclass(frozen=True)
 class Prediction:
+    """One input's result. ``prediction`` is None when the classifier abstained (``reason`` says why;
+    ``candidate`` is the class it would have named)."""
+
     source: str
-    prediction: str
+    prediction: str | None
     score: float
     top: list[tuple[str, float]]
     label: str | None = None
+    probability: float | None = None
+    """Probability of the top class (calibrated posterior unless ``probabilities="normalised"``)."""
+    fit_score: float | None = None
+    """Absolute fit of the top class (see :mod:`cotembed.scoring.posteriors`); None without option prompts."""
+    top_probabilities: tuple[float, ...] = ()
+    abstained: bool = False
+    reason: str | None = None
+    candidate: str | None = None
+    prediction_set: tuple[str, ...] | None = None
+    """Conformal set of classes (with ``with_conformal``), most probable first."""
+    labels: tuple[tuple[str, float], ...] | None = None
+    """Multi-label: every class whose own score reaches its threshold, with that score."""
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"input": self.source, "prediction": self.prediction, "score": self.score}
+        out: dict[str, Any] = {"input": self.source, "prediction": self.prediction, "score": self.score,
+                               "probability": self.probability, "fit_score": self.fit_score,
+                               "abstained": self.abstained}
+        if self.abstained:
+            out.update(reason=self.reason, candidate=self.candidate)
         if self.label is not None:
             out["label"] = self.label
-        out["top"] = [{"class": c, "score": s} for c, s in self.top]
+        if self.prediction_set is not None:
+            out["set"] = list(self.prediction_set)
+        if self.labels is not None:
+            out["labels"] = [{"class": c, "score": s} for c, s in self.labels]
+        probs = self.top_probabilities or (None,) * len(self.top)
+        out["top"] = [{"class": c, "score": s, "probability": p} for (c, s), p in zip(self.top, probs)]
         return out
 
 
@@ -68,6 +104,8 @@ class ClassEvidence:
     contributions: dict[str, float]
     """The method's additive parts of the score (per question for cot, cot-log, hybrid;
     hybrid adds ``class name``); empty for methods whose score does not split."""
+    probability: float | None = None
+    """The class's probability (calibrated posterior unless ``probabilities="normalised"``)."""
 
 
 @dataclass(frozen=True)
@@ -82,6 +120,10 @@ class Explanation:
     temperature: float
     detail: Any = None
     """The method's own account of this input (adaptive: the questions asked, in order), or None."""
+    probabilities: str = DEFAULT_PROBABILITIES
+    fit_score: float | None = None
+    """Fit score of the predicted class (``fit_score_name``)."""
+    fit_score_name: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         detail = {} if self.detail is None else {self.method: self.detail.to_dict()}
@@ -92,11 +134,15 @@ class Explanation:
             "model": self.model,
             "system_hash": self.system_hash,
             "temperature": self.temperature,
+            "probabilities": self.probabilities,
+            "fit_score": self.fit_score,
+            "fit_score_name": self.fit_score_name,
             "questions": [
                 {"group": q.group, "prompt": q.prompt, "answer": q.answer, "probabilities": q.probabilities}
                 for q in self.questions
             ],
-            "top": [{"class": c.class_name, "score": c.score, "contributions": c.contributions} for c in self.top],
+            "top": [{"class": c.class_name, "score": c.score, "probability": c.probability,
+                     "contributions": c.contributions} for c in self.top],
             **detail,
         }
 
@@ -125,12 +171,17 @@ class CoTClassifier:
         progress: bool = False,
         method_options: dict[str, Any] | None = None,
         max_pixels: int | None = None,
+        probabilities: str = DEFAULT_PROBABILITIES,
+        decisions: Decisions | None = None,
     ):
         method_class(method)
         self.system = system
         self.encoder = encoder
         self.method = method
-        self.config = ScoringConfig(resolve_temperature(temperature, system, encoder), float(hybrid_weight), dict(method_options or {}))
+        self.config = ScoringConfig(resolve_temperature(temperature, system, encoder), float(hybrid_weight),
+                                    dict(method_options or {}), probabilities)
+        self.decisions = decisions or Decisions()
+        """Abstention, conformal sets and multi-label thresholds in force (see :meth:`with_abstention`, ...)."""
         self.cache: EmbeddingStore = cache if cache is not None else NoCache()
         self.batch_size = batch_size
         self.progress = progress
@@ -202,7 +253,8 @@ class CoTClassifier:
         if not learnt:
             raise InputError(f"calibration data: none of the methods {', '.join(names)} learns from it")
         clf = CoTClassifier(self.system, self.encoder, self.method, self.temperature, self.hybrid_weight, self.cache,
-                            self.batch_size, self.progress, options, self.max_pixels)
+                            self.batch_size, self.progress, options, self.max_pixels, self.config.probabilities,
+                            self.decisions)
         clf.calibration_failures = len(data.errors)
         return clf
 
@@ -257,14 +309,131 @@ class CoTClassifier:
         method_class(name)
         return self.scorer_for((name,)).prepare(embeddings).scores(embeddings, name)
 
-    def predict(self, inputs: Any = None, *, images: Any = None, texts: Any = None) -> list[str]:
-        scores = self.decision_function(inputs, images=images, texts=texts)
-        return [str(self.classes_[i]) for i in scores.argmax(axis=1)]
+    def predict(self, inputs: Any = None, *, images: Any = None, texts: Any = None) -> list[str | None]:
+        """Top class per input; None where the classifier abstains (see :meth:`with_abstention`)."""
+        return [p.prediction for p in self.classify(inputs, images=images, texts=texts, top_k=1)]
 
     def predict_proba(self, inputs: Any = None, *, images: Any = None, texts: Any = None) -> np.ndarray:
-        """(B, N) probabilities in ``classes_`` order; rows sum to 1."""
-        scores = self.decision_function(inputs, images=images, texts=texts)
-        return self.scorer.method(self.method).probabilities(scores, self.config)
+        """(B, N) probabilities in ``classes_`` order; rows sum to 1.
+
+        The calibrated posterior by default; ``probabilities="normalised"`` gives the
+        scores rescaled to sum to 1 (the first releases' output).
+        """
+        return self.scored(self.embed(inputs, images=images, texts=texts)).probabilities
+
+    def fit_score(self, inputs: Any = None, *, images: Any = None, texts: Any = None) -> np.ndarray:
+        """(B,) absolute fit score of each input's predicted class (``decisions.fit_score`` names which)."""
+        fit = self.scored(self.embed(inputs, images=images, texts=texts)).fit
+        assert fit is not None  # the decision scorer always embeds the option prompts
+        return fit
+
+    def classify(self, inputs: Any = None, *, images: Any = None, texts: Any = None, top_k: int = 3) -> list[Prediction]:
+        """Full results per input (probability, fit score, abstention, set, labels); raises if an input fails."""
+        predictions, errors = self.classify_samples(self._samples(inputs, images, texts), top_k)
+        if errors:
+            raise InputError("; ".join(f"{e.source}: {e.error}" for e in errors))
+        return predictions
+
+    # ------------------------------------------------------------ decisions
+    @property
+    def decision_scorer(self) -> Scorer:
+        """The method's scorer, with the system's option prompts (fit scores need them)."""
+        return self.scorer_for((self.method, "cot"))
+
+    def scored(self, embeddings: np.ndarray, support: bool | None = None) -> Scored:
+        """Scores, probabilities and fit scores of precomputed embeddings (one batch: transductive
+        methods are fitted on it, without labels)."""
+        scorer = self.decision_scorer.prepare(np.atleast_2d(embeddings))
+        wants = self.decisions.multilabel is not None if support is None else support
+        return score_embeddings(scorer, embeddings, self.method, self.decisions.fit_score, wants)
+
+    def using(self, method: str) -> "CoTClassifier":
+        """A copy that scores with another registered method (same model, cache, temperature and decisions)."""
+        method_class(method)
+        if method == self.method:
+            return self
+        clf = copy.copy(self)
+        clf.method, clf.scored_with = method, None
+        return clf
+
+    def on_system(self, system: System) -> "CoTClassifier":
+        """A classifier for another system with this one's model, cache and temperature (fit score kept;
+        thresholds are not: they belong to this system)."""
+        return CoTClassifier(system, self.encoder, self.method, self.temperature, self.hybrid_weight, self.cache,
+                             self.batch_size, self.progress, dict(self.config.method_options), self.max_pixels,
+                             self.config.probabilities, Decisions(fit_score=self.decisions.fit_score))
+
+    def _with(self, decisions: Decisions) -> "CoTClassifier":
+        clf = copy.copy(self)
+        clf.decisions = decisions
+        return clf
+
+    def _labelled(self, data: Any, what: str) -> tuple[Scored, np.ndarray]:
+        """Scored labelled data (samples, or folders/manifests) and its class indices."""
+        from cotembed.data import resolve_labels
+
+        samples, _ = resolve_labels(_given_samples(data), self.system.resolve_label)
+        unlabelled = [x.source for x in samples if x.label is None]
+        if unlabelled or not samples:
+            raise InputError(f"{what}: needs labelled inputs" + (f"; {unlabelled[0]} has no label" if unlabelled else ""))
+        embedded = self.embedding_set(samples)
+        if not len(embedded):
+            raise InputError(f"{what}: no usable input")
+        self.calibration_failures = len(embedded.errors)
+        return self.scored(embedded.embeddings, support=False), embedded.label_indices(self.compiled.class_names)
+
+    def with_fit_score(self, name: str) -> "CoTClassifier":
+        """A copy whose predictions carry the fit score ``name`` (``log rule support`` or ``rule support``)."""
+        if self.decisions.abstention is not None:
+            raise InputError("choose the fit score before the abstention threshold (thresholds belong to one score)")
+        return self._with(replace(self.decisions, fit_score=check_fit_score(name)))
+
+    def with_abstention(self, threshold: float | None = None, *, target: str | None = None, data: Any = None) -> "CoTClassifier":
+        """A copy that abstains when the top class's fit score is below a threshold: ``threshold``
+        given, or chosen on labelled ``data`` for ``target`` (``"precision=0.95"`` / ``"coverage=0.9"``)."""
+        if (threshold is None) == (target is None):
+            raise InputError("abstain: give a threshold, or a target with labelled data")
+        if threshold is not None:
+            abstention = Abstention(threshold, self.decisions.fit_score)
+        else:
+            if data is None:
+                raise InputError(f"abstain target {target}: labelled data is needed to choose the threshold")
+            scored, labels = self._labelled(data, "abstain data")
+            assert scored.fit is not None
+            abstention = Abstention.for_target(str(target), scored.fit, scored.predicted == labels, self.decisions.fit_score)
+        return self._with(replace(self.decisions, abstention=abstention))
+
+    def with_conformal(self, alpha: float, data: Any, score: str = "lac", seed: int = 0) -> "CoTClassifier":
+        """A copy whose predictions carry a set of classes that holds the true one with probability
+        >= 1 - alpha, calibrated (split conformal) on labelled ``data`` exchangeable with the inputs."""
+        SplitConformal(alpha, score=score)  # a bad alpha or score is refused before any input is embedded
+        scored, labels = self._labelled(data, "conformal data")
+        conformal = fit_conformal(alpha, scored.probabilities, labels, score, self.compiled.class_names, seed)
+        if not math.isfinite(conformal.threshold):
+            need = math.ceil(1 / alpha) - 1
+            raise InputError(f"alpha {alpha:g} with {len(labels)} calibration inputs gives no finite threshold (every set "
+                             f"would hold every class): give at least {need} inputs, or a larger alpha")
+        return self._with(replace(self.decisions, conformal=conformal))
+
+    def with_multilabel(self, threshold: float | None = None, *, data: Any = None, per_class: bool = True) -> "CoTClassifier":
+        """A copy that names every class whose own rule support reaches its threshold: ``threshold``
+        given (global), or chosen on labelled ``data`` to maximise F1 (per class by default).
+
+        ``data``: samples whose label names one class or several separated by ``;``."""
+        n = self.compiled.n_classes
+        if (threshold is None) == (data is None):
+            raise InputError("multi-label: give a threshold, or labelled data to choose thresholds on")
+        if threshold is not None:
+            thresholds = given_threshold(threshold, n)
+        else:
+            embedded = self.embedding_set(_given_samples(data))
+            if not len(embedded):
+                raise InputError("multi-label data: no usable input")
+            targets = multilabel_targets(embedded.labels, self.compiled.class_names, self.system.resolve_label)
+            scored = self.scored(embedded.embeddings, support=True)
+            assert scored.support is not None
+            thresholds = fit_thresholds(scored.support, targets, per_class=per_class)
+        return self._with(replace(self.decisions, multilabel=thresholds))
 
     def labelled_embedding_set(self, samples: Sequence[Sample], skipped: Sequence[Sample] = ()) -> EmbeddingSet:
         """:meth:`embedding_set` for evaluation: every sample must carry a label."""
@@ -287,16 +456,14 @@ class CoTClassifier:
         """Streamed classification of collected samples; failed inputs are returned, not raised."""
         predictions: list[Prediction] = []
         errors: list[SampleError] = []
-        scorer = self.scorer
+        scorer = self.decision_scorer
         # A method that learns from the batch itself needs every embedding before the first score.
         whole_batch = scorer.method(self.method).transductive(len(samples), self.compiled)
         held: list[tuple[list[Sample], np.ndarray]] = []
+        wants_support = self.decisions.multilabel is not None
 
-        def emit(batch_samples: Sequence[Sample], scores: np.ndarray) -> None:
-            order = np.argsort(-scores, axis=1, kind="stable")[:, : max(1, top_k)]
-            for sample, row, idx in zip(batch_samples, scores, order):
-                top = [(str(self.classes_[i]), float(row[i])) for i in idx]
-                predictions.append(Prediction(sample.source, top[0][0], top[0][1], top, sample.label))
+        def emit(batch_samples: Sequence[Sample], scored: Scored) -> None:
+            predictions.extend(self._predictions(batch_samples, scored, top_k))
 
         for batch in stream_embeddings(samples, self.encoder, self.cache, self.batch_size, self.progress, "classify",
                                        max_pixels=self.max_pixels):
@@ -306,14 +473,46 @@ class CoTClassifier:
             if whole_batch:
                 held.append((list(batch.samples), batch.embeddings))
             else:
-                emit(batch.samples, scorer.scores(batch.embeddings, self.method))
+                emit(batch.samples, score_embeddings(scorer, batch.embeddings, self.method, self.decisions.fit_score,
+                                                     wants_support))
         self.scored_with = scorer.method(self.method)
         if held:
             embeddings = np.concatenate([e for _, e in held])
             prepared = scorer.prepare(embeddings)
             self.scored_with = prepared.method(self.method)
-            emit([s for part, _ in held for s in part], prepared.scores(embeddings, self.method))
+            emit([s for part, _ in held for s in part],
+                 score_embeddings(prepared, embeddings, self.method, self.decisions.fit_score, wants_support))
         return predictions, errors
+
+    def _predictions(self, samples: Sequence[Sample], scored: Scored, top_k: int) -> list[Prediction]:
+        """Per input: top classes, probability, fit score, and the decisions in force."""
+        d = self.decisions
+        scores, probs, fit = scored.scores, scored.probabilities, scored.fit
+        order = np.argsort(-scores, axis=1, kind="stable")[:, : max(1, top_k)]
+        abstains = d.abstention.abstains(fit) if d.abstention is not None and fit is not None else np.zeros(len(scores), bool)
+        sets = conformal_sets(d.conformal, probs) if d.conformal is not None else None
+        chosen = d.multilabel.predict(scored.support) if d.multilabel is not None and scored.support is not None else None
+        out = []
+        for i, (sample, idx) in enumerate(zip(samples, order)):
+            top = [(str(self.classes_[n]), float(scores[i, n])) for n in idx]
+            fit_i = float(fit[i]) if fit is not None else None
+            abstained = bool(abstains[i])
+            members = None
+            if sets is not None:
+                ranked = np.argsort(-probs[i], kind="stable")
+                members = tuple(str(self.classes_[n]) for n in ranked if sets[i, n])
+            labels = None
+            if chosen is not None and scored.support is not None:
+                picked = np.flatnonzero(chosen[i])
+                picked = picked[np.argsort(-scored.support[i, picked], kind="stable")]
+                labels = tuple((str(self.classes_[n]), float(scored.support[i, n])) for n in picked)
+            out.append(Prediction(
+                sample.source, None if abstained else top[0][0], top[0][1], top, sample.label,
+                probability=float(probs[i, idx[0]]), fit_score=fit_i,
+                top_probabilities=tuple(float(probs[i, n]) for n in idx), abstained=abstained,
+                reason=d.abstention.reason(fit_i) if abstained and d.abstention is not None and fit_i is not None else None,
+                candidate=top[0][0] if abstained else None, prediction_set=members, labels=labels))
+        return out
 
     def explain(self, item: Any = None, *, image: Any = None, text: Any = None, top_k: int = 5) -> Explanation:
         """Each question's answer distribution and the top classes with per-group contributions."""
@@ -325,7 +524,10 @@ class CoTClassifier:
         batch = scorer.batch(embedding)
         probs = batch.option_probs[0]
         method = scorer.method(self.method)
-        scores = method.score(batch)[0]
+        all_scores = method.score(batch)
+        scores = all_scores[0]
+        probabilities = class_probabilities(method, batch, all_scores)[0]
+        fit = fit_scores(batch, all_scores.argmax(axis=1), self.decisions.fit_score)[0]
         offsets = self.compiled.offsets
         questions = []
         for g, group in enumerate(self.system.groups):
@@ -336,7 +538,8 @@ class CoTClassifier:
         terms = method.terms(batch) or {}
         order = np.argsort(-scores, kind="stable")[: max(1, top_k)]
         top = [
-            ClassEvidence(str(self.classes_[n]), float(scores[n]), {part: float(values[0, n]) for part, values in terms.items()})
+            ClassEvidence(str(self.classes_[n]), float(scores[n]), {part: float(values[0, n]) for part, values in terms.items()},
+                          float(probabilities[n]))
             for n in (int(i) for i in order)
         ]
         return Explanation(
@@ -349,7 +552,20 @@ class CoTClassifier:
             system_hash=self.system.fingerprint,
             temperature=self.temperature,
             detail=method.explain(batch, [g.options for g in self.system.groups]),
+            probabilities=self.config.probabilities,
+            fit_score=float(fit),
+            fit_score_name=self.decisions.fit_score,
         )
+
+
+def _given_samples(data: Any) -> list[Sample]:
+    """Samples as given, or collected from folders/manifests (a path or a list of paths)."""
+    from cotembed.data import collect_samples
+
+    items = [data] if isinstance(data, (str, Path)) else list(data)
+    if all(isinstance(x, Sample) for x in items):
+        return [x for x in items if isinstance(x, Sample)]
+    return collect_samples([str(x) for x in items])
 
 
 def _image_samples(items: Sequence[Any]) -> list[Sample]:

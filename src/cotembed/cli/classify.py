@@ -24,6 +24,15 @@ from cotembed.cli.common import (
     seed_int,
     write_rows,
 )
+from cotembed.cli.decisions import (
+    add_probability_flags,
+    apply_decisions,
+    check_flags,
+    eval_sections,
+    multilabel_eval,
+    wants_sections,
+    write_plots,
+)
 from cotembed.cli.html_page import HtmlReport, add_report_options
 
 
@@ -48,7 +57,8 @@ def _classifier(args: argparse.Namespace, res: Resources, system: Any, spec: str
 
     clf = CoTClassifier(system, res.encoder(spec), method=method, temperature=args.temperature,
                         hybrid_weight=args.hybrid_weight, cache=res.cache, batch_size=args.batch_size,
-                        progress=not args.quiet, method_options=method_options(args), max_pixels=args.max_pixels)
+                        progress=not args.quiet, method_options=method_options(args), max_pixels=args.max_pixels,
+                        probabilities=getattr(args, "probabilities", "calibrated"))
     if getattr(args, "calibrate", None):
         import sys
 
@@ -232,6 +242,8 @@ def run_info(clf: Any, method: str, system_path: str) -> dict[str, Any]:
     settings = used.settings(clf.compiled) if used.parameters else {}
     if settings:
         info["method_options"] = settings
+    info["probabilities"] = clf.config.probabilities
+    info["decisions"] = clf.decisions.to_dict()
     return info
 
 
@@ -242,6 +254,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
 
     method = chosen_method(args)
     data_or_embeddings(args, "inputs", "INPUTS")
+    check_flags(args, "classify")
     system = load_system(args.system)
     if args.engine == "ray":
         from cotembed.cli.embed import classify_on_ray
@@ -259,10 +272,10 @@ def cmd_classify(args: argparse.Namespace) -> int:
             from cotembed.cli.embed import predictions_from_set, stored_embeddings
 
             stored, spec = stored_embeddings(args, res, None if args.model == DEFAULT_MODEL else args.model)
-            clf = _classifier(args, res, system, spec, method)
+            clf = apply_decisions(args, _classifier(args, res, system, spec, method))
             predictions, errors = predictions_from_set(clf, stored, args.top_k), stored.errors
         else:
-            clf = _classifier(args, res, system, args.model, method)
+            clf = apply_decisions(args, _classifier(args, res, system, args.model, method))
             predictions, errors = clf.classify_samples(samples, top_k=args.top_k)
         payload = {**run_info(clf, method, args.system), "predictions": [p.to_dict() for p in predictions], "errors": [e.to_dict() for e in errors]}
     if args.output:
@@ -272,9 +285,14 @@ def cmd_classify(args: argparse.Namespace) -> int:
 
 
 def _prediction_row(p: dict[str, Any]) -> dict[str, Any]:
-    row = {k: p[k] for k in ("input", "prediction", "score")}
+    row = {k: p[k] for k in ("input", "prediction", "score", "probability", "fit_score", "abstained")}
+    row["reason"] = p.get("reason")
     row["label"] = p.get("label")
     row["top"] = "; ".join(f"{t['class']}={t['score']:.4f}" for t in p["top"])
+    if "set" in p:
+        row["set"] = "; ".join(p["set"])
+    if "labels" in p:
+        row["labels"] = "; ".join(f"{t['class']}={t['score']:.4f}" for t in p["labels"])
     return row
 
 
@@ -286,7 +304,7 @@ def run_eval(args: argparse.Namespace, page: HtmlReport | None, metrics_output: 
     """``eval`` and ``report``: metrics of every method and model; the page and the metrics file
     only where their output flags say."""
     from cotembed.encoders import DEFAULT_MODEL, parse_spec
-    from cotembed.reporting.text import eval_tables
+    from cotembed.reporting.text import decision_tables, eval_tables
     from cotembed.scoring import DEFAULT_EVAL_METHODS, get_method, parse_methods
 
     switched = _switches(args)
@@ -294,6 +312,9 @@ def run_eval(args: argparse.Namespace, page: HtmlReport | None, metrics_output: 
     methods = parse_methods(args.methods, default or DEFAULT_EVAL_METHODS)
     methods = (*methods, *(m for m in switched if m not in methods))
     _check_method_flags(args, methods)
+    check_flags(args, "eval")
+    if args.multi_label:
+        return run_multilabel_eval(args, methods[0])
     specs = list(dict.fromkeys(args.model or [DEFAULT_MODEL]))
     for spec in specs:
         parse_spec(spec)
@@ -320,13 +341,18 @@ def run_eval(args: argparse.Namespace, page: HtmlReport | None, metrics_output: 
                 clf = _classifier(args, res, system, spec, methods[0], methods)
                 report = page.evaluate(clf, samples, methods, skipped) if page else clf.evaluate(samples, methods, skipped)
             report.system["path"] = args.system
+            if wants_sections(args):
+                report.extras.update(eval_sections(args, clf, clf.labelled_embedding_set(samples, skipped), methods))
             if args.calibrate:
                 for name in methods:
                     prefix = get_method(name).option_prefix
                     if _learns(type(get_method(name))):
                         report.method_options[f"{prefix}calibration_data"] = list(args.calibrate)
             reports.append(report)
+    figures = [r.extras.pop("figures") for r in reports if "figures" in r.extras]
     payload: dict[str, Any] = reports[0].to_dict() if len(reports) == 1 else {"models": [r.to_dict() for r in reports]}
+    if figures:
+        payload["plots"] = write_plots(args, figures[0], f"{system.name or 'system'} on {reports[0].model}")
     if page:
         payload["html"] = page.write()
     if metrics_output:
@@ -334,7 +360,7 @@ def run_eval(args: argparse.Namespace, page: HtmlReport | None, metrics_output: 
     from cotembed.reporting.comparison import comparison_table
 
     summary = "\n\n" + comparison_table(reports) if len(reports) > 1 else ""
-    emit(args, payload, lambda: eval_tables(reports) + summary + (page.summary() if page else ""))
+    emit(args, payload, lambda: eval_tables(reports) + summary + decision_tables(reports) + (page.summary() if page else ""))
     failed = any(r.errors for r in reports) or any(r.n_inputs == 0 for r in reports)
     return EXIT_FAILURE if failed else EXIT_OK
 
@@ -396,6 +422,7 @@ def add_evaluation_arguments(p: argparse.ArgumentParser) -> None:
                         + ")")
     add_method_flags(p)
     p.add_argument("--ignore-unknown", action="store_true", help="skip inputs whose label is not a class of the system")
+    add_probability_flags(p, "eval")
 
 
 def register(sub: Any) -> None:
@@ -414,6 +441,7 @@ def register(sub: Any) -> None:
     add_engine_options(p)
     add_model_options(p)
     add_method_flags(p)
+    add_probability_flags(p, "classify")
     p.add_argument("--top-k", type=bounded_int(1, 1000), default=3, help="classes to report per input (default: 3)")
     add_output(p, "--output", metavar="FILE", help="also write the predictions to FILE (.json, .csv or .jsonl)")
     add_format(p)
@@ -433,6 +461,7 @@ def register(sub: Any) -> None:
     p.add_argument("--text", action="store_true", help="the input is a literal text, not an image path")
     add_model_options(p)
     add_method_flags(p)
+    add_probability_flags(p, "explain")
     p.add_argument("--top-k", type=bounded_int(1, 1000), default=5, help="classes to show (default: 5)")
     add_format(p)
     p.set_defaults(func=cmd_explain)
@@ -440,3 +469,24 @@ def register(sub: Any) -> None:
     p = sub.add_parser("models", help="list model backends and whether they are installed")
     add_format(p)
     p.set_defaults(func=cmd_models)
+
+
+def run_multilabel_eval(args: argparse.Namespace, method: str) -> int:
+    """``eval --multi-label``: its own path, since labels may name several classes."""
+    from cotembed.encoders import DEFAULT_MODEL
+    from cotembed.errors import InputError
+    from cotembed.reporting.text import multilabel_table
+
+    given = [f for f, dest in (("--html", "html"), ("--output", "output"), ("--plot", "plot"), ("--open-set", "open_set"),
+                               ("--conformal", "conformal"), ("--abstain", "abstain"), ("--abstain-target", "abstain_target"))
+             if getattr(args, dest, None) is not None]
+    if given or len(args.model or []) > 1:
+        raise InputError(f"--multi-label: {', '.join(given) or 'several --model'} not supported with it; "
+                         "its report is the table or the JSON on stdout")
+    system = load_system(args.system)
+    spec = (args.model or [DEFAULT_MODEL])[0]
+    with Resources(args) as res:
+        clf = apply_decisions(args, _classifier(args, res, system, spec, method))
+        payload = {**run_info(clf, method, args.system), **multilabel_eval(args, clf, args.data)}
+    emit(args, payload, lambda: multilabel_table(payload))
+    return EXIT_FAILURE if payload["errors"] else EXIT_OK

@@ -72,6 +72,7 @@ class HtmlReport:
     def evaluate(self, clf: Any, samples: Sequence[Any], methods: Sequence[str], skipped: Sequence[Any] = ()) -> Any:
         """``clf.evaluate`` that keeps the embeddings long enough to pick and explain misclassified inputs."""
         from cotembed.evaluation.evaluate import evaluate
+        from cotembed.evaluation.probabilities import probability_figures
         from cotembed.reporting.html import report_section
 
         data = clf.labelled_embedding_set(samples, skipped)
@@ -80,6 +81,7 @@ class HtmlReport:
         report = evaluate(scorer, data, methods)
         section = report_section(report, scorer, data, max_examples=self.max_examples, seed=self.seed, thumb_px=self.thumb_px,
                                  max_pixels=getattr(clf, "max_pixels", None))
+        section["probability_figures"] = probability_figures(clf, data, methods)
         self._sections.append((report, section))
         return report
 

@@ -19,6 +19,7 @@ from cotembed.embeddings import EmbeddingSet
 from cotembed.errors import InputError
 from cotembed.pipeline import SampleError
 from cotembed.scoring import DEFAULT_EVAL_METHODS, Batch, Scorer, ScoringMethod, method_class, method_settings
+from cotembed.scoring.posteriors import class_probabilities
 
 ECE_BINS = 15
 DENSE_CONFUSION_MAX_CLASSES = 256
@@ -92,7 +93,7 @@ class MethodResult:
 
     def update(self, method: ScoringMethod, batch: Batch, truth: np.ndarray) -> None:
         scores = method.score(batch)
-        self.add(truth, scores, method.probabilities(scores, batch.config))
+        self.add(truth, scores, class_probabilities(method, batch, scores))
         for name, values in method.extra_stats(batch).items():
             self.extra_sums[name] = self.extra_sums.get(name, 0.0) + float(np.sum(values))
 
@@ -252,6 +253,10 @@ class EvalReport:
     chance: float = 0.0
     method_options: dict[str, Any] = field(default_factory=dict)
     """Settings that change some methods' scores (ensemble templates, random-control seeds)."""
+    probabilities: str = "calibrated"
+    """How the probabilities behind ECE were made (see :mod:`cotembed.scoring.posteriors`)."""
+    extras: dict[str, Any] = field(default_factory=dict)
+    """Further sections (open set, conformal sets, abstention, multi-label), by name, as JSON."""
 
     @property
     def n_images(self) -> int:
@@ -264,6 +269,7 @@ class EvalReport:
             "model": self.model,
             "temperature": self.temperature,
             "hybrid_weight": self.hybrid_weight,
+            "probabilities": self.probabilities,
             "method_options": self.method_options,
             "n_inputs": self.n_inputs,
             "n_images": self.n_inputs,
@@ -274,6 +280,7 @@ class EvalReport:
             "errors": [e.to_dict() for e in self.errors],
             "skipped_unknown_labels": self.skipped,
             "n_encoded": self.n_encoded,
+            **self.extras,
         }
 
 
@@ -324,6 +331,7 @@ def evaluate(scorer: Scorer, data: EmbeddingSet, methods: Sequence[str] | None =
         n_encoded=data.n_encoded,
         chance=1.0 / n_classes,
         method_options=method_settings([scorer.method(m) for m in names], compiled),
+        probabilities=scorer.config.probabilities,
     )
 
 

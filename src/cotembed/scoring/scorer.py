@@ -157,8 +157,15 @@ class Scorer:
         return np.ascontiguousarray(self.compiled.rule_matrix, dtype=np.float32)
 
     def probabilities(self, embeddings: np.ndarray, method: str = "cot", chunk: int = SCORING_CHUNK) -> np.ndarray:
-        """(B, N) rows summing to 1, in ``class_names`` order."""
-        return self.method(method).probabilities(self.scores(embeddings, method, chunk), self.config)
+        """(B, N) rows summing to 1, in ``class_names`` order (in the config's ``probabilities`` mode)."""
+        from cotembed.scoring.posteriors import class_probabilities
+
+        scoring_method = self.method(method)
+        embeddings = np.atleast_2d(embeddings)
+        out = np.empty((len(embeddings), self.compiled.n_classes), dtype=np.float64)
+        for rows, batch in self.batches(embeddings, (method,), chunk):
+            out[rows] = class_probabilities(scoring_method, batch, scoring_method.score(batch))
+        return out
 
     def predict(self, embeddings: np.ndarray, method: str = "cot") -> list[str]:
         return [self.compiled.class_names[i] for i in self.scores(embeddings, method).argmax(axis=1)]

@@ -41,6 +41,8 @@ from cotembed.scoring import ScoringConfig, get_method, method_class, method_nam
 from cotembed.scoring.params import params_schema
 from cotembed.serve.auth import require_api_key
 from cotembed.serve.bodies import system_from_body
+from cotembed.serve.decisions import DecisionFields, annotate, check_use
+from cotembed.serve.decisions import score as score_request
 from cotembed.serve.errors import body_of, error_body, invalid
 from cotembed.serve.inputs import check_image, check_text, load_items
 from cotembed.serve.limits import BodyLimit
@@ -65,7 +67,7 @@ PARAMS_FIELD_HELP = ("parameters of the method, e.g. {\"confidence\": 0.9} with 
                      "is listed under x-method-parameters (unknown ones are a 422 naming the accepted ones)")
 
 
-class ClassifyRequest(BaseModel):
+class ClassifyRequest(DecisionFields):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
         {"model": "critters", "system": "critters", "input": [{"image": "<base64 PNG>"}]},
         {"model": "minilm", "input": ["a crimson winged thing over lava"], "labels": ["bird", "fish"]},
@@ -320,27 +322,31 @@ def create_app(registry: Registry) -> FastAPI:
         (chain of thought; ``method`` picks cot, hybrid, adaptive, ...)."""
         model = registry.model(body.model)
         _check_count(body.input, limits.max_inputs, "input", "inputs")
-        task = _task(model, body.labels, body.system, body.method, body.params)
+        task = _task(model, body.labels, body.system, body.method, body.params, body)
         items = await load_items(body.input, model.modalities, model.name, limits.max_pixels, settings.urls)
         return await _classify(model, *task, items, _input_params(items))
 
     def _task(model: ServedModel, given_labels: list[str] | None, system: str | None, given_method: str | None,
-              params: dict[str, Any] | None = None) -> tuple[list[str] | None, SystemEntry | None, str, dict[str, Any]]:
-        """The labels, system and method of a classify request, checked before any input is read."""
+              params: dict[str, Any] | None = None, decisions: DecisionFields | None = None
+              ) -> tuple[list[str] | None, SystemEntry | None, str, dict[str, Any], DecisionFields]:
+        """The labels, system, method and decision fields of a classify request, checked before any input is read."""
+        decisions = decisions if decisions is not None else DecisionFields.model_validate({})
         labels = _labels(given_labels, limits.max_labels) if given_labels is not None else None
         entry = registry.system(system) if system is not None else None
+        check_use(decisions, entry is not None, bool(labels))
         if entry is None:
             if given_method not in (None, "baseline") or params:
                 raise invalid(f"method {given_method!r} needs a system: give 'system' (see GET /v1/systems), "
                               "or leave 'method' out for zero-shot classification by labels", "method")
             if not labels:
                 raise invalid("give 'labels' to classify by, or a registered 'system'", "labels")
-            return labels, None, "baseline", {}
+            return labels, None, "baseline", {}, decisions
         method, options = _method(given_method, "cot", params)
-        return labels, entry, method, options
+        return labels, entry, method, options, decisions
 
     async def _classify(model: ServedModel, labels: list[str] | None, entry: SystemEntry | None, method: str,
-                        options: dict[str, Any], items: list[tuple[str, Any]], params: list[str]) -> JSONResponse:
+                        options: dict[str, Any], decisions: DecisionFields, items: list[tuple[str, Any]],
+                        params: list[str]) -> JSONResponse:
         if entry is None:
             assert labels is not None
             x, vectors = await _embeddings(model, items, params), await model.label_vectors(labels)
@@ -351,7 +357,8 @@ def create_app(registry: Registry) -> FastAPI:
             scorer = await model.scorer(entry.system, method, options)
             x = await _embeddings(model, items, params)
             config = scorer.config
-            probs = scorer.probabilities(x, method)
+            scored = score_request(scorer, x, method, decisions)
+            probs = scored.probabilities
             names = list(entry.system.class_names)
             if labels:
                 probs, names = _restrict(probs, entry, labels), labels
@@ -360,6 +367,8 @@ def create_app(registry: Registry) -> FastAPI:
         if entry is not None:
             payload["system"] = {"name": entry.name, "fingerprint": entry.system.fingerprint}
         payload["data"] = _rows(probs, names)
+        if entry is not None:
+            payload.update(annotate(payload["data"], scored, names, decisions, bool(labels)))
         payload["usage"] = {"total_tokens": 0}
         return JSONResponse(payload)
 
