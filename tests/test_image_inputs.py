@@ -276,3 +276,16 @@ def test_report_thumbnails_of_bytes_and_of_tagged_photos_are_upright(tmp_path: P
     path = tmp_path / "upright.jpg"
     path.write_bytes(jpeg(upright))
     assert thumbnail_uri(sideways(upright, 8), px=32) == thumbnail_uri(path, px=32)
+
+
+def test_a_single_image_needs_no_list(tmp_path: Path) -> None:
+    from cotembed.classifier import CoTClassifier
+    from cotembed.system import System
+
+    path = tmp_path / "photo.jpg"
+    path.write_bytes(jpeg(blocky(2, 2)))
+    clf = CoTClassifier(System.from_dict(COLOUR_SYSTEM), PixelEncoder())
+    expected = clf.embed(images=[path])
+    for single in (str(path), path, path.read_bytes(), Sample.from_bytes(path.read_bytes(), "one")):
+        np.testing.assert_array_equal(clf.embed(images=single), expected)
+        assert clf.explain(image=single).prediction == clf.explain(image=path).prediction

@@ -215,7 +215,7 @@ class CoTClassifier:
             return text_samples([texts] if isinstance(texts, str) else [str(t) for t in texts])
         if images is not None:
             return _image_samples([images] if isinstance(images, _ONE_IMAGE) else list(images))
-        items = [inputs] if isinstance(inputs, (str, *_ONE_IMAGE)) else list(inputs)
+        items = [inputs] if isinstance(inputs, _ONE_IMAGE) else list(inputs)
         if all(isinstance(x, str) for x in items):
             modalities = set(self.encoder.modalities)
             if modalities == {"text"}:
@@ -352,8 +352,8 @@ class CoTClassifier:
         )
 
 
-_ONE_IMAGE = (Path, Image.Image, bytes, bytearray, Sample)
-"""What a single image may be given as (a ``str`` is a path too, where it cannot be a text)."""
+_ONE_IMAGE = (str, Path, Image.Image, bytes, bytearray, Sample)
+"""What a single input may be given as, not in a list (a ``str`` is a path, or a text for a text model)."""
 
 
 def _image_samples(items: Sequence[Any]) -> list[Sample]:

@@ -338,7 +338,7 @@ class _Preparer:
             if s.path is None and s.data is None:
                 errors.append(SampleError(s.source, "cannot read: an image sample with neither a path nor bytes"))
                 continue
-            name = s.path.name if s.path is not None else s.source
+            name = (s.path.name if s.path is not None else "") or s.source
             try:
                 with _open_sample(s) as fh:
                     before = _stamp(fh)
