@@ -472,10 +472,11 @@ def test_metrics_count_requests_latency_batches_and_cache_hits(client: Any, crit
 
 def test_images_are_cached_under_the_same_key_as_the_cli(served: Any, client: Any, critter_images: list[Path]) -> None:
     from cotembed.cache import EmbeddingCache, content_key
+    from cotembed.pipeline import image_key
 
     image = critter_images[12]
     assert client.post("/v1/classify", json={"system": "critters", "input": [{"image": b64(image)}]}).status_code == 200
-    key = content_key(image.read_bytes())
+    key = image_key(content_key(image.read_bytes()))
     model_key = served["registry"].model("critters").key
     with EmbeddingCache(served["cache"], readonly=True) as cache:
         assert key in cache.get_many(model_key, "image", [key])

@@ -266,8 +266,8 @@ class CoTClassifier:
         if texts is not None:
             return text_samples([texts] if isinstance(texts, str) else [str(t) for t in texts])
         if images is not None:
-            return _image_samples([images] if isinstance(images, (str, Path, Image.Image)) else list(images))
-        items = [inputs] if isinstance(inputs, (str, Path, Image.Image)) else list(inputs)
+            return _image_samples([images] if isinstance(images, _ONE_IMAGE) else list(images))
+        items = [inputs] if isinstance(inputs, _ONE_IMAGE) else list(inputs)
         if all(isinstance(x, str) for x in items):
             modalities = set(self.encoder.modalities)
             if modalities == {"text"}:
@@ -566,6 +566,8 @@ def _given_samples(data: Any) -> list[Sample]:
     if all(isinstance(x, Sample) for x in items):
         return [x for x in items if isinstance(x, Sample)]
     return collect_samples([str(x) for x in items])
+_ONE_IMAGE = (str, Path, Image.Image, bytes, bytearray, Sample)
+"""What a single input may be given as, not in a list (a ``str`` is a path, or a text for a text model)."""
 
 
 def _image_samples(items: Sequence[Any]) -> list[Sample]:
@@ -573,26 +575,23 @@ def _image_samples(items: Sequence[Any]) -> list[Sample]:
     for i, x in enumerate(items):
         if isinstance(x, (str, Path)):
             samples.append(Sample(source=str(x), kind="image", path=Path(x)))
+        elif isinstance(x, (bytes, bytearray)):
+            samples.append(Sample.from_bytes(bytes(x), f"image[{i}]"))
         elif isinstance(x, Image.Image):
-            samples.append(Sample(source=f"image[{i}]", kind="image", path=_InMemoryImage(x)))  # type: ignore[arg-type]
+            samples.append(Sample.from_bytes(_png_bytes(x), f"image[{i}]"))
+        elif isinstance(x, Sample) and x.kind == "image":
+            samples.append(x)
         else:
-            raise InputError(f"input {i}: expected an image path or a PIL image, got {type(x).__name__}")
+            raise InputError(f"input {i}: expected an image path, its bytes, a PIL image or an image Sample, got {type(x).__name__}")
     return samples
 
 
-class _InMemoryImage:
-    """Lets a PIL image travel the file-based pipeline: ``read_bytes`` returns PNG bytes."""
-
-    def __init__(self, image: Image.Image):
-        self.image = image
-
-    def read_bytes(self) -> bytes:
-        buf = io.BytesIO()
-        self.image.save(buf, format="PNG")
-        return buf.getvalue()
-
-    def __str__(self) -> str:
-        return "<PIL image>"
+def _png_bytes(image: Image.Image) -> bytes:
+    """A PIL image as PNG bytes, its EXIF kept: an image opened from a photo and not yet
+    turned upright is turned by the decoder as the photo's file would be."""
+    buf = io.BytesIO()
+    image.save(buf, format="PNG", exif=image.getexif())
+    return buf.getvalue()
 
 
 __all__ = ["ClassEvidence", "CoTClassifier", "Explanation", "Prediction", "QuestionAnswer", "resolve_temperature"]

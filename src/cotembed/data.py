@@ -21,7 +21,7 @@ import math
 import os
 import unicodedata
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -40,14 +40,27 @@ InputKind = Literal["image", "text"]
 
 @dataclass(frozen=True, slots=True)
 class Sample:
-    """One input to classify: an image path or a text, with an optional label."""
+    """One input to classify: an image (a file's path, or its encoded bytes) or a text,
+    with an optional label.
+
+    An image reaches the decoder the same way whichever it carries, and its cache key
+    comes from its bytes, so a file and the same bytes uploaded to the service share
+    one embedding.
+    """
 
     source: str
-    """How the input is named in outputs: the path, or ``file:row`` for texts."""
+    """How the input is named in outputs: the path, ``file:row`` for texts, or a name the caller chose."""
     kind: InputKind
     path: Path | None = None
     text: str | None = None
     label: str | None = None
+    data: bytes | None = None
+    """An image's encoded bytes (PNG, JPEG, ...) when it has no file of its own (an upload, a PIL image)."""
+
+    @classmethod
+    def from_bytes(cls, data: bytes, source: str, label: str | None = None) -> Sample:
+        """An image held in memory, named ``source`` in outputs and error messages."""
+        return cls(source=source, kind="image", label=label, data=bytes(data))
 
 
 def nfc(text: str) -> str:
@@ -253,7 +266,7 @@ def resolve_labels(samples: list[Sample], resolve: Callable[[str], str | None],
             unknown.setdefault(label, s.source)
             skipped.append(s)
         else:
-            kept.append(s if cls_name == s.label else Sample(s.source, s.kind, s.path, s.text, cls_name))
+            kept.append(s if cls_name == s.label else replace(s, label=cls_name))
     if unknown and not ignore_unknown:
         shown = ", ".join(f"{lbl!r} (first at {src})" for lbl, src in list(unknown.items())[:10])
         more = f" and {len(unknown) - 10} more" if len(unknown) > 10 else ""

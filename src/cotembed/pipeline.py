@@ -6,6 +6,12 @@ are written to the cache before they are yielded: a run killed half way keeps
 them, and the next run encodes only what is missing. A sample that cannot be
 read or decoded becomes a :class:`SampleError` and the run goes on.
 
+An image is a file or bytes held in memory (:attr:`Sample.data`: an upload, a PIL
+image); both take the same path from here on, and both are keyed by the hash of their
+bytes. Decoding applies the EXIF orientation the image's header declares (a phone photo
+stored sideways is seen upright), and the key carries :data:`DECODE_VERSION`, so an
+embedding stored before orientation was applied is never read back for a rotated image.
+
 Memory is bounded by the batch size, not by the images: each file is hashed in
 chunks (its bytes are never held whole), looked up in the cache, and only if it is
 missing decoded in full and at once shrunk if it is much larger than the encoder needs
@@ -36,7 +42,7 @@ from dataclasses import dataclass, field
 from typing import IO, Any
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import ExifTags, Image, UnidentifiedImageError
 
 from cotembed.cache import EmbeddingStore, NoCache, text_key
 from cotembed.data import Sample, text_samples
@@ -58,6 +64,11 @@ FAST_DECODE_ENV = "COTEMBED_FAST_DECODE"
 FAST_KEY_SUFFIX = ":fast-decode"
 """Appended to an image's content hash in the cache under ``fast_decode``: the two modes
 give slightly different embeddings, and neither may be read back as the other."""
+DECODE_VERSION = 2
+"""Part of every image's cache key, bumped whenever the same bytes start to decode to other
+pixels, so an embedding of the old decoding is never read as one of the new. 2: the EXIF
+orientation is applied. Keys of version 1 carry no version; they are still read for images
+whose orientation is 1 (their pixels did not change), and stored again under the new key."""
 DEFAULT_MAX_SIDE = 2048
 """Long-side bound for encoders that declare neither ``input_size`` nor ``max_image_side``."""
 HASH_CHUNK = 1 << 20
@@ -94,6 +105,8 @@ class _Prepared:
     to_encode: list[str]
     model_input: Any
     errors: list[SampleError]
+    migrated: dict[str, np.ndarray] = field(default_factory=dict)
+    """Vectors found under a key of an older decoding that still holds, to store under the current key."""
 
 
 def resolve_max_pixels(max_pixels: int | None = None) -> int:
@@ -172,17 +185,48 @@ def _shrink(img: Image.Image, short_side: int | None, long_side: int | None) -> 
     return img.resize(size, Image.Resampling.BICUBIC, reducing_gap=2.0)
 
 
-def decode_image(fp: IO[bytes], *, name: str = "image", min_side: int | None = None,
-                 keep_side: int | None = None, max_side: int | None = None,
-                 max_pixels: int | None = None) -> Image.Image:
-    """Decode one image to a small RGB copy; raises ``ValueError`` with a message naming
-    ``name`` (the file's name: the message may be shown without its path).
+def image_key(digest: str, fast_decode: bool = False) -> str:
+    """The cache key of an image whose bytes have SHA-256 ``digest`` (hex), decoded by this
+    version of the pipeline (:data:`DECODE_VERSION`) in the given mode."""
+    return f"{digest}:d{DECODE_VERSION}" + (FAST_KEY_SUFFIX if fast_decode else "")
 
-    ``min_side``: JPEGs are decoded at the smallest DCT scale that keeps both sides
-    >= it. ``keep_side``/``max_side``: the decoded image is then shrunk to that short
-    (or long) side, before any full-size copy (mode conversion) is made. Images
-    above ``max_pixels`` are refused from their header, before their pixels are read.
+
+def _unversioned_key(digest: str, fast_decode: bool) -> str:
+    """The key decoding version 1 stored the image under (no EXIF orientation applied)."""
+    return digest + (FAST_KEY_SUFFIX if fast_decode else "")
+
+
+_ORIENTATION_TRANSPOSE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+"""EXIF orientation -> the transposition that shows the image upright (as ``ImageOps.exif_transpose``)."""
+
+
+def exif_orientation(img: Image.Image) -> int:
+    """The EXIF orientation (1-8) an opened image's header declares (EXIF, or XMP's
+    ``tiff:Orientation``); 1 when it declares none, or one that cannot be read.
+
+    Read from the header alone, before any pixel is decoded: PNG's own ``getexif`` would
+    decode the whole image to look for an ``eXIf`` chunk after the pixel data, which is
+    therefore not honoured. Cache lookups and decoding both ask this function, so an
+    image's key and its pixels always agree.
     """
+    try:
+        value = Image.Image.getexif(img).get(ExifTags.Base.Orientation, 1)
+    except Exception:  # a damaged EXIF block does not make the image unusable
+        return 1
+    return value if isinstance(value, int) and value in _ORIENTATION_TRANSPOSE else 1
+
+
+def open_image(fp: IO[bytes], *, name: str = "image", max_pixels: int | None = None) -> Image.Image:
+    """Open one image from its header only (no pixel is decoded yet); raises ``ValueError``
+    naming ``name`` when it is not an image, or when it is above ``max_pixels``."""
     cap = max_pixels or DEFAULT_MAX_PIXELS
     try:
         with warnings.catch_warnings():  # the cap is checked below with a clearer message
@@ -196,19 +240,46 @@ def decode_image(fp: IO[bytes], *, name: str = "image", min_side: int | None = N
         if _is_empty(fp):
             raise ValueError(f"cannot decode image: {name} is empty (0 bytes)") from exc
         raise ValueError(_reason(exc, name)) from exc
+    width, height = img.size
+    if width * height > cap:
+        img.close()
+        raise ValueError(_too_large(name, f"{width}x{height} = {_megapixels(width * height)}", cap))
+    return img
+
+
+def decode_opened(img: Image.Image, *, name: str = "image", min_side: int | None = None,
+                  keep_side: int | None = None, max_side: int | None = None) -> Image.Image:
+    """Decode an image :func:`open_image` returned (and close it) to a small, upright RGB copy;
+    see :func:`decode_image`."""
     with img:
-        width, height = img.size
-        if width * height > cap:
-            raise ValueError(_too_large(name, f"{width}x{height} = {_megapixels(width * height)}", cap))
         try:
+            transpose = _ORIENTATION_TRANSPOSE.get(exif_orientation(img))
             if min_side and img.format == "JPEG":
                 img.draft("RGB", (min_side, min_side))
             img.load()
             small = img if img.mode in _SHRINK_MODES else img.convert("RGB")
+            if transpose is not None:  # before shrinking: a photo stored sideways then gives exactly
+                small = small.transpose(transpose)  # the pixels of the same photo stored upright
             small = _shrink(small, keep_side, max_side)
             return small.convert("RGB") if small.mode != "RGB" or small is img else small
         except Exception as exc:  # any decoder failure is this file's problem, not the run's
             raise ValueError(_reason(exc, name)) from exc
+
+
+def decode_image(fp: IO[bytes], *, name: str = "image", min_side: int | None = None,
+                 keep_side: int | None = None, max_side: int | None = None,
+                 max_pixels: int | None = None) -> Image.Image:
+    """Decode one image to a small, upright RGB copy; raises ``ValueError`` with a message
+    naming ``name`` (the file's name: the message may be shown without its path).
+
+    ``min_side``: JPEGs are decoded at the smallest DCT scale that keeps both sides
+    >= it. The decoded image is turned upright by its EXIF orientation
+    (:func:`exif_orientation`), then shrunk to ``keep_side`` (short side) or ``max_side``
+    (long side) before any other full-size copy (mode conversion) is made. Images above
+    ``max_pixels`` are refused from their header, before their pixels are read.
+    """
+    img = open_image(fp, name=name, max_pixels=max_pixels)
+    return decode_opened(img, name=name, min_side=min_side, keep_side=keep_side, max_side=max_side)
 
 
 def configure_pil(max_pixels: int) -> None:
@@ -254,32 +325,44 @@ class _Preparer:
         return _Prepared(batch, keys, cached, todo, [text_of[k] for k in todo], [])
 
     def _images(self, batch: list[Sample]) -> _Prepared:
-        """One file at a time: hash it in chunks, look it up, and decode it small only
-        if the cache lacks it. At most one full-size image exists at any moment."""
+        """One image at a time (a file or bytes): hash it in chunks, look it up, and decode
+        it small only if the cache lacks it. At most one image is held at full size at any
+        moment (as two copies while one stored sideways is turned upright)."""
         errors: list[SampleError] = []
         ok: list[tuple[Sample, str]] = []
         cached: dict[str, np.ndarray] = {}
+        migrated: dict[str, np.ndarray] = {}
         images: dict[str, Image.Image] = {}
         buffer = bytearray(HASH_CHUNK)
         for s in batch:
-            if s.path is None:
-                errors.append(SampleError(s.source, "cannot read: an image sample without a path"))
+            if s.path is None and s.data is None:
+                errors.append(SampleError(s.source, "cannot read: an image sample with neither a path nor bytes"))
                 continue
-            name = getattr(s.path, "name", None) or s.source
+            name = (s.path.name if s.path is not None else "") or s.source
             try:
-                with _open_source(s.path) as fh:
+                with _open_sample(s) as fh:
                     before = _stamp(fh)
-                    key = _hash_file(fh, buffer) + (FAST_KEY_SUFFIX if self.fast_decode else "")
+                    digest = _hash_file(fh, buffer)
+                    key = image_key(digest, self.fast_decode)
                     if key not in cached and key not in images:
                         cached.update(self.store.get_many(self.encoder.model_key, "image", [key]))
                     if key not in cached and key not in images:
                         fh.seek(0)
-                        draft, keep, longest = self.sizes()
-                        images[key] = decode_image(fh, name=name, min_side=draft, keep_side=keep,
-                                                   max_side=longest, max_pixels=self.max_pixels)
-                        if _stamp(fh) != before:
-                            del images[key]
-                            raise ValueError(f"cannot decode image: {name} changed while it was read")
+                        img = open_image(fh, name=name, max_pixels=self.max_pixels)
+                        try:
+                            old = self._version1_vector(digest) if exif_orientation(img) == 1 else None
+                        except BaseException:
+                            img.close()
+                            raise
+                        if old is not None:  # stored before orientation was applied, and no rotation applies
+                            img.close()
+                            cached[key] = migrated[key] = old
+                        else:
+                            draft, keep, longest = self.sizes()
+                            images[key] = decode_opened(img, name=name, min_side=draft, keep_side=keep, max_side=longest)
+                            if _stamp(fh) != before:
+                                del images[key]
+                                raise ValueError(f"cannot decode image: {name} changed while it was read")
             except OSError as exc:
                 errors.append(SampleError(s.source, f"cannot read: {exc.strerror or exc}"))
                 continue
@@ -292,7 +375,13 @@ class _Preparer:
         for key, reason in failed.items():
             errors.extend(SampleError(s.source, f"cannot preprocess image: {reason}") for s, k in ok if k == key)
         kept = [(s, k) for s, k in ok if k not in failed]
-        return _Prepared([s for s, _ in kept], [k for _, k in kept], cached, encoded, model_input, errors)
+        return _Prepared([s for s, _ in kept], [k for _, k in kept], cached, encoded, model_input, errors, migrated)
+
+    def _version1_vector(self, digest: str) -> np.ndarray | None:
+        """The vector decoding version 1 stored for these bytes, if any: valid for an image whose
+        EXIF orientation is 1, whose pixels the version 2 decoding left as they were."""
+        old = _unversioned_key(digest, self.fast_decode)
+        return self.store.get_many(self.encoder.model_key, "image", [old]).get(old)
 
     def _preprocess(self, images: dict[str, Image.Image]) -> tuple[Any, list[str], dict[str, str]]:
         """Preprocess the batch at once; if that fails, image by image to isolate the culprit.
@@ -316,12 +405,13 @@ class _Preparer:
         return model_input, good, failed
 
 
-def _open_source(path: Any) -> io.BufferedReader | io.BytesIO:
-    """A file path, or an in-memory source with ``read_bytes()`` (a PIL image given to
-    the Python API travels the same path as a file)."""
-    if isinstance(path, str | os.PathLike):
-        return open(path, "rb")  # the caller closes it
-    return io.BytesIO(path.read_bytes())
+def _open_sample(sample: Sample) -> io.BufferedReader | io.BytesIO:
+    """An image sample's bytes as a stream: the bytes it carries, else its file (the caller
+    closes it). Everything after this reads both alike."""
+    if sample.data is not None:
+        return io.BytesIO(sample.data)
+    assert sample.path is not None
+    return open(sample.path, "rb")
 
 
 def _stamp(fh: io.BufferedIOBase) -> tuple[int, int] | None:
@@ -421,6 +511,8 @@ def _finish(prepared: _Prepared, encoder: Encoder, store: EmbeddingStore) -> Emb
     """Main-thread half: run the model on what the cache lacked, store it, assemble the batch."""
     kind = prepared.samples[0].kind if prepared.samples else "image"
     vectors = dict(prepared.cached)
+    if prepared.migrated:
+        store.put_many(encoder.model_key, kind, prepared.migrated)
     if prepared.to_encode:
         if kind == "text":
             encoded = encoder.encode_texts(prepared.model_input)

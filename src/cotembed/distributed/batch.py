@@ -33,20 +33,6 @@ EMBEDDING = "embedding"
 CONTENT_HASH = "content_hash"
 
 
-class _Bytes:
-    """An image given as bytes (e.g. ``ray.data.read_binary_files``), read by the pipeline like a file."""
-
-    def __init__(self, data: bytes, name: str):
-        self._data = bytes(data)
-        self.name = name
-
-    def read_bytes(self) -> bytes:
-        return self._data
-
-    def __str__(self) -> str:
-        return self.name
-
-
 def _sha256_file(path: str) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -99,7 +85,7 @@ class EmbedBatch:
         paths = [str(p) for p in _column(batch, "path")]
         blobs = _column(batch, "bytes") if "bytes" in batch else None
         labels = _column(batch, "label") if "label" in batch else [None] * len(paths)
-        samples = [Sample(p, "image", Path(p) if blobs is None else _Bytes(blobs[i], p), None, labels[i])  # type: ignore[arg-type]
+        samples = [Sample(p, "image", Path(p), None, labels[i]) if blobs is None else Sample.from_bytes(blobs[i], p, labels[i])
                    for i, p in enumerate(paths)]
         hashes = [content_hash(p if blobs is None else blobs[i]) for i, p in enumerate(paths)]
         dim = 0

@@ -104,7 +104,7 @@ def _render(template: str, **context: Any) -> Markup:
 
 # ------------------------------------------------------------------ thumbnails
 def thumbnail_uri(source: Any, px: int = DEFAULT_THUMB_PX, max_pixels: int | None = None) -> str:
-    """A ``data:`` URI of the image (a path, or an object with ``read_bytes()``) fitted in px x px.
+    """A ``data:`` URI of the image (a path, or its bytes) fitted in px x px.
 
     Decoded with the pipeline's bounded decoder (pixel cap: ``max_pixels``, else the
     pipeline's; JPEG draft mode), then stored as PNG or JPEG, whichever is smaller:
@@ -112,9 +112,9 @@ def thumbnail_uri(source: Any, px: int = DEFAULT_THUMB_PX, max_pixels: int | Non
     """
     from cotembed.pipeline import decode_image, resolve_max_pixels
 
-    name = str(source)
+    name = str(source) if isinstance(source, (str, os.PathLike)) else "image"
     try:
-        fh: Any = open(source, "rb") if isinstance(source, (str, os.PathLike)) else io.BytesIO(source.read_bytes())
+        fh: Any = open(source, "rb") if isinstance(source, (str, os.PathLike)) else io.BytesIO(source)
     except OSError as exc:
         raise ValueError(f"cannot read {name}: {exc.strerror or exc}") from exc
     with fh:
@@ -137,9 +137,9 @@ def _input_view(data: EmbeddingSet, row: int, px: int, max_pixels: int | None) -
     view["kind"] = sample.kind
     if sample.kind == "text":
         view["text"] = sample.text
-    elif sample.path is not None:
+    elif sample.path is not None or sample.data is not None:
         try:
-            view["thumbnail"] = thumbnail_uri(sample.path, px, max_pixels)
+            view["thumbnail"] = thumbnail_uri(sample.path if sample.path is not None else sample.data, px, max_pixels)
         except ValueError as exc:  # the input was encoded before, so this is rare: the file changed since
             view["thumbnail_error"] = str(exc)
     return view

@@ -15,12 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import sys
-import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
@@ -55,20 +53,6 @@ def _options_key(options: Mapping[str, Any] | None) -> str:
     import json
 
     return json.dumps(dict(options or {}), sort_keys=True, default=repr)
-
-
-class _InMemory:
-    """An image's bytes as the pipeline's source: hashed and decoded like a file."""
-
-    def __init__(self, data: bytes, name: str):
-        self.data = data
-        self.name = name
-
-    def read_bytes(self) -> bytes:
-        return self.data
-
-    def __str__(self) -> str:
-        return self.name
 
 
 class ServedModel:
@@ -116,15 +100,16 @@ class ServedModel:
             if kind == "text":
                 samples = [Sample(source=str(i), kind="text", text=items[i][1]) for i in rows]
             else:
-                samples = [Sample(source=str(i), kind="image", path=_InMemory(items[i][1], f"input {i}")) for i in rows]  # type: ignore[arg-type]
+                samples = [Sample.from_bytes(items[i][1], f"input {i}") for i in rows]
+            row_of = {sample.source: i for sample, i in zip(samples, rows)}
             encoded = 0
             for batch in stream_embeddings(samples, self.encoder, self.cache, batch_size=len(samples),
                                            max_pixels=self.settings.limits.max_pixels):
                 encoded += batch.n_encoded
                 for sample, vector in zip(batch.samples, batch.embeddings):
-                    out[int(sample.source)] = vector
+                    out[row_of[sample.source]] = vector
                 for error in batch.errors:
-                    out[int(error.source)] = error.error
+                    out[row_of[error.source]] = error.error
             self.metrics.batch(self.name, kind, len(rows), encoded)
         return out
 
@@ -211,20 +196,8 @@ class ServedModel:
     def _explain(self, system: System, method: str, kind: str, data: Any, source: str, top_k: int,
                  options: Mapping[str, Any] | None = None) -> dict[str, Any]:
         clf = self._classifier(system, method, options)
-        with tempfile.TemporaryDirectory(prefix="cotembed-serve-") as folder:
-            if kind == "text":
-                given: dict[str, Any] = {"text": data}
-            else:  # a file, so the cache key is the sha256 of these bytes, as in the CLI
-                path = Path(folder) / "input"
-                path.write_bytes(data)
-                given = {"image": path}
-            try:
-                payload = clf.explain(**given, top_k=top_k).to_dict()  # with the method's own detail, if any
-            except InputError as exc:  # name the input as the client knows it, not the temporary file
-                message = str(exc)
-                if kind == "image":
-                    message = message.replace(str(given["image"]), source)
-                raise InputError(message) from None
+        given: dict[str, Any] = {"text": data} if kind == "text" else {"image": Sample.from_bytes(data, source)}
+        payload = clf.explain(**given, top_k=top_k).to_dict()  # with the method's own detail, if any
         payload["input"] = source
         return payload
 
