@@ -173,7 +173,8 @@ class SeededResult:
     @property
     def confusion(self) -> np.ndarray:
         """Summed over seeds (each run's own matrix is in the JSON under ``seeds``)."""
-        return np.sum([r.confusion for r in self.runs.values()], axis=0)
+        confusion: np.ndarray = np.sum([r.confusion for r in self.runs.values()], axis=0)
+        return confusion
 
     @property
     def acc1(self) -> float | None:
@@ -338,7 +339,8 @@ def question_answers(option_probs: np.ndarray, offsets: np.ndarray) -> np.ndarra
 def _question_hits(option_probs: np.ndarray, offsets: np.ndarray, rule_matrix: np.ndarray, truth: np.ndarray) -> np.ndarray:
     """Per group: how many inputs got an answer the true class's rule accepts."""
     answers = question_answers(option_probs, offsets)
-    return (rule_matrix[answers, truth[:, None]] > 0).sum(axis=0)
+    agreement: np.ndarray = (rule_matrix[answers, truth[:, None]] > 0).sum(axis=0)
+    return agreement
 
 
 __all__ = ["EvalReport", "MethodResult", "SeededResult", "evaluate", "question_answers"]

@@ -50,7 +50,7 @@ class Parser(argparse.ArgumentParser):
         verb = self.prog.removeprefix("cotembed").strip()
         raise InputError(f"{verb}: {message} (see `{self.prog} --help`)" if verb else f"{message} (see `cotembed --help`)")
 
-    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:  # type: ignore[override]
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
         parsed, rest = super().parse_known_args(args, namespace)
         if getattr(parsed, VERB_PARSER, None) is None:  # the innermost parser (the verb's) runs first
             setattr(parsed, VERB_PARSER, self)

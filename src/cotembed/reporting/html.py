@@ -28,7 +28,7 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence, cast
 
 import numpy as np
 
@@ -153,7 +153,7 @@ def load_curve(path: str | Path) -> dict[str, Any]:
     problems = curve_problems(curve)
     if problems:
         raise InputError(f"--curve {path}: not a curve written by `cotembed curve` ({'; '.join(problems)})")
-    return curve
+    return cast(dict[str, Any], curve)  # curve_problems checked it is an object
 
 
 def _finite(value: Any) -> bool:
