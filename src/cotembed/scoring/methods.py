@@ -110,7 +110,23 @@ def method_class(name: str) -> type["ScoringMethod"]:
 
 
 def get_method(name: str, **params: Any) -> "ScoringMethod":
-    """The method ``name`` configured with ``params`` (validated against its declarations)."""
+    """The method ``name`` configured with ``params`` (validated against its declarations).
+
+    Parameters
+    ----------
+    name : str
+        A registered method: ``"baseline"``, ``"cot"``, ``"hybrid"``, ``"adaptive"``, ...
+        (:func:`method_names` lists them).
+    **params
+        The method's declared parameters; a wrong type, a value out of range or an
+        unknown name is an :class:`InputError` naming the accepted ones.
+
+    Examples
+    --------
+    >>> from cotembed import get_method
+    >>> get_method("adaptive", confidence=0.9)
+    get_method('adaptive', confidence=0.9, calibrate_on_batch=True)
+    """
     return method_class(name)(**params)
 
 
