@@ -9,7 +9,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from cotembed.cache import EmbeddingCache, NoCache, open_cache
+from cotembed.cache import EmbeddingCache, open_cache
 from cotembed.classifier import CoTClassifier, Explanation, Prediction
 from cotembed.embeddings import EmbeddingSet, PromptBank
 from cotembed.encoders import Encoder, load_encoder
@@ -23,34 +23,42 @@ from cotembed.errors import (
     UnknownModelError,
 )
 from cotembed.evaluation.evaluate import EvalReport, evaluate
-from cotembed.scoring import METHODS, Scorer, ScoringConfig, ScoringMethod, get_method
+from cotembed.scoring import Scorer, ScoringConfig, ScoringMethod, get_method, method_names, register_method
 from cotembed.system import Group, System
 
+# The public face, by task; everything else is reached through its subpackage
+# (cotembed.scoring, cotembed.encoders, cotembed.reporting, ...).
 __all__ = [
+    # classify inputs
     "CoTClassifier",
-    "CotembedError",
-    "EmbeddingCache",
-    "EmbeddingSet",
-    "Encoder",
-    "EvalReport",
-    "Explanation",
-    "Group",
-    "InputError",
-    "METHODS",
-    "MissingDependencyError",
-    "ModelLoadError",
-    "NoCache",
     "Prediction",
-    "PromptBank",
+    "Explanation",
+    # classification systems
+    "System",
+    "Group",
+    # models
+    "load_encoder",
+    "Encoder",
+    # scoring and evaluation without a model call
     "Scorer",
     "ScoringConfig",
     "ScoringMethod",
-    "System",
+    "get_method",
+    "method_names",
+    "register_method",
+    "evaluate",
+    "EvalReport",
+    # embeddings and their cache
+    "EmbeddingSet",
+    "PromptBank",
+    "EmbeddingCache",
+    "open_cache",
+    # errors
+    "CotembedError",
+    "InputError",
+    "MissingDependencyError",
+    "ModelLoadError",
     "SystemValidationError",
     "UnknownLabelError",
     "UnknownModelError",
-    "evaluate",
-    "get_method",
-    "load_encoder",
-    "open_cache",
 ]

@@ -30,7 +30,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from urllib.parse import quote
 
 import numpy as np
@@ -71,9 +71,9 @@ class EmbeddingStore(Protocol):
 
     def put_many(self, model_key: str, kind: Kind, items: Mapping[str, np.ndarray]) -> None: ...
 
-    def get_model_info(self, model_key: str) -> dict | None: ...
+    def get_model_info(self, model_key: str) -> dict[str, Any] | None: ...
 
-    def put_model_info(self, model_key: str, info: dict) -> None: ...
+    def put_model_info(self, model_key: str, info: dict[str, Any]) -> None: ...
 
 
 class NoCache:
@@ -88,10 +88,10 @@ class NoCache:
     def put_many(self, model_key: str, kind: Kind, items: Mapping[str, np.ndarray]) -> None:
         return None
 
-    def get_model_info(self, model_key: str) -> dict | None:
+    def get_model_info(self, model_key: str) -> dict[str, Any] | None:
         return None
 
-    def put_model_info(self, model_key: str, info: dict) -> None:
+    def put_model_info(self, model_key: str, info: dict[str, Any]) -> None:
         return None
 
     def close(self) -> None:
@@ -354,10 +354,10 @@ class EmbeddingCache:
         if rows:
             self._run(op, None, write=True)
 
-    def get_model_info(self, model_key: str) -> dict | None:
+    def get_model_info(self, model_key: str) -> dict[str, Any] | None:
         """Facts about a model (dim, modalities, ...) saved so it need not be loaded to know them."""
 
-        def op(conn: sqlite3.Connection) -> dict | None:
+        def op(conn: sqlite3.Connection) -> dict[str, Any] | None:
             try:
                 row = conn.execute("SELECT info FROM model_info WHERE model_key=?", (model_key,)).fetchone()
             except sqlite3.OperationalError as exc:
@@ -374,7 +374,7 @@ class EmbeddingCache:
 
         return self._run(op, None, write=False)
 
-    def put_model_info(self, model_key: str, info: dict) -> None:
+    def put_model_info(self, model_key: str, info: dict[str, Any]) -> None:
         payload = json.dumps(info, sort_keys=True)
 
         def op(conn: sqlite3.Connection) -> None:

@@ -157,6 +157,38 @@ class CoTClassifier:
     A positional argument is accepted where it cannot be misread: PIL images and
     ``Path`` objects are images, and strings are texts for a text-only model and
     image paths for an image-only one.
+
+    Parameters
+    ----------
+    system : System
+        The classification system: attribute groups, their options and each class's rule.
+    encoder : Encoder
+        The frozen embedding model, e.g. ``load_encoder("critters")``.
+    method : str, default "cot"
+        A registered scoring method (``cotembed.scoring.method_names()``): ``"baseline"``,
+        ``"cot"``, ``"hybrid"``, ...
+    temperature : float or None, default None
+        Softmax temperature of each group; None takes the system's, else the model's
+        logit scale, else 100.
+    hybrid_weight : float, default 1.0
+        Weight of the class-name term in the ``hybrid`` method.
+    cache : EmbeddingStore or None, default None
+        Where embeddings are kept between runs (``open_cache(path)``); None keeps nothing.
+    batch_size : int or None, default None
+        Inputs per model call; None uses the encoder's own.
+    progress : bool, default False
+        Show progress bars (on stderr) while embedding.
+    method_options : dict or None, default None
+        The method's declared parameters (e.g. ``{"confidence": 0.9}`` for ``adaptive``);
+        an unknown key is an error naming the accepted ones.
+    max_pixels : int or None, default None
+        Images above this many pixels are reported as errors instead of decoded.
+
+    Examples
+    --------
+    >>> from cotembed import CoTClassifier, System, load_encoder
+    >>> clf = CoTClassifier(System.load("examples/critters/system.yaml"), load_encoder("critters"))  # doctest: +SKIP
+    >>> clf.predict(images=["creature.png"])  # one class name per input                           # doctest: +SKIP
     """
 
     def __init__(

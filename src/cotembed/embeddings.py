@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
@@ -20,6 +20,9 @@ from cotembed.data import Sample
 from cotembed.encoders.base import Encoder
 from cotembed.errors import InputError
 from cotembed.pipeline import SampleError, stream_embeddings
+
+if TYPE_CHECKING:
+    from tqdm import tqdm
 from cotembed.scoring.functions import l2_normalize
 
 PROMPT_BATCH = 256
@@ -194,7 +197,7 @@ class EmbeddingSet:
         return cls(data["embeddings"].astype(np.float32), data["sources"].tolist(), labels, str(data["model_key"]))
 
 
-def _progress_bar(total: int, desc: str, enabled: bool):
+def _progress_bar(total: int, desc: str, enabled: bool) -> tqdm[Any] | None:
     if not enabled or total == 0:
         return None
     from tqdm.auto import tqdm

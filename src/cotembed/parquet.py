@@ -262,7 +262,7 @@ def iter_batches(directory: str | Path, model_key: str | None = None, batch_rows
 
 def _texts(record: Any, name: str, wanted: Sequence[str]) -> list[Any]:
     if name in wanted and name in record.schema.names:
-        return record.column(name).to_pylist()
+        return list(record.column(name).to_pylist())
     return []
 
 

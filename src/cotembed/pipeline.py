@@ -39,10 +39,13 @@ from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import ExifTags, Image, UnidentifiedImageError
+
+if TYPE_CHECKING:
+    from tqdm import tqdm
 
 from cotembed.cache import EmbeddingStore, NoCache, text_key
 from cotembed.data import Sample, text_samples
@@ -531,7 +534,7 @@ def _finish(prepared: _Prepared, encoder: Encoder, store: EmbeddingStore) -> Emb
     return EmbeddedBatch(prepared.samples, embeddings, prepared.errors, len(prepared.to_encode))
 
 
-def _progress_bar(total: int, desc: str, unit: str, enabled: bool):
+def _progress_bar(total: int, desc: str, unit: str, enabled: bool) -> tqdm[Any] | None:
     if not enabled or total == 0:
         return None
     from tqdm.auto import tqdm

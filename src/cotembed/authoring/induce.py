@@ -311,7 +311,7 @@ class RuleInducer:
 
     # ------------------------------------------------------------ prediction
     def _fitted(self) -> System:
-        system = getattr(self, "system_", None)
+        system: System | None = getattr(self, "system_", None)
         if system is None:
             raise NotFittedError("this RuleInducer is not fitted yet: call fit(X, y) first")
         return system

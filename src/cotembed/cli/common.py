@@ -50,7 +50,7 @@ class Parser(argparse.ArgumentParser):
         verb = self.prog.removeprefix("cotembed").strip()
         raise InputError(f"{verb}: {message} (see `{self.prog} --help`)" if verb else f"{message} (see `cotembed --help`)")
 
-    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:  # type: ignore[override]
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
         parsed, rest = super().parse_known_args(args, namespace)
         if getattr(parsed, VERB_PARSER, None) is None:  # the innermost parser (the verb's) runs first
             setattr(parsed, VERB_PARSER, self)
@@ -144,10 +144,12 @@ def add_model_options(p: argparse.ArgumentParser, method: bool = True, several_m
 
     if several_models:
         p.add_argument("--model", action="append", default=None, metavar="SPEC",
-                       help=f"model spec; repeat to compare models in one table (default: {DEFAULT_MODEL}; see `cotembed models`)")
+                       help=f"model spec; repeat to compare models in one table (default: {DEFAULT_MODEL}, the bundled offline toy model "
+                            "of the critters world; for texts use minilm; see `cotembed models`)")
     else:
         p.add_argument("--model", default=DEFAULT_MODEL, metavar="SPEC",
-                       help=f"model spec, e.g. hf:openai/clip-vit-base-patch32 (default: {DEFAULT_MODEL}; see `cotembed models`)")
+                       help=f"model spec, e.g. hf:openai/clip-vit-base-patch32 (default: {DEFAULT_MODEL}, the bundled offline toy model "
+                            "of the critters world; for texts use minilm; see `cotembed models`)")
     if method:
         p.add_argument("--method", choices=method_names(), default="cot", help="scoring method (default: cot)")
     p.add_argument("--temperature", type=positive_temperature, default=None,

@@ -187,7 +187,7 @@ def eval_sections(args: argparse.Namespace, clf: Any, data: Any, methods: Sequen
             out[name] = values
     if args.plot:
         out["figures"] = ev.probability_figures(decided, data, methods)
-    return ev.json_ready(out)
+    return dict(ev.json_ready(out))
 
 
 def multilabel_eval(args: argparse.Namespace, clf: Any, paths: Sequence[str]) -> dict[str, Any]:
@@ -199,8 +199,9 @@ def multilabel_eval(args: argparse.Namespace, clf: Any, paths: Sequence[str]) ->
     data = decided.embedding_set(_multilabel_samples(args, paths, "DATA"))
     if not len(data):
         raise InputError(f"{', '.join(paths)}: no input could be used")
-    return ev.json_ready({"multi_label": ev.multilabel_section(decided, data), "n_inputs": len(data),
-                          "errors": [e.to_dict() for e in data.errors]})
+    ready: dict[str, Any] = ev.json_ready({"multi_label": ev.multilabel_section(decided, data), "n_inputs": len(data),
+                                           "errors": [e.to_dict() for e in data.errors]})
+    return ready
 
 
 def write_plots(args: argparse.Namespace, figures: dict[str, Any], title: str) -> list[str]:

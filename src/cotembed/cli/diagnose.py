@@ -84,7 +84,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------------------------ induce
-def _check_counts(counts: Counter, classes: Sequence[str], k: int, where: str) -> None:
+def _check_counts(counts: Counter[str], classes: Sequence[str], k: int, where: str) -> None:
     short = [(c, counts.get(c, 0)) for c in classes if counts.get(c, 0) < k]
     if short:
         listed = ", ".join(f"{c} ({n})" for c, n in short[:20]) + (" ..." if len(short) > 20 else "")

@@ -11,10 +11,13 @@ import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image
+
+if TYPE_CHECKING:
+    from torch import nn
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 WEIGHTS_FILE = "critters-image-tower.safetensors"
@@ -37,7 +40,7 @@ class TowerConfig:
         return out
 
 
-def build_tower(config: TowerConfig):
+def build_tower(config: TowerConfig) -> nn.Module:
     """Stages of (stride-2 conv, conv), each with BN-ReLU -> mean+max pooling -> MLP into the text space."""
     import torch
     from torch import nn
@@ -89,7 +92,7 @@ def file_sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def save_tower(model, config: TowerConfig, directory: Path, metadata: dict[str, Any]) -> dict[str, Any]:
+def save_tower(model: nn.Module, config: TowerConfig, directory: Path, metadata: dict[str, Any]) -> dict[str, Any]:
     """Write weights (safetensors) and a JSON config with the training record and checksum."""
     from safetensors.torch import save_file
 
@@ -102,7 +105,7 @@ def save_tower(model, config: TowerConfig, directory: Path, metadata: dict[str, 
     return record
 
 
-def load_tower(directory: Path = WEIGHTS_DIR):
+def load_tower(directory: Path = WEIGHTS_DIR) -> tuple[nn.Module, TowerConfig, dict[str, Any]]:
     """(model in eval mode, config, record); verifies the checksum recorded at training time."""
     from safetensors.torch import load_file
 

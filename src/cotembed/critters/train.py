@@ -247,6 +247,7 @@ def _train(torch: Any, config: TrainConfig, out_dir: Path, log: Callable[[str], 
     }
 
     model = build_tower(config.tower)
+    logit_scale = model.get_parameter("logit_scale")  # learned with the tower
     steps_per_epoch = config.n_train // config.batch_size
     total_steps = steps_per_epoch * config.epochs
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
@@ -270,7 +271,7 @@ def _train(torch: Any, config: TrainConfig, out_dir: Path, log: Callable[[str], 
             m = caption_mentions[cap]  # (B, 4)
             a = train_attrs_t[idx]  # (B, 4)
             positives = ((m[None, :, :] == -1) | (m[None, :, :] == a[:, None, :])).all(dim=2).float()
-            scale = model.logit_scale.exp().clamp(max=100.0)
+            scale = logit_scale.exp().clamp(max=100.0)
             logits = scale * image_emb @ text_emb.T
             loss_i2t = -(positives / positives.sum(1, keepdim=True) * F.log_softmax(logits, dim=1)).sum(1).mean()
             pos_t = positives.T
@@ -285,7 +286,7 @@ def _train(torch: Any, config: TrainConfig, out_dir: Path, log: Callable[[str], 
         history.append({"epoch": epoch + 1, "loss": running / steps_per_epoch, "val_attribute_accuracy": accuracy})
         log(
             f"epoch {epoch + 1}/{config.epochs}  loss {running / steps_per_epoch:.3f}  "
-            f"scale {model.logit_scale.exp().item():.1f}  val attribute accuracy "
+            f"scale {logit_scale.exp().item():.1f}  val attribute accuracy "
             + ", ".join(f"{a} {100 * v:.1f}%" for a, v in accuracy.items())
             + f"  [{time.perf_counter() - started:.0f}s]"
         )
@@ -293,7 +294,7 @@ def _train(torch: Any, config: TrainConfig, out_dir: Path, log: Callable[[str], 
     model.eval()
     metadata = {
         "text_tower": f"{text_encoder.model_key} (frozen)",
-        "logit_scale": model.logit_scale.exp().clamp(max=100.0).item(),
+        "logit_scale": logit_scale.exp().clamp(max=100.0).item(),
         "training": {**asdict(config), "tower": config.tower.to_dict()},
         "distinct_captions": len(unique),
         "history": history,

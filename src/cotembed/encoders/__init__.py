@@ -204,6 +204,34 @@ def load_encoder(spec: str, *, lazy: bool = False, info_store: ModelInfoStore | 
     the model only when it must, reading ``logit_scale``/``dim``/``input_size`` from
     ``info_store`` (the embedding cache) meanwhile. Either way, a loaded model's facts
     are written to ``info_store`` for the next lazy run.
+
+    Parameters
+    ----------
+    spec : str
+        A model spec: ``"critters"`` (the bundled toy model, the CLI's default),
+        ``"minilm"`` (bundled text model), ``"hf:<hub id or dir>"``, ``"open_clip:<arch>"``,
+        ``"onnx:<file or dir>"``, ... (``cotembed models`` lists them).
+    lazy : bool, default False
+        Return a :class:`LazyEncoder` that loads the model on first use.
+    info_store : ModelInfoStore or None, default None
+        Where the model's facts are remembered (usually the embedding cache).
+    **options
+        Backend options such as ``device``, ``batch_size``; an unknown one is an error
+        naming the accepted ones.
+
+    Raises
+    ------
+    UnknownModelError
+        The spec's scheme is not registered.
+    MissingDependencyError
+        The backend's extra is not installed (the message names it).
+
+    Examples
+    --------
+    >>> from cotembed import load_encoder
+    >>> encoder = load_encoder("minilm")             # doctest: +SKIP
+    >>> encoder.encode_texts(["a red bird"]).shape   # doctest: +SKIP
+    (1, 384)
     """
     backend, argument = parse_spec(spec)
     given = check_options(spec, backend.options, options)

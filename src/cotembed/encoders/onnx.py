@@ -250,7 +250,7 @@ def _load_tokenizer(path: Path, max_length: int) -> Any:
         if path.name.endswith(".json"):
             tokenizer = tokenizers.Tokenizer.from_file(str(path))
         else:
-            from tokenizers.implementations import BertWordPieceTokenizer
+            from tokenizers.implementations.bert_wordpiece import BertWordPieceTokenizer
 
             tokenizer = BertWordPieceTokenizer(str(path), lowercase=True)
     except Exception as exc:  # the Rust side raises plain Exception for unreadable files

@@ -45,7 +45,7 @@ def _side(size: Any) -> int | None:
     if isinstance(size, int):
         return size
     if isinstance(size, (tuple, list)) and size and all(isinstance(s, int) for s in size):
-        return max(size)
+        return max(int(s) for s in size)
     return None
 
 

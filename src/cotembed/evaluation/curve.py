@@ -88,7 +88,7 @@ class GroupTerms:
     extra: np.ndarray | None = None
 
     def scores(self, subset: Sequence[int]) -> np.ndarray:
-        total = self.terms[list(subset)].sum(axis=0)
+        total: np.ndarray = self.terms[list(subset)].sum(axis=0)
         if self.extra is not None:
             total = total + self.extra
         if self.counts is not None:
@@ -98,7 +98,8 @@ class GroupTerms:
 
 def _lse(log_probs: np.ndarray) -> np.ndarray:
     top = log_probs.max(axis=1, keepdims=True)
-    return top[:, 0] + np.log(np.exp(log_probs - top).sum(axis=1))
+    log_sum: np.ndarray = top[:, 0] + np.log(np.exp(log_probs - top).sum(axis=1))
+    return log_sum
 
 
 def _cot_terms(batch: Batch, plan: GroupPlan) -> GroupTerms:
@@ -150,7 +151,8 @@ def choose_subsets(n_groups: int, k: int, max_subsets: int, rng: np.random.Gener
 def tie_credit(scores: np.ndarray, truth: np.ndarray) -> np.ndarray:
     """Per input: 1/m if the true class is among the m classes sharing the top score, else 0."""
     top = scores == scores.max(axis=1, keepdims=True)
-    return top[np.arange(len(truth)), truth] / top.sum(axis=1)
+    share: np.ndarray = top[np.arange(len(truth)), truth] / top.sum(axis=1)
+    return share
 
 
 # ----------------------------------------------------------------------- result

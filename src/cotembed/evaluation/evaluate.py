@@ -174,7 +174,8 @@ class SeededResult:
     @property
     def confusion(self) -> np.ndarray:
         """Summed over seeds (each run's own matrix is in the JSON under ``seeds``)."""
-        return np.sum([r.confusion for r in self.runs.values()], axis=0)
+        confusion: np.ndarray = np.sum([r.confusion for r in self.runs.values()], axis=0)
+        return confusion
 
     @property
     def acc1(self) -> float | None:
@@ -289,6 +290,36 @@ def evaluate(scorer: Scorer, data: EmbeddingSet, methods: Sequence[str] | None =
 
     Methods that learn from the unlabelled batch (adaptive's answer model) are fitted
     on ``data``'s embeddings first, without its labels; the report records what they used.
+
+    Parameters
+    ----------
+    scorer : Scorer
+        Built for the system and every method to evaluate.
+    data : EmbeddingSet
+        Labelled input embeddings from the same model as the scorer's prompts
+        (``CoTClassifier.labelled_embedding_set`` builds one from samples).
+    methods : sequence of str or None, default None
+        The methods to report, in order; None reports every method of the scorer.
+
+    Returns
+    -------
+    EvalReport
+        Per-method accuracy, top-5, recall, calibration and confusion, with the model
+        key, system hash and temperature they were measured with.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cotembed import EmbeddingSet, Scorer, ScoringConfig, System, evaluate
+    >>> system = System.from_dict({"groups": {"colour": {"prompt": "a {} bird", "options": ["red", "blue"]}},
+    ...                            "rules": {"robin": {"colour": "red"}, "jay": {"colour": "blue"}}})
+    >>> def embed(texts):
+    ...     return np.array([[1.0, 0.0] if "red" in t or "robin" in t else [0.0, 1.0] for t in texts], dtype=np.float32)
+    >>> scorer = Scorer.build(system, embed, ScoringConfig(temperature=100.0), methods=["baseline", "cot"])
+    >>> data = EmbeddingSet(np.array([[0.9, 0.1], [0.2, 0.8]], dtype=np.float32),
+    ...                     sources=["a.png", "b.png"], labels=["robin", "jay"], model_key="toy")
+    >>> evaluate(scorer, data).methods["cot"].accuracy
+    1.0
     """
     names = tuple(dict.fromkeys(methods if methods is not None else scorer.methods))
     if not names:
@@ -346,7 +377,8 @@ def question_answers(option_probs: np.ndarray, offsets: np.ndarray) -> np.ndarra
 def _question_hits(option_probs: np.ndarray, offsets: np.ndarray, rule_matrix: np.ndarray, truth: np.ndarray) -> np.ndarray:
     """Per group: how many inputs got an answer the true class's rule accepts."""
     answers = question_answers(option_probs, offsets)
-    return (rule_matrix[answers, truth[:, None]] > 0).sum(axis=0)
+    agreement: np.ndarray = (rule_matrix[answers, truth[:, None]] > 0).sum(axis=0)
+    return agreement
 
 
 __all__ = ["EvalReport", "MethodResult", "SeededResult", "evaluate", "question_answers"]

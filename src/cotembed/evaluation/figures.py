@@ -44,7 +44,7 @@ def row_shares(matrix: np.ndarray) -> np.ndarray:
     """Each cell as a share of its row (a true class's inputs); 0 in an empty row."""
     m = np.asarray(matrix, dtype=np.int64)
     rows = m.sum(axis=1, keepdims=True)
-    return np.divide(m, rows, out=np.zeros(m.shape), where=rows > 0)
+    return np.asarray(np.divide(m, rows, out=np.zeros(m.shape), where=rows > 0))
 
 
 __all__ = ["HEATMAP_FOCUS_CLASSES", "HEATMAP_MAX_CLASSES", "heatmap_classes", "question_chance", "row_shares"]

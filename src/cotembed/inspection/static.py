@@ -50,7 +50,8 @@ class Structure:
     def partition(self, g: int) -> np.ndarray:
         """p_g(j): the share of classes in each option (fractional for multi-option rules)."""
         weights = self.member[g] / self.sizes[g][:, None]
-        return weights.sum(axis=0) / self.n_classes
+        coverage: np.ndarray = weights.sum(axis=0) / self.n_classes
+        return coverage
 
     def separation_counts(self, rows: slice) -> np.ndarray:
         """(rows, N): how many groups separate each class in ``rows`` from every class."""

@@ -31,7 +31,7 @@ import math
 import os
 import re
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, Sequence, cast
 
 import numpy as np
 from jinja2 import Environment, PackageLoader, StrictUndefined
@@ -187,7 +187,7 @@ def load_curve(path: str | Path) -> dict[str, Any]:
     problems = curve_problems(curve)
     if problems:
         raise InputError(f"--curve {path}: not a curve written by `cotembed curve` ({'; '.join(problems)})")
-    return curve
+    return cast(dict[str, Any], curve)  # curve_problems checked it is an object
 
 
 def _finite(value: Any) -> bool:

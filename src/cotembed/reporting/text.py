@@ -7,7 +7,7 @@ Only presentation lives here: every function takes a result object (or its
 from __future__ import annotations
 
 import unicodedata
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from cotembed.classifier import Explanation, Prediction
 from cotembed.evaluation.evaluate import EvalReport, MethodResult, SeededResult
@@ -307,7 +307,7 @@ def adaptive_explanation_table(exp: Explanation, trace: "AdaptiveTrace") -> str:
     return "\n".join(lines)
 
 
-DETAIL_TABLES: dict[str, Any] = {"AdaptiveTrace": adaptive_explanation_table}
+DETAIL_TABLES: dict[str, Callable[[Explanation, Any], str]] = {"AdaptiveTrace": adaptive_explanation_table}
 """Text renderers of methods' own explanation details, by the detail's type name."""
 
 

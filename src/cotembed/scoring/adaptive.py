@@ -132,7 +132,8 @@ class PolicyRun:
 
     @property
     def questions(self) -> np.ndarray:
-        return self.asked.sum(axis=1)
+        counts: np.ndarray = self.asked.sum(axis=1)
+        return counts
 
 
 def run_policy(option_log_probs: np.ndarray, compiled: "CompiledSystem", settings: AdaptiveSettings) -> PolicyRun:
@@ -159,7 +160,7 @@ def run_policy(option_log_probs: np.ndarray, compiled: "CompiledSystem", setting
     def gains_for(rows: np.ndarray) -> np.ndarray:
         post = np.exp(log_post[rows])
         predicted = post @ answers  # (R, Q): the answer distribution each group is expected to give
-        out = _entropy_per_group(predicted, starts) - post @ answer_entropy
+        out: np.ndarray = _entropy_per_group(predicted, starts) - post @ answer_entropy
         out[asked[rows]] = -np.inf
         return out
 
@@ -257,7 +258,8 @@ class Adaptive(ScoringMethod):
     def probabilities(self, scores: np.ndarray, config: ScoringConfig) -> np.ndarray:
         """The posterior: scores are its normalised logarithm."""
         p = np.exp(scores.astype(np.float64) - scores.max(axis=1, keepdims=True))
-        return (p / p.sum(axis=1, keepdims=True)).astype(np.float32)
+        probs: np.ndarray = (p / p.sum(axis=1, keepdims=True)).astype(np.float32)
+        return probs
 
     def terms(self, batch: Batch) -> dict[str, np.ndarray]:
         """Per group: its log-likelihood factor where it was asked (0 where not), and the prior

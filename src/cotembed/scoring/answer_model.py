@@ -47,7 +47,8 @@ def ideal_answers(compiled: "CompiledSystem") -> np.ndarray:
     accepted = (compiled.rule_matrix > 0).T.astype(np.float64)  # (N, Q)
     starts = compiled.offsets[:-1]
     per_group = np.add.reduceat(accepted, starts, axis=1)  # (N, G)
-    return accepted / np.repeat(per_group, np.diff(compiled.offsets), axis=1)
+    answers: np.ndarray = accepted / np.repeat(per_group, np.diff(compiled.offsets), axis=1)
+    return answers
 
 
 @dataclass(frozen=True, eq=False)
@@ -141,7 +142,8 @@ def _class_log_likelihood(log_probs: np.ndarray, compiled: "CompiledSystem") -> 
 
 def normalise_log(log_post: np.ndarray) -> np.ndarray:
     shifted = log_post - log_post.max(axis=1, keepdims=True)
-    return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    log_probs: np.ndarray = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    return log_probs
 
 
 def fit_answer_model(option_probs: np.ndarray, compiled: "CompiledSystem", labels: np.ndarray | None = None,
@@ -202,7 +204,8 @@ def group_log_likelihood(log_probs: np.ndarray, compiled: "CompiledSystem", g: i
     top = lp.max(axis=1, keepdims=True)
     mass = np.exp(lp - top) @ (block > 0)
     weight = float(block.max())
-    return weight * (np.log(np.maximum(mass, TINY)) + top)
+    log_mass: np.ndarray = weight * (np.log(np.maximum(mass, TINY)) + top)
+    return log_mass
 
 
 __all__ = ["EM_ITERATIONS", "EM_TOLERANCE", "SMOOTHING", "TINY", "AnswerModel", "fit_answer_model", "group_log_likelihood", "ideal_answers",

@@ -107,14 +107,16 @@ def log_posterior(log_masses: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """(B, N) log p(class | x) from (B, G, N) log masses and (G,) weights (the product-of-groups likelihood)."""
     logits = np.einsum("bgn,g->bn", log_masses, np.asarray(weights, dtype=np.float64))
     logits -= logits.max(axis=1, keepdims=True)
-    return logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+    log_probs: np.ndarray = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+    return log_probs
 
 
 def product_posterior(similarities: np.ndarray, rules: GroupRules, temperature: float,
                       weights: np.ndarray | None = None) -> np.ndarray:
     """(B, N) calibrated CoT probabilities from option cosines (rows sum to 1)."""
     w = rules.weights if weights is None else np.asarray(weights, dtype=np.float64)
-    return np.exp(log_posterior(group_log_masses(similarities, rules, temperature), w))
+    probs: np.ndarray = np.exp(log_posterior(group_log_masses(similarities, rules, temperature), w))
+    return probs
 
 
 def temperature_scaled(scores: np.ndarray, scale: float) -> np.ndarray:
@@ -122,7 +124,8 @@ def temperature_scaled(scores: np.ndarray, scale: float) -> np.ndarray:
     z = np.asarray(scores, dtype=np.float64) * scale
     z -= z.max(axis=1, keepdims=True)
     e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
+    probs: np.ndarray = e / e.sum(axis=1, keepdims=True)
+    return probs
 
 
 # ------------------------------------------------------------------- metrics
@@ -393,7 +396,8 @@ def group_agreement(similarities: np.ndarray, rules: GroupRules, predicted: np.n
         block = slice(rules.offsets[g], rules.offsets[g + 1])
         top = sims[:, block].argmax(axis=1) + rules.offsets[g]
         agree += rules.weights[g] * rules.accepted[top, predicted]
-    return agree / rules.weights.sum()
+    agreement: np.ndarray = agree / rules.weights.sum()
+    return agreement
 
 
 def fit_on_agreement(similarities: np.ndarray, rules: GroupRules, temperature: float) -> float:

@@ -35,7 +35,8 @@ SCORES = ("lac", "aps", "raps")
 
 def _log_softmax(logits: np.ndarray) -> np.ndarray:
     z = logits - logits.max(axis=1, keepdims=True)
-    return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+    log_probs: np.ndarray = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+    return log_probs
 
 
 def lac_scores(logits: np.ndarray) -> np.ndarray:
@@ -54,7 +55,8 @@ def lac_scores(logits: np.ndarray) -> np.ndarray:
     others[rows, top] = e.sum(axis=1)
     with np.errstate(divide="ignore"):
         a = np.log(others) + shift - z  # -inf where nothing else has mass: then -log p = 0
-    return np.where(a > 30, a, np.log1p(np.exp(np.minimum(a, 30))))
+    softplus: np.ndarray = np.where(a > 30, a, np.log1p(np.exp(np.minimum(a, 30))))
+    return softplus
 
 
 def aps_scores(logits: np.ndarray, u: np.ndarray, lam: float = 0.0, k_reg: int = 0) -> np.ndarray:
@@ -65,7 +67,7 @@ def aps_scores(logits: np.ndarray, u: np.ndarray, lam: float = 0.0, k_reg: int =
     above = np.cumsum(sorted_p, axis=1) - sorted_p  # mass strictly above each ranked class
     rank = np.arange(1, p.shape[1] + 1)[None, :]
     ranked = above + u[:, None] * sorted_p + lam * np.maximum(rank - k_reg, 0)
-    out = np.empty_like(p)
+    out: np.ndarray = np.empty_like(p)
     np.put_along_axis(out, order, ranked, axis=1)
     return out
 

@@ -83,7 +83,8 @@ def check_zero_shot(matrix: np.ndarray | None, rows: int, n_classes: int, what: 
 def log_posterior(probabilities: np.ndarray) -> np.ndarray:
     """Row-normalised log-probabilities, zeros clipped at :data:`PROBABILITY_FLOOR`."""
     p = np.clip(np.asarray(probabilities, dtype=np.float64), PROBABILITY_FLOOR, None)
-    return np.log(p / p.sum(axis=1, keepdims=True))
+    log_probs: np.ndarray = np.log(p / p.sum(axis=1, keepdims=True))
+    return log_probs
 
 
 def log_softmax(logits: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
@@ -93,7 +94,8 @@ def log_softmax(logits: np.ndarray, mask: np.ndarray | None = None) -> np.ndarra
         z[:, ~mask] = -np.inf
     z -= z.max(axis=1, keepdims=True)
     with np.errstate(divide="ignore"):
-        return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+        log_probs: np.ndarray = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+        return log_probs
 
 
 def merge_with_zero_shot(log_fewshot: np.ndarray, has_examples: np.ndarray, zero_shot_probs: np.ndarray | None) -> np.ndarray:
@@ -104,7 +106,7 @@ def merge_with_zero_shot(log_fewshot: np.ndarray, has_examples: np.ndarray, zero
     the zero-shot mass they hold together, split by the few-shot posterior. Without a
     zero-shot matrix every class must have examples.
     """
-    p_fs = np.exp(log_fewshot)
+    p_fs: np.ndarray = np.exp(log_fewshot)
     if bool(has_examples.all()):
         return p_fs
     if zero_shot_probs is None:
@@ -112,7 +114,7 @@ def merge_with_zero_shot(log_fewshot: np.ndarray, has_examples: np.ndarray, zero
                          "so they keep their zero-shot probability")
     p0 = np.exp(log_posterior(zero_shot_probs))
     mass = p0[:, has_examples].sum(axis=1, keepdims=True)
-    out = p0.copy()
+    out: np.ndarray = p0.copy()
     out[:, has_examples] = mass * p_fs[:, has_examples]
     return out
 
@@ -186,13 +188,15 @@ class _FewShotModel:
         """(B, N) class scores: log-probabilities, rescaled to the zero-shot scores' range when they are given."""
         logp = np.log(np.maximum(self.predict_proba(embeddings, zero_shot_probs), PROBABILITY_FLOOR))
         if zero_shot_scores is None:
-            return logp.astype(np.float32)
+            log_probs: np.ndarray = logp.astype(np.float32)
+            return log_probs
         ref = check_zero_shot(zero_shot_scores, len(logp), self.n_classes_, "zero-shot scores")
         assert ref is not None
         return rescale_to(logp, ref)
 
     def predict(self, embeddings: np.ndarray, zero_shot_probs: np.ndarray | None = None) -> np.ndarray:
-        return self.predict_proba(embeddings, zero_shot_probs).argmax(axis=1)
+        labels: np.ndarray = self.predict_proba(embeddings, zero_shot_probs).argmax(axis=1)
+        return labels
 
 
 class PrototypeClassifier(_FewShotModel):
@@ -286,7 +290,8 @@ class GaussianDiscriminant(_FewShotModel):
 
     def _logits(self, x: np.ndarray) -> np.ndarray:
         pm = self.means_ @ self.precision_  # (N, D)
-        return x.astype(np.float64) @ pm.T - 0.5 * np.einsum("nd,nd->n", pm, self.means_)[None, :]
+        logits: np.ndarray = x.astype(np.float64) @ pm.T - 0.5 * np.einsum("nd,nd->n", pm, self.means_)[None, :]
+        return logits
 
     def loo_logits(self) -> tuple[np.ndarray, np.ndarray]:
         """Each row scored by the model refitted without it: its class mean recomputed, and its
@@ -461,7 +466,8 @@ class FusedClassifier:
         return rescale_to(np.log(np.maximum(p, PROBABILITY_FLOOR)), ref)
 
     def predict(self, embeddings: np.ndarray, zero_shot_probs: np.ndarray) -> np.ndarray:
-        return self.predict_proba(embeddings, zero_shot_probs).argmax(axis=1)
+        labels: np.ndarray = self.predict_proba(embeddings, zero_shot_probs).argmax(axis=1)
+        return labels
 
 
 __all__ = [

@@ -18,18 +18,21 @@ def l2_normalize(x: np.ndarray) -> np.ndarray:
     x = np.asarray(x, dtype=np.float32)
     norms = np.einsum("...i,...i->...", x, x)[..., None]  # no squared copy of x, unlike linalg.norm
     np.sqrt(norms, out=norms)
-    return x / np.maximum(norms, np.float32(1e-12))
+    normalized: np.ndarray = x / np.maximum(norms, np.float32(1e-12))
+    return normalized
 
 
 def cosine_similarity(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """(B, D) x (K, D) -> (B, K) cosine similarities."""
-    return l2_normalize(a) @ l2_normalize(b).T
+    cosines: np.ndarray = l2_normalize(a) @ l2_normalize(b).T
+    return cosines
 
 
 def softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:
     shifted = logits - logits.max(axis=axis, keepdims=True)
     e = np.exp(shifted)
-    return e / e.sum(axis=axis, keepdims=True)
+    probs: np.ndarray = e / e.sum(axis=axis, keepdims=True)
+    return probs
 
 
 GROUP_SOFTMAX_ROWS = 256
@@ -63,7 +66,8 @@ def _group_sums(block: np.ndarray, starts: np.ndarray, sizes: np.ndarray, ones: 
     """(rows, G) sums of each group: equal-sized groups (``ones`` of their size given) as
     one matrix-vector product, several times faster than a segmented ``reduceat``."""
     if ones is not None:
-        return (block.reshape(-1, len(ones)) @ ones).reshape(len(block), len(sizes))
+        sums: np.ndarray = (block.reshape(-1, len(ones)) @ ones).reshape(len(block), len(sizes))
+        return sums
     return np.add.reduceat(block, starts, axis=1)
 
 
@@ -173,7 +177,8 @@ def group_log_softmax(similarities: np.ndarray, offsets: np.ndarray, temperature
 
 def cot_scores(option_probs: np.ndarray, rule_matrix: np.ndarray) -> np.ndarray:
     """Class score = weighted sum over groups of the probability of the class's option(s)."""
-    return option_probs @ rule_matrix
+    scores: np.ndarray = option_probs @ rule_matrix
+    return scores
 
 
 def hybrid_scores(cot: np.ndarray, name_similarities: np.ndarray, temperature: float, weight: float) -> np.ndarray:
@@ -188,4 +193,5 @@ def hybrid_scores(cot: np.ndarray, name_similarities: np.ndarray, temperature: f
 def sum_normalize(scores: np.ndarray) -> np.ndarray:
     """Non-negative scores rescaled so each row sums to 1."""
     total = scores.sum(axis=1, keepdims=True)
-    return scores / np.maximum(total, 1e-12)
+    normalized: np.ndarray = scores / np.maximum(total, 1e-12)
+    return normalized

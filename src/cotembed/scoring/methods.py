@@ -110,7 +110,23 @@ def method_class(name: str) -> type["ScoringMethod"]:
 
 
 def get_method(name: str, **params: Any) -> "ScoringMethod":
-    """The method ``name`` configured with ``params`` (validated against its declarations)."""
+    """The method ``name`` configured with ``params`` (validated against its declarations).
+
+    Parameters
+    ----------
+    name : str
+        A registered method: ``"baseline"``, ``"cot"``, ``"hybrid"``, ``"adaptive"``, ...
+        (:func:`method_names` lists them).
+    **params
+        The method's declared parameters; a wrong type, a value out of range or an
+        unknown name is an :class:`InputError` naming the accepted ones.
+
+    Examples
+    --------
+    >>> from cotembed import get_method
+    >>> get_method("adaptive", confidence=0.9)
+    get_method('adaptive', confidence=0.9, calibrate_on_batch=True)
+    """
     return method_class(name)(**params)
 
 
@@ -395,7 +411,7 @@ class ChainOfThought(ScoringMethod):
         """The product-of-groups likelihood the summed score approximates (temperature and weights: the system's)."""
         from cotembed.scoring.posteriors import product_log_posterior
 
-        return np.exp(product_log_posterior(batch))
+        return np.asarray(np.exp(product_log_posterior(batch)))
 
     def terms(self, batch: Batch) -> dict[str, np.ndarray]:
         return per_group_terms(batch.option_probs, batch.compiled)
@@ -420,7 +436,7 @@ class Hybrid(ScoringMethod):
         logits = product_log_posterior(batch) + batch.config.hybrid_weight * log_names
         logits -= logits.max(axis=1, keepdims=True)
         p = np.exp(logits)
-        return p / p.sum(axis=1, keepdims=True)
+        return np.asarray(p / p.sum(axis=1, keepdims=True))
 
     def terms(self, batch: Batch) -> dict[str, np.ndarray]:
         config = batch.config

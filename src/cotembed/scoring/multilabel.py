@@ -31,7 +31,8 @@ from cotembed.scoring.calibration import GroupRules, group_log_masses
 def class_support(similarities: np.ndarray, rules: GroupRules, temperature: float) -> np.ndarray:
     """(B, N) independent per-class scores in [0, 1] (rule support, not normalised across classes)."""
     masses = np.exp(group_log_masses(similarities, rules, temperature))
-    return np.einsum("bgn,g->bn", masses, rules.weights) / rules.weights.sum()
+    scores: np.ndarray = np.einsum("bgn,g->bn", masses, rules.weights) / rules.weights.sum()
+    return scores
 
 
 def _check(scores: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

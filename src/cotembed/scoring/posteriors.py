@@ -48,11 +48,11 @@ OPTIONS_SET = "options"
 
 
 def _calibrated(method: "ScoringMethod", batch: "Batch", scores: np.ndarray) -> np.ndarray:
-    return method.posterior(batch, scores)
+    return np.asarray(method.posterior(batch, scores))
 
 
 def _normalised(method: "ScoringMethod", batch: "Batch", scores: np.ndarray) -> np.ndarray:
-    return method.probabilities(scores, batch.config)
+    return np.asarray(method.probabilities(scores, batch.config))
 
 
 PROBABILITY_MODES: dict[str, Callable[["ScoringMethod", "Batch", np.ndarray], np.ndarray]] = {
@@ -93,7 +93,7 @@ def class_fit_scores(batch: "Batch", name: str = DEFAULT_FIT_SCORE) -> np.ndarra
     weights = _weights(batch)
     log_m = batch.group_log_masses
     share = np.exp(log_m) if name == "rule support" else log_m
-    return np.einsum("bgn,g->bn", share, weights) / weights.sum()
+    return np.asarray(np.einsum("bgn,g->bn", share, weights) / weights.sum())
 
 
 def fit_scores(batch: "Batch", predicted: np.ndarray, name: str = DEFAULT_FIT_SCORE) -> np.ndarray:
@@ -117,7 +117,7 @@ class Scored:
 
     @property
     def predicted(self) -> np.ndarray:
-        return self.scores.argmax(axis=1)
+        return np.asarray(self.scores.argmax(axis=1))
 
 
 def score_embeddings(scorer: "Scorer", embeddings: np.ndarray, method: str, fit_score: str = DEFAULT_FIT_SCORE,

@@ -33,7 +33,37 @@ def _configured(methods: Sequence["str | ScoringMethod"], config: ScoringConfig)
 
 
 class Scorer:
-    """Scores embeddings for one system under one configuration, for the given methods."""
+    """Scores embeddings for one system under one configuration, for the given methods.
+
+    Model-free: it holds the prompts' embeddings, so scoring many inputs (or many
+    candidate systems, through :meth:`build`) costs matrix products, not model calls.
+
+    Parameters
+    ----------
+    system : System
+        The classification system to score with.
+    prompt_vectors : Mapping[str, numpy.ndarray]
+        Embeddings of each prompt set the methods need (``"options"``, ``"classes"``, ...),
+        one row per prompt in the compiled order; :meth:`build` computes them for you.
+    config : ScoringConfig
+        Temperature, hybrid weight and the methods' options.
+    methods : sequence of str or ScoringMethod, default ("cot",)
+        Registered method names or configured methods (``get_method("adaptive", confidence=0.9)``).
+
+    Examples
+    --------
+    A toy two-dimensional "model" that embeds anything red as (1, 0), the rest as (0, 1):
+
+    >>> import numpy as np
+    >>> from cotembed import Scorer, ScoringConfig, System
+    >>> system = System.from_dict({"groups": {"colour": {"prompt": "a {} bird", "options": ["red", "blue"]}},
+    ...                            "rules": {"robin": {"colour": "red"}, "jay": {"colour": "blue"}}})
+    >>> def embed(texts):
+    ...     return np.array([[1.0, 0.0] if "red" in t or "robin" in t else [0.0, 1.0] for t in texts], dtype=np.float32)
+    >>> scorer = Scorer.build(system, embed, ScoringConfig(temperature=100.0), methods=["baseline", "cot"])
+    >>> scorer.scores(np.array([[0.9, 0.1]], dtype=np.float32), "cot").round(3)
+    array([[1., 0.]], dtype=float32)
+    """
 
     def __init__(self, system: System, prompt_vectors: Mapping[str, np.ndarray], config: ScoringConfig,
                  methods: Sequence["str | ScoringMethod"] = ("cot",)):
@@ -56,7 +86,20 @@ class Scorer:
     @classmethod
     def build(cls, system: System, embed: EmbedTexts, config: ScoringConfig,
               methods: Sequence["str | ScoringMethod"] = ("cot",)) -> "Scorer":
-        """Embed every prompt set the methods need through ``embed`` (e.g. ``PromptBank.embed``)."""
+        """Embed every prompt set the methods need through ``embed`` (e.g. ``PromptBank.embed``).
+
+        Parameters
+        ----------
+        system : System
+            The classification system to score with.
+        embed : callable
+            ``texts -> (len(texts), D) array``; ``PromptBank(encoder, cache).embed`` caches
+            the prompts' embeddings between runs and candidate systems.
+        config : ScoringConfig
+            Temperature, hybrid weight and the methods' options.
+        methods : sequence of str or ScoringMethod, default ("cot",)
+            Registered method names or configured methods.
+        """
         compiled = system.compile()
         configured = _configured(methods, config)
         sets: dict[str, tuple[str, ...]] = {}

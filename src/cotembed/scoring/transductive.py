@@ -50,7 +50,8 @@ def _standardised(logits: np.ndarray) -> np.ndarray:
     """Row-centred logits divided by their spread over the whole batch (scale-free)."""
     z = logits - logits.mean(axis=1, keepdims=True)
     spread = float(z.std())
-    return z / spread if spread > 1e-12 else z * 0.0
+    standardised: np.ndarray = z / spread if spread > 1e-12 else z * 0.0
+    return standardised
 
 
 class TransductiveRefiner:
@@ -115,7 +116,7 @@ class TransductiveRefiner:
         assert checked is not None
         n_rows, n_classes = checked.shape
         l0 = log_posterior(checked)
-        self.zero_shot_ = np.exp(l0)
+        self.zero_shot_: np.ndarray = np.exp(l0)
         self.n_iter_ = 0
         self.converged_ = False
         self.note_: str | None = None
@@ -123,7 +124,7 @@ class TransductiveRefiner:
             self.refined_ = False
             self.note_ = (f"batch too small to refine: {n_rows} input(s) for {n_classes} classes "
                           f"(needs {self.min_per_class:g} per class on average); zero-shot scores kept")
-            self.posterior_ = self.zero_shot_
+            self.posterior_: np.ndarray = self.zero_shot_
             return self
         self.refined_ = True
         x32 = l2_normalize(x)  # the two products per iteration in float32: the loop's cost

@@ -142,7 +142,8 @@ class Ensemble(ScoringMethod):
         vectors = batch.prompt_vectors[ENSEMBLE]
         # cos(x, normalise(mean_t e_t)) = mean_t cos(x, e_t) / |mean_t e_t|: no second pass over the inputs.
         norms = np.linalg.norm(vectors.reshape(n, sims.shape[2], -1).mean(axis=1), axis=1)
-        return sims.mean(axis=2) / np.maximum(norms, 1e-12).astype(np.float32)
+        scores: np.ndarray = sims.mean(axis=2) / np.maximum(norms, 1e-12).astype(np.float32)
+        return scores
 
     def probabilities(self, scores: np.ndarray, config: ScoringConfig) -> np.ndarray:
         return softmax(scores * np.float32(config.temperature), axis=1)
@@ -156,7 +157,8 @@ class ClassificationByDescription(ScoringMethod):
 
     def score(self, batch: Batch) -> np.ndarray:
         accepted = (batch.compiled.rule_matrix > 0).astype(np.float32)
-        return (batch[OPTIONS] @ accepted) / accepted.sum(axis=0)
+        scores: np.ndarray = (batch[OPTIONS] @ accepted) / accepted.sum(axis=0)
+        return scores
 
     def probabilities(self, scores: np.ndarray, config: ScoringConfig) -> np.ndarray:
         return softmax(scores * np.float32(config.temperature), axis=1)
@@ -196,7 +198,7 @@ class ProductOfExperts(ScoringMethod):
     def score(self, batch: Batch) -> np.ndarray:
         single, multi = split_rules(batch.compiled)
         log_probs = batch.option_log_probs
-        scores = log_probs @ single
+        scores: np.ndarray = log_probs @ single
         for options, weight, columns in multi:
             picked = log_probs[:, options]
             top = picked.max(axis=1, keepdims=True)

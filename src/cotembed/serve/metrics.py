@@ -58,7 +58,7 @@ class Metrics:
 
     def gauge(self, name: str, help: str, read: Callable[[], dict[Labels, float]]) -> None:
         """A value read when ``/metrics`` is scraped (e.g. the inputs waiting now)."""
-        self.registry.register(_ReadGauge(name, help, read))  # type: ignore[arg-type]
+        self.registry.register(_ReadGauge(name, help, read))
 
     def request(self, route: str, status: int, seconds: float) -> None:
         self.requests.labels(route, str(status)).inc()

@@ -56,6 +56,33 @@ class System:
     change a system with its ``with_*`` / ``*_option`` edits, which return new
     systems. Equality compares content; ``hash()`` and :attr:`fingerprint`
     follow what changes scores.
+
+    Parameters
+    ----------
+    groups : tuple of Group
+        The attribute questions: each a prompt template with ``{}`` and its options.
+    rules : Mapping[str, Mapping[str, option or list of options]]
+        For each class, the option(s) it matches in each group, by index or text.
+    name : str, default ""
+        A display name, recorded in outputs.
+    baseline_prompt : str, default "{}"
+        The template the baseline method fills with each class name.
+    temperature : float or None, default None
+        Softmax temperature; None leaves it to the caller or the model's logit scale.
+    aliases : Mapping[str, tuple of str], default {}
+        Other names a label may use for a class (matched case-insensitively).
+    description : str, default ""
+        Free text kept with the system.
+    templates : tuple of str, default ()
+        Prompt-ensembling templates for the ``ensemble`` method.
+
+    Examples
+    --------
+    >>> from cotembed import System
+    >>> system = System.from_dict({"groups": {"colour": {"prompt": "a {} bird", "options": ["red", "blue"]}},
+    ...                            "rules": {"robin": {"colour": "red"}, "jay": {"colour": "blue"}}})
+    >>> system.with_rule("jay", "colour", ["red", "blue"]).rules["jay"]["colour"]
+    (0, 1)
     """
 
     groups: tuple[Group, ...]
@@ -118,7 +145,20 @@ class System:
     # ----------------------------------------------------------------- loading
     @classmethod
     def load(cls, path: str | Path) -> "System":
-        """Load and validate a ``.yaml``/``.yml``/``.json`` system file."""
+        """Load and validate a ``.yaml``/``.yml``/``.json`` system file.
+
+        Parameters
+        ----------
+        path : str or Path
+            The system file; the seed's keys (``classification_cot``, ``pokemon_rules``)
+            and the canonical ones (``groups``, ``rules``) are both accepted.
+
+        Raises
+        ------
+        SystemValidationError
+            The file cannot be read or parsed, or is not a valid system; every problem
+            is listed with its path (``rules.Absol.colour: ...``).
+        """
         path = Path(path)
         source = str(path)
         try:
@@ -138,7 +178,15 @@ class System:
 
     @classmethod
     def from_dict(cls, data: Any, source: str = "<dict>") -> "System":
-        """Validate a dict in the seed's shape or the canonical one and build a System."""
+        """Validate a dict in the seed's shape or the canonical one and build a System.
+
+        Parameters
+        ----------
+        data : dict
+            The parsed system (as :meth:`load` reads it from a file).
+        source : str, default "<dict>"
+            Where the dict came from, named in validation errors.
+        """
         problems: list[str] = []
         parts = parts_from_dict(data, problems)
         if problems or parts is None:
@@ -199,6 +247,15 @@ class System:
         ``verify`` reads the written file back first and writes nothing unless it
         is this system (for drafts from an LLM or a search: a check that the file
         says what the run found). OSError propagates for the caller to name the flag.
+
+        Parameters
+        ----------
+        path : str or Path
+            Target file; its suffix picks the format (``.json``, else YAML).
+        header : str, default ""
+            A comment written at the top of a YAML file (ignored for JSON).
+        verify : bool, default False
+            Read the written text back and keep it only if it equals this system.
         """
         path = Path(path)
 
@@ -346,20 +403,46 @@ class System:
 
     # ------------------------------------------------------------------ edits
     def replace_option(self, group: str, option: OptionRef, new_text: str) -> "System":
-        """Change one option's text; rules keep pointing at the same index."""
+        """Change one option's text; rules keep pointing at the same index.
+
+        Parameters
+        ----------
+        group : str
+            The group's name.
+        option : int or str
+            The option, by index or text.
+        new_text : str
+            Its new text.
+        """
         gi, g = self._group_at(group, "replace_option")
         i = self._option_at(g, option, "replace_option")
         new_group = self._changed_group(g, "replace_option", options=g.options[:i] + (new_text,) + g.options[i + 1:])
         return self._derive(groups=self.groups[:gi] + (new_group,) + self.groups[gi + 1:])
 
     def add_option(self, group: str, text: str) -> "System":
-        """Append an option to a group; no class accepts it until a rule says so."""
+        """Append an option to a group; no class accepts it until a rule says so.
+
+        Parameters
+        ----------
+        group : str
+            The group's name.
+        text : str
+            The new option's text.
+        """
         gi, g = self._group_at(group, "add_option")
         new_group = self._changed_group(g, "add_option", options=g.options + (text,))
         return self._derive(groups=self.groups[:gi] + (new_group,) + self.groups[gi + 1:])
 
     def remove_option(self, group: str, option: OptionRef) -> "System":
-        """Drop an option; rules are re-indexed, and a class left with no option in the group is an error."""
+        """Drop an option; rules are re-indexed, and a class left with no option in the group is an error.
+
+        Parameters
+        ----------
+        group : str
+            The group's name.
+        option : int or str
+            The option, by index or text.
+        """
         gi, g = self._group_at(group, "remove_option")
         removed = self._option_at(g, option, "remove_option")
         new_group = self._changed_group(g, "remove_option", options=g.options[:removed] + g.options[removed + 1:])
@@ -382,11 +465,27 @@ class System:
         return self._derive(groups=self.groups[:gi] + (new_group,) + self.groups[gi + 1:], rows=rows)
 
     def with_rule(self, class_name: str, group: str, options: OptionRef | Sequence[OptionRef]) -> "System":
-        """Set which option(s) one class accepts in one group."""
+        """Set which option(s) one class accepts in one group.
+
+        Parameters
+        ----------
+        class_name : str
+            The class.
+        group : str
+            The group's name.
+        options : int, str or a list of them
+            The option(s), by index or text.
+        """
         return self._set_rules({class_name: {group: options}}, "with_rule")
 
     def with_rules(self, rules: Mapping[str, Mapping[str, OptionRef | Sequence[OptionRef]]]) -> "System":
-        """Set options for several classes and groups at once; groups not named keep their options."""
+        """Set options for several classes and groups at once; groups not named keep their options.
+
+        Parameters
+        ----------
+        rules : Mapping[str, Mapping[str, option(s)]]
+            class -> group -> option(s), by index or text.
+        """
         return self._set_rules(rules, "with_rules")
 
     def _set_rules(self, rules: Mapping[str, Mapping[str, Any]], edit: str) -> "System":
@@ -416,7 +515,13 @@ class System:
         return self._derive(rows=rows)
 
     def with_group_weights(self, weights: Mapping[str, float]) -> "System":
-        """Change the weight of one or more groups (how much each answer counts)."""
+        """Change the weight of one or more groups (how much each answer counts).
+
+        Parameters
+        ----------
+        weights : Mapping[str, float]
+            group name -> positive weight.
+        """
         groups = list(self.groups)
         index = self._group_index()
         unknown = [f"unknown group {shown(name)} (groups are: {listing(index)})" for name in weights if name not in index]
@@ -431,7 +536,13 @@ class System:
         return self._derive(groups=tuple(groups))
 
     def with_temperature(self, temperature: float | None) -> "System":
-        """Set the softmax temperature stored in the system (None: use the model's logit scale)."""
+        """Set the softmax temperature stored in the system (None: use the model's logit scale).
+
+        Parameters
+        ----------
+        temperature : float or None
+            A positive temperature, or None.
+        """
         if temperature is not None:
             problems: list[str] = []
             temperature = positive_number(temperature, "temperature", problems)
@@ -439,21 +550,39 @@ class System:
         return self._derive(temperature=temperature)
 
     def with_baseline_prompt(self, prompt: str) -> "System":
-        """Set the template the baseline method fills with each class name."""
+        """Set the template the baseline method fills with each class name.
+
+        Parameters
+        ----------
+        prompt : str
+            A template with one ``{}``.
+        """
         problems: list[str] = []
         check_template(prompt, "baseline_prompt", problems)
         self._raise_edit_problems("with_baseline_prompt", [], problems)
         return self._derive(baseline_prompt=prompt)
 
     def with_templates(self, templates: Sequence[str] | None) -> "System":
-        """Set the ``ensemble`` method's templates (None: back to the method's defaults)."""
+        """Set the ``ensemble`` method's templates (None: back to the method's defaults).
+
+        Parameters
+        ----------
+        templates : sequence of str or None
+            Templates with one ``{}`` each, or None.
+        """
         problems: list[str] = []
         checked = build_templates(templates, problems)
         self._raise_edit_problems("with_templates", [], problems)
         return self._derive(templates=checked)
 
     def without_group(self, name: str) -> "System":
-        """Drop a group and every rule's entry for it."""
+        """Drop a group and every rule's entry for it.
+
+        Parameters
+        ----------
+        name : str
+            The group's name.
+        """
         gi, _ = self._group_at(name, "without_group")
         if len(self.groups) == 1:
             raise SystemValidationError(self._edit_source("without_group"), [f"groups.{name}: a system needs at least one group"])
@@ -467,7 +596,17 @@ class System:
         rules_for_group: Mapping[str, OptionRef | Sequence[OptionRef]],
         position: int | None = None,
     ) -> "System":
-        """Add a group at ``position`` (default: last), with every class's option(s) in it."""
+        """Add a group at ``position`` (default: last), with every class's option(s) in it.
+
+        Parameters
+        ----------
+        group : Group
+            The new group.
+        rules_for_group : Mapping[str, option(s)]
+            Every class -> its option(s) in the new group.
+        position : int or None, default None
+            Index among the groups; None appends.
+        """
         if not isinstance(group, Group):
             raise InputError(f"with_group: expected a Group, got {type(group).__name__}")
         index = self._group_index()

@@ -134,7 +134,7 @@ def _construct_unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, 
             seen.add(key)
         except TypeError:
             pass  # unhashable: construct_mapping below reports it with its line
-    return loader.construct_mapping(node, deep=deep)
+    return cast(dict[Any, Any], loader.construct_mapping(node, deep=deep))  # the stubs leave it untyped
 
 
 _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_unique_mapping)
@@ -256,7 +256,7 @@ def _read_yaml_events(parser: Any, duplicates: list[str]) -> Any:
         event: Any = get_event()
         if event.__class__ is StreamEndEvent:
             return None
-        resolve = yaml.resolver.Resolver().resolve
+        resolve: Callable[[type[yaml.Node], str, tuple[bool, bool]], str] = yaml.resolver.Resolver().resolve
         constructor = yaml.constructor.SafeConstructor()
         plain: dict[str, Any] = {}
         quoted: dict[str, str] = {}

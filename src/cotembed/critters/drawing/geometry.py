@@ -64,4 +64,5 @@ def tube(c: np.ndarray, half: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def rotate(v: np.ndarray, angle: float) -> np.ndarray:
     c, s = math.cos(angle), math.sin(angle)
-    return v @ np.array([[c, s], [-s, c]])
+    rotated: np.ndarray = v @ np.array([[c, s], [-s, c]])
+    return rotated

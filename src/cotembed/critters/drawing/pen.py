@@ -22,7 +22,7 @@ Op = tuple[str, np.ndarray, RGB, RGB | float | None]
 
 
 def _draw_poly(draw: ImageDraw.ImageDraw, xy: list[float], fill: RGB, style: RGB | float | None, outline_px: int, scale: float) -> None:
-    draw.polygon(xy, fill=fill, outline=style, width=outline_px if style else 1)  # type: ignore[arg-type]
+    draw.polygon(xy, fill=fill, outline=style, width=outline_px if style else 1)
 
 
 def _draw_line(draw: ImageDraw.ImageDraw, xy: list[float], fill: RGB, style: RGB | float | None, outline_px: int, scale: float) -> None:
