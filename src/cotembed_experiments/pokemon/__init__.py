@@ -9,10 +9,10 @@ beside the article's figures (:mod:`.harness`). The core never imports this pack
 
 from __future__ import annotations
 
-from cotembed.pokemon.cards import COLUMNS, DATASET_ID, Card, cards_from_table, keep_classes, load_table
-from cotembed.pokemon.crop import DEFAULT_ART_BOX, ArtBox, crop_artwork
-from cotembed.pokemon.download import Downloaded, ImageDownloader
-from cotembed.pokemon.harness import (
+from cotembed_experiments.pokemon.cards import COLUMNS, DATASET_ID, Card, cards_from_table, keep_classes, load_table
+from cotembed_experiments.pokemon.crop import DEFAULT_ART_BOX, ArtBox, crop_artwork
+from cotembed_experiments.pokemon.download import Downloaded, ImageDownloader
+from cotembed_experiments.pokemon.harness import (
     ARTICLE_ACC1,
     DEFAULT_MODELS,
     DEFAULT_SEED,
