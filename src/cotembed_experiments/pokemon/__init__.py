@@ -4,7 +4,8 @@ Loads ``TheFusion21/PokemonCards`` (through ``datasets``, the ``pokemon`` extra)
 the cards named after a class of ``examples/pokemon/system.yaml``, downloads and caches
 their images (:mod:`.download`), crops the artwork so no printed text remains
 (:mod:`.crop`), draws a seeded test set and evaluates baseline / cot / hybrid per model
-beside the article's figures (:mod:`.harness`). The core never imports this package.
+beside the article's figures (:mod:`.harness`). Of the core, only the CLI verb
+``reproduce`` imports this package.
 """
 
 from __future__ import annotations
