@@ -30,7 +30,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from cotembed.cache import open_cache
 from cotembed.classifier import CoTClassifier
-from cotembed.critters.species import generate_split
 from cotembed.data import collect_samples, resolve_labels
 from cotembed.encoders import load_encoder
 from cotembed.evaluation.evaluate import evaluate
@@ -38,6 +37,7 @@ from cotembed.reporting.text import table
 from cotembed.scoring import Scorer, ScoringConfig
 from cotembed.scoring.adaptive import DEFAULT_CONFIDENCE
 from cotembed.system import System
+from cotembed_critters.species import generate_split
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ".cotembed-data"

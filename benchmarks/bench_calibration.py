@@ -39,7 +39,6 @@ import numpy as np
 
 from cotembed.cache import open_cache
 from cotembed.classifier import CoTClassifier
-from cotembed.critters.species import generate_split
 from cotembed.data import collect_samples, resolve_labels
 from cotembed.encoders import load_encoder
 from cotembed.reporting.calibration import plot_coverage, plot_reliability
@@ -49,6 +48,7 @@ from cotembed.scoring import calibration as cal
 from cotembed.scoring.functions import sum_normalize
 from cotembed.scoring.methods import OPTIONS
 from cotembed.system import System
+from cotembed_critters.species import generate_split
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / ".cotembed-data"

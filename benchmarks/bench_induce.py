@@ -29,8 +29,8 @@ import numpy as np
 import _common  # noqa: F401  (offline hub)
 from cotembed import EmbeddingSet, PromptBank, Scorer, ScoringConfig, System, evaluate, load_encoder
 from cotembed.authoring.induce import RuleInducer, draw_examples
-from cotembed.critters.species import generate_split
 from cotembed.data import collect_samples
+from cotembed_critters.species import generate_split
 
 ROOT = Path(__file__).resolve().parents[1]
 SPECIES = ROOT / "examples/critters/species.yaml"

@@ -42,7 +42,7 @@ def say(*parts: Any) -> None:
 
 
 def generate(per_class: int, seed: int, out: Path) -> list[Path]:
-    from cotembed.critters.species import generate_split
+    from cotembed_critters.species import generate_split
 
     generate_split(SPECIES, out, per_class, seed=seed, progress=False)
     return sorted(out.rglob("*.png"))

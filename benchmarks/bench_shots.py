@@ -38,7 +38,6 @@ import _common  # noqa: F401  (offline hub)
 from cotembed import EmbeddingSet, PromptBank, Scorer, ScoringConfig, System, load_encoder
 from cotembed.authoring.induce import RuleInducer, draw_examples
 from cotembed.cache import EmbeddingCache
-from cotembed.critters.species import generate_split
 from cotembed.data import collect_samples, text_samples
 from cotembed.scoring.fewshot import (
     DEFAULT_SHRINKAGE,
@@ -48,6 +47,7 @@ from cotembed.scoring.fewshot import (
 )
 from cotembed.scoring.transductive import DEFAULT_ANCHOR, DEFAULT_BALANCE, DEFAULT_SHARPNESS, TransductiveRefiner
 from cotembed.support import find_duplicates
+from cotembed_critters.species import generate_split
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / ".cotembed-data"

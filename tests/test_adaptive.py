@@ -358,7 +358,7 @@ def test_calibration_data_with_unknown_labels_names_the_flag(capsys, tmp_path, t
 def test_redundant_critters_system_is_generated_from_the_species_and_the_two_systems():
     from pathlib import Path
 
-    from cotembed.critters.species import load_species, redundant_system_from_species
+    from cotembed_critters.species import load_species, redundant_system_from_species
 
     root = Path(__file__).resolve().parents[1] / "examples" / "critters"
     redundant = System.load(root / "system_redundant.yaml")

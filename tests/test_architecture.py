@@ -28,7 +28,7 @@ def options():
 
 @pytest.fixture(scope="module")
 def graph():
-    return grimp.build_graph("cotembed", include_external_packages=True, cache_dir=None)
+    return grimp.build_graph("cotembed", "cotembed_critters", "cotembed_experiments", include_external_packages=True, cache_dir=None)
 
 
 def kept(options, graph, contract_id: str) -> bool:
@@ -45,7 +45,7 @@ def with_import(graph, importer: str, imported: str):
     return changed
 
 
-CONTRACTS = ("layers", "pure-scoring", "critters-guest", "critters-no-encoders", "acyclic")
+CONTRACTS = ("layers", "pure-scoring", "guests", "critters-no-encoders", "acyclic")
 
 
 @pytest.mark.parametrize("contract_id", CONTRACTS)
@@ -56,9 +56,14 @@ def test_the_contract_holds(options, graph, contract_id):
 @pytest.mark.parametrize(("contract_id", "importer", "imported"), [
     ("pure-scoring", "cotembed.scoring.functions", "torch"),
     ("pure-scoring", "cotembed.scoring.methods", "cotembed.encoders.base"),
-    ("critters-no-encoders", "cotembed.critters.world", "cotembed.encoders.st"),
-    ("critters-guest", "cotembed.classifier", "cotembed.critters.world"),
-    ("critters-guest", "cotembed.encoders.hf", "cotembed.critters.model"),  # only the critters adapters may
+    ("critters-no-encoders", "cotembed_critters.world", "cotembed.encoders.st"),
+    ("pure-scoring", "cotembed.scoring.methods", "cotembed_critters.world"),
+    ("guests", "cotembed.classifier", "cotembed_critters.world"),
+    ("guests", "cotembed.encoders.hf", "cotembed_critters.model"),  # only the critters adapters may
+    ("guests", "cotembed.cli.classify", "cotembed_critters.species"),
+    ("guests", "cotembed.evaluation.evaluate", "cotembed_experiments.pokemon.harness"),
+    ("guests", "cotembed.cli.critters", "cotembed_experiments.pokemon.cards"),  # each adapter reaches only its own guest
+    ("acyclic", "cotembed_critters.drawing", "cotembed_critters.species"),
     ("layers", "cotembed.scoring.methods", "cotembed.evaluation.evaluate"),
     ("layers", "cotembed.evaluation.evaluate", "cotembed.reporting.html"),
     ("layers", "cotembed.errors", "cotembed.system"),

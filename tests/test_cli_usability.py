@@ -168,6 +168,31 @@ def test_score_and_ece_are_explained(capsys):
     assert "0 to the number of questions" in readme and "expected calibration error" in readme
 
 
+def verb_parsers(parser, name: str = "cotembed"):
+    """Every parser of the command, nested verbs included, with its full name."""
+    yield name, parser
+    for action in parser._actions:
+        if isinstance(action.choices, dict):
+            for verb, sub in action.choices.items():
+                yield from verb_parsers(sub, f"{name} {verb}")
+
+
+def test_the_default_model_is_named_with_what_it_is():
+    from cotembed.cli.main import build_parser
+    from cotembed.encoders import DEFAULT_MODEL, DEFAULT_MODEL_NOTE
+
+    stated = f"default: {DEFAULT_MODEL}, {DEFAULT_MODEL_NOTE}"
+    falling_back = []
+    for name, parser in verb_parsers(build_parser()):
+        model = next((a for a in parser._actions if "--model" in a.option_strings), None)
+        if model is not None and (model.default == DEFAULT_MODEL or f"default: {DEFAULT_MODEL}" in " ".join((model.help or "").split())):
+            assert stated in " ".join(parser.format_help().split()), name
+            falling_back.append(name)
+    assert {"cotembed classify", "cotembed eval", "cotembed explain", "cotembed serve", "cotembed embed"} <= set(falling_back)
+    readme = " ".join((Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8").split())
+    assert f"`--model` defaults to `{DEFAULT_MODEL}` in every verb that takes one" in readme
+
+
 def test_neutralise_keeps_text_that_is_only_unusual() -> None:
     from cotembed.reporting.text import neutralise
 

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from cotembed.cli import main
-from cotembed.critters.model import CONFIG_FILE, WEIGHTS_DIR, WEIGHTS_FILE, file_sha256
 from cotembed.encoders import load_encoder
 from cotembed.errors import ModelLoadError
+from cotembed_critters.model import CONFIG_FILE, WEIGHTS_DIR, WEIGHTS_FILE, file_sha256
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "critters"
 

@@ -13,8 +13,8 @@ import hashlib
 import numpy as np
 import pytest
 
-from cotembed.critters import render
-from cotembed.critters.world import ATTRIBUTE_NAMES, VOCABULARY
+from cotembed_critters import render
+from cotembed_critters.world import ATTRIBUTE_NAMES, VOCABULARY
 
 # (colour, form, trait, scene, seed, size, difficulty, sha256(image bytes)[:16]):
 # every form x every trait, every colour and scene, sizes 16..96, both difficulties.

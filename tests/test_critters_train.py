@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from cotembed.cache import EmbeddingCache
-from cotembed.critters.model import CONFIG_FILE, WEIGHTS_DIR, WEIGHTS_FILE, TowerConfig, file_sha256
-from cotembed.critters.train import TrainConfig, default_train_dir, train
 from cotembed.errors import InputError
+from cotembed_critters.model import CONFIG_FILE, WEIGHTS_DIR, WEIGHTS_FILE, TowerConfig, file_sha256
+from cotembed_critters.train import TrainConfig, default_train_dir, train
 
 TINY = TrainConfig(n_train=64, n_val=8, captions_per_image=2, epochs=1, batch_size=32, tower=TowerConfig(channels=(4, 4, 4, 4)))
 

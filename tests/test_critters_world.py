@@ -11,12 +11,12 @@ import yaml
 from PIL import Image
 
 from cotembed.cli import main
-from cotembed.critters import caption, render
-from cotembed.critters.captions import N_TEMPLATES, allowed_words, caption_words
-from cotembed.critters.species import generate_split, image_seed, load_species, system_from_species, validate_species
-from cotembed.critters.world import ATTRIBUTE_NAMES, VOCABULARY
 from cotembed.errors import InputError, SpeciesFileError
 from cotembed.system import System
+from cotembed_critters import caption, render
+from cotembed_critters.captions import N_TEMPLATES, allowed_words, caption_words
+from cotembed_critters.species import generate_split, image_seed, load_species, system_from_species, validate_species
+from cotembed_critters.world import ATTRIBUTE_NAMES, VOCABULARY
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "critters"
 SPECIES_FILE = EXAMPLES / "species.yaml"
@@ -68,7 +68,7 @@ def test_scenes_have_distinct_backgrounds():
 
 def test_body_colour_dominates_the_creature():
     """On a neutral scene, the most common non-background colour is near the colour's RGB."""
-    from cotembed.critters.render import COLOUR_RGB
+    from cotembed_critters.render import COLOUR_RGB
 
     for colour, rgb in COLOUR_RGB.items():
         pixels = np.asarray(render({**BASE, "colour": colour, "form": "blob", "trait": "horn", "scene": "sky"}, seed=2, size=64)).reshape(-1, 3).astype(int)
@@ -102,10 +102,10 @@ def test_render_rejects_bad_difficulty_and_size():
 
 def test_drawing_registries_cover_the_vocabulary():
     """A value the vocabulary has but the renderer cannot draw would fail only at render time."""
-    from cotembed.critters.drawing.anatomy import BODY_PLANS
-    from cotembed.critters.drawing.palette import COLOUR_RGB, INK
-    from cotembed.critters.drawing.scenes import GRADIENTS, SCENES
-    from cotembed.critters.drawing.traits import LAYERS, TRAITS
+    from cotembed_critters.drawing.anatomy import BODY_PLANS
+    from cotembed_critters.drawing.palette import COLOUR_RGB, INK
+    from cotembed_critters.drawing.scenes import GRADIENTS, SCENES
+    from cotembed_critters.drawing.traits import LAYERS, TRAITS
 
     keys = {name: {v.key for v in values} for name, values in VOCABULARY.items()}
     assert set(COLOUR_RGB) == keys["colour"]
@@ -317,7 +317,7 @@ def test_interrupted_generate_leaves_nothing_and_the_rerun_works(tmp_path):
     species = _write(tmp_path, "species:\n  Aa: {colour: red, form: bird, trait: wings, scene: sky}\n")
     out = tmp_path / "nested" / "split"
     code = ("import signal; signal.signal(signal.SIGINT, signal.default_int_handler); "  # even if started with SIGINT ignored
-            f"from cotembed.critters.species import generate_split; "
+            f"from cotembed_critters.species import generate_split; "
             f"generate_split({str(species)!r}, {str(out)!r}, per_class=100000, seed=0, size=16, progress=False)")
     proc = subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})

@@ -208,7 +208,7 @@ def test_real_backends_know_their_key_without_torch(spec: str, tiny_clip_dir: Pa
 
 
 def test_critters_key_reads_the_weights_record(tmp_path: Path) -> None:
-    from cotembed.critters.model import CONFIG_FILE, WEIGHTS_DIR
+    from cotembed_critters.model import CONFIG_FILE, WEIGHTS_DIR
 
     record = json.loads((WEIGHTS_DIR / CONFIG_FILE).read_text(encoding="utf-8"))
     assert load_encoder("critters", lazy=True).model_key == f"critters:{record['sha256'][:12]}"

@@ -200,7 +200,7 @@ def test_embeddings_stored_before_orientation_was_applied_are_reused_only_where_
 def critter_photos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """A critter scaled 8x (each pixel one flat JPEG block), stored upright, sideways under tag 6,
     and sideways with no tag."""
-    from cotembed.critters.species import generate_split
+    from cotembed_critters.species import generate_split
 
     out = tmp_path_factory.mktemp("photos")
     generate_split(CRITTERS / "species.yaml", out / "split", 1, seed=5, progress=False)

@@ -302,7 +302,7 @@ def test_cli_induce_bad_out_exits_2(capsys, tmp_path, colour_model, wrong_system
 @pytest.mark.slow
 def test_critters_hard_paraphrased_rules_induced_from_five_examples_beat_the_hand_written_ones(tmp_path):
     """The issue's setting in small: examples from one hard split, evaluated on another seed's split."""
-    from cotembed.critters.species import generate_split
+    from cotembed_critters.species import generate_split
 
     species = ROOT / "examples/critters/species.yaml"
     generate_split(species, tmp_path / "train", 5, seed=3003, difficulty="hard", progress=False)

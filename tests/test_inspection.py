@@ -160,7 +160,7 @@ def test_inspecting_data_needs_embeddings_and_a_config(colour_data):
 @pytest.mark.slow
 def test_critters_paraphrased_questions_are_flagged_weak_and_caption_words_are_not(tmp_path):
     """On the hard split the paraphrased colour and trait questions are near chance; the caption-word ones are not."""
-    from cotembed.critters.species import generate_split
+    from cotembed_critters.species import generate_split
 
     generate_split(ROOT / "examples/critters/species.yaml", tmp_path / "hard", 4, seed=2024, difficulty="hard", progress=False)
     encoder = encoders.load_encoder("critters")

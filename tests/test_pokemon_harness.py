@@ -17,7 +17,8 @@ from PIL import Image, ImageDraw
 from cotembed.cli.main import main
 from cotembed.errors import HarnessDependencyError, InputError
 from cotembed.http import RetryPolicy
-from cotembed.pokemon import (
+from cotembed.system import System
+from cotembed_experiments.pokemon import (
     ARTICLE_ACC1,
     COLUMNS,
     DEFAULT_ART_BOX,
@@ -30,7 +31,6 @@ from cotembed.pokemon import (
     draw_test_set,
     load_table,
 )
-from cotembed.system import System
 
 datasets = pytest.importorskip("datasets")
 
@@ -234,7 +234,7 @@ def test_an_interrupted_download_resumes_with_a_range_request(server, tmp_path):
     body = server.files[url.rsplit("/", 1)[1]]
     card = Card(card_id, url, name)
     with quick_downloader(tmp_path) as dl:
-        from cotembed.pokemon.download import image_filename
+        from cotembed_experiments.pokemon.download import image_filename
 
         part = tmp_path / (image_filename(card) + ".part")
         part.write_bytes(body[:1000])

@@ -23,7 +23,7 @@ CRITTERS = ROOT / "examples" / "critters"
 @pytest.fixture(scope="module")
 def splits(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Two critters splits of other seeds: ``test`` and ``cal`` (calibration data), 2 images per species."""
-    from cotembed.critters.species import generate_split
+    from cotembed_critters.species import generate_split
 
     root = tmp_path_factory.mktemp("critters-probs")
     out = {}

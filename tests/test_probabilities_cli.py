@@ -23,7 +23,7 @@ SYSTEM = ROOT / "examples" / "critters" / "system.yaml"
 def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """A test split and a calibration split (other seeds, 2 images per species), a split too small for conformal
     calibration (19 images) and a shared embedding cache."""
-    from cotembed.critters.species import generate_split
+    from cotembed_critters.species import generate_split
 
     root = tmp_path_factory.mktemp("probs-cli")
     for name, seed in (("test", 7171), ("cal", 8282)):

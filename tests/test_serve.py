@@ -39,7 +39,7 @@ AUTH = {"Authorization": f"Bearer {KEY}"}
 @pytest.fixture(scope="module")
 def critter_images(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     """One generated image per species (28), labelled by folder."""
-    from cotembed.critters.species import generate_split
+    from cotembed_critters.species import generate_split
 
     out = tmp_path_factory.mktemp("critters") / "split"
     generate_split(CRITTERS / "species.yaml", out, 1, seed=77, progress=False)

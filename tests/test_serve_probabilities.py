@@ -24,7 +24,7 @@ AUTH = {"Authorization": f"Bearer {KEY}"}
 
 @pytest.fixture(scope="module")
 def images(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
-    from cotembed.critters.species import generate_split
+    from cotembed_critters.species import generate_split
 
     out = tmp_path_factory.mktemp("critters") / "split"
     generate_split(CRITTERS / "species.yaml", out, 1, seed=91, progress=False)

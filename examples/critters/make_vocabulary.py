@@ -3,7 +3,7 @@
     python examples/critters/make_vocabulary.py   # rewrites vocabulary*.yaml next to this file
 
 Both are keyed by the options of ``system_paraphrased.yaml`` (the first paraphrase of each
-attribute value in ``cotembed.critters.world.VOCABULARY``) and list the other wordings of
+attribute value in ``cotembed_critters.world.VOCABULARY``) and list the other wordings of
 the same value (see ``cotembed.optimize.vocabulary`` for the file format):
 
 * ``vocabulary.yaml``: the other paraphrases **and the caption phrase**, the words the
@@ -23,8 +23,8 @@ from typing import Any
 
 import yaml
 
-from cotembed.critters.world import VOCABULARY
 from cotembed.system import System
+from cotembed_critters.world import VOCABULARY
 
 HERE = Path(__file__).resolve().parent
 FUNCTION_WORDS = frozenset({"a", "an", "the", "on", "its", "of", "in", "with", "to", "and"})

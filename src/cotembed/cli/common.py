@@ -139,17 +139,15 @@ def data_or_embeddings(args: argparse.Namespace, field: str, name: str) -> None:
 
 def add_model_options(p: argparse.ArgumentParser, method: bool = True, several_models: bool = False) -> None:
     """--model, scoring and encoding options; the method choices come from the registry."""
-    from cotembed.encoders import DEFAULT_MODEL
+    from cotembed.encoders import DEFAULT_MODEL, DEFAULT_MODEL_NOTE
     from cotembed.scoring import method_names
 
     if several_models:
         p.add_argument("--model", action="append", default=None, metavar="SPEC",
-                       help=f"model spec; repeat to compare models in one table (default: {DEFAULT_MODEL}, the bundled offline toy model "
-                            "of the critters world; for texts use minilm; see `cotembed models`)")
+                       help=f"model spec; repeat to compare models in one table (default: {DEFAULT_MODEL}, {DEFAULT_MODEL_NOTE}; see `cotembed models`)")
     else:
         p.add_argument("--model", default=DEFAULT_MODEL, metavar="SPEC",
-                       help=f"model spec, e.g. hf:openai/clip-vit-base-patch32 (default: {DEFAULT_MODEL}, the bundled offline toy model "
-                            "of the critters world; for texts use minilm; see `cotembed models`)")
+                       help=f"model spec, e.g. hf:openai/clip-vit-base-patch32 (default: {DEFAULT_MODEL}, {DEFAULT_MODEL_NOTE}; see `cotembed models`)")
     if method:
         p.add_argument("--method", choices=method_names(), default="cot", help="scoring method (default: cot)")
     p.add_argument("--temperature", type=positive_temperature, default=None,

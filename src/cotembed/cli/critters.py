@@ -11,7 +11,7 @@ from cotembed.cli.common import EXIT_OK, Parser, add_format, add_output, bounded
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from cotembed.critters.species import generate_split
+    from cotembed_critters.species import generate_split
 
     out = guarded_path(args, "--out", args.out, "out")
     summary = generate_split(args.species, out, args.per_class, seed=args.seed, difficulty=args.difficulty, size=args.size,
@@ -29,8 +29,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from cotembed.cache import open_cache
-    from cotembed.critters.train import TrainConfig, default_train_dir, train
     from cotembed.encoders import load_encoder
+    from cotembed_critters.train import TrainConfig, default_train_dir, train
 
     overrides = {k: getattr(args, k) for k in ("seed", "n_train", "epochs", "batch_size", "threads") if getattr(args, k) is not None}
     config = replace(TrainConfig(), **overrides)

@@ -196,12 +196,12 @@ def classify_on_ray(args: argparse.Namespace, system: Any, method: str) -> int:
 
 
 def register(sub: Any) -> None:
-    from cotembed.encoders import DEFAULT_MODEL
+    from cotembed.encoders import DEFAULT_MODEL, DEFAULT_MODEL_NOTE
     from cotembed.parquet import PART_ROWS
 
     p = sub.add_parser("embed", help="embed images or texts into a Parquet dataset (resumable; shareable without the model)")
     p.add_argument("data", nargs="+", help="image files, folders, or CSV/JSONL manifests (path,label or text,label)")
-    p.add_argument("--model", default=DEFAULT_MODEL, metavar="SPEC", help=f"model spec (default: {DEFAULT_MODEL})")
+    p.add_argument("--model", default=DEFAULT_MODEL, metavar="SPEC", help=f"model spec (default: {DEFAULT_MODEL}, {DEFAULT_MODEL_NOTE})")
     p.add_argument("--out", required=True, metavar="DIR", help="dataset folder: Parquet part files plus _cotembed.json")
     p.add_argument("--batch-size", type=bounded_int(1, 4096), default=None, help="inputs per model call (default: the encoder's)")
     p.add_argument("--device", default=None, help="torch device for the model")
@@ -217,7 +217,7 @@ def register(sub: Any) -> None:
     p = sub.add_parser("cache", help="move the SQLite embedding cache to and from a Parquet dataset")
     verbs = p.add_subparsers(dest="cache_command", required=True, metavar="ACTION", parser_class=type(p))
     q = verbs.add_parser("export", help="write a model's cached embeddings into a Parquet dataset")
-    q.add_argument("--model", default=DEFAULT_MODEL, metavar="SPEC", help=f"whose embeddings (default: {DEFAULT_MODEL})")
+    q.add_argument("--model", default=DEFAULT_MODEL, metavar="SPEC", help=f"whose embeddings (default: {DEFAULT_MODEL}, {DEFAULT_MODEL_NOTE})")
     q.add_argument("--out", required=True, metavar="DIR", help="dataset folder (rows already there are skipped)")
     q.add_argument("--kind", choices=("image", "text"), default=None, help="only image or only text embeddings (default: both)")
     add_cache_options(q)

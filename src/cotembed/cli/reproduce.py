@@ -27,7 +27,7 @@ DEFAULT_SYSTEM = "examples/pokemon/system.yaml"
 
 def _art_box(text: str) -> Any:
     from cotembed.errors import InputError
-    from cotembed.pokemon.crop import ArtBox
+    from cotembed_experiments.pokemon.crop import ArtBox
 
     try:
         return ArtBox.parse(text)
@@ -41,11 +41,11 @@ def cmd_pokemon(args: argparse.Namespace) -> int:
     from cotembed.classifier import CoTClassifier
     from cotembed.errors import CotembedError, InputError
     from cotembed.http import RetryPolicy
-    from cotembed.pokemon.cards import cards_from_table, load_table
-    from cotembed.pokemon.download import ImageDownloader
-    from cotembed.pokemon.harness import DEFAULT_MODELS, compare_with_article, default_data_dir, draw_test_set
-    from cotembed.pokemon.report import reproduction_table
     from cotembed.scoring import parse_methods
+    from cotembed_experiments.pokemon.cards import cards_from_table, load_table
+    from cotembed_experiments.pokemon.download import ImageDownloader
+    from cotembed_experiments.pokemon.harness import DEFAULT_MODELS, compare_with_article, default_data_dir, draw_test_set
+    from cotembed_experiments.pokemon.report import reproduction_table
 
     methods = parse_methods(args.methods)
     models = list(dict.fromkeys(args.model or DEFAULT_MODELS))
@@ -94,11 +94,11 @@ def cmd_pokemon(args: argparse.Namespace) -> int:
 
 
 def register(sub: Any) -> None:
-    from cotembed.pokemon.cards import DATASET_ID, DATASET_SPLIT
-    from cotembed.pokemon.crop import DEFAULT_ART_BOX
-    from cotembed.pokemon.download import DEFAULT_TIMEOUT_S, DEFAULT_WORKERS
-    from cotembed.pokemon.harness import DEFAULT_MODELS, DEFAULT_SEED, DEFAULT_SIZE
     from cotembed.scoring import method_names
+    from cotembed_experiments.pokemon.cards import DATASET_ID, DATASET_SPLIT
+    from cotembed_experiments.pokemon.crop import DEFAULT_ART_BOX
+    from cotembed_experiments.pokemon.download import DEFAULT_TIMEOUT_S, DEFAULT_WORKERS
+    from cotembed_experiments.pokemon.harness import DEFAULT_MODELS, DEFAULT_SEED, DEFAULT_SIZE
 
     p = sub.add_parser("reproduce", help="rerun an experiment of the article")
     experiments = p.add_subparsers(dest="experiment", required=True, metavar="EXPERIMENT", parser_class=Parser)

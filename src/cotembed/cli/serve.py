@@ -98,7 +98,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def register(sub: Any) -> None:
-    from cotembed.encoders import DEFAULT_MODEL
+    from cotembed.encoders import DEFAULT_MODEL, DEFAULT_MODEL_NOTE
     from cotembed.serve.settings import API_KEY_ENV, DEFAULT_HOST, DEFAULT_PORT, Batching, Limits, UrlFetching
 
     limits, batching, urls = Limits(), Batching(), UrlFetching()
@@ -106,7 +106,7 @@ def register(sub: Any) -> None:
                        description="Load models once and serve /v1/classify, /v1/explain, /v1/embeddings, /v1/systems, "
                                    "/health, /metrics and /docs.")
     p.add_argument("--model", action="append", default=None, metavar="SPEC",
-                   help=f"model to serve; repeat for several, the first is the default (default: {DEFAULT_MODEL})")
+                   help=f"model to serve; repeat for several, the first is the default (default: {DEFAULT_MODEL}, {DEFAULT_MODEL_NOTE})")
     p.add_argument("--system", action="append", default=None, metavar="FILE",
                    help="system file to register at start, under its name (else the file's stem); repeatable")
     p.add_argument("--host", default=DEFAULT_HOST, help=f"address to listen on (default: {DEFAULT_HOST}, this machine only)")

@@ -115,6 +115,8 @@ BACKENDS: dict[str, Backend] = {
 }
 
 DEFAULT_MODEL = "critters"
+DEFAULT_MODEL_NOTE = "the bundled offline model of the toy critters world, which knows only its synthetic creatures"
+"""What the default model is, said wherever ``--model`` may be left out: it is no general image model."""
 
 EXTRA_MODULES = {
     "hf": ("torch", "transformers"),
@@ -245,5 +247,5 @@ def load_encoder(spec: str, *, lazy: bool = False, info_store: ModelInfoStore | 
                        modalities=backend.modalities, batch_size=batch_size, info_store=info_store, options=given)
 
 
-__all__ = ["BACKENDS", "DEFAULT_MODEL", "EXTRA_MODULES", "Backend", "Encoder", "LazyEncoder", "ModelInfoStore",
+__all__ = ["BACKENDS", "DEFAULT_MODEL", "DEFAULT_MODEL_NOTE", "EXTRA_MODULES", "Backend", "Encoder", "LazyEncoder", "ModelInfoStore",
            "available_models", "encode_images", "load_encoder", "parse_spec", "register_backend", "registered_backend"]

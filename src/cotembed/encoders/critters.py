@@ -15,11 +15,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from cotembed.critters.model import CONFIG_FILE, WEIGHTS_DIR, images_to_array, load_tower
 from cotembed.encoders.base import release, to_numpy_normalized
 from cotembed.encoders.loading import require_torch, resolve_device
 from cotembed.encoders.st import bundled_minilm
 from cotembed.errors import InputError, ModelLoadError
+from cotembed_critters.model import CONFIG_FILE, WEIGHTS_DIR, images_to_array, load_tower
 
 DEFAULT_BATCH_SIZE = 128
 DEFAULT_DEVICE = "cpu"

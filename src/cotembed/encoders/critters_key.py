@@ -12,7 +12,7 @@ from cotembed.errors import ModelLoadError
 
 def model_key(argument: str, options: Mapping[str, Any]) -> str:
     """``critters:<first 12 hex digits of the weights' sha256>``, as the loaded encoder reports."""
-    from cotembed.critters.model import CONFIG_FILE, WEIGHTS_DIR
+    from cotembed_critters.model import CONFIG_FILE, WEIGHTS_DIR
 
     record_path = (Path(argument).expanduser() if argument else WEIGHTS_DIR) / CONFIG_FILE
     try:

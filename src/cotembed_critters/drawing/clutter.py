@@ -13,7 +13,7 @@ from collections.abc import Callable
 import numpy as np
 from PIL import ImageDraw
 
-from cotembed.critters.drawing.palette import random_colour, shade
+from cotembed_critters.drawing.palette import random_colour, shade
 
 Distractor = Callable[[ImageDraw.ImageDraw, int, float, float, float, np.random.Generator], None]
 """``(draw, S, x, y, size, rng)``: an object centred at (x, y) about ``size`` pixels in radius."""

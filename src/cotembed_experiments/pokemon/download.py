@@ -23,7 +23,7 @@ from typing import Any, Callable, Sequence
 
 from cotembed.errors import HarnessDependencyError, InputError, RetryError
 from cotembed.http import RetryPolicy, send_with_retries
-from cotembed.pokemon.cards import Card
+from cotembed_experiments.pokemon.cards import Card
 
 DEFAULT_TIMEOUT_S = 30.0
 DEFAULT_WORKERS = 8

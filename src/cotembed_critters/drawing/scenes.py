@@ -12,7 +12,7 @@ from functools import lru_cache
 import numpy as np
 from PIL import Image, ImageDraw
 
-from cotembed.critters.drawing.palette import RGB, shade
+from cotembed_critters.drawing.palette import RGB, shade
 
 ScenePainter = Callable[[ImageDraw.ImageDraw, int, np.random.Generator], None]
 

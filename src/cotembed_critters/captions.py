@@ -3,7 +3,7 @@
 ``caption(attributes, rng)`` describes a rendered critter in one of many
 templates, sometimes fully ("an orange bird with wings, in outer space") and
 sometimes partly ("something with wings in outer space", "a red creature").
-Captions use each value's :attr:`~cotembed.critters.world.Value.caption` phrase
+Captions use each value's :attr:`~cotembed_critters.world.Value.caption` phrase
 and a few neutral glue words (:data:`GLUE_WORDS`), never a paraphrase and never
 a species name: species are invisible to the model during training.
 """
@@ -15,7 +15,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from cotembed.critters.world import ATTRIBUTE_NAMES, VOCABULARY, value
+from cotembed_critters.world import ATTRIBUTE_NAMES, VOCABULARY, value
 
 __all__ = ["GLUE_WORDS", "N_TEMPLATES", "all_caption_phrases", "caption"]
 
@@ -122,7 +122,7 @@ def caption(attributes: Mapping[str, str], rng: np.random.Generator) -> str:
     """A lower-case caption mentioning 1-4 of the critter's attributes.
 
     ``attributes`` maps colour, form, trait and scene to vocabulary keys (as for
-    :func:`cotembed.critters.render.render`); unknown keys raise ``KeyError``.
+    :func:`cotembed_critters.render.render`); unknown keys raise ``KeyError``.
     The choice of attributes, wording and template all come from ``rng``.
     """
     for name in ATTRIBUTE_NAMES:

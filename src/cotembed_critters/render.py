@@ -6,7 +6,7 @@ draws a small RGB image with PIL only (no torch), deterministic in
 times the target size and box-downsampled, so edges are antialiased.
 
 The creature is built in a local frame (facing right, y down, about [-1, 1]^2)
-from its body plan and trait (:mod:`cotembed.critters.drawing`), then mapped to
+from its body plan and trait (:mod:`cotembed_critters.drawing`), then mapped to
 the image by one affine transform (scale, small rotation, optional mirror,
 translation). ``hard`` makes the creature smaller and adds clutter, a foreground
 occluder and stronger pixel noise (:data:`DIFFICULTIES`).
@@ -21,13 +21,13 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw
 
-from cotembed.critters.drawing.anatomy import BODY_PLANS, Anatomy
-from cotembed.critters.drawing.clutter import distractor, occluder
-from cotembed.critters.drawing.palette import COLOUR_RGB, Palette, palette
-from cotembed.critters.drawing.pen import Pen
-from cotembed.critters.drawing.scenes import SCENES, base
-from cotembed.critters.drawing.traits import TRAITS, Trait
-from cotembed.critters.world import ATTRIBUTE_NAMES, VOCABULARY
+from cotembed_critters.drawing.anatomy import BODY_PLANS, Anatomy
+from cotembed_critters.drawing.clutter import distractor, occluder
+from cotembed_critters.drawing.palette import COLOUR_RGB, Palette, palette
+from cotembed_critters.drawing.pen import Pen
+from cotembed_critters.drawing.scenes import SCENES, base
+from cotembed_critters.drawing.traits import TRAITS, Trait
+from cotembed_critters.world import ATTRIBUTE_NAMES, VOCABULARY
 
 __all__ = ["COLOUR_RGB", "DIFFICULTIES", "MAX_SIZE", "MIN_SIZE", "Difficulty", "render"]
 
@@ -88,7 +88,7 @@ def render(attributes: Mapping[str, str], seed: int, size: int = 64, difficulty:
     """Draw one critter: an RGB ``size`` x ``size`` image, the same for the same arguments.
 
     ``attributes`` maps each of colour, form, trait and scene to a key of
-    :data:`cotembed.critters.world.VOCABULARY`; an unknown or missing one raises
+    :data:`cotembed_critters.world.VOCABULARY`; an unknown or missing one raises
     ``KeyError`` naming the attribute and the valid keys. ``size`` is an integer in
     ``MIN_SIZE..MAX_SIZE`` and ``difficulty`` a key of :data:`DIFFICULTIES` (else ``ValueError``).
     """

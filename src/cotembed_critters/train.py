@@ -27,12 +27,12 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from cotembed.critters.captions import caption
-from cotembed.critters.model import TowerConfig, build_tower, images_to_array, save_tower
-from cotembed.critters.render import render
-from cotembed.critters.species import PROMPTS
-from cotembed.critters.world import ATTRIBUTE_NAMES, VOCABULARY
 from cotembed.errors import InputError
+from cotembed_critters.captions import caption
+from cotembed_critters.model import TowerConfig, build_tower, images_to_array, save_tower
+from cotembed_critters.render import render
+from cotembed_critters.species import PROMPTS
+from cotembed_critters.world import ATTRIBUTE_NAMES, VOCABULARY
 
 
 class TextEncoder(Protocol):

@@ -14,8 +14,8 @@ import numpy as np
 from numpy.typing import ArrayLike
 from PIL import ImageDraw
 
-from cotembed.critters.drawing.geometry import ellipse_pts, tube
-from cotembed.critters.drawing.palette import RGB
+from cotembed_critters.drawing.geometry import ellipse_pts, tube
+from cotembed_critters.drawing.palette import RGB
 
 Op = tuple[str, np.ndarray, RGB, RGB | float | None]
 """(kind, local-frame points, fill, style): style is the outline colour of a polygon or the width of a line."""

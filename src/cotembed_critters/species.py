@@ -27,8 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from cotembed.critters.world import ATTRIBUTE_NAMES, VOCABULARY, value
 from cotembed.errors import InputError, SpeciesFileError, SystemValidationError
+from cotembed_critters.world import ATTRIBUTE_NAMES, VOCABULARY, value
 
 __all__ = [
     "MAX_PER_CLASS",
@@ -150,7 +150,7 @@ MAX_PER_CLASS = 100_000
 
 def _check_split_settings(per_class: Any, seed: Any, difficulty: Any, size: Any) -> None:
     """Every bad setting in one :class:`InputError`, each named as the argument and its flag."""
-    from cotembed.critters.render import DIFFICULTIES
+    from cotembed_critters.render import DIFFICULTIES
 
     def whole(value: Any) -> bool:
         return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
@@ -202,7 +202,7 @@ def generate_split(
     """
     from tqdm import tqdm
 
-    from cotembed.critters.render import render
+    from cotembed_critters.render import render
 
     _check_split_settings(per_class, seed, difficulty, size)
     table = load_species(species_path)

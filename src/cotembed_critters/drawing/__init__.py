@@ -1,4 +1,4 @@
-"""The parts :func:`cotembed.critters.render.render` draws a critter with, one concern each.
+"""The parts :func:`cotembed_critters.render.render` draws a critter with, one concern each.
 
 - :mod:`.palette`: body colours and the colours derived from them (outline, accents, ink);
 - :mod:`.geometry`: curves and outlines in the creature's local frame (pure numpy);
@@ -8,7 +8,7 @@
 - :mod:`.scenes`: backgrounds (``SCENES``);
 - :mod:`.clutter`: distractors and occluders for the ``hard`` difficulty.
 
-Every registry is keyed by the vocabulary keys of :mod:`cotembed.critters.world`, so a
+Every registry is keyed by the vocabulary keys of :mod:`cotembed_critters.world`, so a
 new attribute value is one function plus one registry entry. Random draws happen in a
 fixed order, which is what keeps renders pixel-identical for a given seed.
 """

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from cotembed.pokemon.harness import ARTICLE_NOTE
 from cotembed.reporting.text import table
+from cotembed_experiments.pokemon.harness import ARTICLE_NOTE
 
 
 def _pct(value: float | None) -> str:

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from cotembed.critters.drawing.geometry import ellipse_top, spline, tube
-from cotembed.critters.drawing.palette import Palette, shade
-from cotembed.critters.drawing.pen import Pen
+from cotembed_critters.drawing.geometry import ellipse_top, spline, tube
+from cotembed_critters.drawing.palette import Palette, shade
+from cotembed_critters.drawing.pen import Pen
 
 Part = Callable[[Pen, Palette], None]
 """One piece of a body, drawn with the critter's palette."""

@@ -24,10 +24,10 @@ from cotembed._io import atomic_write
 from cotembed.data import Sample
 from cotembed.errors import InputError
 from cotembed.evaluation.evaluate import EvalReport
-from cotembed.pokemon.cards import Card, class_counts, keep_classes
-from cotembed.pokemon.crop import DEFAULT_ART_BOX, ArtBox, crop_artwork
-from cotembed.pokemon.download import ImageDownloader
 from cotembed.system import System
+from cotembed_experiments.pokemon.cards import Card, class_counts, keep_classes
+from cotembed_experiments.pokemon.crop import DEFAULT_ART_BOX, ArtBox, crop_artwork
+from cotembed_experiments.pokemon.download import ImageDownloader
 
 DEFAULT_SIZE = 117
 """Test images, as the article states (its percentages are multiples of 1/118, though)."""

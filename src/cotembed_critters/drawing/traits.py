@@ -3,7 +3,7 @@
 A trait draws in one *layer*: ``behind`` (horn, wings, spikes, antennae, tail: before the
 body, so the body overlaps their roots) or ``pattern`` (spots, stripes: on top of the
 body, under the eyes). :data:`TRAITS` maps each trait key to its layer and its painter;
-painters read only the attachment sites of :class:`~cotembed.critters.drawing.anatomy.Anatomy`.
+painters read only the attachment sites of :class:`~cotembed_critters.drawing.anatomy.Anatomy`.
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ from typing import Literal, NamedTuple
 
 import numpy as np
 
-from cotembed.critters.drawing.anatomy import Anatomy
-from cotembed.critters.drawing.geometry import rotate, tube
-from cotembed.critters.drawing.palette import Palette, shade
-from cotembed.critters.drawing.pen import Pen
+from cotembed_critters.drawing.anatomy import Anatomy
+from cotembed_critters.drawing.geometry import rotate, tube
+from cotembed_critters.drawing.palette import Palette, shade
+from cotembed_critters.drawing.pen import Pen
 
 Layer = Literal["behind", "pattern"]
 LAYERS: tuple[Layer, ...] = ("behind", "pattern")
