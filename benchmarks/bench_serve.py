@@ -116,7 +116,7 @@ async def load(url: str, bodies: list[bytes], clients: int, requests: int, max_s
     failures: list[str] = []
     next_index = 0
     headers = {"content-type": "application/json"}
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     deadline = start + max_seconds
 
     async def one_client() -> None:
@@ -138,13 +138,14 @@ async def load(url: str, bodies: list[bytes], clients: int, requests: int, max_s
 
     await asyncio.gather(*(one_client() for _ in range(clients)))
     seconds = time.perf_counter() - start
+    client_cpu = (time.process_time() - cpu_start) / seconds  # this process's CPU: the clients' share of the cores
     latencies.sort()
     return {
         "clients": clients, "sent": next_index, "ok": len(latencies), "failed": len(failures), "seconds": seconds,
         "per_s": per_request * len(latencies) / seconds,
         "p50_ms": 1000 * statistics.median(latencies) if latencies else float("nan"),
         "p99_ms": 1000 * latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))] if latencies else float("nan"),
-        "failures": failures[:3],
+        "client_cpu": client_cpu, "failures": failures[:3],
     }
 
 
@@ -213,11 +214,12 @@ def main() -> int:
           f"{args.repeats} after the load test): {cli_before:.1f} and {cli_after:.1f} images/s; the ratios use {cli_per_s:.1f}")
     print()
     print(f"{'images/request':>14}  {'clients':>7}  {'requests':>8}  {'failed':>6}  {'images/s':>8}  {'p50 ms':>7}  {'p99 ms':>7}  "
-          f"{'batch':>5}  {'vs CLI':>6}")
+          f"{'batch':>5}  {'client CPU':>10}  {'vs CLI':>6}")
     for r in rows:
         print(f"{r['per_request']:>14}  {r['clients']:>7}  {r['ok']:>8}  {r['failed']:>6}  {r['per_s']:>8.1f}  {r['p50_ms']:>7.1f}  "
-              f"{r['p99_ms']:>7.1f}  {r['batch']:>5.1f}  {r['per_s'] / cli_per_s:>6.2f}")
-    print("(batch: mean inputs per model batch the server formed at that level; p50/p99 are per request)")
+              f"{r['p99_ms']:>7.1f}  {r['batch']:>5.1f}  {100 * r['client_cpu']:>9.0f}%  {r['per_s'] / cli_per_s:>6.2f}")
+    print(f"(batch: mean inputs per model batch the server formed at that level; p50/p99 are per request; client CPU: the "
+          f"load generator's own CPU time over the wall time, in % of one core, taken from the same {os.cpu_count()} core(s))")
     print()
     for k in sizes:
         ratio = next(r for r in rows if r["per_request"] == k and r["clients"] == LEVELS[-1])["per_s"] / cli_per_s
