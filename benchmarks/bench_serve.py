@@ -76,12 +76,15 @@ def cli_throughput(images: list[Path], repeats: int) -> tuple[float, int]:
         encoder.close()
 
 
-def start_server(max_batch: int, max_wait_ms: float) -> tuple[subprocess.Popen[str], str]:
+def start_server(max_batch: int, max_wait_ms: float, pythonpath: str | None = None) -> tuple[subprocess.Popen[str], str]:
+    """``cotembed serve`` in a child process; ``pythonpath``: run another checkout's code instead (``--compare``)."""
     cmd = [sys.executable, "-m", "cotembed.cli", "serve", "--model", "critters", "--system", str(SYSTEM), "--host", "127.0.0.1",
            "--port", "0", "--no-cache", "--no-access-log", "--log-level", "warning", "--format", "json",
            "--max-batch", str(max_batch), "--max-wait-ms", str(max_wait_ms)]
     env = dict(os.environ, HF_HUB_OFFLINE="1", HF_HUB_DISABLE_PROGRESS_BARS="1")
     env.pop("COTEMBED_API_KEY", None)
+    if pythonpath is not None:
+        env["PYTHONPATH"] = pythonpath
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     line = proc.stdout.readline()
@@ -172,6 +175,9 @@ def main() -> int:
     parser.add_argument("--max-wait-ms", type=float, default=5.0)
     parser.add_argument("--images-per-request", default="1,8",
                         help="comma-separated request sizes, each measured at every concurrency level (default: 1,8)")
+    parser.add_argument("--compare", default=None, metavar="PYTHONPATH",
+                        help="also load a second server running the code on this PYTHONPATH (e.g. an older checkout's src), "
+                             "level by level in turn with this one, so both see the same machine")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="cotembed-bench-serve-") as tmp:
@@ -182,26 +188,34 @@ def main() -> int:
                               for i in range(0, len(encoded), k)] for k in sizes}
         say(f"{len(images)} images; timing the CLI ...")
         cli_before, cli_batch = cli_throughput(images, args.repeats)
-        proc, url = start_server(args.max_batch, args.max_wait_ms)
+        servers: dict[str, tuple[subprocess.Popen[str], str]] = {}
         try:
-            asyncio.run(wait_ready(url))
-            asyncio.run(load(url, bodies_by_size[sizes[0]], 8, min(64, args.requests), args.max_seconds, sizes[0]))  # warm-up
+            servers["this"] = start_server(args.max_batch, args.max_wait_ms)
+            if args.compare is not None:
+                servers["compare"] = start_server(args.max_batch, args.max_wait_ms, args.compare)
+            for _, url in servers.values():
+                asyncio.run(wait_ready(url))
+                asyncio.run(load(url, bodies_by_size[sizes[0]], 8, min(64, args.requests), args.max_seconds, sizes[0]))  # warm-up
             rows = []
             for k in sizes:
                 for clients in LEVELS:
-                    say(f"{clients} client(s), {k} image(s) per request ...")
-                    count, total = batch_totals(url)
-                    row = asyncio.run(load(url, bodies_by_size[k], clients, args.requests, args.max_seconds, k))
-                    count_after, total_after = batch_totals(url)
-                    row["batch"] = (total_after - total) / max(1.0, count_after - count)
-                    row["per_request"] = k
-                    rows.append(row)
+                    for name, (_, url) in servers.items():
+                        say(f"{name}: {clients} client(s), {k} image(s) per request ...")
+                        count, total = batch_totals(url)
+                        row = asyncio.run(load(url, bodies_by_size[k], clients, args.requests, args.max_seconds, k))
+                        count_after, total_after = batch_totals(url)
+                        row["batch"] = (total_after - total) / max(1.0, count_after - count)
+                        row["per_request"] = k
+                        row["server"] = name
+                        rows.append(row)
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            for proc, _ in servers.values():
+                proc.terminate()
+            for proc, _ in servers.values():
+                try:
+                    proc.wait(timeout=60)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
         say("timing the CLI again ...")
         cli_after, _ = cli_throughput(images, args.repeats)
     cli_per_s = max(cli_before, cli_after)  # the faster CLI figure: the ratio errs low, not high
@@ -213,22 +227,30 @@ def main() -> int:
     print(f"CLI batch throughput (CoTClassifier.classify_samples, batch {cli_batch}, best of {args.repeats} before and "
           f"{args.repeats} after the load test): {cli_before:.1f} and {cli_after:.1f} images/s; the ratios use {cli_per_s:.1f}")
     print()
-    print(f"{'images/request':>14}  {'clients':>7}  {'requests':>8}  {'failed':>6}  {'images/s':>8}  {'p50 ms':>7}  {'p99 ms':>7}  "
+    server_col = args.compare is not None
+    if server_col:
+        print(f"server 'compare': the same command with PYTHONPATH={args.compare}, loaded in turn with 'this' at every level")
+    print((f"{'server':>8}  " if server_col else "") + f"{'images/request':>14}  {'clients':>7}  {'requests':>8}  {'failed':>6}  {'images/s':>8}  {'p50 ms':>7}  {'p99 ms':>7}  "
           f"{'batch':>5}  {'client CPU':>10}  {'vs CLI':>6}")
     for r in rows:
-        print(f"{r['per_request']:>14}  {r['clients']:>7}  {r['ok']:>8}  {r['failed']:>6}  {r['per_s']:>8.1f}  {r['p50_ms']:>7.1f}  "
+        print((f"{r['server']:>8}  " if server_col else "") + f"{r['per_request']:>14}  {r['clients']:>7}  {r['ok']:>8}  {r['failed']:>6}  "
+              f"{r['per_s']:>8.1f}  {r['p50_ms']:>7.1f}  "
               f"{r['p99_ms']:>7.1f}  {r['batch']:>5.1f}  {100 * r['client_cpu']:>9.0f}%  {r['per_s'] / cli_per_s:>6.2f}")
     print(f"(batch: mean inputs per model batch the server formed at that level; p50/p99 are per request; client CPU: the "
           f"load generator's own CPU time over the wall time, in % of one core, taken from the same {os.cpu_count()} core(s))")
     print()
     for k in sizes:
-        ratio = next(r for r in rows if r["per_request"] == k and r["clients"] == LEVELS[-1])["per_s"] / cli_per_s
+        row = {r["server"]: r for r in rows if r["per_request"] == k and r["clients"] == LEVELS[-1]}
+        ratio = row["this"]["per_s"] / cli_per_s
         verdict = "met" if ratio >= TARGET_RATIO else "NOT met"
         print(f"served / CLI throughput at {LEVELS[-1]} clients, {k} image(s) per request: {ratio:.2f} (target >= {TARGET_RATIO}: {verdict})")
+        if "compare" in row:
+            print(f"  this / compare at {LEVELS[-1]} clients, {k} image(s) per request: {row['this']['per_s'] / row['compare']['per_s']:.2f} "
+                  f"(compare / CLI: {row['compare']['per_s'] / cli_per_s:.2f})")
     failed = sum(r["failed"] for r in rows)
     for r in rows:
         for failure in r["failures"]:
-            print(f"  failure at {r['clients']} clients: {failure}")
+            print(f"  failure at {r['clients']} clients ({r['server']}): {failure}")
     if failed:
         print(f"{failed} request(s) failed below the queue limit")
     return 1 if failed else 0
