@@ -164,6 +164,16 @@ def batch_totals(url: str) -> tuple[float, float]:
     return found["count"], found["sum"]
 
 
+def process_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system, all threads) a process has used so far, from /proc; NaN elsewhere. Unlike wall
+    time it barely depends on what else the machine runs, so servers compare fairly on a busy machine."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return float("nan")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--per-class", type=int, default=12, help="critters images per species (28 species; default: 12)")
@@ -199,10 +209,12 @@ def main() -> int:
             rows = []
             for k in sizes:
                 for clients in LEVELS:
-                    for name, (_, url) in servers.items():
+                    for name, (proc, url) in servers.items():
                         say(f"{name}: {clients} client(s), {k} image(s) per request ...")
                         count, total = batch_totals(url)
+                        cpu = process_cpu_s(proc.pid)
                         row = asyncio.run(load(url, bodies_by_size[k], clients, args.requests, args.max_seconds, k))
+                        row["server_cpu_ms"] = 1000 * (process_cpu_s(proc.pid) - cpu) / max(1, row["ok"])
                         count_after, total_after = batch_totals(url)
                         row["batch"] = (total_after - total) / max(1.0, count_after - count)
                         row["per_request"] = k
@@ -231,13 +243,14 @@ def main() -> int:
     if server_col:
         print(f"server 'compare': the same command with PYTHONPATH={args.compare}, loaded in turn with 'this' at every level")
     print((f"{'server':>8}  " if server_col else "") + f"{'images/request':>14}  {'clients':>7}  {'requests':>8}  {'failed':>6}  {'images/s':>8}  {'p50 ms':>7}  {'p99 ms':>7}  "
-          f"{'batch':>5}  {'client CPU':>10}  {'vs CLI':>6}")
+          f"{'batch':>5}  {'server CPU/req':>14}  {'client CPU':>10}  {'vs CLI':>6}")
     for r in rows:
         print((f"{r['server']:>8}  " if server_col else "") + f"{r['per_request']:>14}  {r['clients']:>7}  {r['ok']:>8}  {r['failed']:>6}  "
               f"{r['per_s']:>8.1f}  {r['p50_ms']:>7.1f}  "
-              f"{r['p99_ms']:>7.1f}  {r['batch']:>5.1f}  {100 * r['client_cpu']:>9.0f}%  {r['per_s'] / cli_per_s:>6.2f}")
-    print(f"(batch: mean inputs per model batch the server formed at that level; p50/p99 are per request; client CPU: the "
-          f"load generator's own CPU time over the wall time, in % of one core, taken from the same {os.cpu_count()} core(s))")
+              f"{r['p99_ms']:>7.1f}  {r['batch']:>5.1f}  {r['server_cpu_ms']:>11.2f} ms  {100 * r['client_cpu']:>9.0f}%  {r['per_s'] / cli_per_s:>6.2f}")
+    print(f"(batch: mean inputs per model batch the server formed at that level; p50/p99 are per request; server CPU/req: the "
+          f"server process's CPU time (all threads, the model's included) per answered request; client CPU: the load "
+          f"generator's own CPU time over the wall time, in % of one core, taken from the same {os.cpu_count()} core(s))")
     print()
     for k in sizes:
         row = {r["server"]: r for r in rows if r["per_request"] == k and r["clients"] == LEVELS[-1]}
