@@ -76,12 +76,15 @@ def cli_throughput(images: list[Path], repeats: int) -> tuple[float, int]:
         encoder.close()
 
 
-def start_server(max_batch: int, max_wait_ms: float) -> tuple[subprocess.Popen[str], str]:
+def start_server(max_batch: int, max_wait_ms: float, pythonpath: str | None = None) -> tuple[subprocess.Popen[str], str]:
+    """``cotembed serve`` in a child process; ``pythonpath``: run another checkout's code instead (``--compare``)."""
     cmd = [sys.executable, "-m", "cotembed.cli", "serve", "--model", "critters", "--system", str(SYSTEM), "--host", "127.0.0.1",
            "--port", "0", "--no-cache", "--no-access-log", "--log-level", "warning", "--format", "json",
            "--max-batch", str(max_batch), "--max-wait-ms", str(max_wait_ms)]
     env = dict(os.environ, HF_HUB_OFFLINE="1", HF_HUB_DISABLE_PROGRESS_BARS="1")
     env.pop("COTEMBED_API_KEY", None)
+    if pythonpath is not None:
+        env["PYTHONPATH"] = pythonpath
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     line = proc.stdout.readline()
@@ -116,7 +119,7 @@ async def load(url: str, bodies: list[bytes], clients: int, requests: int, max_s
     failures: list[str] = []
     next_index = 0
     headers = {"content-type": "application/json"}
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     deadline = start + max_seconds
 
     async def one_client() -> None:
@@ -138,13 +141,14 @@ async def load(url: str, bodies: list[bytes], clients: int, requests: int, max_s
 
     await asyncio.gather(*(one_client() for _ in range(clients)))
     seconds = time.perf_counter() - start
+    client_cpu = (time.process_time() - cpu_start) / seconds  # this process's CPU: the clients' share of the cores
     latencies.sort()
     return {
         "clients": clients, "sent": next_index, "ok": len(latencies), "failed": len(failures), "seconds": seconds,
         "per_s": per_request * len(latencies) / seconds,
         "p50_ms": 1000 * statistics.median(latencies) if latencies else float("nan"),
         "p99_ms": 1000 * latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))] if latencies else float("nan"),
-        "failures": failures[:3],
+        "client_cpu": client_cpu, "failures": failures[:3],
     }
 
 
@@ -160,6 +164,16 @@ def batch_totals(url: str) -> tuple[float, float]:
     return found["count"], found["sum"]
 
 
+def process_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system, all threads) a process has used so far, from /proc; NaN elsewhere. Unlike wall
+    time it barely depends on what else the machine runs, so servers compare fairly on a busy machine."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return float("nan")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--per-class", type=int, default=12, help="critters images per species (28 species; default: 12)")
@@ -171,6 +185,9 @@ def main() -> int:
     parser.add_argument("--max-wait-ms", type=float, default=5.0)
     parser.add_argument("--images-per-request", default="1,8",
                         help="comma-separated request sizes, each measured at every concurrency level (default: 1,8)")
+    parser.add_argument("--compare", default=None, metavar="PYTHONPATH",
+                        help="also load a second server running the code on this PYTHONPATH (e.g. an older checkout's src), "
+                             "level by level in turn with this one, so both see the same machine")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="cotembed-bench-serve-") as tmp:
@@ -181,26 +198,36 @@ def main() -> int:
                               for i in range(0, len(encoded), k)] for k in sizes}
         say(f"{len(images)} images; timing the CLI ...")
         cli_before, cli_batch = cli_throughput(images, args.repeats)
-        proc, url = start_server(args.max_batch, args.max_wait_ms)
+        servers: dict[str, tuple[subprocess.Popen[str], str]] = {}
         try:
-            asyncio.run(wait_ready(url))
-            asyncio.run(load(url, bodies_by_size[sizes[0]], 8, min(64, args.requests), args.max_seconds, sizes[0]))  # warm-up
+            servers["this"] = start_server(args.max_batch, args.max_wait_ms)
+            if args.compare is not None:
+                servers["compare"] = start_server(args.max_batch, args.max_wait_ms, args.compare)
+            for _, url in servers.values():
+                asyncio.run(wait_ready(url))
+                asyncio.run(load(url, bodies_by_size[sizes[0]], 8, min(64, args.requests), args.max_seconds, sizes[0]))  # warm-up
             rows = []
             for k in sizes:
                 for clients in LEVELS:
-                    say(f"{clients} client(s), {k} image(s) per request ...")
-                    count, total = batch_totals(url)
-                    row = asyncio.run(load(url, bodies_by_size[k], clients, args.requests, args.max_seconds, k))
-                    count_after, total_after = batch_totals(url)
-                    row["batch"] = (total_after - total) / max(1.0, count_after - count)
-                    row["per_request"] = k
-                    rows.append(row)
+                    for name, (proc, url) in servers.items():
+                        say(f"{name}: {clients} client(s), {k} image(s) per request ...")
+                        count, total = batch_totals(url)
+                        cpu = process_cpu_s(proc.pid)
+                        row = asyncio.run(load(url, bodies_by_size[k], clients, args.requests, args.max_seconds, k))
+                        row["server_cpu_ms"] = 1000 * (process_cpu_s(proc.pid) - cpu) / max(1, row["ok"])
+                        count_after, total_after = batch_totals(url)
+                        row["batch"] = (total_after - total) / max(1.0, count_after - count)
+                        row["per_request"] = k
+                        row["server"] = name
+                        rows.append(row)
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            for proc, _ in servers.values():
+                proc.terminate()
+            for proc, _ in servers.values():
+                try:
+                    proc.wait(timeout=60)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
         say("timing the CLI again ...")
         cli_after, _ = cli_throughput(images, args.repeats)
     cli_per_s = max(cli_before, cli_after)  # the faster CLI figure: the ratio errs low, not high
@@ -212,21 +239,31 @@ def main() -> int:
     print(f"CLI batch throughput (CoTClassifier.classify_samples, batch {cli_batch}, best of {args.repeats} before and "
           f"{args.repeats} after the load test): {cli_before:.1f} and {cli_after:.1f} images/s; the ratios use {cli_per_s:.1f}")
     print()
-    print(f"{'images/request':>14}  {'clients':>7}  {'requests':>8}  {'failed':>6}  {'images/s':>8}  {'p50 ms':>7}  {'p99 ms':>7}  "
-          f"{'batch':>5}  {'vs CLI':>6}")
+    server_col = args.compare is not None
+    if server_col:
+        print(f"server 'compare': the same command with PYTHONPATH={args.compare}, loaded in turn with 'this' at every level")
+    print((f"{'server':>8}  " if server_col else "") + f"{'images/request':>14}  {'clients':>7}  {'requests':>8}  {'failed':>6}  {'images/s':>8}  {'p50 ms':>7}  {'p99 ms':>7}  "
+          f"{'batch':>5}  {'server CPU/req':>14}  {'client CPU':>10}  {'vs CLI':>6}")
     for r in rows:
-        print(f"{r['per_request']:>14}  {r['clients']:>7}  {r['ok']:>8}  {r['failed']:>6}  {r['per_s']:>8.1f}  {r['p50_ms']:>7.1f}  "
-              f"{r['p99_ms']:>7.1f}  {r['batch']:>5.1f}  {r['per_s'] / cli_per_s:>6.2f}")
-    print("(batch: mean inputs per model batch the server formed at that level; p50/p99 are per request)")
+        print((f"{r['server']:>8}  " if server_col else "") + f"{r['per_request']:>14}  {r['clients']:>7}  {r['ok']:>8}  {r['failed']:>6}  "
+              f"{r['per_s']:>8.1f}  {r['p50_ms']:>7.1f}  "
+              f"{r['p99_ms']:>7.1f}  {r['batch']:>5.1f}  {r['server_cpu_ms']:>11.2f} ms  {100 * r['client_cpu']:>9.0f}%  {r['per_s'] / cli_per_s:>6.2f}")
+    print(f"(batch: mean inputs per model batch the server formed at that level; p50/p99 are per request; server CPU/req: the "
+          f"server process's CPU time (all threads, the model's included) per answered request; client CPU: the load "
+          f"generator's own CPU time over the wall time, in % of one core, taken from the same {os.cpu_count()} core(s))")
     print()
     for k in sizes:
-        ratio = next(r for r in rows if r["per_request"] == k and r["clients"] == LEVELS[-1])["per_s"] / cli_per_s
+        row = {r["server"]: r for r in rows if r["per_request"] == k and r["clients"] == LEVELS[-1]}
+        ratio = row["this"]["per_s"] / cli_per_s
         verdict = "met" if ratio >= TARGET_RATIO else "NOT met"
         print(f"served / CLI throughput at {LEVELS[-1]} clients, {k} image(s) per request: {ratio:.2f} (target >= {TARGET_RATIO}: {verdict})")
+        if "compare" in row:
+            print(f"  this / compare at {LEVELS[-1]} clients, {k} image(s) per request: {row['this']['per_s'] / row['compare']['per_s']:.2f} "
+                  f"(compare / CLI: {row['compare']['per_s'] / cli_per_s:.2f})")
     failed = sum(r["failed"] for r in rows)
     for r in rows:
         for failure in r["failures"]:
-            print(f"  failure at {r['clients']} clients: {failure}")
+            print(f"  failure at {r['clients']} clients ({r['server']}): {failure}")
     if failed:
         print(f"{failed} request(s) failed below the queue limit")
     return 1 if failed else 0

@@ -485,9 +485,9 @@ def test_images_are_cached_under_the_same_key_as_the_cli(served: Any, client: An
 # ------------------------------------------------------------------ batching, queue, 429
 @pytest.fixture(scope="module")
 def slow(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    """A server whose batches wait 1.5 s for company, with a queue of 8 inputs."""
-    settings = ServeSettings(models=("critters",), cache_enabled=False,
-                             limits=Limits(max_inputs=8), batching=Batching(max_batch=8, max_wait_ms=1500, max_queue=8))
+    """A server whose batches wait 1.5 s for company (even with no other request on its way), with a queue of 8 inputs."""
+    settings = ServeSettings(models=("critters",), cache_enabled=False, limits=Limits(max_inputs=8),
+                             batching=Batching(max_batch=8, max_wait_ms=1500, max_queue=8, always_wait=True))
     registry, server = _start(settings)
     yield {"registry": registry, "url": server.url}
     server.stop()
@@ -543,7 +543,7 @@ def test_image_urls_are_refused_unless_allowed(slow: Any) -> None:
 def test_serve_command_serves_and_shuts_down_gracefully(tmp_path: Path, critter_images: list[Path]) -> None:
     """SIGTERM while a request waits in the batcher: the request still gets its answer, the process exits 0."""
     cmd = [sys.executable, "-m", "cotembed.cli", "serve", "--model", "critters", "--system", str(CRITTERS / "system.yaml"),
-           "--port", "0", "--format", "json", "--cache", str(tmp_path / "c.sqlite"), "--max-wait-ms", "2000"]
+           "--port", "0", "--format", "json", "--cache", str(tmp_path / "c.sqlite"), "--max-wait-ms", "2000", "--always-wait"]
     env = {k: v for k, v in os.environ.items() if k != "COTEMBED_API_KEY"}
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
     try:

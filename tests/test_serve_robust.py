@@ -78,8 +78,8 @@ def serve(tmp_path: Path, encoder: Any, **settings: Any) -> Served:
 
 @pytest.fixture
 def batching(tmp_path: Path) -> Iterator[Served]:
-    """Batches wait 300 ms for company, so concurrent requests share one."""
-    served = serve(tmp_path, FragileEncoder(), batching=Batching(max_batch=64, max_wait_ms=300, max_queue=256))
+    """Batches wait 300 ms for company (always), so concurrent requests share one."""
+    served = serve(tmp_path, FragileEncoder(), batching=Batching(max_batch=64, max_wait_ms=300, max_queue=256, always_wait=True))
     yield served
     served.close()
 
@@ -140,6 +140,24 @@ def big_system(prompts: int, seed: int) -> dict[str, Any]:
               for g in range(prompts // 100)}
     rules = {f"class {c}": {f"q{g}": f"option {(c * 7 + g) % 100}" for g in range(prompts // 100)} for c in range(50)}
     return {"name": f"big-{seed}", "groups": groups, "rules": rules}
+
+
+def test_a_lone_request_does_not_wait_for_company_and_concurrent_ones_still_share_batches(tmp_path: Path) -> None:
+    served = serve(tmp_path, FragileEncoder(), batching=Batching(max_batch=64, max_wait_ms=3000, max_queue=256))
+    try:
+        batcher = served.registry.models["colour"].batcher
+        assert batcher is not None
+        start = time.perf_counter()
+        alone = httpx.post(f"{served.url}/v1/classify", content=classify_texts("a lone red thing"),
+                           headers={"content-type": "application/json"}, timeout=60.0)
+        assert alone.status_code == 200
+        assert time.perf_counter() - start < 2.0  # not the 3 s a batch may wait: nobody else was on the way
+        before = batcher.batches
+        responses = post_concurrently(served.url, [classify_texts(f"a red thing number {i}") for i in range(30)])
+        assert [r.status_code for r in responses] == [200] * 30
+        assert batcher.batches - before <= 15  # requests on their way were waited for
+    finally:
+        served.close()
 
 
 def test_a_large_registration_leaves_other_requests_answered(tmp_path: Path) -> None:

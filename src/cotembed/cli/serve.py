@@ -41,7 +41,8 @@ def _settings(args: argparse.Namespace) -> Any:
     limits = Limits(max_inputs=args.max_inputs, max_labels=args.max_labels, max_body_bytes=int(args.max_body_mb * 2**20),
                     max_pixels=args.max_pixels, max_systems=args.max_systems, max_prompts=args.max_prompts,
                     max_classes=args.max_classes)
-    batching = Batching(max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, max_queue=max(args.max_queue, args.max_batch))
+    batching = Batching(max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, max_queue=max(args.max_queue, args.max_batch),
+                        always_wait=args.always_wait)
     if batching.max_queue < limits.max_inputs:
         from cotembed.errors import InputError
 
@@ -135,6 +136,8 @@ def register(sub: Any) -> None:
                    help=f"inputs per model call (default: {batching.max_batch})")
     g.add_argument("--max-wait-ms", type=bounded_float(0.0, 10_000.0, low_inclusive=True), default=batching.max_wait_ms, metavar="MS",
                    help=f"how long a batch waits for more inputs after its first (default: {batching.max_wait_ms:g})")
+    g.add_argument("--always-wait", action="store_true",
+                   help="wait --max-wait-ms for more inputs even when no other request is on its way (default: run at once then)")
     g.add_argument("--max-queue", type=bounded_int(1, 10_000_000), default=batching.max_queue, metavar="N",
                    help=f"inputs waiting per model before requests get 429 (default: {batching.max_queue})")
     g = p.add_argument_group("image URLs")

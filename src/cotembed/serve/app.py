@@ -29,7 +29,7 @@ from typing import Any, Literal
 import numpy as np
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -43,10 +43,12 @@ from cotembed.serve.auth import require_api_key
 from cotembed.serve.bodies import system_from_body
 from cotembed.serve.decisions import DecisionFields, annotate, check_use
 from cotembed.serve.decisions import score as score_request
+from cotembed.serve.documented import document_errors
 from cotembed.serve.errors import body_of, error_body, invalid
 from cotembed.serve.inputs import check_image, check_text, load_items
 from cotembed.serve.limits import BodyLimit
 from cotembed.serve.registry import RETRY_AFTER_S, Registry, ServedModel, SystemEntry
+from cotembed.serve.responses import JSONResponse
 
 InputItem = str | dict[str, Any]
 INPUT_HELP = ('texts ("..." or {"text": "..."}) or images ({"image": "<base64, data: URI, or URL with --allow-urls>"}), '
@@ -189,11 +191,10 @@ def _input_params(items: list[tuple[str, Any]], field: str = "input") -> list[st
 
 def _rows(probs: np.ndarray, labels: list[str]) -> list[dict[str, Any]]:
     data = []
-    for i, row in enumerate(probs):
-        best = int(np.argmax(row))
+    for i, (row, best) in enumerate(zip(probs.tolist(), np.argmax(probs, axis=1).tolist())):  # Python floats in one call
         data.append({
-            "object": "classification", "index": i, "prediction": labels[best], "score": float(row[best]),
-            "predictions": [{"label": label, "score": float(p)} for label, p in zip(labels, row)],
+            "object": "classification", "index": i, "prediction": labels[best], "score": row[best],
+            "predictions": [{"label": label, "score": p} for label, p in zip(labels, row)],
         })
     return data
 
@@ -215,11 +216,13 @@ def _restrict(probs: np.ndarray, entry: SystemEntry, labels: list[str]) -> np.nd
 
 
 class _Timing:
-    """Records every answered request (route template, status, seconds) in the metrics."""
+    """Records every answered request (route template, status, seconds) in the metrics, and counts
+    it among the arrivals the batchers may wait for until it has queued its inputs."""
 
     def __init__(self, app: ASGIApp, registry: Registry):
         self.app = app
         self.metrics = registry.metrics
+        self.arrivals = registry.arrivals
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -234,9 +237,11 @@ class _Timing:
                 status = int(message["status"])
             await send(message)
 
+        arrival = self.arrivals.enter()  # on its way to a batcher until it submits or ends
         try:
             await self.app(scope, receive, record)
         finally:
+            self.arrivals.leave(arrival)
             route = getattr(scope.get("route"), "path", None) or "unmatched"
             self.metrics.request(route, status, time.perf_counter() - start)
 
@@ -257,7 +262,7 @@ def create_app(registry: Registry) -> FastAPI:
             batches = sum(m.batcher.batches for m in registry.models.values() if m.batcher)
             print(f"cotembed: service stopped after {batches} model batch(es)", file=sys.stderr, flush=True)
 
-    app = FastAPI(title="cotembed", version=__version__, lifespan=lifespan,
+    app = FastAPI(title="cotembed", version=__version__, lifespan=lifespan, default_response_class=JSONResponse,
                   description="Chain-of-thought classification with frozen embedding models. "
                               "Send the API key as 'Authorization: Bearer <key>' on every route but /health.")
     app.add_middleware(BodyLimit, max_body_bytes=limits.max_body_bytes)
@@ -519,4 +524,5 @@ def create_app(registry: Registry) -> FastAPI:
         ready.result()  # a failure raises its error
         return JSONResponse(entry.describe(), status_code=201 if created else 200)
 
+    document_errors(app, authenticated=bool(settings.api_key))
     return app

@@ -5,7 +5,9 @@ per input. A single worker task per model takes the first waiting input, then ke
 collecting until it has ``max_batch`` inputs or ``max_wait_ms`` have passed, runs the
 batch in the model's own thread (the event loop keeps serving meanwhile) and resolves
 the futures. While the model is busy, arrivals pile up, so under load batches fill
-without waiting; alone, a request waits at most ``max_wait_ms``.
+without waiting. The wait for more is only worth it while other requests are on their
+way (read, parsed, their images checked): :class:`Arrivals` counts them, and when none
+is, the batch runs at once, so a lone request never waits ``max_wait_ms`` for nobody.
 
 The queue is bounded: a request whose inputs would take it past ``max_queue`` is refused
 at once (:class:`QueueFull`, HTTP 429) instead of growing memory and latency without
@@ -17,6 +19,7 @@ graceful shutdown loses no request.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
@@ -33,6 +36,36 @@ Item = tuple[str, Any]
 
 
 
+class Arrivals:
+    """Requests that came in and have not yet handed their inputs to a batcher, nor finished.
+
+    The ASGI layer calls :meth:`enter` when a request starts and :meth:`leave` when it ends;
+    :meth:`DynamicBatcher.submit` calls :meth:`submitted` from inside the request. A count of
+    zero means no input can arrive soon, so a batch need not wait for one.
+    """
+
+    _current: contextvars.ContextVar[list[Arrivals | None] | None] = contextvars.ContextVar("cotembed_arrival", default=None)
+    """The request's own cell: the counter it is counted in, until it has submitted or left."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def enter(self) -> contextvars.Token[list[Arrivals | None] | None]:
+        self.count += 1
+        return self._current.set([self])
+
+    def submitted(self) -> None:
+        """The current request has queued its inputs (once per request; later calls do nothing)."""
+        arrival = self._current.get()
+        if arrival is not None and arrival[0] is self:
+            arrival[0] = None
+            self.count -= 1
+
+    def leave(self, token: contextvars.Token[list[Arrivals | None] | None]) -> None:
+        self.submitted()
+        self._current.reset(token)
+
+
 @dataclass
 class _Job:
     item: Item
@@ -44,8 +77,10 @@ class DynamicBatcher:
     item, in order), which runs on ``executor``; ``on_batch(size, seconds)`` is told of each."""
 
     def __init__(self, run_batch: Callable[[list[Item]], list[Any]], executor: Executor, settings: Batching,
-                 on_batch: Callable[[int, float], None] | None = None):
+                 on_batch: Callable[[int, float], None] | None = None, arrivals: Arrivals | None = None):
         self.run_batch = run_batch
+        self.arrivals = arrivals
+        """Requests on their way; without it, every batch waits up to ``max_wait_ms`` for more."""
         self.executor = executor
         self.max_batch = settings.max_batch
         self.max_wait_s = settings.max_wait_ms / 1000.0
@@ -80,6 +115,8 @@ class DynamicBatcher:
         jobs = [_Job(item, loop.create_future()) for item in items]
         self.pending += len(jobs)
         self._jobs.extend(jobs)
+        if self.arrivals is not None:
+            self.arrivals.submitted()
         self._wake.set()
         try:
             results = await asyncio.gather(*(job.future for job in jobs), return_exceptions=True)
@@ -118,7 +155,7 @@ class DynamicBatcher:
                 batch.append(self._jobs.popleft())
                 continue
             remaining = deadline - loop.time()
-            if remaining <= 0 or self._closing:
+            if remaining <= 0 or self._closing or (self.arrivals is not None and self.arrivals.count <= 0):
                 break
             self._wake.clear()
             try:

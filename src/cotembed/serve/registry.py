@@ -32,7 +32,7 @@ from cotembed.encoders.base import Encoder
 from cotembed.errors import ApiError, CotembedError, InputError
 from cotembed.pipeline import stream_embeddings
 from cotembed.scoring import DEFAULT_TEMPERATURE, Scorer, ScoringConfig
-from cotembed.serve.batching import DynamicBatcher, Item
+from cotembed.serve.batching import Arrivals, DynamicBatcher, Item
 from cotembed.serve.errors import invalid
 from cotembed.serve.metrics import Metrics
 from cotembed.serve.settings import ServeSettings
@@ -85,8 +85,9 @@ class ServedModel:
                 "dim": int(self.encoder.dim)}
 
     # ------------------------------------------------------------------ encoding
-    def start(self) -> None:
-        self.batcher = DynamicBatcher(self.run_batch, self.executor, self.settings.batching)
+    def start(self, arrivals: Arrivals | None = None) -> None:
+        batching = self.settings.batching
+        self.batcher = DynamicBatcher(self.run_batch, self.executor, batching, arrivals=None if batching.always_wait else arrivals)
         self.batcher.start()
 
     def run_batch(self, items: list[Item]) -> list[np.ndarray | str]:
@@ -243,6 +244,8 @@ class Registry:
         self.failed: dict[str, str] = {}
         """Why the last registrations that failed did, by name (the oldest are forgotten)."""
         self._preparing: dict[str, asyncio.Task[SystemEntry]] = {}
+        self.arrivals = Arrivals()
+        """Requests on their way to a batcher: batches wait for more inputs only while there are some."""
         metrics.gauge("cotembed_queue_inputs", "Inputs admitted and not yet answered, by model.",
                       lambda: {(("model", m.name),): float(m.batcher.pending if m.batcher else 0) for m in self.models.values()})
 
@@ -284,7 +287,7 @@ class Registry:
 
     def start(self) -> None:
         for model in self.models.values():
-            model.start()
+            model.start(self.arrivals)
 
     async def stop(self) -> None:
         """Finish admitted inputs and stop the batchers (graceful shutdown); systems still

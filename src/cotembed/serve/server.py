@@ -4,7 +4,9 @@ The command line binds the socket itself so ``--port 0`` can report the port it 
 before serving. The socket is created with ``IPPROTO_TCP`` explicitly: asyncio turns
 Nagle's algorithm off only for sockets whose protocol says TCP, and a response written
 as headers then body would otherwise wait for the client's delayed ACK (about 40 ms
-per request on a kept-alive connection).
+per request on a kept-alive connection). uvicorn's defaults ("auto") run on ``httptools`` and
+``uvloop`` when they are installed, as the ``serve`` extra does: at one image per request the
+HTTP parsing and the event loop are a large part of a request's server CPU.
 """
 
 from __future__ import annotations

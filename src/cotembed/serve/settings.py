@@ -56,6 +56,8 @@ class Batching:
     max_batch: int = 64
     max_wait_ms: float = 5.0
     max_queue: int = 1024
+    always_wait: bool = False
+    """Wait ``max_wait_ms`` for more even when no other request is on its way (default: run at once then)."""
 
     def __post_init__(self) -> None:
         if isinstance(self.max_batch, bool) or not isinstance(self.max_batch, int) or not 1 <= self.max_batch <= 4096:
