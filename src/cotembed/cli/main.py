@@ -28,6 +28,7 @@ FAMILIES = (
     "cotembed.cli.optimize",
     "cotembed.cli.reproduce",
     "cotembed.cli.serve",
+    "cotembed.cli.studio",
 )
 
 
