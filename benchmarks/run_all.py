@@ -68,6 +68,11 @@ ENTRIES: list[Entry] = [
           about="A real server on 127.0.0.1 (critters model and system, cold cache), one image per request from 1, 8 and "
                 "32 concurrent clients; throughput and p50/p99 latency against CoTClassifier.classify_samples on the same "
                 "images in the same run. Clients and server share this machine's cores."),
+    Entry("Studio: one option edit re-scored and the page updated", "bench_studio.py",
+          about="cotembed studio on 1,000 cached inputs x 30 classes (synthetic, 5 questions of 8 options): each edit rewords "
+                "one option (one new prompt embedded), re-runs evaluate, misclassified and inspect, and re-renders the page's "
+                "fragments; measured in process, over HTTP on 127.0.0.1, and in headless Chromium from the edit to the next "
+                "paint. Target: < 200 ms."),
 ]
 
 
@@ -107,8 +112,11 @@ def existing_sections(path: Path) -> dict[str, str]:
         return {}
     sections: dict[str, str] = {}
     title = None
+    fenced = False  # a script's output may print "## " lines of its own inside the ``` block
     for line in path.read_text(encoding="utf-8").splitlines():
-        if line.startswith("## "):
+        if line.startswith("```"):
+            fenced = not fenced
+        if line.startswith("## ") and not fenced:
             title = line[3:].strip()
             sections[title] = ""
         elif title is not None:

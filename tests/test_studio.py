@@ -181,8 +181,8 @@ def test_save_needs_confirmation_keeps_a_backup_and_writes_a_valid_file(served, 
     post(client, "/api/claim")
     original_text = world["path"].read_text(encoding="utf-8")
     post(client, "/api/edit", op="option", group="mood", index=1, text="hectic")
-    refused = post(client, "/api/save", confirm=False)
-    assert refused.status_code == 409 and refused.json()["error"]["type"] == "needs_confirmation"
+    refused = post(client, "/api/save", confirm=False).json()
+    assert refused["ok"] is False and refused["saved"] is None and "confirm" in refused["confirm"]
     assert world["path"].read_text(encoding="utf-8") == original_text
     saved = post(client, "/api/save", confirm=True).json()["saved"]
     assert saved["written"] is True

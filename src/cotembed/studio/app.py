@@ -29,6 +29,7 @@ from cotembed.studio.state import ConflictError, EditOutcome, Studio
 
 COOKIE = "cotembed_studio_key"
 LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1", "[::1]"}
+IN_PLACE_EDITS = ("option", "prompt", "weight", "rule")
 MAX_BODY_BYTES = 4 * 1024 * 1024
 """A system's YAML is a few kilobytes; a larger body is refused before it is read."""
 
@@ -80,12 +81,11 @@ def create_app(studio: Studio, *, api_key: str | None = None, loopback_only: boo
     @app.exception_handler(CotembedError)
     async def cotembed_error(request: Request, exc: CotembedError) -> JSONResponse:
         if isinstance(exc, ConflictError):
-            kind = "needs_confirmation" if "confirm" in str(exc) else "other_tab"
-            return _error(409, str(exc), kind)
+            return _error(409, str(exc), "other_tab")
         return _error(422, str(exc), "invalid_request_error", problems=list(getattr(exc, "problems", []) or []))
 
-    def answer(outcome: EditOutcome | None = None, message: str = "", **extra: Any) -> dict[str, Any]:
-        out: dict[str, Any] = {"ok": True if outcome is None else outcome.ok, "fragments": rendering.fragments(studio, thumbs),
+    def answer(outcome: EditOutcome | None = None, message: str = "", skip: tuple[str, ...] = (), **extra: Any) -> dict[str, Any]:
+        out: dict[str, Any] = {"ok": True if outcome is None else outcome.ok, "fragments": rendering.fragments(studio, thumbs, skip),
                                "metrics": rendering.metrics(studio), "message": message, **extra}
         if outcome is not None:
             out.update(problems=outcome.problems, field=outcome.field)
@@ -135,7 +135,9 @@ def create_app(studio: Studio, *, api_key: str | None = None, loopback_only: boo
     async def edit(request: Request) -> dict[str, Any]:
         data = await body(request)
         editing(data)
-        return answer(studio.edit(data))
+        # A cell edited in place keeps its table (the person is typing in it); the page asks for it once they leave.
+        in_place = data.get("op") in IN_PLACE_EDITS
+        return answer(studio.edit(data), skip=("editor",) if in_place else ())
 
     @app.post("/api/yaml")
     async def yaml_text(request: Request) -> dict[str, Any]:
@@ -192,7 +194,12 @@ def create_app(studio: Studio, *, api_key: str | None = None, loopback_only: boo
     async def save(request: Request) -> dict[str, Any]:
         data = await body(request)
         editing(data)
-        result = studio.save(confirm=data.get("confirm") is True)
+        try:
+            result = studio.save(confirm=data.get("confirm") is True)
+        except ConflictError as exc:  # not a failure: the page asks the person, then saves with confirm
+            if data.get("confirm") is True:
+                raise
+            return {"ok": False, "confirm": str(exc), "saved": None}
         message = result["message"] + (f"; the previous version is kept as {result['backup']}" if result.get("backup") else "")
         return answer(message=message, saved=result)
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from markupsafe import Markup, escape
 
 from cotembed.studio.state import Figures, Studio
 
@@ -114,14 +115,30 @@ def _figures(studio: Studio, figures: Figures) -> dict[str, Any]:
     out["method"] = method
     out["recall"] = sorted(({"cls": c, "value": v} for c, v in result.per_class_recall.items()), key=lambda r: (r["value"], r["cls"]))
     out["classes"] = classes
-    out["confusion"] = [
-        {"cls": c, "cells": [{"pred": p, "count": int(confusion[i, j]), "share": float(confusion[i, j] / support[i]) if support[i] else 0.0,
-                              "diag": i == j} for j, p in enumerate(classes)]}
-        for i, c in enumerate(classes)
-    ]
+    out["confusion"] = confusion_rows(classes, confusion, support)
     data = figures.inspection.data
     out["questions"] = [] if data is None else [q.to_dict() for q in data.questions]
     return out
+
+
+def confusion_rows(classes: list[str], confusion: Any, support: Any) -> list[Markup]:
+    """The heatmap's rows as HTML, built here rather than in the template: N x N cells are most of the page's
+    rendering time, and class names are escaped once each instead of once per cell."""
+    names = [escape(c) for c in classes]
+    rows = []
+    for i, name in enumerate(names):
+        cells = []
+        counts = confusion[i].tolist()
+        for j, count in enumerate(counts):
+            diag = ' class="diag"' if i == j else ""
+            if count:
+                share = count / support[i] if support[i] else 0.0
+                cells.append(f'<td{diag} style="background:{heat(share)}"><button type="button" class="cellbtn" data-true="{name}" '
+                             f'data-pred="{names[j]}" title="{name} → {names[j]}">{count}</button></td>')
+            else:
+                cells.append(f"<td{diag}></td>")
+        rows.append(Markup(f'<tr><th class="rowh">{name}</th>{"".join(cells)}</tr>'))
+    return rows
 
 
 def _mistakes(studio: Studio, figures: Figures, thumbs: Thumbnails) -> dict[str, Any]:
@@ -162,11 +179,11 @@ def context(studio: Studio, thumbs: Thumbnails) -> dict[str, Any]:
     }
 
 
-def fragments(studio: Studio, thumbs: Thumbnails) -> dict[str, str]:
-    """Every fragment's HTML (and the YAML text) for the page as it is now."""
+def fragments(studio: Studio, thumbs: Thumbnails, skip: tuple[str, ...] = ()) -> dict[str, str]:
+    """Every fragment's HTML (and the YAML text) for the page as it is now, but those in ``skip``."""
     ctx = context(studio, thumbs)
     env = environment()
-    out = {name: env.get_template(f"{name}.html").render(ctx) for name in FRAGMENTS}
+    out = {name: env.get_template(f"{name}.html").render(ctx) for name in FRAGMENTS if name not in skip}
     out["yaml"] = ctx["yaml"]
     return out
 

@@ -32,6 +32,7 @@ from cotembed.evaluate import EvalReport, evaluate
 from cotembed.inspection import Inspection, inspect_system
 from cotembed.misclassified import MisclassifiedSample, misclassified_examples
 from cotembed.scoring import Scorer, ScoringConfig
+from cotembed.scoring.threads import single_blas_thread
 from cotembed.system import System, parse_system_text
 
 EmbedTexts = Callable[[Sequence[str]], np.ndarray]
@@ -155,6 +156,7 @@ class Studio:
         self.labelled = len(data) > 0 and all(label is not None for label in data.labels)
         self.lock = threading.RLock()
         self._figures: OrderedDict[str, Figures] = OrderedDict()
+        self._texts: dict[tuple[str, str], tuple[System, str]] = {}
         self.history: list[System] = [self.disk_system]
         self.position = 0
         self.draft: dict[str, Any] | None = None
@@ -242,8 +244,16 @@ class Studio:
         return EditOutcome(True, field="yaml")
 
     def render(self, system: System | None = None) -> str:
+        """The text saving would write for ``system`` (kept per fingerprint: the YAML writer is slow next to scoring)."""
         system = system or self.system
-        return system.render(self.path.suffix, _header_of(self.disk_text) if self.path.suffix.lower() != ".json" else "")
+        header = _header_of(self.disk_text) if self.path.suffix.lower() != ".json" else ""
+        key = (system.fingerprint, header)
+        cached = self._texts.get(key)
+        if cached is None or cached[0] != system:
+            cached = self._texts[key] = (system, system.render(self.path.suffix, header))
+            while len(self._texts) > FIGURE_CACHE:
+                self._texts.pop(next(iter(self._texts)))
+        return cached[1]
 
     def diff(self, system: System | None = None, against: str | None = None) -> str:
         """Unified diff from the file on disk (or ``against``) to ``system``'s text, both written the way save writes them."""
@@ -263,20 +273,25 @@ class Studio:
                 return cached
             started = time.perf_counter()
             config = self.config_for(system)
-            scorer = Scorer.build(system, self.embed, config, self.methods)
-            report = mistakes = predictions = None
-            if self.labelled:
-                report = evaluate(scorer, self.data, self.methods)
-                mistakes = misclassified_examples(scorer, self.data, self.methods, MAX_SHOWN_MISTAKES)
-                inspection = inspect_system(system, embed=self.embed, data=self.data, config=config, method=self.methods[0])
-            else:
-                inspection = inspect_system(system, embed=self.embed)
-                predictions = self._explain(scorer, range(min(len(self.data), CELL_LIMIT)))
+            with single_blas_thread():  # small products: a second BLAS thread costs more than it saves
+                report, mistakes, inspection, predictions = self._compute(system, config)
             figures = Figures(system, config, report, mistakes, inspection, predictions, 1000 * (time.perf_counter() - started))
             self._figures[system.fingerprint] = figures
             while len(self._figures) > FIGURE_CACHE:
                 self._figures.popitem(last=False)
             return figures
+
+    def _compute(self, system: System, config: ScoringConfig) -> tuple[Any, Any, Inspection, Any]:
+        scorer = Scorer.build(system, self.embed, config, self.methods)
+        report = mistakes = predictions = None
+        if self.labelled:
+            report = evaluate(scorer, self.data, self.methods)
+            mistakes = misclassified_examples(scorer, self.data, self.methods, MAX_SHOWN_MISTAKES)
+            inspection = inspect_system(system, embed=self.embed, data=self.data, config=config, method=self.methods[0])
+        else:
+            inspection = inspect_system(system, embed=self.embed)
+            predictions = self._explain(scorer, range(min(len(self.data), CELL_LIMIT)))
+        return report, mistakes, inspection, predictions
 
     def _explain(self, scorer: Scorer, rows: Sequence[int] | range) -> list[dict[str, Any]]:
         """Prediction and per-question answers of the given rows under the first method."""

@@ -37,20 +37,24 @@ function send(method, path, body, { keepEditor = false, forceEditor = false } = 
   window.studio.busy += 1;
   chain = chain.then(async () => {
     try {
+      const queued = performance.now();
       const { status, payload } = await call(method, path, body);
+      const answered = performance.now();
       if (status >= 400) {
         const message = (payload.error && payload.error.message) || `HTTP ${status}`;
-        if (status === 409 && payload.error && payload.error.type === "needs_confirmation") {
-          $("#confirm-text").textContent = message;
-          $("#confirm").hidden = false;
-        } else {
-          notice(message, "bad");
-        }
+        notice(message, "bad");
         if (payload.error && payload.error.type === "other_tab") showTakeOver(message);
         return payload;
       }
+      if (payload.confirm) {
+        $("#confirm-text").textContent = payload.confirm;
+        $("#confirm").hidden = false;
+        return payload;
+      }
       apply(payload, { keepEditor, forceEditor });
-      window.studio.lastRoundTripMs = performance.now() - started;
+      const applied = performance.now();
+      window.studio.lastRoundTripMs = applied - started;
+      window.studio.lastTiming = { queued: queued - started, answer: answered - queued, swap: applied - answered };
       window.studio.updates += 1;
       return payload;
     } catch (error) {
@@ -65,6 +69,7 @@ function send(method, path, body, { keepEditor = false, forceEditor = false } = 
 
 function apply(payload, { keepEditor = false, forceEditor = false } = {}) {
   const fragments = payload.fragments || {};
+  if (keepEditor && payload.ok && !("editor" in fragments)) editorStale = true;  // option texts in the rules table
   for (const [name, html] of Object.entries(fragments)) {
     if (name === "yaml") {
       const area = $("#yaml");
