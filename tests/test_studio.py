@@ -11,6 +11,7 @@ import json
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -268,3 +269,41 @@ def test_strict_json_answers(served) -> None:
     client, _ = served
     text = client.get("/api/state").text
     json.loads(text, parse_constant=lambda c: pytest.fail(f"non-finite number {c} in the answer"))
+
+
+def _wait_for_optimization(client: httpx.Client, timeout: float = 120) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        run = client.get("/api/optimize").json()["optimization"]
+        if not run["running"]:
+            return run
+        time.sleep(0.1)
+    raise AssertionError("the optimisation did not end")
+
+
+def test_a_bounded_optimize_run_reports_progress_and_proposes_its_best(served) -> None:
+    client, studio = served
+    post(client, "/api/claim")
+    post(client, "/api/edit", op="option", group="colour", index=0, text="scarlet")  # red-thing is lost: room to climb
+    started = post(client, "/api/propose/optimize", max_candidates=60, max_seconds=60).json()
+    assert started["optimization"]["budget"] == 60
+    run = _wait_for_optimization(client)
+    assert run["status"].startswith("done") and 0 < run["candidates"] <= 60
+    state = client.get("/api/state").json()
+    assert 'id="optimize-progress"' in state["fragments"]["proposal"]
+    proposal = studio.proposal
+    if proposal is not None:  # the search found a better system: accepting it makes it the current one
+        best = proposal.changes[0]["system"]
+        assert post(client, "/api/proposal/accept", id=proposal.id, accepted=[0]).json()["ok"] is True
+        assert studio.system == best
+    assert post(client, "/api/propose/optimize", max_candidates=0).status_code == 422
+
+
+def test_an_optimize_run_stops_when_asked(served) -> None:
+    client, studio = served
+    post(client, "/api/claim")
+    post(client, "/api/propose/optimize", max_candidates=100_000, max_seconds=600)
+    assert post(client, "/api/propose/optimize").status_code == 409  # one run at a time
+    post(client, "/api/optimize/stop")
+    run = _wait_for_optimization(client, timeout=60)
+    assert run["status"] == "stopped" and run["candidates"] < 100_000

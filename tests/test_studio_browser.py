@@ -218,6 +218,16 @@ def test_edit_induce_save_and_the_saved_file_scores_the_same(tools: tuple[str, s
         driver.execute_script("window.scrollTo(0, 0)")
         keep(driver, "studio-desktop-saved.png", studio["root"])
 
+        # A bounded optimize run shows its progress and stops when asked.
+        click(driver, driver.find_element(By.ID, "optimize"))
+        wait(driver, lambda d: d.find_elements(By.ID, "optimize-progress"))
+        stop = driver.find_elements(By.ID, "stop-optimize")
+        if stop:
+            click(driver, stop[0])
+        wait(driver, lambda d: d.find_element(By.ID, "optimize-progress").get_attribute("data-running") == "0")
+        assert re.search(r"(stopped|done).*candidates", driver.find_element(By.ID, "optimize-progress").text)
+        idle(driver)
+
         # A second tab is told that the system is being edited elsewhere.
         first = driver.current_window_handle
         driver.switch_to.new_window("tab")

@@ -25,7 +25,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 
 from cotembed.errors import CotembedError, InputError
 from cotembed.studio import rendering
-from cotembed.studio.state import ConflictError, EditOutcome, Studio
+from cotembed.studio.state import OPTIMIZE_CANDIDATES, OPTIMIZE_SECONDS, ConflictError, EditOutcome, Studio
 
 COOKIE = "cotembed_studio_key"
 LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1", "[::1]"}
@@ -173,6 +173,31 @@ def create_app(studio: Studio, *, api_key: str | None = None, loopback_only: boo
         editing(await body(request))
         proposal = studio.propose_induce()
         return answer(message=f"induce proposes {len(proposal.changes)} change(s)", proposal=proposal.to_dict())
+
+    @app.post("/api/propose/optimize")
+    async def optimize(request: Request) -> dict[str, Any]:
+        data = await body(request)
+        editing(data)
+        budget = data.get("max_candidates", OPTIMIZE_CANDIDATES)
+        seconds = data.get("max_seconds", OPTIMIZE_SECONDS)
+        if isinstance(budget, bool) or not isinstance(budget, int) or not 1 <= budget <= 100_000:
+            raise InputError("max_candidates: a whole number from 1 to 100000")
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 < seconds <= 3600:
+            raise InputError("max_seconds: a number of seconds in (0, 3600]")
+        run = studio.start_optimize(budget, float(seconds))
+        return answer(message="optimize started", optimization=run.to_dict())
+
+    @app.get("/api/optimize")
+    def optimize_progress() -> dict[str, Any]:
+        run = studio.optimization
+        return {"optimization": None if run is None else run.to_dict()}
+
+    @app.post("/api/optimize/stop")
+    async def optimize_stop(request: Request) -> dict[str, Any]:
+        editing(await body(request))
+        studio.stop_optimize()
+        run = studio.optimization
+        return {"optimization": None if run is None else run.to_dict()}
 
     @app.post("/api/proposal/accept")
     async def accept(request: Request) -> dict[str, Any]:

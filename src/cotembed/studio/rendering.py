@@ -16,7 +16,7 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup, escape
 
-from cotembed.studio.state import Figures, Studio
+from cotembed.studio.state import OPTIMIZE_CANDIDATES, OPTIMIZE_SECONDS, Figures, Studio
 
 HERE = Path(__file__).resolve().parent
 STATIC = HERE / "static"
@@ -174,6 +174,9 @@ def context(studio: Studio, thumbs: Thumbnails) -> dict[str, Any]:
         "mistakes": _mistakes(studio, figures, thumbs),
         "editor": _editor(studio),
         "proposal": None if proposal is None else {**proposal.to_dict(), "diff": studio.proposal_diff()},
+        "optimization": None if studio.optimization is None else studio.optimization.to_dict(),
+        "optimize_budget": OPTIMIZE_CANDIDATES,
+        "optimize_seconds": f"{OPTIMIZE_SECONDS:g}",
         "diff": studio.diff(),
         "yaml": studio.draft["text"] if studio.draft else studio.render(),
     }

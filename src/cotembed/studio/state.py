@@ -45,6 +45,8 @@ TAB_TIMEOUT_S = 30.0
 """A tab not heard from for this long no longer holds the system: another tab may edit it."""
 FIGURE_CACHE = 16
 INDUCE_PER_CLASS = 5
+OPTIMIZE_CANDIDATES = 400
+OPTIMIZE_SECONDS = 60.0
 
 
 class ConflictError(InputError):
@@ -94,6 +96,8 @@ class Proposal:
                 dropped.append(change["group"])
             elif kind == "temperature":
                 system = system.with_temperature(float(change["after"]))
+            elif kind == "system":
+                return change["system"]
         present = set(system.group_names)
         rules = {c: {g: v for g, v in r.items() if g in present} for c, r in rules.items() if c in system.rules}
         if rules:
@@ -107,7 +111,48 @@ class Proposal:
         return system
 
     def to_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "source": self.source, "changes": self.changes, "effect": self.effect, "note": self.note}
+        changes = [{k: v for k, v in c.items() if k != "system"} for c in self.changes]
+        return {"id": self.id, "source": self.source, "changes": changes, "effect": self.effect, "note": self.note}
+
+
+class Optimization:
+    """Progress of one bounded optimise run, read by the page while the search thread writes it."""
+
+    def __init__(self, budget: int):
+        self.budget = budget
+        self.candidates = 0
+        self.rounds = 0
+        self.best_val: float | None = None
+        self.start_val: float | None = None
+        self.status = "running"
+        self.stop = threading.Event()
+        self._interrupted = False
+        self.thread: threading.Thread | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.status == "running"
+
+    def record(self, row: dict[str, Any]) -> None:
+        """The search's history callback; a stop request ends the search as Ctrl+C would (it keeps what it found)."""
+        kind = row.get("type")
+        if kind == "start":
+            self.start_val = self.best_val = row.get("val_accuracy")
+        elif kind == "candidate":
+            self.candidates = int(row.get("index", self.candidates))
+            self.rounds = int(row.get("round", self.rounds))
+            if row.get("new_best"):
+                self.best_val = row.get("val_accuracy")
+        if self.stop.is_set() and kind != "start" and not self._interrupted:
+            self._interrupted = True  # once: the search then records what it had and ends
+            raise KeyboardInterrupt
+
+    def finish(self, reason: str) -> None:
+        self.status = "stopped" if reason == "interrupted" else reason if reason.startswith("failed") else f"done ({reason})"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"status": self.status, "running": self.running, "candidates": self.candidates, "budget": self.budget,
+                "rounds": self.rounds, "start_val": self.start_val, "best_val": self.best_val}
 
 
 @dataclass
@@ -147,7 +192,8 @@ class Studio:
         self.disk_text = self.path.read_text(encoding="utf-8")
         self.disk_system = System.load(self.path)
         self.data = data
-        self.embed = embed
+        self._embed_lock = threading.Lock()
+        self._raw_embed = embed
         self.logit_scale = logit_scale
         self.temperature = temperature
         self.hybrid_weight = hybrid_weight
@@ -165,9 +211,15 @@ class Studio:
         self.holder: str | None = None
         self.holder_seen = 0.0
         self.saved_as: list[str] = []
+        self.optimization: Optimization | None = None
         self.key = self.disk_system.fingerprint
         self.state_file = Path(state_dir) / f"{self.key}.json" if state_dir else None
         self._restore()
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """The prompt bank, one caller at a time (an optimisation runs in its own thread)."""
+        with self._embed_lock:
+            return self._raw_embed(texts)
 
     # ------------------------------------------------------------ the system
     @property
@@ -372,6 +424,57 @@ class Studio:
                                      note=f"RuleInducer: {len(inducer.rule_changes_)} rule change(s), method {inducer.method_}")
             self._proposed_system = induced
             return self.proposal
+
+    def start_optimize(self, max_candidates: int = OPTIMIZE_CANDIDATES, max_seconds: float = OPTIMIZE_SECONDS, seed: int = 0) -> "Optimization":
+        """A bounded ``optimize`` run in a thread; its best system becomes a proposal when it ends (or is stopped)."""
+        from cotembed.authoring.induce import draw_examples
+        from cotembed.optimize import Objective, Search, SearchSettings
+
+        with self.lock:
+            if self.optimization is not None and self.optimization.running:
+                raise ConflictError("an optimisation is already running; stop it first")
+            if not self.labelled:
+                raise InputError("optimize needs labelled data (the data has no labels)")
+            system = self.system
+            counts = [sum(1 for label in self.data.labels if label == c) for c in system.class_names]
+            k = max(1, min(counts) // 2)
+            train_rows, rest = draw_examples(self.data.labels, system.class_names, k, seed)
+            train, val = self.data.subset(train_rows), (self.data.subset(rest) if rest else None)
+            config = self.config_for(system)
+            objective = Objective(train, self.embed, config.temperature, val=val, method=self.methods[0], hybrid_weight=self.hybrid_weight)
+            run = Optimization(max_candidates)
+            settings = SearchSettings(seed=seed, max_candidates=max_candidates, max_seconds=max_seconds, per_round=32)
+            search = Search(objective, settings, record=run.record)
+            self.optimization = run
+
+        def work() -> None:
+            try:
+                result = search.run(system)
+            except Exception as exc:
+                run.finish(f"failed: {exc}")
+                return
+            with self.lock:
+                before, after = result.start_score, result.best_score
+                held_out = before.val is not None and after.val is not None
+                effect = {"measured_on": (f"{len(rest)} inputs the search did not climb on (it climbed on {len(train_rows)})" if held_out
+                                          else f"the {len(train_rows)} inputs it climbed on"),
+                          "n_inputs": len(rest) if held_out else len(train_rows),
+                          "before": {self.methods[0]: before.val if held_out else before.train},
+                          "after": {self.methods[0]: after.val if held_out else after.train}}
+                if result.best != system:
+                    note = f"optimize: {result.n_candidates} candidates in {result.rounds} rounds, stopped by {result.stop_reason}"
+                    self.proposal = Proposal(f"optimize-{result.best.fingerprint}", "optimize", system,
+                                             [{"kind": "system", "system": result.best, "description": "the best system of the run"}],
+                                             effect, note=note)
+                run.finish(result.stop_reason)
+
+        run.thread = threading.Thread(target=work, name="studio-optimize", daemon=True)
+        run.thread.start()
+        return run
+
+    def stop_optimize(self) -> None:
+        if self.optimization is not None:
+            self.optimization.stop.set()
 
     def proposal_diff(self) -> str:
         if self.proposal is None:
@@ -584,4 +687,4 @@ def _changes(before: System, after: System, rule_changes: Sequence[dict[str, Any
     return changes
 
 
-__all__ = ["ConflictError", "EDITS", "EditOutcome", "Figures", "Proposal", "Studio"]
+__all__ = ["ConflictError", "EDITS", "EditOutcome", "Figures", "Optimization", "Proposal", "Studio"]

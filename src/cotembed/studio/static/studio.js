@@ -186,6 +186,30 @@ document.addEventListener("focusout", (event) => {
   send("GET", "api/state");
 });
 
+// A running optimisation: its progress line is refreshed until it ends, then the page (with its proposal).
+let watching = false;
+async function watchOptimize() {
+  if (watching) return;
+  watching = true;
+  try {
+    for (;;) {
+      await new Promise((resolve) => setTimeout(resolve, 700));
+      const { status, payload } = await call("GET", "api/optimize");
+      const run = status < 400 ? payload.optimization : null;
+      const line = $("#optimize-progress");
+      if (!run || !run.running) break;
+      if (line) {
+        const pct = (v) => (v === null || v === undefined ? "–" : `${(100 * v).toFixed(1)}%`);
+        line.firstElementChild.nextSibling.textContent =
+          ` ${run.status}: ${run.candidates} of ${run.budget} candidates, ${run.rounds} rounds; held-out accuracy ${pct(run.start_val)} → best ${pct(run.best_val)} `;
+      }
+    }
+  } finally {
+    watching = false;
+  }
+  send("GET", "api/state");
+}
+
 async function openCell(button) {
   const params = new URLSearchParams({ true: button.dataset.true, predicted: button.dataset.pred });
   const { status, payload } = await call("GET", `api/cell?${params}`);
@@ -209,6 +233,8 @@ const actions = {
     return send("POST", "api/proposal/accept", { id: form.dataset.id, accepted }, { forceEditor: true });
   },
   "reject": () => send("POST", "api/proposal/reject", {}),
+  "optimize": () => send("POST", "api/propose/optimize", {}).then(watchOptimize),
+  "stop-optimize": () => call("POST", "api/optimize/stop", {}),
   "remove-option": (button) => send("POST", "api/edit", { op: "remove_option", group: button.dataset.group, index: Number(button.dataset.index) }, { forceEditor: true }),
   "close-cell": () => { $("#cell").hidden = true; },
 };
@@ -222,4 +248,5 @@ document.addEventListener("click", (event) => {
 
 syncHistory();
 claim();
+if ($("#optimize-progress") && $("#optimize-progress").dataset.running === "1") watchOptimize();
 setInterval(() => claim(false), 10000);
