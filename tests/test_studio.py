@@ -307,3 +307,23 @@ def test_an_optimize_run_stops_when_asked(served) -> None:
     post(client, "/api/optimize/stop")
     run = _wait_for_optimization(client, timeout=60)
     assert run["status"] == "stopped" and run["candidates"] < 100_000
+
+
+def test_induce_reads_the_examples_when_given(world) -> None:
+    studio = open_studio(world, examples=world["data"])
+    studio.edit({"op": "rule", "class": "blue-thing", "group": "colour", "text": "green"})
+    proposal = studio.propose_induce()
+    assert "--examples" in proposal.effect["measured_on"] and proposal.effect["n_inputs"] == len(world["data"])
+    assert any(c["kind"] == "rule" and c["class"] == "blue-thing" and c["after"] == ["blue"] for c in proposal.changes)
+
+
+def test_a_json_system_is_saved_as_json(world) -> None:
+    path = world["tmp"] / "colours.json"
+    path.write_text(json.dumps(SYSTEM), encoding="utf-8")
+    studio = Studio(path, world["data"], world["bank"].embed, logit_scale=world["encoder"].logit_scale)
+    studio.edit({"op": "prompt", "group": "mood", "text": "the mood is {}"})
+    assert studio.edit({"op": "prompt", "group": "mood", "text": "no placeholder"}).ok is False
+    studio.save(confirm=True)
+    saved = json.loads(path.read_text(encoding="utf-8"))
+    assert saved["groups"]["mood"]["prompt"] == "the mood is {}"
+    assert System.load(path) == studio.system
