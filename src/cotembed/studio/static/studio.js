@@ -8,6 +8,7 @@ sessionStorage.setItem("cotembed-studio-tab", tab);
 const $ = (selector, root = document) => root.querySelector(selector);
 const $$ = (selector, root = document) => Array.from(root.querySelectorAll(selector));
 const timers = new Map();
+const shown = new Map();  // fragment name -> the HTML last swapped in
 let chain = Promise.resolve();
 let editorStale = false;
 window.studio = { tab, lastRoundTripMs: null, updates: 0, busy: 0 };
@@ -81,7 +82,8 @@ function apply(payload, { keepEditor = false, forceEditor = false } = {}) {
       continue;
     }
     const target = document.getElementById(name);
-    if (target) target.innerHTML = html;
+    if (target && shown.get(name) !== html) target.innerHTML = html;  // an unchanged fragment costs no layout
+    shown.set(name, html);
     if (name === "editor") editorStale = false;
   }
   if (payload.field) showProblems(payload.field, payload.ok ? [] : payload.problems || []);
