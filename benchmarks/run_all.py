@@ -91,6 +91,11 @@ ENTRIES: list[Entry] = [
           about="classify --engine ray (local cluster in a loopback-only network namespace) with 1 and 2 actors against the "
                 "in-process CLI on generated critters images, no cache, wall time including start-up; then a Parquet dataset "
                 "of 1,000,000 embeddings re-scored for the critters system in a process that never loads the model."),
+    Entry("Studio: one option edit re-scored and the page updated", "bench_studio.py",
+          about="cotembed studio on 1,000 cached inputs x 30 classes (synthetic, 5 questions of 8 options): each edit rewords "
+                "one option (one new prompt embedded), re-runs evaluate, misclassified and inspect, and re-renders the page's "
+                "fragments; measured in process, over HTTP on 127.0.0.1, and in headless Chromium from the edit to the next "
+                "paint. Target: < 200 ms."),
 ]
 
 

@@ -32,6 +32,7 @@ FAMILIES = (
     "cotembed.cli.calibrate",
     "cotembed.cli.datasets",
     "cotembed.cli.embed",
+    "cotembed.cli.studio",
 )
 
 

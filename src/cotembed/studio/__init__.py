@@ -1,0 +1,16 @@
+"""The studio: a local web page to see why a system fails, edit it, and watch accuracy move.
+
+One system file and one data set: the data is embedded once (through the cache), and
+every edit is validated and re-scored on those embeddings by the library's own
+evaluation, inspection and induction code. Modules:
+
+- :mod:`~cotembed.studio.state`: :class:`Studio`, the system's history, edits, proposals and saving
+- :mod:`~cotembed.studio.rendering`: the page's HTML from Jinja2 templates (autoescaped)
+- :mod:`~cotembed.studio.app`: the FastAPI app (loopback by default, API key elsewhere)
+
+Needs the ``serve`` extra (FastAPI, uvicorn, Jinja2).
+"""
+
+from cotembed.studio.state import ConflictError, EditOutcome, Figures, Proposal, Studio
+
+__all__ = ["ConflictError", "EditOutcome", "Figures", "Proposal", "Studio"]
