@@ -76,8 +76,8 @@ def create_app(studio: Studio, *, api_key: str | None = None, loopback_only: boo
                 return _error(415, "send changes as application/json", "unsupported_media_type")
             if int(request.headers.get("content-length") or 0) > MAX_BODY_BYTES:
                 return _error(413, f"body larger than {MAX_BODY_BYTES} bytes", "payload_too_large")
-        response: Response = await call_next(request)
-        return response
+        forwarded: Response = await call_next(request)
+        return forwarded
 
     @app.exception_handler(CotembedError)
     async def cotembed_error(request: Request, exc: CotembedError) -> JSONResponse:
