@@ -282,7 +282,7 @@ class CoTClassifier:
         return scorer.method(self.method).probabilities(scorer.scores(embeddings, self.method), self.config)
 
     def with_examples(self, examples: Any, methods: Sequence[str] | None = None, ignore_unknown: bool = False,
-                      inputs: Sequence[Sample] = ()) -> "CoTClassifier":
+                      inputs: Sequence[Sample] = (), allow_outside: bool = False) -> "CoTClassifier":
         """A copy whose few-shot methods (prototype, gda, fused) are fitted on labelled examples.
 
         ``examples``: folders or manifests (paths), samples, or an :class:`EmbeddingSet` of the
@@ -295,7 +295,8 @@ class CoTClassifier:
                             self.batch_size, self.progress, dict(self.config.method_options), self.max_pixels,
                             transductive=self.transductive)
         clf.prompt_bank = self.prompt_bank
-        options, clf.examples_report = fit_examples(clf, examples, methods, ignore_unknown, inputs)
+        options, clf.examples_report = fit_examples(clf, examples, methods, ignore_unknown, inputs,
+                                                    allow_outside=allow_outside)
         clf.config = ScoringConfig(self.config.temperature, self.config.hybrid_weight, options)
         clf.calibration_failures = self.calibration_failures
         return clf

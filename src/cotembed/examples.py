@@ -120,7 +120,7 @@ def _concatenate(parts: Sequence[EmbeddingSet], model_key: str) -> EmbeddingSet:
 
 
 def _support_data(clf: "CoTClassifier", examples: Any, ignore_unknown: bool, inputs: Sequence[Sample],
-                  where: str) -> tuple[EmbeddingSet, list[str], list[tuple[str, str]]]:
+                  where: str, allow_outside: bool = False) -> tuple[EmbeddingSet, list[str], list[tuple[str, str]]]:
     """The support set's embeddings (labels resolved to classes), the skipped examples and the leaks."""
     resolve, model_key = clf.system.resolve_label, clf.encoder.model_key
     paths = _as_paths(examples)
@@ -136,7 +136,7 @@ def _support_data(clf: "CoTClassifier", examples: Any, ignore_unknown: bool, inp
                 check_same_model(loaded.model_key, model_key, f"{where} {path}")
                 precomputed.append(loaded)
             else:
-                samples.extend(collect_samples([path]))
+                samples.extend(collect_samples([path], allow_outside=allow_outside))
     elif isinstance(examples, (list, tuple)) and examples and all(isinstance(s, Sample) for s in examples):
         samples = list(examples)
     else:
@@ -159,24 +159,28 @@ def _support_data(clf: "CoTClassifier", examples: Any, ignore_unknown: bool, inp
 
 
 def fit_examples(clf: "CoTClassifier", examples: Any, methods: Sequence[str] | None = None, ignore_unknown: bool = False,
-                 inputs: Sequence[Sample] = (), where: str = "examples") -> tuple[dict[str, Any], ExamplesReport]:
+                 inputs: Sequence[Sample] = (), where: str = "examples",
+                 allow_outside: bool = False) -> tuple[dict[str, Any], ExamplesReport]:
     """Method options of ``clf`` with every few-shot method in ``methods`` (default: all) fitted on ``examples``.
 
     Bad input: examples without a label, or whose label is no class of the system (listed;
     skipped with ``ignore_unknown``), a support set in which no class has an example, or
     embedded with another model (refused: InputError). Classes without examples keep their
     zero-shot score; examples with the same content as one of ``inputs`` are reported as
-    leaks (``ExamplesReport.leaks``). Only the examples' labels are read.
+    leaks (``ExamplesReport.leaks``). Only the examples' labels are read. ``allow_outside``:
+    manifests may name files outside their own folder.
     """
     names = tuple(m for m in (methods or example_methods()) if method_class(m).uses_examples)
     if not names:
         raise InputError(f"{where}: none of the methods {', '.join(methods or ())} uses labelled examples; "
                          f"choose one of {', '.join(example_methods())}")
-    data, skipped, leaks = _support_data(clf, examples, ignore_unknown, inputs, where)
+    data, skipped, leaks = _support_data(clf, examples, ignore_unknown, inputs, where, allow_outside)
     source = _as_paths(examples) or ([f"{len(data)} embeddings"] if isinstance(examples, EmbeddingSet) else [f"{len(data)} samples"])
     if not len(data):
-        why = f": {data.errors[0].source}: {data.errors[0].error}" if data.errors else ""
-        raise InputError(f"{where}: no usable example{why}")
+        if data.errors:
+            raise InputError(f"{where}: no usable example: {data.errors[0].source}: {data.errors[0].error}")
+        raise InputError(f"{where}: no example belongs to a class of the system"
+                         + (f" ({len(skipped)} skipped by their unknown labels)" if skipped else ""))
     class_names = clf.compiled.class_names
     missing = classes_without_examples(data.labels, class_names, where=where)
     labels = data.label_indices(class_names)

@@ -64,7 +64,8 @@ def with_examples(args: argparse.Namespace, clf: Any, methods: Sequence[str], in
     flag = f"--examples {' '.join(args.examples)}"
     try:
         return clf.with_examples(args.examples, [m for m in methods if m in example_methods()],
-                                 ignore_unknown=bool(getattr(args, "ignore_unknown", False)), inputs=inputs)
+                                 ignore_unknown=bool(getattr(args, "ignore_unknown", False)), inputs=inputs,
+                                 allow_outside=bool(getattr(args, "allow_outside_paths", False)))
     except InputError as exc:
         raise type(exc)(f"{flag}: {exc}") from exc
 
