@@ -18,7 +18,7 @@ from cotembed.classifier import CoTClassifier
 from cotembed.data import collect_samples
 from cotembed.embeddings import EmbeddingSet
 from cotembed.errors import InputError
-from cotembed.scoring import ScoringConfig, Scorer
+from cotembed.scoring import Scorer, ScoringConfig
 from cotembed.scoring.transductive import TransductiveRefiner
 from cotembed.scoring.transductive_method import Transductive
 from cotembed.system import System
