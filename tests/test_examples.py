@@ -209,3 +209,26 @@ def test_the_transductive_wrapper_scores_do_not_depend_on_chunking_and_match_the
     p0 = scorer.probabilities(x, "cot")
     expected = TransductiveRefiner().fit(x, p0).predict_proba()
     np.testing.assert_allclose(refined.probabilities(x, "cot"), expected, rtol=1e-4, atol=1e-6)
+
+
+# -------------------------------------------------------------------------- curve
+def test_curve_shots_draws_examples_per_class_from_the_pool(capsys: Any, splits: dict[str, Path]) -> None:
+    out = splits["root"] / "shots.json"
+    code, payload, _ = cli(capsys, splits, "curve", SYSTEM, splits["test"], "--shots", "1,2", "--draws", "3",
+                           "--examples", splits["support"], "--output", out)
+    assert code == 0 and out.exists() and out.with_suffix(".png").stat().st_size > 0
+    assert payload["shots"] == [1, 2] and payload["pool"] == 56
+    assert set(payload["lines"]) == {"prototype", "gda", "fused"} and {"cot", "cot+transductive"} <= set(payload["reference"])
+    one, two = payload["lines"]["prototype"]
+    assert one["draws"] == 3 and one["std"] > 0  # different draws of one example per class
+    assert two["std"] == 0  # the pool has exactly 2 per class: every draw is the whole pool
+    code, _, err = cli(capsys, splits, "curve", SYSTEM, splits["test"], "--shots", "1", "--output", out)
+    assert code == 2 and "needs --examples" in err
+
+
+def test_draw_takes_k_per_class_and_all_of_a_smaller_class() -> None:
+    from cotembed.shots import draw
+
+    labels = np.array([0, 0, 0, 1, 2, 2])
+    rows = draw(labels, 3, 2, np.random.default_rng(0))
+    assert np.bincount(labels[rows], minlength=3).tolist() == [2, 1, 2]
