@@ -294,7 +294,8 @@ def run_eval(args: argparse.Namespace, page: HtmlReport | None, metrics_output: 
         for spec in specs:
             clf = _classifier(args, res, system, spec, methods[0], methods, inputs=samples)
             report = page.evaluate(clf, samples, methods, skipped) if page else clf.evaluate(samples, methods, skipped)
-            report.method_options.update(provenance(args, clf, report.method_options))
+            if args.examples or args.transductive:  # recorded where they were used
+                report.method_options.update(provenance(args, clf, report.method_options))
             report.system["path"] = args.system
             if args.calibrate:
                 for name in methods:

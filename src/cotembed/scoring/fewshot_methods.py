@@ -47,7 +47,7 @@ if TYPE_CHECKING:
 PRIORS = ("cot", "hybrid", "baseline")
 """Zero-shot methods that can serve as the prior (and score the classes without examples)."""
 DEFAULT_PRIOR = "cot"
-TITLE = "few-shot examples"
+TITLE = "few-shot methods (prototype, gda, fused)"
 NEEDS_EXAMPLES = ("method {name} needs labelled examples: give --examples DATA on the command line, examples=... "
                   "to CoTClassifier, or register examples with the system in the service")
 
