@@ -82,6 +82,10 @@ def test_examples_registered_with_a_system_feed_fused_as_the_library_does(client
                                             "input": [{"image": b64(p)} for p in test]}).json()
     assert got["examples"]["examples"] == len(support)
     np.testing.assert_allclose(scores(got), library["fused"].predict_proba(images=test), rtol=1e-4, atol=1e-6)
+    explained = client.post("/v1/explain", json={"system": "critters", "method": "fused", "input": {"image": b64(test[0])}})
+    assert explained.status_code == 200, explained.text
+    expected = library["fused"].explain(image=test[0]).to_dict()
+    assert explained.json()["prediction"] == expected["prediction"] == got["data"][0]["prediction"]
 
 
 def test_example_labels_that_are_no_class_are_listed_or_skipped(client: Any, images: dict[str, list[Path]]) -> None:

@@ -470,7 +470,10 @@ def create_app(registry: Registry) -> FastAPI:
             raise invalid(f"top_k {body.top_k} is above the limit of {limits.max_top_k}", "top_k")
         [(kind, data)] = await load_items([body.input], model.modalities, model.name, limits.max_pixels, settings.urls)
         source = data if kind == "text" else f"sha256:{content_key(data)}"
-        await model.scorer(entry.system, method, options)  # its prompts embedded in turns first, so the explanation finds them
+        scorer = await model.scorer(entry.system, method, options)  # its prompts embedded in turns first, so the explanation finds them
+        if method_class(method).uses_examples:  # the method as fitted on the system's examples, for the explanation
+            fitted = fitted_scorer(entry, model.key, scorer, method, _options_key(options)).method(method)
+            options = {**options, fitted.option_prefix + "examples": fitted.params["examples"]}
         try:
             return JSONResponse(await model.explain(entry.system, method, kind, data, source, body.top_k, options))
         except InputError as exc:
