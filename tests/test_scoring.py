@@ -117,6 +117,9 @@ def test_every_registered_method_gives_probabilities_that_rank_like_its_scores(m
         for prompt_set, texts in scoring.get_method(name).prompt_sets(compiled, config).items():
             vectors.setdefault(prompt_set, rng.normal(size=(len(texts), 16)))
     scorer = scoring.Scorer(system, vectors, config, scoring.method_names())
+    support = rng.normal(size=(12, 16)).astype(np.float32)  # methods fed by labelled examples are fitted on some first
+    labels = np.arange(12) % compiled.n_classes
+    scorer = scorer.with_methods([scorer.method(n).fit_examples([scorer.batch(support)], labels) for n in scoring.method_names()])
     x = rng.normal(size=(7, 16)).astype(np.float32)
     for name in scoring.method_names():
         scores = scorer.scores(x, name)

@@ -205,6 +205,8 @@ class CoTClassifier:
         max_pixels: int | None = None,
         probabilities: str = DEFAULT_PROBABILITIES,
         decisions: Decisions | None = None,
+        examples: Any = None,
+        transductive: bool = False,
     ):
         method_class(method)
         self.system = system
@@ -227,6 +229,15 @@ class CoTClassifier:
         """Calibration inputs that could not be used (see :meth:`calibrated`)."""
         self.scored_with: ScoringMethod | None = None
         """The method object :meth:`classify_samples` last scored with (fitted on that batch, if it learns from one)."""
+        self.transductive = bool(transductive)
+        """Every method's posterior is refined on the unlabelled batch it classifies (see :mod:`cotembed.examples`)."""
+        self.examples_report: Any = None
+        """Where the few-shot methods' examples came from and what was left out (:class:`cotembed.examples.ExamplesReport`)."""
+        if examples is not None:
+            from cotembed.examples import fit_examples
+
+            options, self.examples_report = fit_examples(self, examples)
+            self.config = ScoringConfig(self.config.temperature, self.config.hybrid_weight, options)
 
     @property
     def temperature(self) -> float:
@@ -241,7 +252,9 @@ class CoTClassifier:
         """A scorer for these methods; prompts are embedded through the prompt bank on first use."""
         key = tuple(dict.fromkeys(methods))
         if key not in self._scorers:
-            self._scorers[key] = Scorer.build(self.system, self.prompt_bank.embed, self.config, key)
+            from cotembed.examples import configured_methods
+
+            self._scorers[key] = Scorer.build(self.system, self.prompt_bank.embed, self.config, configured_methods(self, key))
         return self._scorers[key]
 
     @property
@@ -286,7 +299,8 @@ class CoTClassifier:
             raise InputError(f"calibration data: none of the methods {', '.join(names)} learns from it")
         clf = CoTClassifier(self.system, self.encoder, self.method, self.temperature, self.hybrid_weight, self.cache,
                             self.batch_size, self.progress, options, self.max_pixels, self.config.probabilities,
-                            self.decisions)
+                            self.decisions, transductive=self.transductive)
+        clf.examples_report = self.examples_report
         clf.calibration_failures = len(data.errors)
         return clf
 
@@ -466,6 +480,26 @@ class CoTClassifier:
             assert scored.support is not None
             thresholds = fit_thresholds(scored.support, targets, per_class=per_class)
         return self._with(replace(self.decisions, multilabel=thresholds))
+
+    def with_examples(self, examples: Any, methods: Sequence[str] | None = None, ignore_unknown: bool = False,
+                      inputs: Sequence[Sample] = (), allow_outside: bool = False) -> "CoTClassifier":
+        """A copy whose few-shot methods (prototype, gda, fused) are fitted on labelled examples.
+
+        ``examples``: folders or manifests (paths), samples, or an :class:`EmbeddingSet` of the
+        same model. See :func:`cotembed.examples.fit_examples` for the checks (unknown labels,
+        classes without examples, leakage into ``inputs``, another model's embeddings).
+        """
+        from cotembed.examples import fit_examples
+
+        clf = CoTClassifier(self.system, self.encoder, self.method, self.temperature, self.hybrid_weight, self.cache,
+                            self.batch_size, self.progress, dict(self.config.method_options), self.max_pixels,
+                            self.config.probabilities, self.decisions, transductive=self.transductive)
+        clf.prompt_bank = self.prompt_bank
+        options, clf.examples_report = fit_examples(clf, examples, methods, ignore_unknown, inputs,
+                                                    allow_outside=allow_outside)
+        clf.config = ScoringConfig(self.config.temperature, self.config.hybrid_weight, options, self.config.probabilities)
+        clf.calibration_failures = self.calibration_failures
+        return clf
 
     def labelled_embedding_set(self, samples: Sequence[Sample], skipped: Sequence[Sample] = ()) -> EmbeddingSet:
         """:meth:`embedding_set` for evaluation: every sample must carry a label."""

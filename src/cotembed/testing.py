@@ -307,7 +307,9 @@ def check_method(name: str, *, n_inputs: int = 40, seed: int = 0) -> list[str]:
     that do not depend on how the inputs are chunked, probabilities that are rows
     summing to 1, additive ``terms`` that sum to the score, per-input ``extra_stats``,
     every seed's run, ``fit``/``prepare`` returning a method of the same name, and an
-    explanation (if any) that serialises to JSON.
+    explanation (if any) that serialises to JSON. A method that uses labelled examples
+    (``uses_examples``) must refuse to score before it is fitted (InputError) and is
+    checked fitted on examples drawn apart from the inputs scored.
     """
     import json
 
@@ -358,6 +360,26 @@ def check_method(name: str, *, n_inputs: int = 40, seed: int = 0) -> list[str]:
     method = scorer.method(name)
     compiled = scorer.compiled
     x = np.random.default_rng(seed).normal(size=(n_inputs, 24)).astype(np.float32)
+
+    def examples() -> None:
+        nonlocal scorer, method
+        try:
+            scorer.scores(x, name)
+        except InputError:
+            pass
+        else:
+            raise fail("examples", "scored before it was fitted on examples")
+        support = np.random.default_rng(seed + 1).normal(size=(2 * compiled.n_classes, 24)).astype(np.float32)
+        labels = np.arange(len(support)) % compiled.n_classes
+        fitted = method.fit_examples([batch for _, batch in scorer.batches(support, (name,))], labels)
+        if not isinstance(fitted, ScoringMethod) or fitted.name != name:
+            raise fail("examples", f"fit_examples returned {fitted!r}, not a {name} method")
+        json.dumps(fitted.settings(compiled), allow_nan=False)
+        scorer = scorer.with_methods([fitted, scorer.method("cot")])
+        method = scorer.method(name)
+
+    if cls.uses_examples:
+        run("examples", examples)
 
     def scores() -> None:
         whole = scorer.scores(x, name)

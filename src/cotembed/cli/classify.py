@@ -33,6 +33,7 @@ from cotembed.cli.decisions import (
     wants_sections,
     write_plots,
 )
+from cotembed.cli.examples import add_examples_flags, default_methods, provenance, with_examples
 from cotembed.cli.html_page import HtmlReport, add_report_options
 
 
@@ -51,14 +52,16 @@ def _collect(args: argparse.Namespace, inputs: list[str]) -> Any:
 
 
 def _classifier(args: argparse.Namespace, res: Resources, system: Any, spec: str, method: str,
-                methods: tuple[str, ...] = ()) -> Any:
+                methods: tuple[str, ...] = (), inputs: Any = ()) -> Any:
     from cotembed.classifier import CoTClassifier
     from cotembed.errors import InputError
 
     clf = CoTClassifier(system, res.encoder(spec), method=method, temperature=args.temperature,
                         hybrid_weight=args.hybrid_weight, cache=res.cache, batch_size=args.batch_size,
                         progress=not args.quiet, method_options=method_options(args), max_pixels=args.max_pixels,
-                        probabilities=getattr(args, "probabilities", "calibrated"))
+                        probabilities=getattr(args, "probabilities", "calibrated"),
+                        transductive=bool(getattr(args, "transductive", False)))
+    clf = with_examples(args, clf, methods or (method,), inputs)
     if getattr(args, "calibrate", None):
         import sys
 
@@ -116,8 +119,9 @@ def _check_method_flags(args: argparse.Namespace, in_use: tuple[str, ...]) -> No
     """Every method flag given belongs to a method in use; calibration data needs a method that learns."""
     from cotembed.errors import InputError
 
+    used_flags = {p.flag for cls in _method_classes() if cls.name in in_use for p in cls.parameters}  # flags methods share
     for cls in _method_classes():
-        given = [p.flag for p in cls.parameters if p.flag and getattr(args, p.name, None) is not None]
+        given = [p.flag for p in cls.parameters if p.flag and p.flag not in used_flags and getattr(args, p.name, None) is not None]
         if given and cls.name not in in_use:
             how = f"add --{cls.name}" if cls.switch_help else f"choose method {cls.name}"
             raise InputError(f"{', '.join(given)}: only for {cls.title or 'method ' + cls.name}; {how}")
@@ -239,7 +243,7 @@ def run_info(clf: Any, method: str, system_path: str) -> dict[str, Any]:
         "hybrid_weight": clf.hybrid_weight,
     }
     used = clf.scored_with or clf.scoring_method  # as fitted on the batch, for methods that learn from it
-    settings = used.settings(clf.compiled) if used.parameters else {}
+    settings = used.settings(clf.compiled)  # a wrapper without parameters (--transductive) still reports its own
     if settings:
         info["method_options"] = settings
     info["probabilities"] = clf.config.probabilities
@@ -275,9 +279,11 @@ def cmd_classify(args: argparse.Namespace) -> int:
             clf = apply_decisions(args, _classifier(args, res, system, spec, method))
             predictions, errors = predictions_from_set(clf, stored, args.top_k), stored.errors
         else:
-            clf = apply_decisions(args, _classifier(args, res, system, args.model, method))
+            clf = apply_decisions(args, _classifier(args, res, system, args.model, method, inputs=samples))
             predictions, errors = clf.classify_samples(samples, top_k=args.top_k)
-        payload = {**run_info(clf, method, args.system), "predictions": [p.to_dict() for p in predictions], "errors": [e.to_dict() for e in errors]}
+        info = run_info(clf, method, args.system)
+        payload = {**info, **provenance(args, clf, info.get("method_options", {})), "predictions": [p.to_dict() for p in predictions],
+                   "errors": [e.to_dict() for e in errors]}
     if args.output:
         write_rows(args, args.output, [_prediction_row(p) for p in payload["predictions"]], payload)
     emit(args, payload, lambda: predictions_table(predictions, errors))
@@ -309,7 +315,7 @@ def run_eval(args: argparse.Namespace, page: HtmlReport | None, metrics_output: 
 
     switched = _switches(args)
     default = tuple(dict.fromkeys(m for cls in _method_classes() if cls.name in switched for m in (*cls.compare_with, cls.name)))
-    methods = parse_methods(args.methods, default or DEFAULT_EVAL_METHODS)
+    methods = parse_methods(args.methods, default_methods(args, default or DEFAULT_EVAL_METHODS))
     methods = (*methods, *(m for m in switched if m not in methods))
     _check_method_flags(args, methods)
     check_flags(args, "eval")
@@ -338,8 +344,10 @@ def run_eval(args: argparse.Namespace, page: HtmlReport | None, metrics_output: 
                 clf = _classifier(args, res, system, spec, methods[0], methods)
                 report = evaluate(clf.scorer_for(methods), resolve_stored_labels(stored, system, args.ignore_unknown), methods)
             else:
-                clf = _classifier(args, res, system, spec, methods[0], methods)
+                clf = _classifier(args, res, system, spec, methods[0], methods, inputs=samples)
                 report = page.evaluate(clf, samples, methods, skipped) if page else clf.evaluate(samples, methods, skipped)
+            if args.examples or args.transductive:  # recorded where they were used
+                report.method_options.update(provenance(args, clf, report.method_options))
             report.system["path"] = args.system
             if wants_sections(args):
                 report.extras.update(eval_sections(args, clf, clf.labelled_embedding_set(samples, skipped), methods))
@@ -423,6 +431,7 @@ def add_evaluation_arguments(p: argparse.ArgumentParser) -> None:
     add_method_flags(p)
     p.add_argument("--ignore-unknown", action="store_true", help="skip inputs whose label is not a class of the system")
     add_probability_flags(p, "eval")
+    add_examples_flags(p)
 
 
 def register(sub: Any) -> None:
@@ -442,6 +451,7 @@ def register(sub: Any) -> None:
     add_model_options(p)
     add_method_flags(p)
     add_probability_flags(p, "classify")
+    add_examples_flags(p)
     p.add_argument("--top-k", type=bounded_int(1, 1000), default=3, help="classes to report per input (default: 3)")
     add_output(p, "--output", metavar="FILE", help="also write the predictions to FILE (.json, .csv or .jsonl)")
     add_format(p)
@@ -462,6 +472,7 @@ def register(sub: Any) -> None:
     add_model_options(p)
     add_method_flags(p)
     add_probability_flags(p, "explain")
+    add_examples_flags(p, transductive=False)
     p.add_argument("--top-k", type=bounded_int(1, 1000), default=5, help="classes to show (default: 5)")
     add_format(p)
     p.set_defaults(func=cmd_explain)

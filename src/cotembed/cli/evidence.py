@@ -30,6 +30,10 @@ def cmd_curve(args: argparse.Namespace) -> int:
     from cotembed.reporting.plots import plot_curve
     from cotembed.reporting.text import curve_table
 
+    if args.shots or args.examples:
+        from cotembed.cli.shots import cmd_shots
+
+        return cmd_shots(args)
     output = Path(args.output)
     if output.suffix.lower() != ".json":
         raise InputError(f"--output {output}: the curve is written as JSON (.json); the PNG goes beside it")
@@ -72,5 +76,8 @@ def register(sub: Any) -> None:
     add_output(p, "--output", metavar="FILE.json", default="curve.json",
                    help="where to write every point as JSON; the PNG is written beside it (default: curve.json)")
     p.add_argument("--no-plot", action="store_true", help="write the JSON only")
+    from cotembed.cli.shots import add_shots_flags
+
+    add_shots_flags(p)
     add_format(p)
     p.set_defaults(func=cmd_curve)

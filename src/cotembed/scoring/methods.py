@@ -55,6 +55,9 @@ METHODS: dict[str, "str | type[ScoringMethod]"] = {
     "cot-log": "cotembed.scoring.zoo:ProductOfExperts",
     "random-control": "cotembed.scoring.zoo:RandomControl",
     "adaptive": "cotembed.scoring.adaptive:Adaptive",
+    "prototype": "cotembed.scoring.fewshot_methods:Prototype",
+    "gda": "cotembed.scoring.fewshot_methods:GaussianDiscriminantMethod",
+    "fused": "cotembed.scoring.fewshot_methods:Fused",
 }
 """Registered methods: name -> ``"module:Class"`` (imported on first use), or a class defined where
 no import string reaches it (a test's local class)."""
@@ -210,8 +213,10 @@ class Batch:
     """
 
     def __init__(self, similarities: Mapping[str, np.ndarray], compiled: "CompiledSystem", config: ScoringConfig,
-                 prompt_vectors: Mapping[str, np.ndarray] | None = None):
+                 prompt_vectors: Mapping[str, np.ndarray] | None = None, embeddings: np.ndarray | None = None):
         self.similarities = similarities
+        # The unit input embeddings themselves, for methods that compare inputs with examples or each other.
+        self.embeddings = embeddings
         self.compiled = compiled
         self.config = config
         # Unit prompt embeddings by set, for methods that combine prompts before comparing (ensembling).
@@ -354,6 +359,16 @@ class ScoringMethod:
     def prepare(self, batches: Sequence[Batch]) -> "ScoringMethod":
         """The method to score this very batch with, fitted on it without labels when
         :meth:`transductive` says so (default: self)."""
+        return self
+
+    # ------------------------------------------------- labelled examples
+    uses_examples: ClassVar[bool] = False
+    """The method is fitted on a labelled support set (few-shot examples) by :meth:`fit_examples`
+    and cannot score before it is."""
+
+    def fit_examples(self, batches: Sequence[Batch], labels: np.ndarray) -> "ScoringMethod":
+        """The method fitted on labelled examples (``labels``: (n,) class indices, never the
+        inputs being classified); default: self (a method that does not use examples)."""
         return self
 
     # ---------------------------------------------------------- reporting

@@ -146,7 +146,7 @@ class Scorer:
         needed: dict[str, None] = {}
         for name in names:
             needed.update(dict.fromkeys(self._methods[name].prompt_sets(self.compiled, self.config)))
-        return Batch({s: x @ self.prompt_vectors[s].T for s in needed}, self.compiled, self.config, self.prompt_vectors)
+        return Batch({s: x @ self.prompt_vectors[s].T for s in needed}, self.compiled, self.config, self.prompt_vectors, x)
 
     def batches(self, embeddings: np.ndarray, methods: Sequence[str] | None = None, chunk: int = SCORING_CHUNK) -> Iterator[tuple[slice, Batch]]:
         embeddings = np.atleast_2d(embeddings)

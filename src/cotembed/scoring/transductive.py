@@ -46,9 +46,18 @@ MIN_PER_CLASS = 2.0
 """Fewest inputs per class, on average, for a batch to be refined."""
 
 
+def _centred(logits: np.ndarray) -> np.ndarray:
+    return np.asarray(logits - logits.mean(axis=1, keepdims=True))
+
+
+def _spread(logits: np.ndarray) -> float:
+    """Spread of the row-centred logits over the whole batch."""
+    return float(_centred(logits).std())
+
+
 def _standardised(logits: np.ndarray) -> np.ndarray:
     """Row-centred logits divided by their spread over the whole batch (scale-free)."""
-    z = logits - logits.mean(axis=1, keepdims=True)
+    z = _centred(logits)
     spread = float(z.std())
     standardised: np.ndarray = z / spread if spread > 1e-12 else z * 0.0
     return standardised
@@ -131,17 +140,21 @@ class TransductiveRefiner:
         prior = _standardised(l0)
         q = self.zero_shot_
         target = 1.0 / n_classes
+        self.prior_spread_ = _spread(l0)
         for it in range(1, self.max_iter + 1):
             prototypes = q.T.astype(np.float32) @ x32
             prototypes /= np.maximum(np.linalg.norm(prototypes, axis=1, keepdims=True), np.float32(1e-12))
             cosines = (x32 @ prototypes.T).astype(np.float64)
+            cosine_spread = _spread(cosines)
             logits = self.sharpness * ((1 - self.anchor) * _standardised(cosines) + self.anchor * prior)
             logits -= logits.max(axis=1, keepdims=True)
             new = np.exp(logits)
             new /= new.sum(axis=1, keepdims=True)
+            factor = np.ones(n_classes)
             if self.balance > 0:
                 share = np.maximum(new.mean(axis=0), PROBABILITY_FLOOR)
-                new *= (target / share) ** self.balance
+                factor = (target / share) ** self.balance
+                new *= factor
                 new /= new.sum(axis=1, keepdims=True)
             change = float(np.abs(new - q).max())
             q = new
@@ -151,7 +164,34 @@ class TransductiveRefiner:
                 break
         self.posterior_ = q
         self.prototypes_ = prototypes.astype(np.float32)
+        # The last E-step's statistics: :meth:`transform` applies that very step to any rows.
+        self.cosine_spread_, self.balance_factor_ = cosine_spread, factor
         return self
+
+    def transform(self, embeddings: np.ndarray, zero_shot_probs: np.ndarray) -> np.ndarray:
+        """(R, N) refined posterior of any rows (the fitted batch's, in chunks, or new inputs).
+
+        The last E-step with everything learnt from the batch frozen (prototypes, the two
+        spreads, the balance factors): on the fitted batch it gives :meth:`predict_proba`'s
+        rows, whatever the chunking. After a fallback, the zero-shot posterior.
+        """
+        if not hasattr(self, "posterior_"):
+            raise InputError("this TransductiveRefiner is not fitted yet: call fit(embeddings, zero_shot_probs) first")
+        x = l2_normalize(np.atleast_2d(np.asarray(embeddings, dtype=np.float32)))
+        p0 = check_zero_shot(zero_shot_probs, len(x), self.zero_shot_.shape[1], "zero-shot probabilities")
+        assert p0 is not None
+        l0 = log_posterior(p0)
+        if not self.refined_:
+            return np.asarray(np.exp(l0))
+        cosines = (x @ self.prototypes_.T).astype(np.float64)
+        prior = _centred(l0) / self.prior_spread_ if self.prior_spread_ > 1e-12 else _centred(l0) * 0.0
+        cos = _centred(cosines) / self.cosine_spread_ if self.cosine_spread_ > 1e-12 else _centred(cosines) * 0.0
+        logits = self.sharpness * ((1 - self.anchor) * cos + self.anchor * prior)
+        logits -= logits.max(axis=1, keepdims=True)
+        p = np.exp(logits)
+        p /= p.sum(axis=1, keepdims=True)
+        p *= self.balance_factor_
+        return np.asarray(p / p.sum(axis=1, keepdims=True))
 
     def predict_proba(self) -> np.ndarray:
         """(B, N) refined posterior of the batch given to :meth:`fit` (the zero-shot one after a fallback)."""

@@ -45,9 +45,10 @@ from cotembed.serve.decisions import DecisionFields, annotate, check_use
 from cotembed.serve.decisions import score as score_request
 from cotembed.serve.documented import document_errors
 from cotembed.serve.errors import body_of, error_body, invalid
+from cotembed.serve.examples import ExamplesRequest, add_examples, fitted_scorer, refined_scorer, resolve_labels
 from cotembed.serve.inputs import check_image, check_text, load_items
 from cotembed.serve.limits import BodyLimit
-from cotembed.serve.registry import RETRY_AFTER_S, Registry, ServedModel, SystemEntry
+from cotembed.serve.registry import RETRY_AFTER_S, Registry, ServedModel, SystemEntry, _options_key
 from cotembed.serve.responses import JSONResponse
 
 InputItem = str | dict[str, Any]
@@ -81,6 +82,8 @@ class ClassifyRequest(DecisionFields):
     method: str | None = Field(None, description="scoring method with a system (default cot): " + ", ".join(method_names()))
     params: dict[str, Any] | None = Field(None, description=PARAMS_FIELD_HELP,
                                           json_schema_extra={"x-method-parameters": _method_params_schema()})
+    transductive: bool = Field(False, description="refine the method's posterior on this request's inputs (no label read); "
+                                                  "fewer than 2 inputs per class keep the method's scores, with a note")
 
 
 class ExplainRequest(BaseModel):
@@ -328,8 +331,10 @@ def create_app(registry: Registry) -> FastAPI:
         model = registry.model(body.model)
         _check_count(body.input, limits.max_inputs, "input", "inputs")
         task = _task(model, body.labels, body.system, body.method, body.params, body)
+        if body.transductive and task[1] is None:
+            raise invalid("transductive needs a system: give 'system'", "transductive")
         items = await load_items(body.input, model.modalities, model.name, limits.max_pixels, settings.urls)
-        return await _classify(model, *task, items, _input_params(items))
+        return await _classify(model, *task, items, _input_params(items), transductive=body.transductive)
 
     def _task(model: ServedModel, given_labels: list[str] | None, system: str | None, given_method: str | None,
               params: dict[str, Any] | None = None, decisions: DecisionFields | None = None
@@ -351,7 +356,8 @@ def create_app(registry: Registry) -> FastAPI:
 
     async def _classify(model: ServedModel, labels: list[str] | None, entry: SystemEntry | None, method: str,
                         options: dict[str, Any], decisions: DecisionFields, items: list[tuple[str, Any]],
-                        params: list[str]) -> JSONResponse:
+                        params: list[str], transductive: bool = False) -> JSONResponse:
+        notes: list[str] = []
         if entry is None:
             assert labels is not None
             x, vectors = await _embeddings(model, items, params), await model.label_vectors(labels)
@@ -360,7 +366,11 @@ def create_app(registry: Registry) -> FastAPI:
             names = labels
         else:
             scorer = await model.scorer(entry.system, method, options)
+            if method_class(method).uses_examples:  # fitted on the system's examples for this model
+                scorer = fitted_scorer(entry, model.key, scorer, method, _options_key(options))
             x = await _embeddings(model, items, params)
+            if transductive:
+                scorer, notes = refined_scorer(scorer, method, x)
             config = scorer.config
             scored = score_request(scorer, x, method, decisions)
             probs = scored.probabilities
@@ -371,6 +381,11 @@ def create_app(registry: Registry) -> FastAPI:
                                    "temperature": config.temperature}
         if entry is not None:
             payload["system"] = {"name": entry.name, "fingerprint": entry.system.fingerprint}
+            if method_class(method).uses_examples:
+                payload["examples"] = entry.examples[model.key].describe(entry.system.class_names)
+            payload["transductive"] = transductive
+            if transductive and notes:
+                payload["notes"] = notes
         payload["data"] = _rows(probs, names)
         if entry is not None:
             payload.update(annotate(payload["data"], scored, names, decisions, bool(labels)))
@@ -460,7 +475,10 @@ def create_app(registry: Registry) -> FastAPI:
             raise invalid(f"top_k {body.top_k} is above the limit of {limits.max_top_k}", "top_k")
         [(kind, data)] = await load_items([body.input], model.modalities, model.name, limits.max_pixels, settings.urls)
         source = data if kind == "text" else f"sha256:{content_key(data)}"
-        await model.scorer(entry.system, method, options)  # its prompts embedded in turns first, so the explanation finds them
+        scorer = await model.scorer(entry.system, method, options)  # its prompts embedded in turns first, so the explanation finds them
+        if method_class(method).uses_examples:  # the method as fitted on the system's examples, for the explanation
+            fitted = fitted_scorer(entry, model.key, scorer, method, _options_key(options)).method(method)
+            options = {**options, fitted.option_prefix + "examples": fitted.params["examples"]}
         try:
             return JSONResponse(await model.explain(entry.system, method, kind, data, source, body.top_k, options))
         except InputError as exc:
@@ -500,6 +518,31 @@ def create_app(registry: Registry) -> FastAPI:
         ``status`` (``preparing`` until its prompts are embedded)."""
         entry = registry.system(name, ready=False)
         return {**entry.describe(), "definition": entry.system.to_dict()}
+
+    @app.post("/v1/systems/{name}/examples", tags=["systems"], dependencies=auth)
+    async def add_system_examples(name: str, body: ExamplesRequest) -> JSONResponse:
+        """Add labelled examples (texts or images, one label each) to a registered system, for one model: the
+        few-shot methods (prototype, gda, fused) of /v1/classify are fitted on them. Repeat to add more; unknown
+        labels are a 422 listing them unless ``ignore_unknown``."""
+        entry = registry.system(name)
+        model = registry.model(body.model)
+        _check_count(body.input, limits.max_inputs, "input", "inputs")
+        rows, classes = resolve_labels(body.labels, len(body.input), entry.system.resolve_label,
+                                       entry.system.class_names, body.ignore_unknown)
+        items = await load_items([body.input[j] for j in rows], model.modalities, model.name, limits.max_pixels, settings.urls)
+        x = await _embeddings(model, items, [f"input[{j}]" for j in rows])
+        support = add_examples(entry, model.key, x, classes)
+        return JSONResponse({"system": entry.name, "model": model.name, "model_key": model.key,
+                             "added": len(rows), "skipped": len(body.input) - len(rows),
+                             **support.describe(entry.system.class_names)})
+
+    @app.delete("/v1/systems/{name}/examples", tags=["systems"], dependencies=auth)
+    async def clear_system_examples(name: str, model: str | None = Query(None)) -> dict[str, Any]:
+        """Forget a system's examples for one model (default: the first)."""
+        entry = registry.system(name)
+        served = registry.model(model)
+        removed = entry.examples.pop(served.key, None)
+        return {"system": entry.name, "model": served.name, "removed": 0 if removed is None else int(len(removed.labels))}
 
     @app.post("/v1/systems", tags=["systems"], dependencies=auth, status_code=201,
               openapi_extra={"requestBody": {"required": True, "content": {

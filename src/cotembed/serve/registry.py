@@ -18,7 +18,7 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 import numpy as np
@@ -224,12 +224,16 @@ class SystemEntry:
     name: str
     system: System
     ready: bool = True
+    examples: dict[str, Any] = field(default_factory=dict)
+    """Labelled examples by model key (:class:`cotembed.serve.examples.SupportSet`), for the few-shot methods."""
 
     def describe(self) -> dict[str, Any]:
         summary = self.system.summary()
+        examples = {key: {"examples": int(len(s.labels))} for key, s in self.examples.items()}
         return {"name": self.name, "fingerprint": self.system.fingerprint, "system_name": summary.pop("name"),
                 "status": "ready" if self.ready else "preparing",
-                "classes": list(self.system.class_names), **{k: v for k, v in summary.items() if k != "hash"}}
+                "classes": list(self.system.class_names), **{k: v for k, v in summary.items() if k != "hash"},
+                **({"examples": examples} if examples else {})}
 
 
 class Registry:
