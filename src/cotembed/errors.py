@@ -14,11 +14,13 @@ The hierarchy::
     │   ├── UnknownLabelError      a label that is not a class (or alias) of the system
     │   ├── NotFittedError         (AttributeError) an inducer used before ``fit``
     │   ├── LLMSettingsError       wrong LLM settings: model, URL, key
+    │   ├── ConflictError          HTTP 409: another studio tab holds the system, or a save needs confirmation
     │   └── SpeciesFileError       an invalid critters species file
     ├── MissingDependencyError     an optional extra that is not installed
     │   └── HarnessDependencyError the Pokémon harness's extra
     ├── ModelLoadError             a model that could not be loaded
-    │   └── ModelFileError         (InputError) exit 2: a given model file missing, corrupt, or not fitting its tokenizer
+    │   ├── ModelFileError         (InputError) exit 2: a given model file missing, corrupt, or not fitting its tokenizer
+    │   └── ModelNotFoundError     (InputError) exit 2: a model path that does not exist
     ├── CacheCorruptError          a damaged embedding cache (rerun with --cache-recover)
     ├── RetryError                 an HTTP request that kept failing until attempts or time ran out
     ├── LLMError                   the chat-completions service gave no usable answer
@@ -140,6 +142,19 @@ class ModelLoadError(CotembedError):
 class ModelFileError(ModelLoadError, InputError):
     """A model file given by the caller that is missing, corrupt or does not fit its
     tokenizer or declared output: the caller's input, so exit code 2."""
+
+
+class ModelNotFoundError(ModelLoadError, InputError):
+    """A model path that does not exist: bad input (exit 2), caught like any load failure."""
+
+    exit_code = 2
+
+
+class ConflictError(InputError):
+    """Another studio tab holds the system, or a save needs confirmation (HTTP 409)."""
+
+    http_status = 409
+    error_type = CONFLICT
 
 
 class CacheCorruptError(CotembedError):
@@ -318,7 +333,7 @@ def http_status_of(exc: BaseException) -> int:
 __all__ = [
     "ApiError", "BuildFailed", "CacheCorruptError", "ConformanceError", "CotembedError", "DraftParseError", "EncoderCheckError",
     "FetchRefused", "HarnessDependencyError", "InputError", "InputFailed", "LLMBadResponse", "LLMEmptyAnswer", "LLMError",
-    "LLMRefusal", "LLMSettingsError", "LLMUnavailable", "MethodCheckError", "MissingDependencyError", "ModelLoadError",
+    "LLMRefusal", "LLMSettingsError", "LLMUnavailable", "MethodCheckError", "MissingDependencyError", "ModelLoadError", "ModelFileError", "ModelNotFoundError", "ConflictError",
     "NotFittedError", "QueueFull", "RetryError", "BatcherClosed", "ServiceError", "SpeciesFileError", "SystemValidationError",
     "TYPE_OF_STATUS", "UnknownLabelError", "UnknownModelError", "exit_code_of", "http_status_of", "type_of_status",
 ]

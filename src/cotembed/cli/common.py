@@ -134,7 +134,9 @@ def data_or_embeddings(args: argparse.Namespace, field: str, name: str) -> None:
     """Exactly one of the DATA positionals and --embeddings."""
     given = bool(getattr(args, field, None))
     if given == bool(getattr(args, "embeddings", None)):
-        raise InputError(f"give {name} or --embeddings DIR" if not given else f"give {name} or --embeddings DIR, not both")
+        verb = getattr(args, "command", None) or "cotembed"
+        what = f"give {name} or --embeddings DIR" + (", not both" if given else "")
+        raise InputError(f"{verb}: {what} (see `cotembed {verb} --help`)")
 
 
 def add_model_options(p: argparse.ArgumentParser, method: bool = True, several_models: bool = False) -> None:

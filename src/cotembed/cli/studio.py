@@ -104,12 +104,12 @@ def cmd_studio(args: argparse.Namespace) -> int:
 
 
 def register(sub: Any) -> None:
-    from cotembed.encoders import DEFAULT_MODEL
+    from cotembed.encoders import DEFAULT_MODEL, DEFAULT_MODEL_NOTE
 
     p = sub.add_parser("studio", help="a local web page: see why a system fails, edit it, and watch accuracy move")
     p.add_argument("system", help="system file (.yaml or .json) to open; saving replaces it only after you confirm")
     p.add_argument("data", nargs="+", help="labelled ImageFolder directories or CSV/JSONL manifests (unlabelled: explain-only)")
-    p.add_argument("--model", default=DEFAULT_MODEL, metavar="SPEC", help=f"model spec (default: {DEFAULT_MODEL})")
+    p.add_argument("--model", default=DEFAULT_MODEL, metavar="SPEC", help=f"model spec (default: {DEFAULT_MODEL}, {DEFAULT_MODEL_NOTE}; see `cotembed models`)")
     p.add_argument("--examples", nargs="+", default=None, metavar="PATH",
                    help="labelled examples for induce (default: a few per class drawn from DATA, the effect measured on the rest)")
     p.add_argument("--methods", default="cot,hybrid", help="methods whose accuracy is shown, comma-separated; the first is analysed (default: cot,hybrid)")

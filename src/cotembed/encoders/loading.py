@@ -7,14 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
-from cotembed.errors import InputError, MissingDependencyError, ModelLoadError
-
-
-class ModelNotFoundError(ModelLoadError, InputError):
-    """A model path that does not exist: bad input (exit 2), caught like any load failure."""
-
-    exit_code = 2
-
+from cotembed.errors import InputError, MissingDependencyError, ModelLoadError, ModelNotFoundError
 
 PROGRESS_ENV = "HF_HUB_DISABLE_PROGRESS_BARS"
 

@@ -342,7 +342,7 @@ def render_report(sections: Sequence[Mapping[str, Any]], curve: Mapping[str, Any
                    curve=curve, curve_svg=curve_svg(curve) if curve is not None else None,
                    evaluated_hashes=[h for s in sections if (h := s["eval"]["system"].get("hash"))],
                    csp=Markup(CSP), css=Markup(CSS), thumb_css=Markup(thumb_css), sort_js=Markup(SORT_JS), version=__version__,
-                   size_mark=SIZE_MARK)
+                   size_mark=Markup(SIZE_MARK))
     return _with_own_size("<!DOCTYPE html>\n" + str(page) + "\n")
 
 

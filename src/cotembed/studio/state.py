@@ -27,7 +27,7 @@ import numpy as np
 
 from cotembed._io import atomic_write
 from cotembed.embeddings import EmbeddingSet
-from cotembed.errors import CotembedError, InputError, SystemValidationError
+from cotembed.errors import ConflictError, CotembedError, InputError, SystemValidationError
 from cotembed.evaluation.evaluate import EvalReport, evaluate
 from cotembed.evaluation.misclassified import MisclassifiedSample, misclassified_examples
 from cotembed.inspection import Inspection, inspect_system
@@ -47,12 +47,6 @@ FIGURE_CACHE = 16
 INDUCE_PER_CLASS = 5
 OPTIMIZE_CANDIDATES = 400
 OPTIMIZE_SECONDS = 60.0
-
-
-class ConflictError(InputError):
-    """Another tab holds the system, or a save needs confirmation (HTTP 409)."""
-
-    http_status = 409
 
 
 @dataclass(frozen=True)
