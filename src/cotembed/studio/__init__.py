@@ -5,6 +5,8 @@ every edit is validated and re-scored on those embeddings by the library's own
 evaluation, inspection and induction code. Modules:
 
 - :mod:`~cotembed.studio.state`: :class:`Studio`, the system's history, edits, proposals and saving
+- :mod:`~cotembed.studio.edits`: the named edits the page sends, each one System edit
+- :mod:`~cotembed.studio.proposals`: a proposed system split into changes, and an optimise run's progress
 - :mod:`~cotembed.studio.rendering`: the page's HTML from Jinja2 templates (autoescaped)
 - :mod:`~cotembed.studio.app`: the FastAPI app (loopback by default, API key elsewhere)
 

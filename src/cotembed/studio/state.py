@@ -33,6 +33,8 @@ from cotembed.evaluation.misclassified import MisclassifiedSample, misclassified
 from cotembed.inspection import Inspection, inspect_system
 from cotembed.scoring import Scorer, ScoringConfig
 from cotembed.scoring.threads import single_blas_thread
+from cotembed.studio.edits import EDITS, edit_field, edit_message
+from cotembed.studio.proposals import Optimization, Proposal, proposal_changes
 from cotembed.system import System, parse_system_text
 
 EmbedTexts = Callable[[Sequence[str]], np.ndarray]
@@ -61,93 +63,6 @@ class Figures:
     predictions: list[dict[str, Any]] | None
     """Explain-only mode (unlabelled data): each shown input's prediction and answers."""
     elapsed_ms: float
-
-
-@dataclass
-class Proposal:
-    """A candidate system from a proposer, split into changes a person accepts one by one."""
-
-    id: str
-    source: str
-    base: System
-    changes: list[dict[str, Any]]
-    effect: dict[str, Any]
-    note: str = ""
-
-    def apply(self, system: System, accepted: Sequence[int]) -> System:
-        """``system`` with the accepted changes (indices into :attr:`changes`) made."""
-        chosen = [self.changes[i] for i in sorted(set(accepted)) if 0 <= i < len(self.changes)]
-        rules: dict[str, dict[str, list[str]]] = {}
-        weights: dict[str, float] = {}
-        dropped: list[str] = []
-        for change in chosen:
-            kind = change["kind"]
-            if kind == "rule":
-                rules.setdefault(change["class"], {})[change["group"]] = list(change["after"])
-            elif kind == "weight":
-                weights[change["group"]] = float(change["after"])
-            elif kind == "drop":
-                dropped.append(change["group"])
-            elif kind == "temperature":
-                system = system.with_temperature(float(change["after"]))
-            elif kind == "system":
-                proposed: System = change["system"]
-                return proposed
-        present = set(system.group_names)
-        rules = {c: {g: v for g, v in r.items() if g in present} for c, r in rules.items() if c in system.rules}
-        if rules:
-            system = system.with_rules({c: r for c, r in rules.items() if r})
-        weights = {g: w for g, w in weights.items() if g in present}
-        if weights:
-            system = system.with_group_weights(weights)
-        for group in dropped:
-            if group in system.group_names and len(system.groups) > 1:
-                system = system.without_group(group)
-        return system
-
-    def to_dict(self) -> dict[str, Any]:
-        changes = [{k: v for k, v in c.items() if k != "system"} for c in self.changes]
-        return {"id": self.id, "source": self.source, "changes": changes, "effect": self.effect, "note": self.note}
-
-
-class Optimization:
-    """Progress of one bounded optimise run, read by the page while the search thread writes it."""
-
-    def __init__(self, budget: int):
-        self.budget = budget
-        self.candidates = 0
-        self.rounds = 0
-        self.best_val: float | None = None
-        self.start_val: float | None = None
-        self.status = "running"
-        self.stop = threading.Event()
-        self._interrupted = False
-        self.thread: threading.Thread | None = None
-
-    @property
-    def running(self) -> bool:
-        return self.status == "running"
-
-    def record(self, row: dict[str, Any]) -> None:
-        """The search's history callback; a stop request ends the search as Ctrl+C would (it keeps what it found)."""
-        kind = row.get("type")
-        if kind == "start":
-            self.start_val = self.best_val = row.get("val_accuracy")
-        elif kind == "candidate":
-            self.candidates = int(row.get("index", self.candidates))
-            self.rounds = int(row.get("round", self.rounds))
-            if row.get("new_best"):
-                self.best_val = row.get("val_accuracy")
-        if self.stop.is_set() and kind != "start" and not self._interrupted:
-            self._interrupted = True  # once: the search then records what it had and ends
-            raise KeyboardInterrupt
-
-    def finish(self, reason: str) -> None:
-        self.status = "stopped" if reason == "interrupted" else reason if reason.startswith("failed") else f"done ({reason})"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"status": self.status, "running": self.running, "candidates": self.candidates, "budget": self.budget,
-                "rounds": self.rounds, "start_val": self.start_val, "best_val": self.best_val}
 
 
 @dataclass
@@ -262,14 +177,14 @@ class Studio:
         handler = EDITS.get(str(kind))
         if handler is None:
             return EditOutcome(False, [f"unknown edit {kind!r}; the edits are {', '.join(EDITS)}"], None)
-        where = _field_name(op)
+        where = edit_field(op)
         with self.lock:
             try:
                 system = handler(self.system, op)
             except SystemValidationError as exc:
                 return EditOutcome(False, list(exc.problems) or [str(exc)], where)
             except (CotembedError, KeyError, IndexError, TypeError, ValueError) as exc:
-                return EditOutcome(False, [_message(exc)], where)
+                return EditOutcome(False, [edit_message(exc)], where)
             self.draft = None
             self._push(system)
         return EditOutcome(True, field=where)
@@ -410,7 +325,7 @@ class Studio:
             inducer = RuleInducer(system, self.embed, temperature=config.temperature)
             inducer.fit(train)
             induced = inducer.system_
-            changes = _changes(system, induced, inducer.rule_changes_)
+            changes = proposal_changes(system, induced, inducer.rule_changes_)
             before = self._accuracy(system, heldout)
             after = self._accuracy(induced, heldout)
             effect = {"measured_on": source if self.examples is None else f"the data ({len(heldout)} inputs); examples from --examples",
@@ -485,7 +400,7 @@ class Studio:
             try:
                 system = self.proposal.apply(self.system, accepted)
             except CotembedError as exc:
-                return EditOutcome(False, [_message(exc)], "proposal")
+                return EditOutcome(False, [edit_message(exc)], "proposal")
             self.proposal = None
             self._push(system)
             return EditOutcome(True, field="proposal")
@@ -583,103 +498,6 @@ class Studio:
             return
         if history and history[0] == self.disk_system and 0 <= position < len(history):
             self.history, self.position = history, position
-
-
-# ---------------------------------------------------------------- the edits
-def _group(system: System, op: dict[str, Any]) -> str:
-    name = str(op.get("group", ""))
-    if name not in system.group_names:
-        raise InputError(f"no group {name!r}")
-    return name
-
-
-def _text(op: dict[str, Any], key: str = "text") -> str:
-    value = op.get(key)
-    if not isinstance(value, str):
-        raise InputError(f"{key} must be text")
-    return value
-
-
-def _edit_option(system: System, op: dict[str, Any]) -> System:
-    return system.replace_option(_group(system, op), int(op["index"]), _text(op).strip())
-
-
-def _edit_prompt(system: System, op: dict[str, Any]) -> System:
-    data = system.to_dict()
-    data["groups"][_group(system, op)]["prompt"] = _text(op)
-    return System.from_dict(data, source="prompt")
-
-
-def _edit_weight(system: System, op: dict[str, Any]) -> System:
-    text = str(op.get("text", op.get("value", ""))).strip()
-    try:
-        value = float(text)
-    except ValueError:
-        raise InputError(f"weight must be a number, got {text!r}") from None
-    return system.with_group_weights({_group(system, op): value})
-
-
-def _edit_rule(system: System, op: dict[str, Any]) -> System:
-    group = _group(system, op)
-    cls_name = str(op.get("class", ""))
-    if cls_name not in system.rules:
-        raise InputError(f"no class {cls_name!r}")
-    options = [part.strip() for part in _text(op).split("|") if part.strip()]
-    if not options:
-        raise InputError(f"{cls_name}.{group}: name at least one option (separate several with |)")
-    known = system.groups[system.group_names.index(group)].options
-    unknown = [o for o in options if o not in known]
-    if unknown:
-        raise InputError(f"{cls_name}.{group}: {', '.join(map(repr, unknown))} is not an option of {group!r}")
-    return system.with_rule(cls_name, group, options)
-
-
-def _add_option(system: System, op: dict[str, Any]) -> System:
-    return system.add_option(_group(system, op), _text(op).strip())
-
-
-def _remove_option(system: System, op: dict[str, Any]) -> System:
-    return system.remove_option(_group(system, op), int(op["index"]))
-
-
-EDITS: dict[str, Callable[[System, dict[str, Any]], System]] = {
-    "option": _edit_option,
-    "prompt": _edit_prompt,
-    "weight": _edit_weight,
-    "rule": _edit_rule,
-    "add_option": _add_option,
-    "remove_option": _remove_option,
-}
-"""Edit name -> the System edit it makes; each raises a validation error instead of returning an invalid system."""
-
-
-def _field_name(op: dict[str, Any]) -> str:
-    kind = str(op.get("op"))
-    if kind in ("option", "remove_option"):
-        return f"option:{op.get('group')}:{op.get('index')}"
-    if kind == "rule":
-        return f"rule:{op.get('class')}:{op.get('group')}"
-    return f"{kind}:{op.get('group')}"
-
-
-def _message(exc: BaseException) -> str:
-    if isinstance(exc, KeyError):
-        return f"missing field {exc}"
-    return str(exc)
-
-
-def _changes(before: System, after: System, rule_changes: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The induced system's differences as separate changes: rules, weights, dropped groups, temperature."""
-    changes: list[dict[str, Any]] = [{"kind": "rule", **c} for c in rule_changes]
-    kept = {g.name: g for g in after.groups}
-    for g in before.groups:
-        if g.name not in kept:
-            changes.append({"kind": "drop", "group": g.name, "before": g.weight, "after": 0.0})
-        elif kept[g.name].weight != g.weight:
-            changes.append({"kind": "weight", "group": g.name, "before": g.weight, "after": kept[g.name].weight})
-    if after.temperature != before.temperature:
-        changes.append({"kind": "temperature", "before": before.temperature, "after": after.temperature})
-    return changes
 
 
 __all__ = ["ConflictError", "EDITS", "EditOutcome", "Figures", "Optimization", "Proposal", "Studio"]
