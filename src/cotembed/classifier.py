@@ -86,6 +86,18 @@ class CoTClassifier:
         an unknown key is an error naming the accepted ones.
     max_pixels : int or None, default None
         Images above this many pixels are reported as errors instead of decoded.
+    probabilities : {"calibrated", "normalised"}, default "calibrated"
+        Calibrated: each method's posterior (cot: the product of the groups' likelihoods);
+        normalised: the scores rescaled to sum to 1, as the first releases reported.
+    decisions : Decisions or None, default None
+        Abstention threshold, conformal threshold, multi-label thresholds and the fit score
+        predictions carry; usually set through :meth:`with_abstention`, :meth:`with_conformal`,
+        :meth:`with_multilabel` and :meth:`with_fit_score`.
+    examples : paths, samples, EmbeddingSet or None, default None
+        Labelled examples that fit the few-shot methods (``prototype``, ``gda``, ``fused``);
+        see :meth:`with_examples`.
+    transductive : bool, default False
+        Refine the method's posterior on each unlabelled batch it classifies (no label read).
 
     Examples
     --------

@@ -97,6 +97,12 @@ class Transductive(ScoringMethod):
             return self.inner.probabilities(scores, config)
         return softmax(scores.astype(np.float64) / self.scale, axis=1).astype(np.float32)
 
+    def posterior(self, batch: Batch, scores: np.ndarray) -> np.ndarray:
+        """The wrapped method's calibrated posterior where the batch was not refined; the refined one where it was."""
+        if not self.refined:
+            return self.inner.posterior(batch, scores)
+        return self.probabilities(scores, batch.config)
+
     # ------------------------------------------------------------ fitting
     def fit(self, batches: Sequence[Batch], labels: np.ndarray | None = None) -> "Transductive":
         return Transductive(self.inner.fit(batches, labels))
