@@ -156,3 +156,45 @@ def test_missing_folder_is_a_clear_input_error(capsys, tmp_path, colour_data):
     _, system = colour_data
     code, _, err = run_cli(capsys, "eval", system, "--embeddings", tmp_path / "nothing")
     assert code == 2 and METADATA_FILE in err
+
+
+def test_binary_vector_layout_reads_back_the_same_vectors_and_predictions(capsys, tmp_path, colour_model, colour_data):
+    data, system = colour_data
+    cache = tmp_path / "cache.sqlite"
+    assert _embed(capsys, data, tmp_path / "list", colour_model, cache)[0] == 0
+    assert _embed(capsys, data, tmp_path / "bin", colour_model, cache, "--vector-layout", "binary")[0] == 0
+    assert read_info(tmp_path / "bin").vector_layout == "binary"
+    assert pa.types.is_fixed_size_binary(pq.read_table(part_files(tmp_path / "bin")).schema.field("embedding").type)
+    as_list, as_bytes = read_embedding_set(tmp_path / "list"), read_embedding_set(tmp_path / "bin")
+    order = np.argsort(as_bytes.sources)
+    assert sorted(as_list.sources) == [as_bytes.sources[i] for i in order]
+    np.testing.assert_array_equal(as_list.embeddings[np.argsort(as_list.sources)], as_bytes.embeddings[order])
+    runs = [run_cli(capsys, "classify", system, "--embeddings", tmp_path / d, "--cache", cache, "-q", "--format", "json") for d in ("list", "bin")]
+    assert all(code == 0 for code, _, _ in runs)
+    a, b = ({p["input"]: p["prediction"] for p in json.loads(out)["predictions"]} for _, out, _ in runs)
+    assert a == b and len(a) == 12
+
+
+def test_binary_rows_of_the_wrong_size_are_reported_by_source(tmp_path, colour_model, capsys, colour_data):
+    data, _ = colour_data
+    out = tmp_path / "bin"
+    assert _embed(capsys, data, out, colour_model, tmp_path / "c.sqlite", "--vector-layout", "binary")[0] == 0
+    good = np.full(8, 0.1, dtype="<f4").tobytes()
+    table = pa.table({"source": ["ok.png", "short.png", "nan.png"], "model_key": ["test:colour"] * 3,
+                      "embedding": pa.array([good, good[:-4], np.array([np.nan] + [0.1] * 7, dtype="<f4").tobytes()], type=pa.binary())})
+    pq.write_table(table, out / "part-zz-extra.parquet")
+    batches = list(iter_batches(out, columns=()))  # no text column asked for: bad rows are still named by source
+    errors = {e.source: e.error for b in batches for e in b.errors}
+    assert set(errors) == {"short.png", "nan.png"} and "28 bytes" in errors["short.png"]
+    assert sum(len(b.embeddings) for b in batches) == 13
+
+
+def test_prefetched_batches_are_the_same_and_errors_reach_the_caller(tmp_path, colour_model, capsys, colour_data):
+    data, _ = colour_data
+    out = tmp_path / "emb"
+    assert _embed(capsys, data, out, colour_model, tmp_path / "c.sqlite", "--part-rows", "5")[0] == 0
+    plain = [b.sources for b in iter_batches(out, batch_rows=2)]
+    assert [b.sources for b in iter_batches(out, batch_rows=2, prefetch=True)] == plain
+    (out / "part-zz-broken.parquet").write_bytes(b"not parquet")
+    with pytest.raises(Exception, match="not a readable Parquet file"):
+        list(iter_batches(out, batch_rows=2, prefetch=True))

@@ -51,7 +51,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
                     continue
                 if writer is None:
                     writer = EmbeddingWriter(args.out, encoder.model_key, batch.embeddings.shape[1], model_spec=args.model,
-                                             part_rows=args.part_rows)
+                                             part_rows=args.part_rows, vector_layout=args.vector_layout)
                 writer.add([s.source for s in batch.samples], [s.label for s in batch.samples], [s.kind for s in batch.samples],
                            [hashes[s.source] or "" for s in batch.samples], batch.embeddings)
         finally:
@@ -197,7 +197,7 @@ def classify_on_ray(args: argparse.Namespace, system: Any, method: str) -> int:
 
 def register(sub: Any) -> None:
     from cotembed.encoders import DEFAULT_MODEL
-    from cotembed.parquet import PART_ROWS
+    from cotembed.parquet import PART_ROWS, VECTOR_LAYOUTS
 
     p = sub.add_parser("embed", help="embed images or texts into a Parquet dataset (resumable; shareable without the model)")
     p.add_argument("data", nargs="+", help="image files, folders, or CSV/JSONL manifests (path,label or text,label)")
@@ -207,6 +207,9 @@ def register(sub: Any) -> None:
     p.add_argument("--device", default=None, help="torch device for the model")
     p.add_argument("--part-rows", type=bounded_int(1, 10_000_000), default=PART_ROWS, metavar="N",
                    help=f"rows per Parquet part file; an interrupted run keeps every finished part (default: {PART_ROWS})")
+    p.add_argument("--vector-layout", choices=VECTOR_LAYOUTS, default="list",
+                   help="embedding column of a new dataset: list (float32 fixed-size list, read by any data tool) or binary "
+                        "(raw float32 bytes, several times faster to re-score); an existing dataset keeps its own (default: list)")
     p.add_argument("--allow-outside-paths", action="store_true", help="let manifests name files outside their own folder")
     add_max_pixels(p)
     add_cache_options(p)
