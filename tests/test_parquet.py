@@ -198,3 +198,52 @@ def test_prefetched_batches_are_the_same_and_errors_reach_the_caller(tmp_path, c
     (out / "part-zz-broken.parquet").write_bytes(b"not parquet")
     with pytest.raises(Exception, match="not a readable Parquet file"):
         list(iter_batches(out, batch_rows=2, prefetch=True))
+
+
+def _same_run(capsys, args_data: list, args_stored: list) -> tuple[dict, dict]:
+    code_a, out_a, err_a = run_cli(capsys, *args_data, "-q", "--format", "json")
+    code_b, out_b, err_b = run_cli(capsys, *args_stored, "-q", "--format", "json")
+    assert code_a == 0, err_a
+    assert code_b == 0, err_b
+    return json.loads(out_a), json.loads(out_b)
+
+
+def test_learning_verbs_read_embeddings_as_they_read_data(capsys, tmp_path, colour_model, colour_data):
+    data, system = colour_data
+    out, cache = tmp_path / "emb", tmp_path / "cache.sqlite"
+    assert _embed(capsys, data, out, colour_model, cache)[0] == 0
+    model = ["--model", colour_model, "--cache", cache]
+    stored = ["--embeddings", out, "--cache", cache]  # no --model: the dataset's own
+
+    a, b = _same_run(capsys, ["calibrate", system, data, "--out", tmp_path / "a.yaml", *model],
+                     ["calibrate", system, *stored, "--out", tmp_path / "b.yaml"])
+    assert b["fit"]["temperature"] == pytest.approx(a["fit"]["temperature"])
+    assert b["evaluation"]["fit"]["n_inputs"] == a["evaluation"]["fit"]["n_inputs"] == 12
+
+    a, b = _same_run(capsys, ["induce", system, data, "--per-class", "2", "--out", tmp_path / "ia.yaml", *model],
+                     ["induce", system, *stored, "--per-class", "2", "--out", tmp_path / "ib.yaml"])
+    assert b["evaluation"]["train"]["n_inputs"] == a["evaluation"]["train"]["n_inputs"] == 8
+    assert b["evaluation"]["heldout"]["n_inputs"] == a["evaluation"]["heldout"]["n_inputs"] == 4
+
+    a, b = _same_run(capsys, ["optimize", system, data, "--out", tmp_path / "oa.yaml", "--max-candidates", "12", "--no-plot", *model],
+                     ["optimize", system, *stored, "--out", tmp_path / "ob.yaml", "--max-candidates", "12", "--no-plot"])
+    assert b["data"]["train"]["n_inputs"] == a["data"]["train"]["n_inputs"]
+    assert b["data"]["train"]["source"] == str(out)
+
+    a, b = _same_run(capsys, ["inspect", system, "--data", data, *model], ["inspect", system, *stored])
+    assert {k: v for k, v in b.items() if k != "path"} == {k: v for k, v in a.items() if k != "path"}
+
+
+@pytest.mark.parametrize("verb", ["calibrate", "induce", "optimize", "inspect"])
+def test_learning_verbs_refuse_embeddings_of_another_model(capsys, tmp_path, colour_model, colour_data, verb):
+    data, system = colour_data
+    out, cache = tmp_path / "emb", tmp_path / "cache.sqlite"
+    assert _embed(capsys, data, out, colour_model, cache)[0] == 0
+    extra = {"calibrate": ["--out", tmp_path / "x.yaml"], "induce": ["--per-class", "1", "--out", tmp_path / "x.yaml"],
+             "optimize": ["--out", tmp_path / "x.yaml", "--no-plot"], "inspect": []}[verb]
+    code, _, err = run_cli(capsys, verb, system, "--embeddings", out, "--model", "critters", "--cache", cache, *extra, "-q")
+    assert code == 2
+    assert "test:colour" in err and "critters" in err
+    if verb != "inspect":
+        code, _, err = run_cli(capsys, verb, system, data, "--embeddings", out, "--cache", cache, *extra, "-q")
+        assert code == 2 and "not both" in err

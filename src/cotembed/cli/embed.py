@@ -115,6 +115,48 @@ def stored_embeddings(args: argparse.Namespace, res: Resources, spec: str | None
     return data, spec
 
 
+def embeddings_model(args: argparse.Namespace, res: Resources) -> str:
+    """The model spec a verb loads: ``--model``, or with ``--embeddings`` and no typed
+    ``--model`` the spec the dataset was written with; a dataset of another model key is
+    refused (both keys named)."""
+    from cotembed.cli.common import ModelDefault
+    from cotembed.parquet import check_model, read_info_or_fail
+
+    if not getattr(args, "embeddings", None):
+        return str(args.model)
+    info = read_info_or_fail(args.embeddings)
+    typed = args.model and not isinstance(args.model, ModelDefault)
+    spec = args.model if typed else (info.model_spec or info.model_key)
+    check_model(info, args.embeddings, res.encoder(spec).model_key)
+    return str(spec)
+
+
+def labelled_embeddings(args: argparse.Namespace, res: Resources, system: Any, encoder: Any, samples: list[Any],
+                        skipped: list[Any], desc: str, stored_dir: str | None = None) -> Any:
+    """Labelled inputs as an :class:`~cotembed.embeddings.EmbeddingSet`: ``samples`` run through
+    the model, or the dataset ``stored_dir`` (``--embeddings``: no model call), labels mapped
+    to the system's classes. Every verb that learns from labelled data gets them here."""
+    from cotembed.embeddings import EmbeddingSet
+
+    if not stored_dir:
+        return EmbeddingSet.from_samples(samples, encoder, res.cache, args.batch_size, not args.quiet, skipped, desc=desc,
+                                         max_pixels=args.max_pixels)
+    from cotembed.parquet import read_embedding_set
+
+    stored = read_embedding_set(stored_dir, encoder.model_key)
+    for error in stored.errors:
+        if not getattr(args, "quiet", False):
+            print(f"--embeddings: skipped {error.source}: {error.error}", file=sys.stderr)
+    unlabelled = [s for s, label in zip(stored.sources, stored.labels) if label is None]
+    if unlabelled:
+        raise InputError(f"--embeddings {stored_dir}: {len(unlabelled)} row(s) have no label (e.g. {unlabelled[0]}); "
+                         "this verb learns from labelled data: embed an ImageFolder or a manifest with a label column")
+    data = resolve_stored_labels(stored, system, getattr(args, "ignore_unknown", False))
+    if not len(data):
+        raise InputError(f"--embeddings {stored_dir}: no labelled row of this system's classes")
+    return data
+
+
 def resolve_stored_labels(data: Any, system: Any, ignore_unknown: bool) -> Any:
     """Labels mapped to the system's classes (aliases, case); unknown ones refused or, if asked, skipped."""
     from cotembed.data import nfc
