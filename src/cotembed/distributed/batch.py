@@ -211,4 +211,22 @@ class ScoreBatch:
         return out
 
 
-__all__ = ["CONTENT_HASH", "EMBEDDING", "ERROR", "Columns", "EmbedBatch", "ScoreBatch", "content_hash"]
+class EmbedScoreBatch:
+    """Embeds and scores a batch in one call: what one actor does for ``classify --engine ray``.
+
+    Scoring where the embeddings are made saves a second pipeline stage (its tasks, the
+    CPU slots they wait for, and the embeddings passed between the two through the object
+    store). Output columns: those of :class:`ScoreBatch` on :class:`EmbedBatch`'s output.
+    """
+
+    def __init__(self, model: str, system: Any, prompt_vectors: Mapping[str, np.ndarray], temperature: float, method: str = "cot",
+                 hybrid_weight: float = 1.0, abstain_below: float | None = None, batch_size: int | None = None,
+                 max_pixels: int | None = None):
+        self.embed = EmbedBatch(model, batch_size=batch_size, max_pixels=max_pixels)
+        self.score = ScoreBatch(system, prompt_vectors, temperature, method, hybrid_weight, abstain_below)
+
+    def __call__(self, batch: Mapping[str, Any]) -> Columns:
+        return self.score(self.embed(batch))
+
+
+__all__ = ["CONTENT_HASH", "EMBEDDING", "ERROR", "Columns", "EmbedBatch", "EmbedScoreBatch", "ScoreBatch", "content_hash"]
