@@ -180,7 +180,7 @@ def test_binary_rows_of_the_wrong_size_are_reported_by_source(tmp_path, colour_m
     out = tmp_path / "bin"
     assert _embed(capsys, data, out, colour_model, tmp_path / "c.sqlite", "--vector-layout", "binary")[0] == 0
     good = np.full(8, 0.1, dtype="<f4").tobytes()
-    table = pa.table({"source": ["ok.png", "short.png", "nan.png"], "model_key": ["test:colour"] * 3,
+    table = pa.table({"source": ["ok.png", "short.png", "nan.png"],  # no model_key column: another tool's file
                       "embedding": pa.array([good, good[:-4], np.array([np.nan] + [0.1] * 7, dtype="<f4").tobytes()], type=pa.binary())})
     pq.write_table(table, out / "part-zz-extra.parquet")
     batches = list(iter_batches(out, columns=()))  # no text column asked for: bad rows are still named by source

@@ -322,10 +322,12 @@ def _iter_batches(directory: str | Path, model_key: str | None, batch_rows: int,
         raise InputError(f"--embeddings {directory}: no Parquet files")
     for path in files:
         try:
-            reader = pq.ParquetFile(path, read_dictionary=["model_key"])
+            reader = pq.ParquetFile(path)
+            names = reader.schema_arrow.names
+            if "model_key" in names:  # kept as a dictionary: one comparison per batch, not per row
+                reader = pq.ParquetFile(path, read_dictionary=["model_key"])
         except Exception as exc:  # pyarrow raises ArrowInvalid / OSError for a damaged file
             raise InputError(f"--embeddings {path}: not a readable Parquet file ({exc})") from exc
-        names = reader.schema_arrow.names
         if "embedding" not in names:
             raise InputError(f"--embeddings {path}: no embedding column")
         present = [c for c in COLUMNS if c in names and (c in columns or c in ("embedding", "model_key"))]
