@@ -29,6 +29,10 @@ from cotembed.errors import CotembedError, InputError
 
 CONNECT_TIMEOUT_S = 10.0
 """How long to wait for a cluster address to answer before giving up with a clear error."""
+WRITE_REMOTE_ARGS = {"num_cpus": 0}
+"""Parquet write tasks reserve no CPU: they are light, and on a cluster whose CPUs all hold
+model actors (2 actors on 2 cores) they would wait for a free CPU while their input backs up
+and stalls the actors."""
 DEFAULT_BATCH_SIZE = 256
 """Images per actor call: large enough for the model, small enough to keep actors busy."""
 
@@ -192,7 +196,7 @@ def classify_to_parquet(system: Any, system_path: str, inputs: Sequence[str], mo
             Path(out).mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise InputError(f"--out {out}: cannot create ({exc.strerror or exc})") from exc
-        result.write_parquet(str(out))
+        result.write_parquet(str(out), ray_remote_args=dict(WRITE_REMOTE_ARGS))
         run.written = len(todo)
         run.errors = _errors_in(out, {str(s.path) for s in todo})
     run.seconds = time.perf_counter() - started
