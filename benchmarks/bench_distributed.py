@@ -9,7 +9,10 @@
    of the critters model's dimension) in a Parquet dataset, streamed batch by batch through
    the system's scorer (:class:`cotembed.distributed.batch.ScoreBatch`: prediction, score and
    per-question columns), in a fresh process whose prompt vectors come from the cache: the
-   model is never loaded. Peak memory (VmHWM of that process) at two batch sizes against the dataset's size.
+   model is never loaded. Only the vectors (and the model key) are read, the next batch in a
+   background thread while this one is scored on one BLAS thread. Peak memory (VmHWM of that
+   process) at two batch sizes against the dataset's size; the ``binary`` vector layout
+   against ``list`` (Parquet decodes a list value by value: apache/arrow#34510).
 """
 
 from __future__ import annotations
@@ -95,6 +98,7 @@ from cotembed.embeddings import PromptBank
 from cotembed.encoders import load_encoder
 from cotembed.parquet import iter_batches
 from cotembed.scoring import Scorer, ScoringConfig
+from cotembed.scoring.threads import single_blas_thread
 from cotembed.system import System
 
 directory, cache_path, system_path, batch_rows = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
@@ -104,12 +108,13 @@ with EmbeddingCache(cache_path, readonly=True) as cache:
     config = ScoringConfig(resolve_temperature(None, system, encoder))
     vectors = Scorer.build(system, PromptBank(encoder, cache).embed, config, ("cot",)).prompt_vectors
     loaded = encoder.loaded
-score = ScoreBatch(system, vectors, config.temperature)
+score = ScoreBatch(system, vectors, config.temperature, answers=False)
 rows = 0
 t0 = time.perf_counter()
-for batch in iter_batches(directory, batch_rows=batch_rows, columns=("content_hash", "embedding")):
-    out = score({"embedding": batch.embeddings})
-    rows += len(out["prediction"])
+with single_blas_thread():  # the other core reads the next batch
+    for batch in iter_batches(directory, batch_rows=batch_rows, columns=(), prefetch=True):
+        out = score({"embedding": batch.embeddings})
+        rows += len(out["prediction"])
 seconds = time.perf_counter() - t0
 peak = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:"))  # kB; reset at exec
 print(json.dumps({"rows": rows, "seconds": seconds, "peak_rss_mb": peak / 1024, "model_loaded": loaded}))
@@ -117,6 +122,7 @@ print(json.dumps({"rows": rows, "seconds": seconds, "peak_rss_mb": peak / 1024, 
 
 
 def rescore(rows: int, batches: list[int], work: Path, env: dict[str, str]) -> tuple[int, list[dict]]:
+    """Each layout's dataset written, then re-scored: ``binary`` at every batch size, ``list`` at the largest."""
     import numpy as np
 
     from cotembed.cache import EmbeddingCache
@@ -132,24 +138,27 @@ def rescore(rows: int, batches: list[int], work: Path, env: dict[str, str]) -> t
         PromptBank(encoder, cache).embed(list(compiled.prompts) + list(compiled.baseline_prompts))
         dim, key = int(encoder.dim), encoder.model_key
         encoder.close()
-    directory = work / "embeddings"
-    rng = np.random.default_rng(0)
-    with EmbeddingWriter(directory, key, dim, part_rows=100_000) as writer:
-        for start in range(0, rows, 100_000):
-            n = min(100_000, rows - start)
-            vectors = rng.standard_normal((n, dim), dtype=np.float32)
-            vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-            hashes = [f"{i:064x}" for i in range(start, start + n)]
-            writer.add([f"img/{i}.png" for i in range(start, start + n)], [None] * n, ["image"] * n, hashes, vectors)
-    size = sum(p.stat().st_size for p in directory.glob("*.parquet"))
     results = []
-    for batch in batches:
-        out = subprocess.run([sys.executable, "-c", RESCORE_CHILD, str(directory), str(cache_path), str(SYSTEM), str(batch)],
-                             env=env, capture_output=True, text=True, timeout=3600)
-        if out.returncode != 0:
-            raise SystemExit(f"re-scoring failed:\n{out.stderr[-3000:]}")
-        results.append({"batch": batch, **json.loads(out.stdout)})
-        print(f"  re-score, batch {batch}: {results[-1]['seconds']:.1f} s", file=sys.stderr)
+    size = 0
+    for layout, sizes in (("binary", batches), ("list", batches[-1:])):
+        directory = work / f"embeddings-{layout}"
+        rng = np.random.default_rng(0)
+        with EmbeddingWriter(directory, key, dim, part_rows=100_000, vector_layout=layout) as writer:
+            for start in range(0, rows, 100_000):
+                n = min(100_000, rows - start)
+                vectors = rng.standard_normal((n, dim), dtype=np.float32)
+                vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+                hashes = [f"{i:064x}" for i in range(start, start + n)]
+                writer.add([f"img/{i}.png" for i in range(start, start + n)], [None] * n, ["image"] * n, hashes, vectors)
+        size = max(size, sum(p.stat().st_size for p in directory.glob("*.parquet")))
+        for batch in sizes:
+            out = subprocess.run([sys.executable, "-c", RESCORE_CHILD, str(directory), str(cache_path), str(SYSTEM), str(batch)],
+                                 env=env, capture_output=True, text=True, timeout=3600)
+            if out.returncode != 0:
+                raise SystemExit(f"re-scoring failed:\n{out.stderr[-3000:]}")
+            results.append({"layout": layout, "batch": batch, **json.loads(out.stdout)})
+            print(f"  re-score, {layout}, batch {batch}: {results[-1]['seconds']:.1f} s", file=sys.stderr)
+        shutil.rmtree(directory)
     return size, results
 
 
@@ -184,9 +193,10 @@ def main() -> None:
         print(f"\n2. Re-scoring {args.rescore_rows:,} stored embeddings from Parquet for the critters system, no model")
         size, results = rescore(args.rescore_rows, [int(b) for b in args.rescore_batches.split(",")], work, env)
         print(f"dataset on disk: {size / 2**20:,.0f} MiB ({args.rescore_rows:,} rows)")
-        print(f"{'batch rows':<12}{'seconds':>9}{'inputs/s':>12}{'peak RSS MiB':>14}  model loaded")
+        print(f"{'layout':<8}{'batch rows':>11}{'seconds':>9}{'inputs/s':>12}{'peak RSS MiB':>14}  model loaded")
         for r in results:
-            print(f"{r['batch']:<12,}{r['seconds']:>9.2f}{r['rows'] / r['seconds']:>12,.0f}{r['peak_rss_mb']:>14,.0f}  {r['model_loaded']}")
+            print(f"{r['layout']:<8}{r['batch']:>11,}{r['seconds']:>9.2f}{r['rows'] / r['seconds']:>12,.0f}{r['peak_rss_mb']:>14,.0f}  "
+                  f"{r['model_loaded']}")
         best = max(r["rows"] / r["seconds"] for r in results)
         print(f"target >= 200,000 inputs/s: {'met' if best >= 200_000 else 'NOT met'} ({best:,.0f}); peak memory follows the batch size, "
               f"not the {size / 2**20:,.0f} MiB dataset")

@@ -87,7 +87,7 @@ ENTRIES: list[Entry] = [
                 "30 items per class; systems written by hand before any result was seen. Models: all-MiniLM-L6-v2 on "
                 "PyTorch, its int8 ONNX export, paraphrase-MiniLM-L3-v2 as ONNX."),
     Entry("Beyond one process: Ray Data vs the in-process CLI, and re-scoring 1,000,000 stored embeddings", "bench_distributed.py",
-          ("--images", "5000"),
+          ("--images", "10000"),
           about="classify --engine ray (local cluster in a loopback-only network namespace) with 1 and 2 actors against the "
                 "in-process CLI on generated critters images, no cache, wall time including start-up; then a Parquet dataset "
                 "of 1,000,000 embeddings re-scored for the critters system in a process that never loads the model."),

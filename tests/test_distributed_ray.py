@@ -171,3 +171,21 @@ def test_score_batch_marks_errors_and_abstains():
     assert out["prediction"].tolist() == [None, None, None]
     assert out["abstained"].tolist() == [True, False, False]
     assert out["error"][1] == "boom" and "NaN" in out["error"][2]
+
+
+def test_score_batch_without_answers_predicts_as_with_them():
+    from cotembed.system import System
+
+    system = System.load(SYSTEM)
+    compiled = system.compile()
+    rng = np.random.default_rng(1)
+    vectors = {"options": rng.normal(size=(compiled.n_prompts, 16)).astype(np.float32)}
+    embeddings = rng.normal(size=(500, 16)).astype(np.float32) * 3  # not unit length: the scorer normalises
+    embeddings[7, 3] = np.inf
+    full = ScoreBatch(system, vectors, 50.0)({"embedding": embeddings})
+    lean = ScoreBatch(system, vectors, 50.0, answers=False)({"embedding": embeddings})
+    assert not any(k.startswith(("answer:", "p:")) for k in lean)
+    assert any(k.startswith("answer:") for k in full)
+    assert lean["prediction"].tolist() == full["prediction"].tolist()
+    assert lean["prediction"][7] is None and "infinite" in lean["error"][7]
+    np.testing.assert_allclose(lean["score"], full["score"], rtol=1e-5, equal_nan=True)

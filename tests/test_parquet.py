@@ -156,3 +156,94 @@ def test_missing_folder_is_a_clear_input_error(capsys, tmp_path, colour_data):
     _, system = colour_data
     code, _, err = run_cli(capsys, "eval", system, "--embeddings", tmp_path / "nothing")
     assert code == 2 and METADATA_FILE in err
+
+
+def test_binary_vector_layout_reads_back_the_same_vectors_and_predictions(capsys, tmp_path, colour_model, colour_data):
+    data, system = colour_data
+    cache = tmp_path / "cache.sqlite"
+    assert _embed(capsys, data, tmp_path / "list", colour_model, cache)[0] == 0
+    assert _embed(capsys, data, tmp_path / "bin", colour_model, cache, "--vector-layout", "binary")[0] == 0
+    assert read_info(tmp_path / "bin").vector_layout == "binary"
+    assert pa.types.is_fixed_size_binary(pq.read_table(part_files(tmp_path / "bin")).schema.field("embedding").type)
+    as_list, as_bytes = read_embedding_set(tmp_path / "list"), read_embedding_set(tmp_path / "bin")
+    order = np.argsort(as_bytes.sources)
+    assert sorted(as_list.sources) == [as_bytes.sources[i] for i in order]
+    np.testing.assert_array_equal(as_list.embeddings[np.argsort(as_list.sources)], as_bytes.embeddings[order])
+    runs = [run_cli(capsys, "classify", system, "--embeddings", tmp_path / d, "--cache", cache, "-q", "--format", "json") for d in ("list", "bin")]
+    assert all(code == 0 for code, _, _ in runs)
+    a, b = ({p["input"]: p["prediction"] for p in json.loads(out)["predictions"]} for _, out, _ in runs)
+    assert a == b and len(a) == 12
+
+
+def test_binary_rows_of_the_wrong_size_are_reported_by_source(tmp_path, colour_model, capsys, colour_data):
+    data, _ = colour_data
+    out = tmp_path / "bin"
+    assert _embed(capsys, data, out, colour_model, tmp_path / "c.sqlite", "--vector-layout", "binary")[0] == 0
+    good = np.full(8, 0.1, dtype="<f4").tobytes()
+    table = pa.table({"source": ["ok.png", "short.png", "nan.png"],  # no model_key column: another tool's file
+                      "embedding": pa.array([good, good[:-4], np.array([np.nan] + [0.1] * 7, dtype="<f4").tobytes()], type=pa.binary())})
+    pq.write_table(table, out / "part-zz-extra.parquet")
+    batches = list(iter_batches(out, columns=()))  # no text column asked for: bad rows are still named by source
+    errors = {e.source: e.error for b in batches for e in b.errors}
+    assert set(errors) == {"short.png", "nan.png"} and "28 bytes" in errors["short.png"]
+    assert sum(len(b.embeddings) for b in batches) == 13
+
+
+def test_prefetched_batches_are_the_same_and_errors_reach_the_caller(tmp_path, colour_model, capsys, colour_data):
+    data, _ = colour_data
+    out = tmp_path / "emb"
+    assert _embed(capsys, data, out, colour_model, tmp_path / "c.sqlite", "--part-rows", "5")[0] == 0
+    plain = [b.sources for b in iter_batches(out, batch_rows=2)]
+    assert [b.sources for b in iter_batches(out, batch_rows=2, prefetch=True)] == plain
+    (out / "part-zz-broken.parquet").write_bytes(b"not parquet")
+    with pytest.raises(Exception, match="not a readable Parquet file"):
+        list(iter_batches(out, batch_rows=2, prefetch=True))
+
+
+def _same_run(capsys, args_data: list, args_stored: list) -> tuple[dict, dict]:
+    code_a, out_a, err_a = run_cli(capsys, *args_data, "-q", "--format", "json")
+    code_b, out_b, err_b = run_cli(capsys, *args_stored, "-q", "--format", "json")
+    assert code_a == 0, err_a
+    assert code_b == 0, err_b
+    return json.loads(out_a), json.loads(out_b)
+
+
+def test_learning_verbs_read_embeddings_as_they_read_data(capsys, tmp_path, colour_model, colour_data):
+    data, system = colour_data
+    out, cache = tmp_path / "emb", tmp_path / "cache.sqlite"
+    assert _embed(capsys, data, out, colour_model, cache)[0] == 0
+    model = ["--model", colour_model, "--cache", cache]
+    stored = ["--embeddings", out, "--cache", cache]  # no --model: the dataset's own
+
+    a, b = _same_run(capsys, ["calibrate", system, data, "--out", tmp_path / "a.yaml", *model],
+                     ["calibrate", system, *stored, "--out", tmp_path / "b.yaml"])
+    assert b["fit"]["temperature"] == pytest.approx(a["fit"]["temperature"])
+    assert b["evaluation"]["fit"]["n_inputs"] == a["evaluation"]["fit"]["n_inputs"] == 12
+
+    a, b = _same_run(capsys, ["induce", system, data, "--per-class", "2", "--out", tmp_path / "ia.yaml", *model],
+                     ["induce", system, *stored, "--per-class", "2", "--out", tmp_path / "ib.yaml"])
+    assert b["evaluation"]["train"]["n_inputs"] == a["evaluation"]["train"]["n_inputs"] == 8
+    assert b["evaluation"]["heldout"]["n_inputs"] == a["evaluation"]["heldout"]["n_inputs"] == 4
+
+    a, b = _same_run(capsys, ["optimize", system, data, "--out", tmp_path / "oa.yaml", "--max-candidates", "12", "--no-plot", *model],
+                     ["optimize", system, *stored, "--out", tmp_path / "ob.yaml", "--max-candidates", "12", "--no-plot"])
+    assert b["data"]["train"]["n_inputs"] == a["data"]["train"]["n_inputs"]
+    assert b["data"]["train"]["source"] == str(out)
+
+    a, b = _same_run(capsys, ["inspect", system, "--data", data, *model], ["inspect", system, *stored])
+    assert {k: v for k, v in b.items() if k != "path"} == {k: v for k, v in a.items() if k != "path"}
+
+
+@pytest.mark.parametrize("verb", ["calibrate", "induce", "optimize", "inspect"])
+def test_learning_verbs_refuse_embeddings_of_another_model(capsys, tmp_path, colour_model, colour_data, verb):
+    data, system = colour_data
+    out, cache = tmp_path / "emb", tmp_path / "cache.sqlite"
+    assert _embed(capsys, data, out, colour_model, cache)[0] == 0
+    extra = {"calibrate": ["--out", tmp_path / "x.yaml"], "induce": ["--per-class", "1", "--out", tmp_path / "x.yaml"],
+             "optimize": ["--out", tmp_path / "x.yaml", "--no-plot"], "inspect": []}[verb]
+    code, _, err = run_cli(capsys, verb, system, "--embeddings", out, "--model", "critters", "--cache", cache, *extra, "-q")
+    assert code == 2
+    assert "test:colour" in err and "critters" in err
+    if verb != "inspect":
+        code, _, err = run_cli(capsys, verb, system, data, "--embeddings", out, "--cache", cache, *extra, "-q")
+        assert code == 2 and "not both" in err

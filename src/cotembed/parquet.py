@@ -5,7 +5,11 @@ Layout of ``DIR``::
     DIR/_cotembed.json         model key, model spec, dim, normalisation, creation time, version
     DIR/part-<time>-<n>.parquet   one row per input: source, label, kind, content_hash, model_key, embedding
 
-``embedding`` is a ``fixed_size_list<float32>[dim]`` column, so a reader gets a
+``embedding`` is a ``fixed_size_list<float32>[dim]`` column (layout ``list``: any data
+tool reads it as a float list), or with layout ``binary`` a ``fixed_size_binary[4 * dim]``
+column of little-endian float32: Parquet stores a list with a repetition level per value,
+which pyarrow decodes value by value (apache/arrow#34510), so ``binary`` reads several
+times faster (``bench_distributed.py`` measures both). Either way a reader gets a
 ``(rows, dim)`` matrix without copying. Part files are written whole and renamed into
 place (names starting with ``_`` or ``.`` are ignored by Parquet readers), so an
 interrupted run leaves only finished parts, and a rerun skips the content hashes they
@@ -38,6 +42,8 @@ PART_ROWS = 8192
 READ_BATCH_ROWS = 65536
 """Rows per record batch when streaming a dataset: memory is bounded by this, not the dataset."""
 COLUMNS = ("source", "label", "kind", "content_hash", "model_key", "embedding")
+VECTOR_LAYOUTS = ("list", "binary")
+"""How the ``embedding`` column is stored: a float32 fixed-size list, or raw little-endian float32 bytes."""
 
 
 def require_pyarrow() -> Any:
@@ -63,17 +69,23 @@ class DatasetInfo:
     created: str = ""
     cotembed_version: str = ""
     format_version: int = FORMAT_VERSION
+    vector_layout: str = "list"
+    """One of :data:`VECTOR_LAYOUTS`."""
 
     def to_dict(self) -> dict[str, Any]:
         return {"model_key": self.model_key, "model_spec": self.model_spec, "dim": self.dim, "normalisation": self.normalisation,
-                "created": self.created, "cotembed_version": self.cotembed_version, "format_version": self.format_version}
+                "created": self.created, "cotembed_version": self.cotembed_version, "format_version": self.format_version,
+                "vector_layout": self.vector_layout}
 
     @classmethod
-    def new(cls, model_key: str, dim: int, normalisation: str = "none", model_spec: str | None = None) -> "DatasetInfo":
+    def new(cls, model_key: str, dim: int, normalisation: str = "none", model_spec: str | None = None,
+            vector_layout: str = "list") -> "DatasetInfo":
         from cotembed import __version__
 
+        if vector_layout not in VECTOR_LAYOUTS:
+            raise InputError(f"vector layout {vector_layout!r}: expected one of {', '.join(VECTOR_LAYOUTS)}")
         created = dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat()
-        return cls(model_key, int(dim), normalisation, model_spec, created, __version__)
+        return cls(model_key, int(dim), normalisation, model_spec, created, __version__, vector_layout=vector_layout)
 
 
 def read_info(directory: str | Path) -> DatasetInfo | None:
@@ -85,7 +97,8 @@ def read_info(directory: str | Path) -> DatasetInfo | None:
         data = json.loads(path.read_text(encoding="utf-8"))
         return DatasetInfo(model_key=str(data["model_key"]), dim=int(data["dim"]), normalisation=str(data.get("normalisation", "l2")),
                            model_spec=data.get("model_spec"), created=str(data.get("created", "")),
-                           cotembed_version=str(data.get("cotembed_version", "")), format_version=int(data.get("format_version", 1)))
+                           cotembed_version=str(data.get("cotembed_version", "")), format_version=int(data.get("format_version", 1)),
+                           vector_layout=str(data.get("vector_layout", "list")))
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise InputError(f"{path}: not a cotembed embeddings metadata file ({exc})") from exc
 
@@ -114,12 +127,22 @@ def part_files(directory: str | Path) -> list[Path]:
     return sorted(p for p in root.rglob("*.parquet") if not any(part.startswith((".", "_")) for part in p.relative_to(root).parts))
 
 
-def _schema(dim: int) -> Any:
+def _schema(dim: int, layout: str = "list") -> Any:
     pa = require_pyarrow()
+    vector = pa.binary(4 * dim) if layout == "binary" else pa.list_(pa.float32(), dim)
     return pa.schema([
         ("source", pa.string()), ("label", pa.string()), ("kind", pa.string()), ("content_hash", pa.string()),
-        ("model_key", pa.string()), ("embedding", pa.list_(pa.float32(), dim)),
+        ("model_key", pa.string()), ("embedding", vector),
     ])
+
+
+def _vector_array(vectors: np.ndarray, dim: int, layout: str) -> Any:
+    """(rows, dim) float32 -> the ``embedding`` column in ``layout`` (no copy of the values)."""
+    pa = require_pyarrow()
+    flat = np.ascontiguousarray(vectors, dtype="<f4").reshape(-1)
+    if layout == "binary":
+        return pa.FixedSizeBinaryArray.from_buffers(pa.binary(4 * dim), len(vectors), [None, pa.py_buffer(flat)])
+    return pa.FixedSizeListArray.from_arrays(pa.array(flat, type=pa.float32()), dim)
 
 
 def existing_hashes(directory: str | Path) -> set[str]:
@@ -140,7 +163,7 @@ class EmbeddingWriter:
     """
 
     def __init__(self, directory: str | Path, model_key: str, dim: int, normalisation: str = "none",
-                 model_spec: str | None = None, part_rows: int = PART_ROWS):
+                 model_spec: str | None = None, part_rows: int = PART_ROWS, vector_layout: str = "list"):
         require_pyarrow()
         self.directory = Path(directory)
         try:
@@ -154,7 +177,7 @@ class EmbeddingWriter:
         else:
             if part_files(self.directory):
                 raise InputError(f"--out {directory}: holds Parquet files but no {METADATA_FILE}; use an empty folder")
-            self.info = DatasetInfo.new(model_key, dim, normalisation, model_spec)
+            self.info = DatasetInfo.new(model_key, dim, normalisation, model_spec, vector_layout)
             _write_info(self.directory, self.info)
         self.done = existing_hashes(self.directory)
         self.part_rows = part_rows
@@ -191,9 +214,9 @@ class EmbeddingWriter:
         import pyarrow.parquet as pq
 
         vectors = np.concatenate(self._vectors)
-        embedding = pa.FixedSizeListArray.from_arrays(pa.array(vectors[:n].reshape(-1), type=pa.float32()), self.info.dim)
+        embedding = _vector_array(vectors[:n], self.info.dim, self.info.vector_layout)
         arrays = [pa.array(self._rows[c][:n], type=pa.string()) for c in COLUMNS if c != "embedding"] + [embedding]
-        table = pa.Table.from_arrays(arrays, schema=_schema(self.info.dim))
+        table = pa.Table.from_arrays(arrays, schema=_schema(self.info.dim, self.info.vector_layout))
         name = f"part-{self._stamp}-{self._run}-{self._parts:05d}.parquet"  # unique per writer: never replaces a part
         tmp = self.directory / f".{name}.tmp"
         # Vectors uncompressed and without dictionary: float32 embeddings do not compress, and
@@ -228,14 +251,64 @@ class EmbeddingBatch:
 
 
 def iter_batches(directory: str | Path, model_key: str | None = None, batch_rows: int = READ_BATCH_ROWS,
-                 columns: Sequence[str] = COLUMNS) -> Iterator[EmbeddingBatch]:
+                 columns: Sequence[str] = COLUMNS, prefetch: bool = False) -> Iterator[EmbeddingBatch]:
+    """Stream the dataset in record batches of at most ``batch_rows`` rows.
+
+    ``prefetch``: read the next batch in a background thread while the caller works on
+    this one (Parquet decoding and numpy both release the GIL, so reading and scoring
+    overlap on two cores); at most two batches are held.
+    """
+    batches = _iter_batches(directory, model_key, batch_rows, columns)
+    return _prefetched(batches) if prefetch else batches
+
+
+def _prefetched(items: Iterator[EmbeddingBatch]) -> Iterator[EmbeddingBatch]:
+    """``items``, each produced one step ahead in a daemon thread (errors re-raised here)."""
+    import queue
+    import threading
+
+    ready: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=1)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if stop.is_set():
+                    return
+                ready.put(("item", item))
+            ready.put(("done", None))
+        except BaseException as exc:  # handed to the consumer, which raises it
+            ready.put(("error", exc))
+
+    worker = threading.Thread(target=produce, name="parquet-prefetch", daemon=True)
+    worker.start()
+    try:
+        while True:
+            kind, value = ready.get()
+            if kind == "done":
+                return
+            if kind == "error":
+                raise value
+            yield value
+    finally:
+        stop.set()
+        while worker.is_alive():  # unblock a producer waiting on a full queue
+            try:
+                ready.get(timeout=0.05)
+            except queue.Empty:
+                pass
+
+
+def _iter_batches(directory: str | Path, model_key: str | None, batch_rows: int,
+                  columns: Sequence[str]) -> Iterator[EmbeddingBatch]:
     """Stream the dataset in record batches of at most ``batch_rows`` rows.
 
     Memory is bounded by the batch: vectors are a zero-copy view of Arrow's buffer.
     Rows with a vector of the wrong length, a non-finite value or another model key are
     left out and reported as errors by source; a dataset of another model is refused.
-    ``columns``: the text columns to return besides the vectors (fewer is faster; the
-    others come back as empty lists).
+    ``columns``: the text columns to return besides the vectors; only those are read
+    (the others come back as empty lists), so asking for none reads just the vectors
+    and the (dictionary-encoded) model key.
     """
     import pyarrow.parquet as pq
 
@@ -250,14 +323,37 @@ def iter_batches(directory: str | Path, model_key: str | None = None, batch_rows
     for path in files:
         try:
             reader = pq.ParquetFile(path)
+            names = reader.schema_arrow.names
+            if "model_key" in names:  # kept as a dictionary: one comparison per batch, not per row
+                reader = pq.ParquetFile(path, read_dictionary=["model_key"])
         except Exception as exc:  # pyarrow raises ArrowInvalid / OSError for a damaged file
             raise InputError(f"--embeddings {path}: not a readable Parquet file ({exc})") from exc
-        names = reader.schema_arrow.names
         if "embedding" not in names:
             raise InputError(f"--embeddings {path}: no embedding column")
-        present = [c for c in COLUMNS if c in names and (c in columns or c in ("embedding", "model_key", "source"))]
+        present = [c for c in COLUMNS if c in names and (c in columns or c in ("embedding", "model_key"))]
+        first = 0
         for record in reader.iter_batches(batch_size=batch_rows, columns=present):
-            yield _decode(record, info, path, columns)
+            yield _decode(record, info, _PartRows(path, first, record.num_rows, "source" in names), columns)
+            first += record.num_rows
+
+
+@dataclass(frozen=True)
+class _PartRows:
+    """Where a record batch sits in its part file, to name bad rows by source without reading
+    the source column for every batch."""
+
+    path: Path
+    first: int
+    n: int
+    has_source: bool
+
+    def sources(self) -> list[str | None]:
+        import pyarrow.parquet as pq
+
+        if not self.has_source:
+            return [None] * self.n
+        column = pq.read_table(self.path, columns=["source"]).column("source")
+        return list(column.slice(self.first, self.n).to_pylist())
 
 
 def _texts(record: Any, name: str, wanted: Sequence[str]) -> list[Any]:
@@ -266,43 +362,76 @@ def _texts(record: Any, name: str, wanted: Sequence[str]) -> list[Any]:
     return []
 
 
-def _decode(record: Any, info: DatasetInfo, path: Path, wanted: Sequence[str]) -> EmbeddingBatch:
-    """One record batch -> vectors and the text columns asked for; bad rows dropped and named."""
+def _vectors(column: Any, info: DatasetInfo, part: _PartRows, problems: dict[int, str]) -> np.ndarray:
+    """The ``embedding`` column as a (rows, dim) float32 matrix: a view of Arrow's buffer
+    for both layouts; any other shape (variable lists, other sizes, nulls) row by row."""
+    import pyarrow as pa
+
+    n, dim = len(column), info.dim
+    if column.null_count == 0:
+        if pa.types.is_fixed_size_binary(column.type) and column.type.byte_width == 4 * dim:
+            return np.frombuffer(column.buffers()[1], dtype="<f4", count=n * dim, offset=column.offset * 4 * dim).reshape(n, dim)
+        if pa.types.is_fixed_size_list(column.type) and column.type.list_size == dim and pa.types.is_float32(column.type.value_type):
+            values = column.flatten()  # honours the array's offset, unlike .values
+            if values.null_count == 0:
+                return np.asarray(values.to_numpy(zero_copy_only=True).reshape(n, dim))
+    vectors = np.zeros((n, dim), dtype=np.float32)
+    binary = pa.types.is_fixed_size_binary(column.type) or pa.types.is_binary(column.type)
+    for row, value in enumerate(column.to_pylist()):
+        if binary and value is not None and len(value) != 4 * dim:
+            problems[row] = f"{part.path.name}: vector has {len(value)} bytes, expected {4 * dim} ({dim} float32)"
+        elif binary and value is not None:
+            vectors[row] = np.frombuffer(value, dtype="<f4")
+        elif value is None or len(value) != dim:
+            problems[row] = f"{part.path.name}: vector has {0 if value is None else len(value)} values, expected {dim}"
+        else:
+            vectors[row] = np.asarray([np.nan if v is None else v for v in value], dtype=np.float32)
+    return vectors
+
+
+def _other_models(column: Any, model_key: str) -> np.ndarray | None:
+    """Rows whose model key is not ``model_key`` (None when there are none: the common case
+    is decided from the column's dictionary, not row by row)."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
+    if pa.types.is_dictionary(column.type) and column.null_count == 0:
+        keys = column.dictionary.to_pylist()
+        if all(k == model_key for k in keys):
+            return None
+        column = column.dictionary_decode()
+    same = pc.fill_null(pc.equal(column, model_key), False)
+    if pc.all(same).as_py():
+        return None
+    return np.flatnonzero(~np.asarray(same.to_numpy(zero_copy_only=False), dtype=bool))
+
+
+def _decode(record: Any, info: DatasetInfo, part: _PartRows, wanted: Sequence[str]) -> EmbeddingBatch:
+    """One record batch -> vectors and the text columns asked for; bad rows dropped and named."""
     from cotembed.pipeline import SampleError
 
     n = record.num_rows
     names = record.schema.names
-    column = record.column("embedding")
     problems: dict[int, str] = {}
-    if pa.types.is_fixed_size_list(column.type) and column.type.list_size == info.dim and column.null_count == 0:
-        vectors = column.values.to_numpy(zero_copy_only=False).reshape(n, info.dim)
-    else:  # a variable-length or other-dim column: check row by row
-        vectors = np.zeros((n, info.dim), dtype=np.float32)
-        for row, value in enumerate(column.to_pylist()):
-            if value is None or len(value) != info.dim:
-                problems[row] = f"{path.name}: vector has {0 if value is None else len(value)} values, expected {info.dim}"
-            else:
-                vectors[row] = np.asarray([np.nan if v is None else v for v in value], dtype=np.float32)
-    vectors = np.asarray(vectors, dtype=np.float32)
-    finite = np.isfinite(vectors).all(axis=1)
+    vectors = _vectors(record.column("embedding"), info, part, problems)
+    finite = np.isfinite(vectors.sum(axis=1))  # one reduction, no (rows, dim) mask: a NaN or inf anywhere makes the sum non-finite
     if not finite.all():
         for bad in np.flatnonzero(~finite):
-            problems.setdefault(int(bad), f"{path.name}: vector has NaN or infinite values")
+            if not np.isfinite(vectors[bad]).all():
+                problems.setdefault(int(bad), f"{part.path.name}: vector has NaN or infinite values")
     if "model_key" in names:
-        same = pc.fill_null(pc.equal(record.column("model_key"), info.model_key), False)
-        if not pc.all(same).as_py():
+        others = _other_models(record.column("model_key"), info.model_key)
+        if others is not None:
             keys = record.column("model_key").to_pylist()
-            for other in np.flatnonzero(~np.asarray(same.to_numpy(zero_copy_only=False), dtype=bool)):
-                problems.setdefault(int(other), f"{path.name}: row of model {keys[other]!r}, dataset of {info.model_key!r}")
+            for other in others:
+                problems.setdefault(int(other), f"{part.path.name}: row of model {keys[other]!r}, dataset of {info.model_key!r}")
     hashes = _texts(record, "content_hash", (*wanted, "content_hash") if problems else wanted)
-    raw_sources = record.column("source").to_pylist() if ("source" in wanted or problems) and "source" in names else []
+    read_sources = _texts(record, "source", wanted)
+    raw_sources = read_sources or (part.sources() if problems else [])
 
     def source(row: int) -> str:
         found = raw_sources[row] if raw_sources else None
-        return found if found is not None else f"{path.name}:{hashes[row] if hashes else row}"
+        return found if found is not None else f"{part.path.name}:{hashes[row] if hashes else part.first + row}"
 
     sources = [source(i) for i in range(n)] if "source" in wanted else []
     labels = _texts(record, "label", wanted)

@@ -14,18 +14,30 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from cotembed.cli.common import EXIT_FAILURE, EXIT_OK, Resources, add_format, add_model_options, emit, labelled_samples, load_system, seed_int
+from cotembed.cli.common import (
+    EXIT_FAILURE,
+    EXIT_OK,
+    Resources,
+    add_embeddings_option,
+    add_format,
+    add_model_options,
+    data_or_embeddings,
+    emit,
+    labelled_samples,
+    load_system,
+    seed_int,
+)
 from cotembed.errors import InputError
 
 PER_GROUP = {"auto": None, "yes": True, "no": False}
 
 
 def _similarities(res: Resources, args: argparse.Namespace, encoder: Any, system: Any, paths: list[str], flag: str) -> Any:
-    from cotembed.embeddings import EmbeddingSet
+    from cotembed.cli.embed import labelled_embeddings
 
-    samples, skipped = labelled_samples(args, system, paths, flag)
-    data = EmbeddingSet.from_samples(samples, encoder, res.cache, args.batch_size, not args.quiet, skipped,
-                                     desc=f"calibrate: {flag}", max_pixels=args.max_pixels)
+    samples, skipped = ([], []) if flag == "--embeddings" else labelled_samples(args, system, paths, flag)
+    data = labelled_embeddings(args, res, system, encoder, samples, skipped, f"calibrate: {flag}",
+                               paths[0] if flag == "--embeddings" else None)
     if not len(data):
         raise InputError(f"{flag} {', '.join(paths)}: no input could be used: "
                          + "; ".join(f"{e.source}: {e.error}" for e in data.errors[:5]))
@@ -46,6 +58,7 @@ def _metrics(sims: Any, labels: Any, rules: Any, before_t: float, fit: Any, cot_
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from cotembed.authoring.induce import write_system
     from cotembed.classifier import resolve_temperature
+    from cotembed.cli.embed import embeddings_model
     from cotembed.embeddings import PromptBank
     from cotembed.reporting.calibration import calibration_table, plot_reliability
     from cotembed.scoring import Scorer, ScoringConfig
@@ -53,19 +66,21 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     from cotembed.scoring.methods import OPTIONS
 
     system = load_system(args.system)
+    data_or_embeddings(args, "data", "DATA")
+    fit_paths, fit_flag = ([args.embeddings], "--embeddings") if args.embeddings else (list(args.data), "DATA")
     out = Path(args.out)
-    inputs = [Path(p).resolve() for p in (args.system, *args.data, *(args.eval or ()))]
+    inputs = [Path(p).resolve() for p in (args.system, *fit_paths, *(args.eval or ()))]
     if out.resolve() in inputs or any(out.resolve().is_relative_to(p) for p in inputs if p.is_dir()):
         raise InputError(f"--out {out}: refusing to write over an input (the system or data); choose another file")
     if out.suffix.lower() not in (".yaml", ".yml"):
         raise InputError(f"--out {out}: write the calibrated system as .yaml or .yml")
     with Resources(args) as res:
-        encoder = res.encoder(args.model)
+        encoder = res.encoder(embeddings_model(args, res))
         start_t = resolve_temperature(args.temperature, system, encoder)
         config = ScoringConfig(start_t)
         scorer = Scorer.build(system, PromptBank(encoder, res.cache, progress=not args.quiet).embed, config, ("cot",))
         rules = GroupRules.from_compiled(scorer.compiled)
-        sets = {"fit": _similarities(res, args, encoder, system, args.data, "DATA")}
+        sets = {"fit": _similarities(res, args, encoder, system, fit_paths, fit_flag)}
         if args.eval:
             sets["eval"] = _similarities(res, args, encoder, system, args.eval, "--eval")
         arrays = {k: (scorer.batch(d.embeddings)[OPTIONS], d.label_indices(scorer.class_names), scorer.scores(d.embeddings))
@@ -79,7 +94,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     evaluation = {k: {"n_inputs": len(sets[k]), "metrics": _metrics(s, y, rules, start_t, fit, c)}
                   for k, (s, y, c) in arrays.items()}
     header = [f"Calibrated by `cotembed calibrate` from {args.system} [{system.fingerprint}]",
-              f"data: {', '.join(args.data)} ({len(sets['fit'])} labelled inputs); model: {model_key}",
+              f"data: {', '.join(fit_paths)} ({len(sets['fit'])} labelled inputs); model: {model_key}",
               f"temperature {start_t:g} -> {fit.temperature:g} (NLL of the product posterior "
               f"{fit.nll_before:.4f} -> {fit.nll_after:.4f}); group weights "
               + ("fitted" if fit.per_group else "kept")]
@@ -107,7 +122,7 @@ def register(sub: Any) -> None:
     p = sub.add_parser("calibrate", help="fit the system's temperature (and group weights) on labelled data so CoT's "
                                          "probabilities are calibrated; writes a new system")
     p.add_argument("system", help="system file (.yaml or .json)")
-    p.add_argument("data", nargs="+", help="labelled ImageFolder directories or CSV/JSONL manifests to fit on")
+    p.add_argument("data", nargs="*", help="labelled ImageFolder directories or CSV/JSONL manifests to fit on (or --embeddings)")
     p.add_argument("--out", required=True, metavar="NEW.yaml", help="where to write the calibrated system (never an input)")
     p.add_argument("--eval", nargs="+", default=None, metavar="PATH", help="held-out labelled data for the before/after report")
     p.add_argument("--per-group", choices=tuple(PER_GROUP), default="auto",
@@ -116,5 +131,6 @@ def register(sub: Any) -> None:
     p.add_argument("--plot", default=None, metavar="PNG", help="write the reliability diagram before/after as PNG")
     p.add_argument("--ignore-unknown", action="store_true", help="skip inputs whose label is not a class of the system")
     add_model_options(p, method=False)
+    add_embeddings_option(p)
     add_format(p)
     p.set_defaults(func=cmd_calibrate)

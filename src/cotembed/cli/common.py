@@ -123,11 +123,22 @@ def add_max_pixels(p: argparse.ArgumentParser) -> None:
                         f"on (default: ${MAX_PIXELS_ENV}, else {DEFAULT_MAX_PIXELS})")
 
 
+class ModelDefault(str):
+    """A ``--model`` value nobody typed: with ``--embeddings`` the dataset's own model is used instead."""
+
+
 def add_embeddings_option(p: argparse.ArgumentParser) -> None:
-    """--embeddings DIR: score a Parquet dataset written by `cotembed embed` instead of DATA (no model run on inputs)."""
+    """--embeddings DIR: score a Parquet dataset written by `cotembed embed` instead of DATA (no model run on inputs).
+
+    Call after the ``--model`` option: its default is marked, so a ``--model`` typed by the
+    user (even the default's name) is checked against the dataset, and an untyped one is not.
+    """
     p.add_argument("--embeddings", default=None, metavar="DIR",
                    help="use the embeddings stored in DIR (written by `cotembed embed`) instead of DATA; the model is "
                         "loaded only for prompts not cached, and a --model of another model is refused")
+    default = p.get_default("model")
+    if isinstance(default, str):
+        p.set_defaults(model=ModelDefault(default))
 
 
 def data_or_embeddings(args: argparse.Namespace, field: str, name: str) -> None:

@@ -18,6 +18,7 @@ from cotembed.cli.common import (
     EXIT_OK,
     Resources,
     add_cache_options,
+    add_embeddings_option,
     add_format,
     add_max_pixels,
     add_model_options,
@@ -25,6 +26,7 @@ from cotembed.cli.common import (
     add_quiet,
     bounded_float,
     bounded_int,
+    data_or_embeddings,
     emit,
     guarded_path,
     labelled_samples,
@@ -37,22 +39,26 @@ from cotembed.errors import InputError
 
 
 # ------------------------------------------------------------------ shared
-def _embedding_set(res: Resources, args: argparse.Namespace, encoder: Any, samples: list[Any], skipped: list[Any], desc: str) -> Any:
-    from cotembed.embeddings import EmbeddingSet
+def _embedding_set(res: Resources, args: argparse.Namespace, system: Any, encoder: Any, samples: list[Any], skipped: list[Any], desc: str,
+                   stored_dir: str | None = None) -> Any:
+    from cotembed.cli.embed import labelled_embeddings
 
-    return EmbeddingSet.from_samples(samples, encoder, res.cache, args.batch_size, not args.quiet, skipped, desc=desc,
-                                     max_pixels=args.max_pixels)
+    return labelled_embeddings(args, res, system=system, encoder=encoder, samples=samples, skipped=skipped, desc=desc,
+                               stored_dir=stored_dir)
 
 
 # ----------------------------------------------------------------- inspect
 def cmd_inspect(args: argparse.Namespace) -> int:
     from cotembed.classifier import resolve_temperature
+    from cotembed.cli.embed import embeddings_model
     from cotembed.embeddings import PromptBank
     from cotembed.inspection import inspect_system
     from cotembed.reporting.diagnostics import inspection_table
     from cotembed.scoring import ScoringConfig, get_method
 
     system = load_system(args.system)
+    if args.data and args.embeddings:
+        raise InputError("give --data or --embeddings DIR, not both")
     if args.data and not args.model:
         raise InputError("inspect --data needs --model: the questions are answered by a model (e.g. --model critters)")
     get_method(args.method)
@@ -64,11 +70,12 @@ def cmd_inspect(args: argparse.Namespace) -> int:
             raise InputError(f"--data {', '.join(args.data)}: no labelled inputs of this system's classes")
     errors: list[Any] = []
     with Resources(args) as res:
-        if args.model:
-            encoder = res.encoder(args.model)
+        if args.model or args.embeddings:
+            encoder = res.encoder(embeddings_model(args, res))
             bank = PromptBank(encoder, res.cache, progress=not args.quiet)
             config = ScoringConfig(resolve_temperature(args.temperature, system, encoder), args.hybrid_weight)
-            data = _embedding_set(res, args, encoder, samples, skipped, "inspect") if samples else None
+            data = (_embedding_set(res, args, system, encoder, samples, skipped, "inspect", args.embeddings)
+                    if samples or args.embeddings else None)
             if data is not None:
                 errors = data.errors
                 if not len(data):
@@ -110,7 +117,7 @@ def _header(args: argparse.Namespace, system: Any, summary: dict[str, Any], mode
     use = "--methods cot" if summary["method"] == "cot" else f"--methods hybrid --hybrid-weight {summary['hybrid_weight']:g}"
     lines = [
         f"Induced by `cotembed induce` from {args.system} [{system.fingerprint}]",
-        f"data: {', '.join(args.data)} ({n_data} labelled inputs); {args.per_class} examples per class drawn with seed {args.seed}",
+        f"data: {args.data_name} ({n_data} labelled inputs); {args.per_class} examples per class drawn with seed {args.seed}",
         f"model: {model}",
         f"rules: {summary['n_rule_changes']} of {summary['n_rule_entries']} class x group entries changed"
         + (f" (options within {summary['split_ratio']:g} of the top one's mean probability, at most {summary['max_options']})"
@@ -137,6 +144,7 @@ def _pct(value: float | None) -> str:
 def cmd_induce(args: argparse.Namespace) -> int:
     from cotembed.authoring.induce import RuleInducer, draw_examples, write_system
     from cotembed.classifier import resolve_temperature
+    from cotembed.cli.embed import embeddings_model
     from cotembed.embeddings import PromptBank
     from cotembed.encoders import parse_spec
     from cotembed.reporting.diagnostics import induce_table
@@ -144,32 +152,36 @@ def cmd_induce(args: argparse.Namespace) -> int:
 
     system = load_system(args.system)
     parse_spec(args.model)
+    data_or_embeddings(args, "data", "DATA")
     out = Path(args.out)
     if out.suffix.lower() not in (".yaml", ".yml"):
         raise InputError(f"--out {out}: write the induced system as .yaml or .yml (YAML keeps the header comment)")
     guarded_path(args, "--out", out, "out")
-    samples, skipped = labelled_samples(args, system, args.data, "DATA")
     classes = system.class_names
-    _check_counts(Counter(s.label for s in samples), classes, args.per_class, ", ".join(args.data))
+    args.data_name = args.embeddings or ", ".join(args.data)
+    samples, skipped = ([], []) if args.embeddings else labelled_samples(args, system, args.data, "DATA")
+    if not args.embeddings:
+        _check_counts(Counter(s.label for s in samples), classes, args.per_class, args.data_name)
     eval_samples: list[Any] = []
     eval_skipped: list[Any] = []
     if args.eval:
         eval_samples, eval_skipped = labelled_samples(args, system, args.eval, "--eval")
 
     with Resources(args) as res:
+        args.model = embeddings_model(args, res)
         encoder = res.encoder(args.model)
-        data = _embedding_set(res, args, encoder, samples, skipped, "induce: examples")
+        data = _embedding_set(res, args, system, encoder, samples, skipped, "induce: examples", args.embeddings)
         _check_counts(Counter(data.labels), classes, args.per_class,
-                      f"{', '.join(args.data)} after {len(data.errors)} input(s) failed" if data.errors else ", ".join(args.data))
+                      f"{args.data_name} after {len(data.errors)} input(s) failed" if data.errors else args.data_name)
         train_rows, rest_rows = draw_examples(data.labels, classes, args.per_class, args.seed)
         train = data.subset(train_rows)
         if args.eval:
-            heldout = _embedding_set(res, args, encoder, eval_samples, eval_skipped, "induce: held-out")
+            heldout = _embedding_set(res, args, system, encoder, eval_samples, eval_skipped, "induce: held-out")  # --eval: paths
             heldout_source = ", ".join(args.eval)
             errors = data.errors + heldout.errors
         else:
             heldout = data.subset(rest_rows) if rest_rows else None
-            heldout_source = f"the rest of {', '.join(args.data)}"
+            heldout_source = f"the rest of {args.data_name}"
             errors = data.errors
         bank = PromptBank(encoder, res.cache, progress=not args.quiet)
         reference = resolve_temperature(args.temperature, system, encoder)
@@ -236,6 +248,7 @@ def register(sub: Any) -> None:
     add_max_pixels(p)
     p.add_argument("--allow-outside-paths", action="store_true", help="let manifests name files outside their own folder")
     _add_data_options(p)
+    add_embeddings_option(p)
     add_cache_options(p)
     add_quiet(p)
     add_format(p)
@@ -243,7 +256,8 @@ def register(sub: Any) -> None:
 
     p = sub.add_parser("induce", help="set rules, temperature and weights from K labelled examples per class; writes a new system")
     p.add_argument("system", help="starting system file (its groups and options are kept)")
-    p.add_argument("data", nargs="+", help="labelled ImageFolder directories or CSV/JSONL manifests to draw the examples from")
+    p.add_argument("data", nargs="*", help="labelled ImageFolder directories or CSV/JSONL manifests to draw the examples from "
+                                         "(or --embeddings)")
     p.add_argument("--per-class", type=bounded_int(1, 100_000), required=True, metavar="K", help="examples per class to induce from")
     add_output(p, "--out", required=True, metavar="NEW.yaml", help="where to write the induced system (YAML with a header comment)")
     p.add_argument("--seed", type=seed_int, default=0, help="seed of the draw of examples (default: 0)")
@@ -255,5 +269,6 @@ def register(sub: Any) -> None:
     p.add_argument("--folds", type=bounded_int(0, 100), default=5, help="cross-validation folds for choosing settings (default: 5; 0: none)")
     add_model_options(p, method=False)
     _add_data_options(p)
+    add_embeddings_option(p)
     add_format(p)
     p.set_defaults(func=cmd_induce)

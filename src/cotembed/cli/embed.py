@@ -51,7 +51,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
                     continue
                 if writer is None:
                     writer = EmbeddingWriter(args.out, encoder.model_key, batch.embeddings.shape[1], model_spec=args.model,
-                                             part_rows=args.part_rows)
+                                             part_rows=args.part_rows, vector_layout=args.vector_layout)
                 writer.add([s.source for s in batch.samples], [s.label for s in batch.samples], [s.kind for s in batch.samples],
                            [hashes[s.source] or "" for s in batch.samples], batch.embeddings)
         finally:
@@ -113,6 +113,48 @@ def stored_embeddings(args: argparse.Namespace, res: Resources, spec: str | None
         if not getattr(args, "quiet", False):
             print(f"--embeddings: skipped {error.source}: {error.error}", file=sys.stderr)
     return data, spec
+
+
+def embeddings_model(args: argparse.Namespace, res: Resources) -> str:
+    """The model spec a verb loads: ``--model``, or with ``--embeddings`` and no typed
+    ``--model`` the spec the dataset was written with; a dataset of another model key is
+    refused (both keys named)."""
+    from cotembed.cli.common import ModelDefault
+    from cotembed.parquet import check_model, read_info_or_fail
+
+    if not getattr(args, "embeddings", None):
+        return str(args.model)
+    info = read_info_or_fail(args.embeddings)
+    typed = args.model and not isinstance(args.model, ModelDefault)
+    spec = args.model if typed else (info.model_spec or info.model_key)
+    check_model(info, args.embeddings, res.encoder(spec).model_key)
+    return str(spec)
+
+
+def labelled_embeddings(args: argparse.Namespace, res: Resources, system: Any, encoder: Any, samples: list[Any],
+                        skipped: list[Any], desc: str, stored_dir: str | None = None) -> Any:
+    """Labelled inputs as an :class:`~cotembed.embeddings.EmbeddingSet`: ``samples`` run through
+    the model, or the dataset ``stored_dir`` (``--embeddings``: no model call), labels mapped
+    to the system's classes. Every verb that learns from labelled data gets them here."""
+    from cotembed.embeddings import EmbeddingSet
+
+    if not stored_dir:
+        return EmbeddingSet.from_samples(samples, encoder, res.cache, args.batch_size, not args.quiet, skipped, desc=desc,
+                                         max_pixels=args.max_pixels)
+    from cotembed.parquet import read_embedding_set
+
+    stored = read_embedding_set(stored_dir, encoder.model_key)
+    for error in stored.errors:
+        if not getattr(args, "quiet", False):
+            print(f"--embeddings: skipped {error.source}: {error.error}", file=sys.stderr)
+    unlabelled = [s for s, label in zip(stored.sources, stored.labels) if label is None]
+    if unlabelled:
+        raise InputError(f"--embeddings {stored_dir}: {len(unlabelled)} row(s) have no label (e.g. {unlabelled[0]}); "
+                         "this verb learns from labelled data: embed an ImageFolder or a manifest with a label column")
+    data = resolve_stored_labels(stored, system, getattr(args, "ignore_unknown", False))
+    if not len(data):
+        raise InputError(f"--embeddings {stored_dir}: no labelled row of this system's classes")
+    return data
 
 
 def resolve_stored_labels(data: Any, system: Any, ignore_unknown: bool) -> Any:
@@ -197,7 +239,7 @@ def classify_on_ray(args: argparse.Namespace, system: Any, method: str) -> int:
 
 def register(sub: Any) -> None:
     from cotembed.encoders import DEFAULT_MODEL, DEFAULT_MODEL_NOTE
-    from cotembed.parquet import PART_ROWS
+    from cotembed.parquet import PART_ROWS, VECTOR_LAYOUTS
 
     p = sub.add_parser("embed", help="embed images or texts into a Parquet dataset (resumable; shareable without the model)")
     p.add_argument("data", nargs="+", help="image files, folders, or CSV/JSONL manifests (path,label or text,label)")
@@ -207,6 +249,9 @@ def register(sub: Any) -> None:
     p.add_argument("--device", default=None, help="torch device for the model")
     p.add_argument("--part-rows", type=bounded_int(1, 10_000_000), default=PART_ROWS, metavar="N",
                    help=f"rows per Parquet part file; an interrupted run keeps every finished part (default: {PART_ROWS})")
+    p.add_argument("--vector-layout", choices=VECTOR_LAYOUTS, default="list",
+                   help="embedding column of a new dataset: list (float32 fixed-size list, read by any data tool) or binary "
+                        "(raw float32 bytes, several times faster to re-score); an existing dataset keeps its own (default: list)")
     p.add_argument("--allow-outside-paths", action="store_true", help="let manifests name files outside their own folder")
     add_max_pixels(p)
     add_cache_options(p)

@@ -20,11 +20,13 @@ from cotembed.cli.common import (
     EXIT_FAILURE,
     EXIT_OK,
     Resources,
+    add_embeddings_option,
     add_format,
     add_model_options,
     add_output,
     bounded_float,
     bounded_int,
+    data_or_embeddings,
     emit,
     guarded_path,
     labelled_samples,
@@ -78,12 +80,14 @@ def _wants_llm(args: argparse.Namespace) -> bool:
 def cmd_optimize(args: argparse.Namespace) -> int:
     from cotembed.authoring.build import timestamp, write_system
     from cotembed.classifier import resolve_temperature
+    from cotembed.cli.embed import embeddings_model, labelled_embeddings
     from cotembed.embeddings import EmbeddingSet, PromptBank
     from cotembed.encoders import parse_spec
     from cotembed.optimize import HistoryWriter, Objective, Search, SearchSettings, Vocabulary, parse_proposers, split_rows
 
     system = load_system(args.system)
     parse_spec(args.model)
+    data_or_embeddings(args, "train", "TRAIN")
     out_path, history_path, plot_path = _paths(args)
     if args.engine != "search":
         if args.vocabulary or args.proposers:
@@ -102,20 +106,22 @@ def cmd_optimize(args: argparse.Namespace) -> int:
         from cotembed.cli.authoring import llm_settings as resolve_llm
 
         llm_settings = resolve_llm(args)
-    train_samples, train_skipped = labelled_samples(args, system, args.train, "TRAIN")
+    train_samples, train_skipped = ([], []) if args.embeddings else labelled_samples(args, system, args.train, "TRAIN")
+    train_name = args.embeddings or ", ".join(args.train)
     val_samples, val_skipped = labelled_samples(args, system, args.val, "--val") if args.val else ([], [])
     eval_samples, eval_skipped = labelled_samples(args, system, args.eval, "--eval") if args.eval else ([], [])
     log = _logger(args)
     progress = not args.quiet
 
     with Resources(args) as res:
+        args.model = embeddings_model(args, res)
         encoder = res.encoder(args.model)
 
         def embed_set(samples: list[Any], skipped: list[Any], desc: str) -> EmbeddingSet:
             return EmbeddingSet.from_samples(samples, encoder, res.cache, args.batch_size, progress, skipped, desc=desc,
                                              max_pixels=args.max_pixels)
 
-        data = embed_set(train_samples, train_skipped, "optimize: train")
+        data = labelled_embeddings(args, res, system, encoder, train_samples, train_skipped, "optimize: train", args.embeddings)
         errors = list(data.errors)
         if args.val:
             val = embed_set(val_samples, val_skipped, "optimize: validation")
@@ -188,7 +194,7 @@ def cmd_optimize(args: argparse.Namespace) -> int:
         "engine": args.engine,
         "method": args.method,
         "reference_temperature": reference,
-        "data": {"train": {"source": ", ".join(args.train), "n_inputs": len(train)},
+        "data": {"train": {"source": train_name, "n_inputs": len(train)},
                  "validation": {"source": val_source, "n_inputs": len(val) if val is not None else 0},
                  "eval": test},
         **summary,
@@ -212,7 +218,7 @@ def _header(args: argparse.Namespace, system: Any, result: Any, model: str, n_tr
     s, b = result.start_score, result.best_score
     lines = [
         f"Optimised by `cotembed optimize --engine {args.engine}` from {args.system} [{system.fingerprint}] on {when}",
-        f"model: {model}; method {args.method}; data: {', '.join(args.train)} ({n_train} training inputs); "
+        f"model: {model}; method {args.method}; data: {args.embeddings or ', '.join(args.train)} ({n_train} training inputs); "
         f"validation: {val_source or 'none'} ({n_val} inputs)",
         f"seed {args.seed}; {result.n_candidates} candidates in {result.rounds} round(s), {result.seconds:.1f} s; "
         f"stopped: {result.stop_reason}; proposers: {', '.join(result.settings.get('proposers', []))}",
@@ -269,7 +275,8 @@ def register(sub: Any) -> None:
                     "the trajectory. Deterministic given --seed (apart from --max-seconds and LLM answers).",
     )
     p.add_argument("system", help="starting system file (.yaml or .json)")
-    p.add_argument("train", nargs="+", metavar="TRAIN", help="labelled ImageFolder directories or CSV/JSONL manifests to optimise on")
+    p.add_argument("train", nargs="*", metavar="TRAIN", help="labelled ImageFolder directories or CSV/JSONL manifests to optimise on "
+                                                           "(or --embeddings)")
     add_output(p, "--out", required=True, metavar="BEST.yaml", help="where to write the best system (.yaml, .yml or .json)")
     data = p.add_argument_group("validation and held-out data")
     data.add_argument("--val", nargs="+", default=None, metavar="PATH", help="validation data: picks the best system, never steers the search")
@@ -305,5 +312,6 @@ def register(sub: Any) -> None:
     llm.add_argument("--llm-every", type=bounded_int(1, 10_000), default=1, metavar="N", help="ask the LLM every N rounds (default: 1)")
     add_llm_options(p)
     add_model_options(p)
+    add_embeddings_option(p)
     add_format(p)
     p.set_defaults(func=cmd_optimize)

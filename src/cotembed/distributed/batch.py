@@ -118,11 +118,14 @@ class ScoreBatch:
     Adds ``prediction`` (None when abstaining or on error), ``score``, ``abstained``,
     and per question ``answer:<group>`` (the most probable option) and ``p:<group>``
     (its probability). ``abstain_below``: abstain when the top score is under it.
-    Rows with a non-empty ``error`` are passed through unscored.
+    Rows with a non-empty ``error`` are passed through unscored. ``answers=False`` leaves
+    out the per-question columns: the class scores then come from the scorer's fused path
+    (two matrix products) and no per-row Python objects are built beyond the predictions.
     """
 
     def __init__(self, system: Any, prompt_vectors: Mapping[str, np.ndarray], temperature: float, method: str = "cot",
-                 hybrid_weight: float = 1.0, abstain_below: float | None = None, keep_embedding: bool = False):
+                 hybrid_weight: float = 1.0, abstain_below: float | None = None, keep_embedding: bool = False,
+                 answers: bool = True):
         from cotembed.scoring import Scorer, ScoringConfig
 
         methods = (method, "cot") if method != "cot" else ("cot",)
@@ -130,13 +133,16 @@ class ScoreBatch:
         self.method = method
         self.abstain_below = abstain_below
         self.keep_embedding = keep_embedding
+        self.answers = answers
 
     def __call__(self, batch: Mapping[str, Any]) -> Columns:
         from cotembed.scoring import get_method
 
-        embeddings = np.asarray(batch[EMBEDDING], dtype=np.float32)
-        if embeddings.dtype == object or embeddings.ndim != 2:  # rows as separate arrays
-            embeddings = np.stack([np.asarray(v, dtype=np.float32) for v in batch[EMBEDDING]])
+        column = batch[EMBEDDING]
+        if isinstance(column, np.ndarray) and column.ndim == 2 and column.dtype != object:
+            embeddings = np.asarray(column, dtype=np.float32)  # already a matrix: no copy for float32
+        else:  # rows as separate arrays
+            embeddings = np.stack([np.asarray(v, dtype=np.float32) for v in column])
         n = len(embeddings)
         if ERROR in batch:
             error = np.array(batch[ERROR], dtype=object)
@@ -150,18 +156,21 @@ class ScoreBatch:
         predictions = np.full(n, None, dtype=object)
         scores = np.full(n, np.nan, dtype=np.float32)
         abstained = np.zeros(n, dtype=bool)
-        answers = {g: np.full(n, None, dtype=object) for g in compiled.group_names}
-        confidence = {g: np.full(n, np.nan, dtype=np.float32) for g in compiled.group_names}
+        groups = compiled.group_names if self.answers else ()
+        answers = {g: np.full(n, None, dtype=object) for g in groups}
+        confidence = {g: np.full(n, np.nan, dtype=np.float32) for g in groups}
         rows = np.flatnonzero(ok)
-        if len(rows):
-            x = embeddings[rows]
-            finite = np.isfinite(x).all(axis=1)
+        x = embeddings if len(rows) == n else embeddings[rows]  # every row usable (the usual case): no copy
+        finite = np.isfinite(x.sum(axis=1))  # a NaN or inf anywhere in a row makes its sum non-finite
+        if not finite.all():
+            finite = np.isfinite(x).all(axis=1)  # exact, row by row: a sum may merely have overflowed
             for bad in rows[~finite]:
                 error[bad] = "embedding has NaN or infinite values"
             rows, x = rows[finite], x[finite]
         if len(rows):
-            batch_scores = self.scorer.batch(x, (self.method, "cot"))
-            class_scores = get_method(self.method).score(batch_scores)
+            batch_scores = self.scorer.batch(x, (self.method, "cot")) if self.answers else None
+            class_scores = (get_method(self.method).score(batch_scores) if batch_scores is not None
+                            else self.scorer.scores(x, self.method))
             best = class_scores.argmax(axis=1)
             top = class_scores[np.arange(len(rows)), best]
             names = np.asarray(compiled.class_names, dtype=object)
@@ -171,9 +180,10 @@ class ScoreBatch:
                 low = top < self.abstain_below
                 abstained[rows[low]] = True
                 predictions[rows[low]] = None
-            probs = batch_scores.option_probs
+            probs = batch_scores.option_probs if batch_scores is not None else None
             options = [np.asarray(group.options, dtype=object) for group in self.scorer.system.groups]
-            for g, group in enumerate(compiled.group_names):
+            for g, group in enumerate(groups):
+                assert probs is not None
                 block = probs[:, compiled.offsets[g]:compiled.offsets[g + 1]]
                 pick = block.argmax(axis=1)
                 answers[group][rows] = options[g][pick]
@@ -181,10 +191,28 @@ class ScoreBatch:
         out["prediction"] = predictions
         out["score"] = scores
         out["abstained"] = abstained
-        for group in compiled.group_names:
+        for group in groups:
             out[f"answer:{group}"] = answers[group]
             out[f"p:{group}"] = confidence[group]
         return out
 
 
-__all__ = ["CONTENT_HASH", "EMBEDDING", "ERROR", "Columns", "EmbedBatch", "ScoreBatch", "content_hash"]
+class EmbedScoreBatch:
+    """Embeds and scores a batch in one call: what one actor does for ``classify --engine ray``.
+
+    Scoring where the embeddings are made saves a second pipeline stage (its tasks, the
+    CPU slots they wait for, and the embeddings passed between the two through the object
+    store). Output columns: those of :class:`ScoreBatch` on :class:`EmbedBatch`'s output.
+    """
+
+    def __init__(self, model: str, system: Any, prompt_vectors: Mapping[str, np.ndarray], temperature: float, method: str = "cot",
+                 hybrid_weight: float = 1.0, abstain_below: float | None = None, batch_size: int | None = None,
+                 max_pixels: int | None = None):
+        self.embed = EmbedBatch(model, batch_size=batch_size, max_pixels=max_pixels)
+        self.score = ScoreBatch(system, prompt_vectors, temperature, method, hybrid_weight, abstain_below)
+
+    def __call__(self, batch: Mapping[str, Any]) -> Columns:
+        return self.score(self.embed(batch))
+
+
+__all__ = ["CONTENT_HASH", "EMBEDDING", "ERROR", "Columns", "EmbedBatch", "EmbedScoreBatch", "ScoreBatch", "content_hash"]

@@ -2,8 +2,8 @@
 
 :func:`classify_dataset` turns a Ray Dataset of image paths (or of stored embeddings)
 into one with prediction, score, abstention and per-question columns, through
-``map_batches`` with an actor pool for the model (loaded once per actor) and plain
-tasks for scoring. :func:`classify_to_parquet` is the CLI's ``classify --engine ray``:
+``map_batches`` with an actor pool that loads the model once per actor and scores the
+embeddings it makes in the same call (stored embeddings are scored by plain tasks). :func:`classify_to_parquet` is the CLI's ``classify --engine ray``:
 it collects the inputs, skips those ``--out`` already holds, and writes Parquet.
 
 Ray is the optional extra ``ray`` (``pip install 'cotembed[ray]'``). Connecting:
@@ -24,11 +24,15 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from cotembed.distributed.batch import EMBEDDING, ERROR, EmbedBatch, ScoreBatch
+from cotembed.distributed.batch import EMBEDDING, ERROR, EmbedScoreBatch, ScoreBatch
 from cotembed.errors import CotembedError, InputError
 
 CONNECT_TIMEOUT_S = 10.0
 """How long to wait for a cluster address to answer before giving up with a clear error."""
+WRITE_REMOTE_ARGS = {"num_cpus": 0}
+"""Parquet write tasks reserve no CPU: they are light, and on a cluster whose CPUs all hold
+model actors (2 actors on 2 cores) they would wait for a free CPU while their input backs up
+and stalls the actors."""
 DEFAULT_BATCH_SIZE = 256
 """Images per actor call: large enough for the model, small enough to keep actors busy."""
 
@@ -106,19 +110,21 @@ def classify_dataset(ds: Any, system: Any, model: str | None, *, vectors: Mappin
     require_ray()
     from ray.data import ActorPoolStrategy
 
-    if EMBEDDING not in ds.schema().names:
-        if model is None:
-            raise InputError("classify_dataset: the dataset has no embedding column, so a model is needed")
-        ds = ds.map_batches(
-            EmbedBatch,
-            fn_constructor_kwargs={"model": model, "batch_size": model_batch_size, "max_pixels": max_pixels},
-            compute=ActorPoolStrategy(size=actors),
-            batch_size=batch_size,
-            batch_format="numpy",
-            num_gpus=gpus_per_actor or None,
-        )
-    scorer = ScoreBatch(system, vectors, temperature, method, hybrid_weight, abstain_below)
-    return ds.map_batches(scorer, batch_size=max(batch_size, 4096), batch_format="numpy")
+    if EMBEDDING in ds.schema().names:
+        scorer = ScoreBatch(system, vectors, temperature, method, hybrid_weight, abstain_below)
+        return ds.map_batches(scorer, batch_size=max(batch_size, 4096), batch_format="numpy")
+    if model is None:
+        raise InputError("classify_dataset: the dataset has no embedding column, so a model is needed")
+    return ds.map_batches(  # one stage: each actor embeds and scores its batch (see EmbedScoreBatch)
+        EmbedScoreBatch,
+        fn_constructor_kwargs={"model": model, "system": system, "prompt_vectors": dict(vectors), "temperature": temperature,
+                               "method": method, "hybrid_weight": hybrid_weight, "abstain_below": abstain_below,
+                               "batch_size": model_batch_size, "max_pixels": max_pixels},
+        compute=ActorPoolStrategy(size=actors),
+        batch_size=batch_size,
+        batch_format="numpy",
+        num_gpus=gpus_per_actor or None,
+    )
 
 
 # ----------------------------------------------------------------------- the CLI's run
@@ -190,7 +196,7 @@ def classify_to_parquet(system: Any, system_path: str, inputs: Sequence[str], mo
             Path(out).mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise InputError(f"--out {out}: cannot create ({exc.strerror or exc})") from exc
-        result.write_parquet(str(out))
+        result.write_parquet(str(out), ray_remote_args=dict(WRITE_REMOTE_ARGS))
         run.written = len(todo)
         run.errors = _errors_in(out, {str(s.path) for s in todo})
     run.seconds = time.perf_counter() - started
