@@ -64,7 +64,7 @@ def split(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if (made / "Brazzik").is_dir():
         return made
     out = tmp_path_factory.mktemp("studio-split") / "critters-hard"
-    assert main(["critters", "generate", "--species", str(EXAMPLES / "species.yaml"), "--per-class", "6", "--seed", "2002",
+    assert main(["critters", "generate", "--species", str(EXAMPLES / "species.yaml"), "--per-class", "20", "--seed", "2002",
                  "--difficulty", "hard", "--out", str(out), "-q"]) == 0
     return out
 
