@@ -14,16 +14,19 @@ pytest.importorskip("importlinter")
 
 import importlinter.api  # noqa: E402,F401  (configures import-linter's adapters)
 from importlinter.application import use_cases  # noqa: E402
-from importlinter.domain.contract import registry  # noqa: E402
+from importlinter.contracts.acyclic_siblings import AcyclicSiblingsContract  # noqa: E402
+from importlinter.contracts.forbidden import ForbiddenContract  # noqa: E402
+from importlinter.contracts.layers import LayersContract  # noqa: E402
+
+CONTRACT_TYPES = {"layers": LayersContract, "forbidden": ForbiddenContract, "acyclic_siblings": AcyclicSiblingsContract}
+"""The contract types pyproject.toml uses, by the names its ``type`` fields give."""
 
 PYPROJECT = Path(__file__).resolve().parents[1] / "pyproject.toml"
 
 
 @pytest.fixture(scope="module")
 def options():
-    opts = use_cases.read_user_options(str(PYPROJECT))
-    use_cases._register_contract_types(opts)
-    return opts
+    return use_cases.read_user_options(str(PYPROJECT))
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +37,7 @@ def graph():
 def kept(options, graph, contract_id: str) -> bool:
     found = [c for c in options.contracts_options if c.get("id") == contract_id]
     assert found, f"no contract {contract_id!r} in {PYPROJECT}"
-    contract = registry.get_contract_class(found[0]["type"])(
+    contract = CONTRACT_TYPES[found[0]["type"]](
         name=found[0]["name"], session_options=options.session_options, contract_options=found[0])
     return bool(contract.check(copy.deepcopy(graph), verbose=False).kept)
 
