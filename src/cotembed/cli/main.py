@@ -20,7 +20,11 @@ from cotembed.cli.common import Parser, WriteGuard, dumps
 from cotembed.errors import CotembedError, InputError, exit_code_of
 
 FAMILIES = (
+    "cotembed.cli.validate",
     "cotembed.cli.classify",
+    "cotembed.cli.eval",
+    "cotembed.cli.explain",
+    "cotembed.cli.models",
     "cotembed.cli.critters",
     "cotembed.cli.diagnose",
     "cotembed.cli.evidence",

@@ -9,9 +9,10 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from cotembed.cli.classify import ECE_HELP, add_evaluation_arguments, run_eval
 from cotembed.cli.common import add_format, add_output
+from cotembed.cli.eval import run_eval
 from cotembed.cli.html_page import HtmlReport, add_report_options
+from cotembed.cli.methods import ECE_HELP, add_evaluation_arguments
 
 DEFAULT_REPORT = "report.html"
 

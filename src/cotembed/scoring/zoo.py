@@ -125,7 +125,7 @@ class Ensemble(ScoringMethod):
     title = "method zoo"
     parameters: ClassVar[tuple[Param, ...]] = (
         Param("templates", "strings", None, optional=True, check=_template_problem, flag="--templates", metavar="FILE",
-              parse="cotembed.cli.classify:read_templates",
+              parse="cotembed.cli.methods:read_templates",
               help="name templates for the ensemble method, one per line with {} (default: a CLIP-style set)"),
     )
 
@@ -234,7 +234,7 @@ def random_seeds(seeds: Any = DEFAULT_RANDOM_SEEDS) -> tuple[int, ...]:
 
 
 _SEEDS = Param("random_seeds", "ints", DEFAULT_RANDOM_SEEDS, low=0, high=2**32, high_open=True, flag="--random-seeds",
-               metavar="S,S,...", parse="cotembed.cli.classify:seed_list",
+               metavar="S,S,...", parse="cotembed.cli.methods:seed_list",
                help="seeds of random-control, one run each; eval reports mean and spread (default: 0,1,2,3,4)")
 
 
