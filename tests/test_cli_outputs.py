@@ -168,6 +168,9 @@ REFUSED = [
     (["eval", "colours.yaml", "data", "--output", "cache.json", "--cache", "cache.json"], "cache.json", "--cache"),
     (["build", "--classes", "labels.jsonl", "--out", "best.yaml", "--transcript", "labels.jsonl"], "labels.jsonl", "--classes"),
     (["build", "--classes", "colours.yaml", "--out", "colours.yaml", "--force"], "colours.yaml", "--classes"),
+    (["embed", "data", "--out", "data"], "data/red-thing/0.png", "DATA"),
+    (["embed", "labels.csv", "--out", "labels.csv"], "labels.csv", "DATA"),
+    (["calibrate", "colours.yaml", "labels.csv", "--out", "new.yaml", "--plot", "labels.csv"], "labels.csv", "DATA"),
 ]
 
 

@@ -21,6 +21,7 @@ from cotembed.cli.common import (
     add_embeddings_option,
     add_format,
     add_model_options,
+    add_output,
     data_or_embeddings,
     emit,
     labelled_samples,
@@ -128,7 +129,7 @@ def register(sub: Any) -> None:
     p.add_argument("--per-group", choices=tuple(PER_GROUP), default="auto",
                    help="fit per-group weights: auto (only if they lower the NLL on held-out folds; default), yes, no")
     p.add_argument("--seed", type=seed_int, default=0, help="seed of the folds that decide --per-group auto (default: 0)")
-    p.add_argument("--plot", default=None, metavar="PNG", help="write the reliability diagram before/after as PNG")
+    add_output(p, "--plot", default=None, metavar="PNG", help="write the reliability diagram before/after as PNG")
     p.add_argument("--ignore-unknown", action="store_true", help="skip inputs whose label is not a class of the system")
     add_model_options(p, method=False)
     add_embeddings_option(p)

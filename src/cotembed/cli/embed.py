@@ -14,6 +14,7 @@ from cotembed.cli.common import (
     add_cache_options,
     add_format,
     add_max_pixels,
+    add_output,
     add_quiet,
     bounded_int,
     emit,
@@ -206,7 +207,7 @@ def add_engine_options(p: argparse.ArgumentParser) -> None:
                    help="Ray cluster to join: HOST:PORT, ray://HOST:10001 or auto (default: start a local one)")
     g.add_argument("--actors", type=bounded_int(1, 100_000), default=1, metavar="N", help="model actors (each loads the model once; default: 1)")
     g.add_argument("--gpus-per-actor", type=float, default=0.0, metavar="G", help="GPUs reserved per actor (default: 0)")
-    g.add_argument("--out", default=None, metavar="DIR", help="--engine ray: write predictions as Parquet into DIR (reruns skip what it holds)")
+    add_output(g, "--out", default=None, metavar="DIR", help="--engine ray: write predictions as Parquet into DIR (reruns skip what it holds)")
 
 
 def classify_on_ray(args: argparse.Namespace, system: Any, method: str) -> int:
@@ -244,7 +245,7 @@ def register(sub: Any) -> None:
     p = sub.add_parser("embed", help="embed images or texts into a Parquet dataset (resumable; shareable without the model)")
     p.add_argument("data", nargs="+", help="image files, folders, or CSV/JSONL manifests (path,label or text,label)")
     p.add_argument("--model", default=DEFAULT_MODEL, metavar="SPEC", help=f"model spec (default: {DEFAULT_MODEL}, {DEFAULT_MODEL_NOTE})")
-    p.add_argument("--out", required=True, metavar="DIR", help="dataset folder: Parquet part files plus _cotembed.json")
+    add_output(p, "--out", required=True, metavar="DIR", help="dataset folder: Parquet part files plus _cotembed.json")
     p.add_argument("--batch-size", type=bounded_int(1, 4096), default=None, help="inputs per model call (default: the encoder's)")
     p.add_argument("--device", default=None, help="torch device for the model")
     p.add_argument("--part-rows", type=bounded_int(1, 10_000_000), default=PART_ROWS, metavar="N",
@@ -263,7 +264,7 @@ def register(sub: Any) -> None:
     verbs = p.add_subparsers(dest="cache_command", required=True, metavar="ACTION", parser_class=type(p))
     q = verbs.add_parser("export", help="write a model's cached embeddings into a Parquet dataset")
     q.add_argument("--model", default=DEFAULT_MODEL, metavar="SPEC", help=f"whose embeddings (default: {DEFAULT_MODEL}, {DEFAULT_MODEL_NOTE})")
-    q.add_argument("--out", required=True, metavar="DIR", help="dataset folder (rows already there are skipped)")
+    add_output(q, "--out", required=True, metavar="DIR", help="dataset folder (rows already there are skipped)")
     q.add_argument("--kind", choices=("image", "text"), default=None, help="only image or only text embeddings (default: both)")
     add_cache_options(q)
     add_quiet(q)
