@@ -158,6 +158,19 @@ def _support_data(clf: "CoTClassifier", examples: Any, ignore_unknown: bool, inp
     return _concatenate(parts, model_key), skipped, leaks
 
 
+def labelled_embeddings(clf: "CoTClassifier", examples: Any, ignore_unknown: bool = False,
+                        where: str = "examples") -> EmbeddingSet:
+    """The embeddings of labelled ``examples`` (paths, samples or an EmbeddingSet) with their labels resolved to
+    the system's classes, through ``clf``'s encoder and cache: a support set kept outside a classifier (the service's)."""
+    data, skipped, _ = _support_data(clf, examples, ignore_unknown, (), where)
+    if not len(data):
+        if data.errors:
+            raise InputError(f"{where}: no usable example: {data.errors[0].source}: {data.errors[0].error}")
+        raise InputError(f"{where}: no example belongs to a class of the system"
+                         + (f" ({len(skipped)} skipped by their unknown labels)" if skipped else ""))
+    return data
+
+
 def fit_examples(clf: "CoTClassifier", examples: Any, methods: Sequence[str] | None = None, ignore_unknown: bool = False,
                  inputs: Sequence[Sample] = (), where: str = "examples",
                  allow_outside: bool = False) -> tuple[dict[str, Any], ExamplesReport]:
@@ -208,4 +221,4 @@ def provenance(clf: "CoTClassifier", settings: Mapping[str, Any]) -> dict[str, A
     return out
 
 
-__all__ = ["ExamplesReport", "configured_methods", "example_methods", "fit_examples", "provenance"]
+__all__ = ["ExamplesReport", "configured_methods", "example_methods", "fit_examples", "labelled_embeddings", "provenance"]

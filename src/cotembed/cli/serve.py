@@ -32,6 +32,7 @@ LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 def _settings(args: argparse.Namespace) -> Any:
     from cotembed.encoders import DEFAULT_MODEL, parse_spec
     from cotembed.serve.settings import API_KEY_ENV, Batching, Limits, ServeSettings, UrlFetching
+    from cotembed.serve.startup import parse_assignments
 
     specs = tuple(dict.fromkeys(args.model or [DEFAULT_MODEL]))
     for spec in specs:
@@ -55,7 +56,51 @@ def _settings(args: argparse.Namespace) -> Any:
         host=args.host, port=args.port, cache=args.cache, cache_enabled=not args.no_cache, cache_recover=args.cache_recover,
         device=args.device, encoder_batch_size=args.batch_size, limits=limits, batching=batching, urls=urls,
         graceful_timeout_s=args.graceful_timeout_s, allow_no_auth_off_loopback=args.insecure_no_auth,
+        workers=args.workers, examples=parse_assignments(args.examples, "--examples"),
+        conformal_data=parse_assignments(args.conformal_data, "--conformal-data"), conformal_alpha=args.conformal,
+        conformal_score=args.conformal_score,
     )
+
+
+def _ready_info(registry: Any, url: str, settings: Any) -> dict[str, Any]:
+    return {"url": url, "docs": f"{url}/docs", "models": [m.describe() for m in registry.models.values()],
+            "systems": [{"name": e.name, "fingerprint": e.system.fingerprint} for e in registry.entries()],
+            "auth": bool(settings.api_key), "workers": settings.workers}
+
+
+def _say_ready(args: argparse.Namespace, settings: Any, ready: dict[str, Any]) -> None:
+    """The one ready line on stdout (``--format json``: a JSON object with the URL)."""
+    url = ready["url"]
+    if args.format == "json":
+        sys.stdout.write(json.dumps(ready, ensure_ascii=False, allow_nan=False) + "\n")
+    else:
+        systems = ", ".join(s["name"] for s in ready["systems"]) or "none yet (POST /v1/systems)"
+        workers = f"; {settings.workers} worker processes" if settings.workers > 1 else ""
+        sys.stdout.write(f"cotembed serve: {url} (docs: {url}/docs); models: {', '.join(m['id'] for m in ready['models'])}; "
+                         f"systems: {systems}; API key: {'required' if settings.api_key else 'not required (loopback only)'}"
+                         f"{workers}\n")
+    sys.stdout.flush()
+
+
+def _serve_workers(args: argparse.Namespace, settings: Any) -> int:
+    """``--workers N``: bind, fork N workers that each load the models and serve the one socket."""
+    from cotembed.serve.app import create_app
+    from cotembed.serve.registry import Registry
+    from cotembed.serve.server import bind, url_of, uvicorn_server
+    from cotembed.serve.workers import run_workers
+
+    sock = bind(settings.host, settings.port)
+    url = url_of(sock)
+
+    def serve_one(ready: Any) -> None:
+        with Registry.open(settings, log=args.log_level in ("info", "debug")) as registry:
+            ready(_ready_info(registry, url, settings))
+            server = uvicorn_server(create_app(registry), settings.graceful_timeout_s, args.log_level, not args.no_access_log)
+            for sig in (signal.SIGTERM, signal.SIGINT):  # uvicorn re-raises the signal that stopped it
+                signal.signal(sig, lambda signum, frame: None)
+            server.run(sockets=[sock])
+
+    return run_workers(settings.workers, sock, serve_one, lambda info: _say_ready(args, settings, info))
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -71,21 +116,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from cotembed.serve.server import bind, url_of, uvicorn_server
 
     settings = _settings(args)
+    if settings.workers > 1:
+        return _serve_workers(args, settings)
     with Registry.open(settings, log=args.log_level in ("info", "debug")) as registry:
         sock = bind(settings.host, settings.port)
         url = url_of(sock)
-        ready: dict[str, Any] = {
-            "url": url, "docs": f"{url}/docs", "models": [m.describe() for m in registry.models.values()],
-            "systems": [{"name": e.name, "fingerprint": e.system.fingerprint} for e in registry.entries()],
-            "auth": bool(settings.api_key),
-        }
-        if args.format == "json":
-            sys.stdout.write(json.dumps(ready, ensure_ascii=False, allow_nan=False) + "\n")
-        else:
-            systems = ", ".join(s["name"] for s in ready["systems"]) or "none yet (POST /v1/systems)"
-            sys.stdout.write(f"cotembed serve: {url} (docs: {url}/docs); models: {', '.join(registry.models)}; systems: {systems}; "
-                             f"API key: {'required' if settings.api_key else 'not required (loopback only)'}\n")
-        sys.stdout.flush()
+        _say_ready(args, settings, _ready_info(registry, url, settings))
         server = uvicorn_server(create_app(registry), settings.graceful_timeout_s, args.log_level, not args.no_access_log)
         # uvicorn re-raises the signal that stopped it once it has shut down; SIGTERM then
         # lands here instead of killing the process before the models and cache are closed.
@@ -100,6 +136,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def register(sub: Any) -> None:
     from cotembed.encoders import DEFAULT_MODEL, DEFAULT_MODEL_NOTE
+    from cotembed.scoring.conformal import SCORES
     from cotembed.serve.settings import API_KEY_ENV, DEFAULT_HOST, DEFAULT_PORT, Batching, Limits, UrlFetching
 
     limits, batching, urls = Limits(), Batching(), UrlFetching()
@@ -110,6 +147,17 @@ def register(sub: Any) -> None:
                    help=f"model to serve; repeat for several, the first is the default (default: {DEFAULT_MODEL}, {DEFAULT_MODEL_NOTE})")
     p.add_argument("--system", action="append", default=None, metavar="FILE",
                    help="system file to register at start, under its name (else the file's stem); repeatable")
+    p.add_argument("--examples", action="append", default=None, metavar="NAME=DATA",
+                   help="labelled examples for the system registered as NAME (a folder with a sub-folder per class, a "
+                        "manifest with labels, or an .npz embedding set), for every model: prototype, gda and fused "
+                        "answer from the start; embedded through the cache; repeatable")
+    p.add_argument("--conformal", type=bounded_float(0.0, 1.0), default=None, metavar="ALPHA",
+                   help="calibrate split-conformal sets (each holds the true class with probability >= 1 - ALPHA) on "
+                        "--conformal-data, for the cot method: requests ask for them with \"conformal\": true")
+    p.add_argument("--conformal-data", action="append", default=None, metavar="NAME=DATA",
+                   help="labelled calibration data (>= 20 inputs, exchangeable with the requests) for the system "
+                        "registered as NAME; repeatable")
+    p.add_argument("--conformal-score", choices=SCORES, default="lac", help="the conformal score (default: lac)")
     p.add_argument("--host", default=DEFAULT_HOST, help=f"address to listen on (default: {DEFAULT_HOST}, this machine only)")
     p.add_argument("--port", type=bounded_int(0, 65535), default=DEFAULT_PORT, help=f"port; 0 picks a free one (default: {DEFAULT_PORT})")
     p.add_argument("--api-key", default=None, metavar="KEY",
@@ -156,6 +204,9 @@ def register(sub: Any) -> None:
     g = p.add_argument_group("server")
     g.add_argument("--graceful-timeout-s", type=bounded_float(0.0, 3600.0), default=30.0, metavar="S",
                    help="on shutdown, how long requests in flight may take to finish (default: 30)")
+    g.add_argument("--workers", type=bounded_int(1, 64), default=1, metavar="N",
+                   help="worker processes sharing the port and the embedding cache, each with its own model (default: 1); "
+                        "with more than one, systems and examples are given at start only (registering them over HTTP is a 409)")
     g.add_argument("--log-level", choices=LOG_LEVELS, default="info", help="uvicorn's log level (default: info)")
     g.add_argument("--no-access-log", action="store_true", help="no line per request on stderr")
     add_format(p)

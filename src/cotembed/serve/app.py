@@ -23,7 +23,9 @@ import re
 import sys
 import time
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from typing import Any, Literal
 
 import numpy as np
@@ -41,7 +43,7 @@ from cotembed.scoring import ScoringConfig, get_method, method_class, method_nam
 from cotembed.scoring.params import params_schema
 from cotembed.serve.auth import require_api_key
 from cotembed.serve.bodies import system_from_body
-from cotembed.serve.decisions import DecisionFields, annotate, check_use
+from cotembed.serve.decisions import DecisionFields, annotate, check_use, conformal_predictor, restricted_fit
 from cotembed.serve.decisions import score as score_request
 from cotembed.serve.documented import document_errors
 from cotembed.serve.errors import body_of, error_body, invalid
@@ -50,6 +52,7 @@ from cotembed.serve.inputs import check_image, check_text, load_items
 from cotembed.serve.limits import BodyLimit
 from cotembed.serve.registry import RETRY_AFTER_S, Registry, ServedModel, SystemEntry, _options_key
 from cotembed.serve.responses import JSONResponse
+from cotembed.serve.scoring_batch import ScoreBatcher
 
 InputItem = str | dict[str, Any]
 INPUT_HELP = ('texts ("..." or {"text": "..."}) or images ({"image": "<base64, data: URI, or URL with --allow-urls>"}), '
@@ -66,6 +69,8 @@ def _method_params_schema() -> dict[str, Any]:
     return out
 
 
+TRANSDUCTIVE_HELP = ("refine the method's posterior on this request's inputs (no label read); fewer than 2 inputs per class "
+                     "keep the method's scores, with a note")
 PARAMS_FIELD_HELP = ("parameters of the method, e.g. {\"confidence\": 0.9} with method adaptive; what each method accepts "
                      "is listed under x-method-parameters (unknown ones are a 422 naming the accepted ones)")
 
@@ -82,8 +87,7 @@ class ClassifyRequest(DecisionFields):
     method: str | None = Field(None, description="scoring method with a system (default cot): " + ", ".join(method_names()))
     params: dict[str, Any] | None = Field(None, description=PARAMS_FIELD_HELP,
                                           json_schema_extra={"x-method-parameters": _method_params_schema()})
-    transductive: bool = Field(False, description="refine the method's posterior on this request's inputs (no label read); "
-                                                  "fewer than 2 inputs per class keep the method's scores, with a note")
+    transductive: bool = Field(False, description=TRANSDUCTIVE_HELP)
 
 
 class ExplainRequest(BaseModel):
@@ -132,6 +136,15 @@ def _param(loc: tuple[Any, ...]) -> str | None:
         elif isinstance(part, str) and not _TYPE_TAG.match(part):
             out += f".{part}" if out else part
     return out or None
+
+
+def _flag(value: str | None, param: str) -> bool:
+    """A form field's boolean: ``true`` or ``false`` (absent: false)."""
+    if value is None or value.strip().lower() == "false":
+        return False
+    if value.strip().lower() == "true":
+        return True
+    raise invalid(f"{param}: give true or false, got {value[:40]!r}", param)
 
 
 def _error_response(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> JSONResponse:
@@ -202,8 +215,8 @@ def _rows(probs: np.ndarray, labels: list[str]) -> list[dict[str, Any]]:
     return data
 
 
-def _restrict(probs: np.ndarray, entry: SystemEntry, labels: list[str]) -> np.ndarray:
-    """Probabilities over the classes ``labels`` name (aliases allowed), renormalised."""
+def _columns(entry: SystemEntry, labels: list[str]) -> list[int]:
+    """The system's class indices that ``labels`` name (aliases allowed), in their order."""
     index = {c: n for n, c in enumerate(entry.system.class_names)}
     columns: list[int] = []
     for j, label in enumerate(labels):
@@ -213,6 +226,11 @@ def _restrict(probs: np.ndarray, entry: SystemEntry, labels: list[str]) -> np.nd
         if index[cls] in columns:
             raise invalid(f"labels[{j}]: {label!r} names class {cls!r} again", f"labels[{j}]")
         columns.append(index[cls])
+    return columns
+
+
+def _restrict(probs: np.ndarray, columns: list[int]) -> np.ndarray:
+    """Probabilities over the classes ``columns``, renormalised."""
     sub = probs[:, columns].astype(np.float64)
     total = sub.sum(axis=1, keepdims=True)
     return np.where(total > 0, sub / np.where(total > 0, total, 1.0), 1.0 / len(columns))
@@ -255,6 +273,9 @@ def create_app(registry: Registry) -> FastAPI:
     settings = registry.settings
     limits = settings.limits
 
+    scoring_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cotembed-scoring")
+    scoring = ScoreBatcher(scoring_thread)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         registry.start()
@@ -262,15 +283,23 @@ def create_app(registry: Registry) -> FastAPI:
             yield
         finally:
             await registry.stop()  # uvicorn has let requests in flight finish; finish what they queued
+            scoring_thread.shutdown(wait=True)
             batches = sum(m.batcher.batches for m in registry.models.values() if m.batcher)
             print(f"cotembed: service stopped after {batches} model batch(es)", file=sys.stderr, flush=True)
 
     app = FastAPI(title="cotembed", version=__version__, lifespan=lifespan, default_response_class=JSONResponse,
                   description="Chain-of-thought classification with frozen embedding models. "
                               "Send the API key as 'Authorization: Bearer <key>' on every route but /health.")
+    app.state.scoring = scoring
     app.add_middleware(BodyLimit, max_body_bytes=limits.max_body_bytes)
     app.add_middleware(_Timing, registry=registry)
     auth = [Depends(require_api_key(settings.api_key))]
+
+    def _one_process(what: str) -> None:
+        """Registrations live in one worker's memory: with several workers, they are given at start only."""
+        if settings.workers > 1:
+            raise ApiError(409, f"this service runs {settings.workers} worker processes, each with its own memory: "
+                                f"{what} would reach one of them only; give them at start (--system, --examples)", "body")
 
     # ------------------------------------------------------------------ errors
     @app.exception_handler(RequestValidationError)
@@ -331,8 +360,7 @@ def create_app(registry: Registry) -> FastAPI:
         model = registry.model(body.model)
         _check_count(body.input, limits.max_inputs, "input", "inputs")
         task = _task(model, body.labels, body.system, body.method, body.params, body)
-        if body.transductive and task[1] is None:
-            raise invalid("transductive needs a system: give 'system'", "transductive")
+        _check_transductive(body.transductive, task[1])
         items = await load_items(body.input, model.modalities, model.name, limits.max_pixels, settings.urls)
         return await _classify(model, *task, items, _input_params(items), transductive=body.transductive)
 
@@ -358,6 +386,7 @@ def create_app(registry: Registry) -> FastAPI:
                         options: dict[str, Any], decisions: DecisionFields, items: list[tuple[str, Any]],
                         params: list[str], transductive: bool = False) -> JSONResponse:
         notes: list[str] = []
+        predictor = None
         if entry is None:
             assert labels is not None
             x, vectors = await _embeddings(model, items, params), await model.label_vectors(labels)
@@ -368,15 +397,18 @@ def create_app(registry: Registry) -> FastAPI:
             scorer = await model.scorer(entry.system, method, options)
             if method_class(method).uses_examples:  # fitted on the system's examples for this model
                 scorer = fitted_scorer(entry, model.key, scorer, method, _options_key(options))
+            columns = _columns(entry, labels) if labels else None
+            predictor = conformal_predictor(entry.conformal, model.key, method, decisions, transductive)
             x = await _embeddings(model, items, params)
             if transductive:
                 scorer, notes = refined_scorer(scorer, method, x)
             config = scorer.config
-            scored = score_request(scorer, x, method, decisions)
+            scored = await score_request(scoring, scorer, x, method, decisions)
             probs = scored.probabilities
             names = list(entry.system.class_names)
-            if labels:
-                probs, names = _restrict(probs, entry, labels), labels
+            if columns is not None and labels:
+                probs, names = _restrict(probs, columns), labels
+                scored = replace(scored, fit=restricted_fit(scorer, x, columns, probs, decisions.fit_score))
         payload: dict[str, Any] = {"object": "list", "model": model.name, "model_key": model.key, "method": method,
                                    "temperature": config.temperature}
         if entry is not None:
@@ -388,9 +420,13 @@ def create_app(registry: Registry) -> FastAPI:
                 payload["notes"] = notes
         payload["data"] = _rows(probs, names)
         if entry is not None:
-            payload.update(annotate(payload["data"], scored, names, decisions, bool(labels)))
+            payload.update(annotate(payload["data"], scored, names, decisions, bool(labels), predictor))
         payload["usage"] = {"total_tokens": 0}
         return JSONResponse(payload)
+
+    def _check_transductive(transductive: bool, entry: SystemEntry | None) -> None:
+        if transductive and entry is None:
+            raise invalid("transductive needs a system: give 'system'", "transductive")
 
     def _image_model(ref: str | None) -> ServedModel:
         model = registry.model(ref)
@@ -403,10 +439,11 @@ def create_app(registry: Registry) -> FastAPI:
                   "type": "object", "required": ["file"], "properties": {
                       "file": {"type": "array", "items": {"type": "string", "format": "binary"}, "description": "images, one part each"},
                       "labels": {"type": "array", "items": {"type": "string"}}, "system": {"type": "string"},
-                      "method": {"type": "string"}, "model": {"type": "string"}}}}}}})
+                      "method": {"type": "string"}, "model": {"type": "string"},
+                      "transductive": {"type": "string", "enum": ["true", "false"], "description": TRANSDUCTIVE_HELP}}}}}}})
     async def classify_upload(request: Request) -> JSONResponse:
         """Classify images uploaded as ``multipart/form-data`` (``file`` parts, several allowed; ``labels`` parts,
-        ``system``, ``method``, ``model`` as in /v1/classify): no base64. The body cap applies while it streams in, and
+        ``system``, ``method``, ``model``, ``transductive`` as in /v1/classify): no base64. The body cap applies while it streams in, and
         each image's pixels are checked from its header before it is decoded."""
         if request.headers.get("content-type", "").split(";")[0].strip().lower() != "multipart/form-data":
             raise ApiError(415, "send multipart/form-data with one 'file' part per image", "body")
@@ -415,11 +452,11 @@ def create_app(registry: Registry) -> FastAPI:
         except StarletteHTTPException as exc:
             raise invalid(f"the multipart body cannot be read: {exc.detail}", "body") from None
         try:
-            unknown = sorted(set(form.keys()) - {"file", "labels", "system", "method", "model"})
+            unknown = sorted(set(form.keys()) - {"file", "labels", "system", "method", "model", "transductive"})
             if unknown:
                 raise invalid(f"unknown form field(s) {', '.join(map(repr, unknown))}", unknown[0])
             fields: dict[str, str | None] = {}
-            for key in ("system", "method", "model"):
+            for key in ("system", "method", "model", "transductive"):
                 values = form.getlist(key)
                 if len(values) > 1 or any(not isinstance(v, str) for v in values):
                     raise invalid(f"{key}: give it once, as a text field", key)
@@ -431,8 +468,10 @@ def create_app(registry: Registry) -> FastAPI:
             if not files:
                 raise invalid("no 'file' part: send one per image", "file")
             _check_count(files, limits.max_inputs, "file", "files")
+            transductive = _flag(fields["transductive"], "transductive")
             model = _image_model(fields["model"])
             task = _task(model, [str(v) for v in labels] if labels else None, fields["system"], fields["method"])
+            _check_transductive(transductive, task[1])
             items, params = [], []
             for i, upload in enumerate(files):
                 param = f"file[{i}]"
@@ -446,24 +485,26 @@ def create_app(registry: Registry) -> FastAPI:
                 params.append(param)
         finally:
             await form.close()
-        return await _classify(model, *task, items, params)
+        return await _classify(model, *task, items, params, transductive=transductive)
 
     @app.post("/v1/classify/image", tags=["classify"], dependencies=auth, response_class=JSONResponse,
               openapi_extra={"requestBody": {"required": True, "content": {"image/*": {"schema": {"type": "string", "format": "binary"}}}}})
     async def classify_image(request: Request, system: str | None = Query(None, description="a registered system"),
                              labels: list[str] | None = Query(None, description="candidate labels (repeat the parameter)"),
-                             method: str | None = Query(None), model: str | None = Query(None)) -> JSONResponse:
+                             method: str | None = Query(None), model: str | None = Query(None),
+                             transductive: bool = Query(False, description=TRANSDUCTIVE_HELP)) -> JSONResponse:
         """Classify one image sent as the raw body (``Content-Type: image/png``, ``image/jpeg``, ...), the fastest way to
         send one image; the other fields are query parameters."""
         if not request.headers.get("content-type", "").strip().lower().startswith("image/"):
             raise ApiError(415, "send the image as the body with an image/* Content-Type (image/png, image/jpeg, ...)", "body")
         served = _image_model(model)
         task = _task(served, labels, system, method)
+        _check_transductive(transductive, task[1])
         data = await request.body()
         if not data:
             raise invalid("the image is empty", "body")
         check_image(data, "body", limits.max_pixels)
-        return await _classify(served, *task, [("image", data)], ["body"])
+        return await _classify(served, *task, [("image", data)], ["body"], transductive=transductive)
 
     @app.post("/v1/explain", tags=["classify"], dependencies=auth, response_class=JSONResponse)
     async def explain(body: ExplainRequest) -> JSONResponse:
@@ -524,6 +565,7 @@ def create_app(registry: Registry) -> FastAPI:
         """Add labelled examples (texts or images, one label each) to a registered system, for one model: the
         few-shot methods (prototype, gda, fused) of /v1/classify are fitted on them. Repeat to add more; unknown
         labels are a 422 listing them unless ``ignore_unknown``."""
+        _one_process("examples added over HTTP")
         entry = registry.system(name)
         model = registry.model(body.model)
         _check_count(body.input, limits.max_inputs, "input", "inputs")
@@ -539,6 +581,7 @@ def create_app(registry: Registry) -> FastAPI:
     @app.delete("/v1/systems/{name}/examples", tags=["systems"], dependencies=auth)
     async def clear_system_examples(name: str, model: str | None = Query(None)) -> dict[str, Any]:
         """Forget a system's examples for one model (default: the first)."""
+        _one_process("examples cleared over HTTP")
         entry = registry.system(name)
         served = registry.model(model)
         removed = entry.examples.pop(served.key, None)
@@ -554,6 +597,7 @@ def create_app(registry: Registry) -> FastAPI:
         YAML, without anchors or aliases); invalid systems get a 422 listing every problem with its path, like
         ``cotembed validate``; more prompts or classes than the service's caps a 413. A large system is answered 202 while
         its prompts are embedded (requests for it get 503 with ``Retry-After`` until it is ready), then 201."""
+        _one_process("a system registered over HTTP")
         raw = await request.body()
         if not raw.strip():
             raise invalid("empty body: send the system as YAML or JSON", "body")

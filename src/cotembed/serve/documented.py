@@ -27,7 +27,8 @@ _RETRY = {"Retry-After": {"description": "seconds to wait before retrying", "sch
 _STATUS: dict[int, tuple[str, dict[str, Any]]] = {
     400: ("the body cannot be read", {}),
     401: ("missing or wrong API key", {"WWW-Authenticate": {"description": "Bearer", "schema": {"type": "string"}}}),
-    409: ("the name is taken by a different system", {}),
+    409: ("the name is taken by a different system, or the service runs several worker processes (registrations are "
+          "given at start)", {}),
     413: ("the body, an image's pixels, or a system's prompts or classes are above the service's limits", {}),
     415: ("the Content-Type is not one this route reads", {}),
     422: ("invalid request: the message names the field (param)", {}),
@@ -49,6 +50,8 @@ ERRORS: dict[tuple[str, str], tuple[int, ...]] = {
     ("POST", "/v1/classify/upload"): (*_MODEL, 415),
     ("POST", "/v1/classify/image"): (*_MODEL, 415),
     ("POST", "/v1/explain"): _MODEL,
+    ("POST", "/v1/systems/{name}/examples"): (*_MODEL, 409),
+    ("DELETE", "/v1/systems/{name}/examples"): (*_BODY, 409),
     ("POST", "/v1/embeddings"): _MODEL,
 }
 """Per route, the error statuses it can answer (401 is added where the API key is checked); a route

@@ -226,6 +226,8 @@ class SystemEntry:
     ready: bool = True
     examples: dict[str, Any] = field(default_factory=dict)
     """Labelled examples by model key (:class:`cotembed.serve.examples.SupportSet`), for the few-shot methods."""
+    conformal: dict[str, Any] = field(default_factory=dict)
+    """Split-conformal predictors calibrated at start, by model key (:mod:`cotembed.serve.startup`)."""
 
     def describe(self) -> dict[str, Any]:
         summary = self.system.summary()
@@ -233,7 +235,10 @@ class SystemEntry:
         return {"name": self.name, "fingerprint": self.system.fingerprint, "system_name": summary.pop("name"),
                 "status": "ready" if self.ready else "preparing",
                 "classes": list(self.system.class_names), **{k: v for k, v in summary.items() if k != "hash"},
-                **({"examples": examples} if examples else {})}
+                **({"examples": examples} if examples else {}),
+                **({"conformal": {key: {"alpha": c.alpha, "score": c.score, "threshold": c.threshold,
+                                        "n_calibration": c.n_calibration, "method": "cot"}
+                                  for key, c in self.conformal.items()}} if self.conformal else {})}
 
 
 class Registry:
@@ -284,6 +289,12 @@ class Registry:
             system_names = settings.system_names or tuple("" for _ in settings.systems)
             for system, name in zip(settings.systems, system_names):
                 registry.register(system, name or None)
+            if settings.examples or settings.conformal_data:
+                from cotembed.serve.startup import calibrate, load_examples
+
+                load_examples(registry, settings.examples)
+                if settings.conformal_alpha is not None:
+                    calibrate(registry, settings.conformal_data, settings.conformal_alpha, settings.conformal_score)
         except BaseException:
             registry.close()
             raise

@@ -116,10 +116,26 @@ class ServeSettings:
     register_wait_s: float = 5.0
     """How long ``POST /v1/systems`` waits for a new system to be ready before answering 202
     (it keeps being prepared; requests for it get 503 with ``Retry-After`` until then)."""
+    examples: tuple[tuple[str, str], ...] = ()
+    """(registered system name, labelled DATA) given at start: the system's few-shot examples for every model."""
+    conformal_data: tuple[tuple[str, str], ...] = ()
+    """(registered system name, labelled DATA) the system's conformal sets are calibrated on at start."""
+    conformal_alpha: float | None = None
+    """The miscoverage of those sets: each holds the true class with probability >= 1 - alpha."""
+    conformal_score: str = "lac"
+    workers: int = 1
+    """Worker processes on the one socket (:mod:`cotembed.serve.workers`). Each keeps its own memory, so
+    with more than one, systems and examples are given at start only: registering them over HTTP is a 409."""
 
     def __post_init__(self) -> None:
         if not self.models:
             raise InputError("serve needs at least one --model")
+        if bool(self.conformal_data) != (self.conformal_alpha is not None):
+            raise InputError("conformal calibration needs both --conformal ALPHA and --conformal-data NAME=DATA")
+        if self.conformal_alpha is not None and not 0 < self.conformal_alpha < 1:
+            raise InputError(f"--conformal: alpha must be strictly between 0 and 1, got {self.conformal_alpha!r}")
+        if isinstance(self.workers, bool) or not isinstance(self.workers, int) or not 1 <= self.workers <= 64:
+            raise InputError(f"workers must be a whole number from 1 to 64, got {self.workers!r}")
         if len(self.system_names) not in (0, len(self.systems)):
             raise InputError("system_names must name every system or none")
         if self.api_key is not None and not self.api_key.strip():
