@@ -9,6 +9,12 @@ as independent clients would send them. Both sides start from a cold cache (the 
 with ``--no-cache``, the CLI with ``NoCache``), so every image is encoded by the model:
 the ratio is what the HTTP layer and dynamic batching keep of the model's batch speed.
 
+The served/CLI ratio at 32 clients is measured interleaved: each round times one CLI pass
+over the images, loads a server, and times the CLI again, and the ratio uses the two CLI
+passes around it; the rounds repeat (``--rounds``) and the median ratio is reported, so a
+busy machine slows both sides of each ratio alike. Servers with 1 and 2 worker processes
+(``--workers``) are loaded in turn, level by level, in the same run.
+
 Bounded: ``--requests`` per concurrency level and ``--max-seconds`` per level (whichever
 comes first). Every request must succeed (the queue limit is far above 32 clients); a
 failure is printed and makes the exit code 1.
@@ -48,39 +54,42 @@ def generate(per_class: int, seed: int, out: Path) -> list[Path]:
     return sorted(out.rglob("*.png"))
 
 
-def cli_throughput(images: list[Path], repeats: int) -> tuple[float, int]:
-    """Images/s of ``CoTClassifier.classify_samples`` (the CLI's ``classify``) with no cache,
-    model loaded and prompts embedded beforehand, as in a running server; best of ``repeats``."""
-    from cotembed.cache import NoCache
-    from cotembed.classifier import CoTClassifier
-    from cotembed.data import collect_samples
-    from cotembed.encoders import load_encoder
-    from cotembed.system import System
+class CliTimer:
+    """``CoTClassifier.classify_samples`` (the CLI's ``classify``) on the images with no cache, the
+    model loaded and the prompts embedded beforehand, as in a running server; one pass per call."""
 
-    encoder = load_encoder("critters")
-    try:
-        clf = CoTClassifier(System.load(SYSTEM), encoder, cache=NoCache())
-        clf.scorer  # noqa: B018 - prompts embedded before timing, as the server does at start
-        samples = collect_samples([str(p) for p in images])
-        clf.classify_samples(samples[: min(32, len(samples))])  # warm-up
-        best = 0.0
-        for _ in range(repeats):
-            start = time.perf_counter()
-            predictions, errors = clf.classify_samples(samples)
-            seconds = time.perf_counter() - start
-            if errors or len(predictions) != len(samples):
-                raise SystemExit(f"CLI classify failed on {len(errors)} image(s)")
-            best = max(best, len(samples) / seconds)
-        return best, int(encoder.batch_size)
-    finally:
-        encoder.close()
+    def __init__(self, images: list[Path]):
+        from cotembed.cache import NoCache
+        from cotembed.classifier import CoTClassifier
+        from cotembed.data import collect_samples
+        from cotembed.encoders import load_encoder
+        from cotembed.system import System
+
+        self.encoder = load_encoder("critters")
+        self.clf = CoTClassifier(System.load(SYSTEM), self.encoder, cache=NoCache())
+        self.clf.scorer  # noqa: B018 - prompts embedded before timing, as the server does at start
+        self.samples = collect_samples([str(p) for p in images])
+        self.clf.classify_samples(self.samples[: min(32, len(self.samples))])  # warm-up
+        self.batch = int(self.encoder.batch_size)
+
+    def images_per_s(self) -> tuple[float, float]:
+        """(images/s, CPU ms per image: this process's CPU time, all threads, over the images)."""
+        start, cpu = time.perf_counter(), time.process_time()
+        predictions, errors = self.clf.classify_samples(self.samples)
+        seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+        if errors or len(predictions) != len(self.samples):
+            raise SystemExit(f"CLI classify failed on {len(errors)} image(s)")
+        return len(self.samples) / seconds, 1000 * cpu / len(self.samples)
+
+    def close(self) -> None:
+        self.encoder.close()
 
 
-def start_server(max_batch: int, max_wait_ms: float, pythonpath: str | None = None) -> tuple[subprocess.Popen[str], str]:
+def start_server(max_batch: int, max_wait_ms: float, pythonpath: str | None = None, workers: int = 1) -> tuple[subprocess.Popen[str], str]:
     """``cotembed serve`` in a child process; ``pythonpath``: run another checkout's code instead (``--compare``)."""
     cmd = [sys.executable, "-m", "cotembed.cli", "serve", "--model", "critters", "--system", str(SYSTEM), "--host", "127.0.0.1",
            "--port", "0", "--no-cache", "--no-access-log", "--log-level", "warning", "--format", "json",
-           "--max-batch", str(max_batch), "--max-wait-ms", str(max_wait_ms)]
+           "--max-batch", str(max_batch), "--max-wait-ms", str(max_wait_ms)] + (["--workers", str(workers)] if workers > 1 else [])
     env = dict(os.environ, HF_HUB_OFFLINE="1", HF_HUB_DISABLE_PROGRESS_BARS="1")
     env.pop("COTEMBED_API_KEY", None)
     if pythonpath is not None:
@@ -165,29 +174,40 @@ def batch_totals(url: str) -> tuple[float, float]:
 
 
 def process_cpu_s(pid: int) -> float:
-    """CPU seconds (user + system, all threads) a process has used so far, from /proc; NaN elsewhere. Unlike wall
-    time it barely depends on what else the machine runs, so servers compare fairly on a busy machine."""
+    """CPU seconds (user + system, all threads) a process and its worker processes have used so far, from /proc;
+    NaN elsewhere. Unlike wall time it barely depends on what else the machine runs."""
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        total = 0.0
+        for task in [pid, *_children(pid)]:
+            fields = Path(f"/proc/{task}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return total
     except (OSError, ValueError, IndexError):
         return float("nan")
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--per-class", type=int, default=12, help="critters images per species (28 species; default: 12)")
     parser.add_argument("--seed", type=int, default=4242)
-    parser.add_argument("--requests", type=int, default=600, help="requests per concurrency level (default: 600)")
-    parser.add_argument("--max-seconds", type=float, default=40.0, help="time bound per level (default: 40)")
-    parser.add_argument("--repeats", type=int, default=3, help="CLI timing runs, best kept (default: 3)")
+    parser.add_argument("--requests", type=int, default=300, help="requests per concurrency level (default: 300)")
+    parser.add_argument("--max-seconds", type=float, default=20.0, help="time bound per level (default: 20)")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved CLI/served rounds for the ratio (default: 3)")
     parser.add_argument("--max-batch", type=int, default=64)
     parser.add_argument("--max-wait-ms", type=float, default=5.0)
+    parser.add_argument("--workers", default="1,2", help="comma-separated worker process counts, one server each (default: 1,2)")
     parser.add_argument("--images-per-request", default="1,8",
                         help="comma-separated request sizes, each measured at every concurrency level (default: 1,8)")
     parser.add_argument("--compare", default=None, metavar="PYTHONPATH",
-                        help="also load a second server running the code on this PYTHONPATH (e.g. an older checkout's src), "
-                             "level by level in turn with this one, so both see the same machine")
+                        help="also load a server running the code on this PYTHONPATH (e.g. an older checkout's src, one "
+                             "worker), level by level in turn with the others, so all see the same machine")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="cotembed-bench-serve-") as tmp:
@@ -196,13 +216,16 @@ def main() -> int:
         sizes = [int(k) for k in args.images_per_request.split(",")]
         bodies_by_size = {k: [json.dumps({"system": "critters", "input": [encoded[(i + j) % len(encoded)] for j in range(k)]}).encode()
                               for i in range(0, len(encoded), k)] for k in sizes}
-        say(f"{len(images)} images; timing the CLI ...")
-        cli_before, cli_batch = cli_throughput(images, args.repeats)
+        say(f"{len(images)} images; loading the CLI's classifier ...")
+        cli = CliTimer(images)
         servers: dict[str, tuple[subprocess.Popen[str], str]] = {}
+        rounds: dict[tuple[str, int], list[tuple[float, float, float]]] = {}
+        cpu_ratios: dict[tuple[str, int], list[float]] = {}
         try:
-            servers["this"] = start_server(args.max_batch, args.max_wait_ms)
             if args.compare is not None:
                 servers["compare"] = start_server(args.max_batch, args.max_wait_ms, args.compare)
+            for workers in (int(w) for w in args.workers.split(",")):
+                servers[f"{workers} worker{'s' if workers > 1 else ''}"] = start_server(args.max_batch, args.max_wait_ms, workers=workers)
             for _, url in servers.values():
                 asyncio.run(wait_ready(url))
                 asyncio.run(load(url, bodies_by_size[sizes[0]], 8, min(64, args.requests), args.max_seconds, sizes[0]))  # warm-up
@@ -216,10 +239,25 @@ def main() -> int:
                         row = asyncio.run(load(url, bodies_by_size[k], clients, args.requests, args.max_seconds, k))
                         row["server_cpu_ms"] = 1000 * (process_cpu_s(proc.pid) - cpu) / max(1, row["ok"])
                         count_after, total_after = batch_totals(url)
-                        row["batch"] = (total_after - total) / max(1.0, count_after - count)
+                        # several workers: /metrics is one worker's, so the batch sizes are not the server's
+                        row["batch"] = (total_after - total) / max(1.0, count_after - count) if "workers" not in name else float("nan")
                         row["per_request"] = k
                         row["server"] = name
                         rows.append(row)
+            for r in range(args.rounds):
+                for k in sizes:
+                    for name, (_, url) in servers.items():
+                        say(f"round {r + 1}/{args.rounds}: CLI, then {name} at {LEVELS[-1]} clients, {k} image(s) per request, then CLI ...")
+                        before, cli_cpu_before = cli.images_per_s()
+                        cpu = process_cpu_s(servers[name][0].pid)
+                        row = asyncio.run(load(url, bodies_by_size[k], LEVELS[-1], args.requests, args.max_seconds, k))
+                        server_cpu = 1000 * (process_cpu_s(servers[name][0].pid) - cpu) / max(1, k * row["ok"])
+                        after, cli_cpu_after = cli.images_per_s()
+                        cli_cpu = (cli_cpu_before + cli_cpu_after) / 2
+                        rows.append({**row, "per_request": k, "server": name, "round": r, "server_cpu_img": server_cpu,
+                                     "cli_cpu_img": cli_cpu})
+                        rounds.setdefault((name, k), []).append((row["per_s"], before, after))
+                        cpu_ratios.setdefault((name, k), []).append(server_cpu / cli_cpu)
         finally:
             for proc, _ in servers.values():
                 proc.terminate()
@@ -228,38 +266,44 @@ def main() -> int:
                     proc.wait(timeout=60)
                 except subprocess.TimeoutExpired:
                     proc.kill()
-        say("timing the CLI again ...")
-        cli_after, _ = cli_throughput(images, args.repeats)
-    cli_per_s = max(cli_before, cli_after)  # the faster CLI figure: the ratio errs low, not high
+            cli.close()
 
     print(f"critters split: {len(images)} images of 64x64 ({args.per_class} per species, seed {args.seed}); "
-          f"system examples/critters/system.yaml, method cot; cold cache on both sides")
-    print(f"server: cotembed serve --model critters --no-cache --max-batch {args.max_batch} --max-wait-ms {args.max_wait_ms:g} "
-          f"(127.0.0.1; {args.images_per_request} image(s) per request)")
-    print(f"CLI batch throughput (CoTClassifier.classify_samples, batch {cli_batch}, best of {args.repeats} before and "
-          f"{args.repeats} after the load test): {cli_before:.1f} and {cli_after:.1f} images/s; the ratios use {cli_per_s:.1f}")
+          f"system examples/critters/system.yaml, method cot; cold cache on both sides; {os.cpu_count()} core(s) shared by "
+          "the server, the load generator and the CLI")
+    print(f"servers: cotembed serve --model critters --no-cache --max-batch {args.max_batch} --max-wait-ms {args.max_wait_ms:g} "
+          f"[--workers N] (127.0.0.1; {args.images_per_request} image(s) per request)")
+    if args.compare is not None:
+        print(f"server 'compare': the same command with PYTHONPATH={args.compare}")
     print()
-    server_col = args.compare is not None
-    if server_col:
-        print(f"server 'compare': the same command with PYTHONPATH={args.compare}, loaded in turn with 'this' at every level")
-    print((f"{'server':>8}  " if server_col else "") + f"{'images/request':>14}  {'clients':>7}  {'requests':>8}  {'failed':>6}  {'images/s':>8}  {'p50 ms':>7}  {'p99 ms':>7}  "
-          f"{'batch':>5}  {'server CPU/req':>14}  {'client CPU':>10}  {'vs CLI':>6}")
-    for r in rows:
-        print((f"{r['server']:>8}  " if server_col else "") + f"{r['per_request']:>14}  {r['clients']:>7}  {r['ok']:>8}  {r['failed']:>6}  "
-              f"{r['per_s']:>8.1f}  {r['p50_ms']:>7.1f}  "
-              f"{r['p99_ms']:>7.1f}  {r['batch']:>5.1f}  {r['server_cpu_ms']:>11.2f} ms  {100 * r['client_cpu']:>9.0f}%  {r['per_s'] / cli_per_s:>6.2f}")
-    print(f"(batch: mean inputs per model batch the server formed at that level; p50/p99 are per request; server CPU/req: the "
-          f"server process's CPU time (all threads, the model's included) per answered request; client CPU: the load "
-          f"generator's own CPU time over the wall time, in % of one core, taken from the same {os.cpu_count()} core(s))")
+    print(f"{'server':>10}  {'images/request':>14}  {'clients':>7}  {'requests':>8}  {'failed':>6}  {'images/s':>8}  {'p50 ms':>7}  "
+          f"{'p99 ms':>7}  {'batch':>5}  {'server CPU/req':>14}  {'client CPU':>10}")
+    for r in (r for r in rows if "round" not in r):
+        print(f"{r['server']:>10}  {r['per_request']:>14}  {r['clients']:>7}  {r['ok']:>8}  {r['failed']:>6}  "
+              f"{r['per_s']:>8.1f}  {r['p50_ms']:>7.1f}  {r['p99_ms']:>7.1f}  {r['batch']:>5.1f}  {r['server_cpu_ms']:>11.2f} ms  "
+              f"{100 * r['client_cpu']:>9.0f}%")
+    print("(batch: mean inputs per model batch the server formed at that level; p50/p99 are per request; server CPU/req: the "
+          "server's CPU time (all its processes and threads, the model's included) per answered request; client CPU: the load "
+          "generator's own CPU time over the wall time, in % of one core)")
     print()
-    for k in sizes:
-        row = {r["server"]: r for r in rows if r["per_request"] == k and r["clients"] == LEVELS[-1]}
-        ratio = row["this"]["per_s"] / cli_per_s
+    print(f"served / CLI throughput at {LEVELS[-1]} clients, interleaved: each round a CLI pass "
+          f"(CoTClassifier.classify_samples, batch {cli.batch}), the server's load, a CLI pass; the ratio over the mean of the two")
+    print(f"{'server':>10}  {'images/request':>14}  {'round':>5}  {'served/s':>8}  {'CLI/s':>13}  {'p99 ms':>7}  {'client CPU':>10}  "
+          f"{'server CPU/img':>14}  {'CLI CPU/img':>11}  {'ratio':>5}")
+    for r in (r for r in rows if "round" in r):
+        served, before, after = rounds[(r["server"], r["per_request"])][r["round"]]
+        print(f"{r['server']:>10}  {r['per_request']:>14}  {r['round'] + 1:>5}  {served:>8.1f}  {before:>6.1f}/{after:>6.1f}  "
+              f"{r['p99_ms']:>7.1f}  {100 * r['client_cpu']:>9.0f}%  {r['server_cpu_img']:>11.2f} ms  {r['cli_cpu_img']:>8.2f} ms  "
+              f"{served / ((before + after) / 2):>5.2f}")
+    print("(server CPU/img and CLI CPU/img: CPU time, all processes and threads, per image classified; they hardly depend on "
+          "what else the machine runs, unlike images/s)")
+    print()
+    for (name, k), found in rounds.items():
+        ratio = statistics.median(served / ((before + after) / 2) for served, before, after in found)
         verdict = "met" if ratio >= TARGET_RATIO else "NOT met"
-        print(f"served / CLI throughput at {LEVELS[-1]} clients, {k} image(s) per request: {ratio:.2f} (target >= {TARGET_RATIO}: {verdict})")
-        if "compare" in row:
-            print(f"  this / compare at {LEVELS[-1]} clients, {k} image(s) per request: {row['this']['per_s'] / row['compare']['per_s']:.2f} "
-                  f"(compare / CLI: {row['compare']['per_s'] / cli_per_s:.2f})")
+        print(f"{name}, {k} image(s) per request: median served / CLI over {len(found)} rounds: {ratio:.2f} "
+              f"(target >= {TARGET_RATIO}: {verdict}); median server / CLI CPU per image: "
+              f"{statistics.median(cpu_ratios[(name, k)]):.2f}")
     failed = sum(r["failed"] for r in rows)
     for r in rows:
         for failure in r["failures"]:
