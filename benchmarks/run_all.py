@@ -77,10 +77,12 @@ ENTRIES: list[Entry] = [
                 "independent scores for overlapping concept classes. Fits and choices use calibration splits with other "
                 "seeds (easy 1101, hard 2202); the test splits (1001, 2002) only report."),
     Entry("The service under load: cotembed serve vs the CLI's batch throughput", "bench_serve.py",
-          about="A real server on 127.0.0.1 (critters model and system, cold cache), one and eight images per request from "
-                "1, 8 and 32 concurrent clients; throughput and p50/p99 latency against CoTClassifier.classify_samples on the "
-                "same images in the same run. Clients and server share this machine's cores; the client CPU column says how "
-                "much of them the load generator itself took."),
+          about="A real server on 127.0.0.1 (critters model and system, cold cache), with 1 and with 2 worker processes, one "
+                "and eight images per request from 1, 8 and 32 concurrent clients: throughput, p50/p99 latency and CPU per "
+                "request. The served/CLI ratio at 32 clients is measured interleaved (a CLI pass of "
+                "CoTClassifier.classify_samples on the same images, the server's load, a CLI pass) over several rounds and "
+                "reported as the median ratio. Clients, servers and CLI share this machine's cores; the client CPU column says "
+                "how much of them the load generator itself took."),
     Entry("Real models on real data: several models in one table, ONNX int8 vs PyTorch", "bench_realdata.py",
           about="Tasks built by `cotembed datasets build` from Debian's WordNet 3.0 (plant species glosses -> Latin family, "
                 "names a text model barely knows) and Unicode CLDR emoji names (-> everyday subgroup names it knows well), "
