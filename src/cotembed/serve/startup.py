@@ -12,18 +12,17 @@ embedded through the embedding cache, so a restart (or a second worker) encodes 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from cotembed.errors import InputError
 
-if TYPE_CHECKING:
-    from cotembed.serve.registry import Registry, ServedModel, SystemEntry
-
+# The registry calls in here, so the registry's types are not imported back (no import cycle): a registry,
+# its ServedModel and SystemEntry are taken as they come.
 CONFORMAL_METHOD = "cot"
 """The method whose posterior the service calibrates conformal sets on (the default of /v1/classify)."""
 
 
-def _entry(registry: "Registry", name: str, flag: str) -> "SystemEntry":
+def _entry(registry: Any, name: str, flag: str) -> Any:
     entry = registry.systems.get(name)
     if entry is None:
         known = ", ".join(registry.systems) or "none"
@@ -31,7 +30,7 @@ def _entry(registry: "Registry", name: str, flag: str) -> "SystemEntry":
     return entry
 
 
-def _classifier(model: "ServedModel", entry: "SystemEntry") -> Any:
+def _classifier(model: Any, entry: Any) -> Any:
     from cotembed.classifier import CoTClassifier
 
     clf = CoTClassifier(entry.system, model.encoder, method=CONFORMAL_METHOD, cache=model.cache,
@@ -40,7 +39,7 @@ def _classifier(model: "ServedModel", entry: "SystemEntry") -> Any:
     return clf
 
 
-def load_examples(registry: "Registry", examples: tuple[tuple[str, str], ...]) -> None:
+def load_examples(registry: Any, examples: tuple[tuple[str, str], ...]) -> None:
     """Each (system name, DATA) into that system's support set, for every model."""
     from cotembed.examples import labelled_embeddings
     from cotembed.serve.examples import add_examples
@@ -52,7 +51,7 @@ def load_examples(registry: "Registry", examples: tuple[tuple[str, str], ...]) -
             add_examples(entry, model.key, found.embeddings, list(found.label_indices(entry.system.class_names)))
 
 
-def calibrate(registry: "Registry", conformal_data: tuple[tuple[str, str], ...], alpha: float, score: str = "lac") -> None:
+def calibrate(registry: Any, conformal_data: tuple[tuple[str, str], ...], alpha: float, score: str = "lac") -> None:
     """Each (system name, DATA): a split-conformal predictor at ``alpha`` for that system's ``cot`` posterior, per model."""
     for name, data in conformal_data:
         entry = _entry(registry, name, "--conformal-data")
