@@ -15,6 +15,11 @@ passes around it; the rounds repeat (``--rounds``) and the median ratio is repor
 busy machine slows both sides of each ratio alike. Servers with 1 and 2 worker processes
 (``--workers``) are loaded in turn, level by level, in the same run.
 
+The load generator (``--client raw``, the default) is a minimal keep-alive HTTP/1.1
+client on uvloop that sends prepared request bytes, as wrk would: it shares the cores with
+the server, so its own CPU per request is kept small (``--client httpx`` shows the
+difference; httpx took more CPU per request than the server).
+
 Bounded: ``--requests`` per concurrency level and ``--max-seconds`` per level (whichever
 comes first). Every request must succeed (the queue limit is far above 32 clients); a
 failure is printed and makes the exit code 1.
@@ -119,34 +124,77 @@ async def wait_ready(url: str, timeout_s: float = 60.0) -> None:
             await asyncio.sleep(0.2)
 
 
+class RawClient:
+    """One keep-alive HTTP/1.1 connection that sends prepared POST bytes and reads the answer, as a load generator
+    such as wrk does: a fraction of httpx's CPU per request, so the client takes less of the cores it shares with the server."""
+
+    def __init__(self, url: str):
+        host_port = url.split("://", 1)[1].rstrip("/")
+        self.host, _, port = host_port.rpartition(":")
+        self.port = int(port)
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    def request(self, body: bytes) -> bytes:
+        return (f"POST /v1/classify HTTP/1.1\r\nHost: {self.host}:{self.port}\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+
+    async def post(self, request: bytes) -> tuple[int, bytes]:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        assert self.reader is not None
+        self.writer.write(request)
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        status = int(head.split(b" ", 2)[1])
+        length = next(int(line.split(b":", 1)[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:"))
+        return status, await self.reader.readexactly(length)
+
+    async def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            await self.writer.wait_closed()
+
+
+CLIENT = "raw"
+"""The load generator: ``raw`` (:class:`RawClient`) or ``httpx`` (``--client``)."""
+
+
 async def load(url: str, bodies: list[bytes], clients: int, requests: int, max_seconds: float, per_request: int = 1) -> dict[str, Any]:
     """``clients`` independent clients (one connection each), each sending its next request when
     the last one is answered, until ``requests`` are sent or ``max_seconds`` have passed."""
-    import httpx
+    import orjson
+
+    if CLIENT == "httpx":
+        return await load_httpx(url, bodies, clients, requests, max_seconds, per_request)
 
     latencies: list[float] = []
     failures: list[str] = []
     next_index = 0
-    headers = {"content-type": "application/json"}
     start, cpu_start = time.perf_counter(), time.process_time()
     deadline = start + max_seconds
 
     async def one_client() -> None:
         nonlocal next_index
-        async with httpx.AsyncClient(base_url=url, timeout=60.0) as client:
+        client = RawClient(url)
+        prepared = [client.request(body) for body in bodies]
+        try:
             while next_index < requests and time.perf_counter() < deadline:
-                body = bodies[next_index % len(bodies)]
+                request = prepared[next_index % len(prepared)]
                 next_index += 1
                 t0 = time.perf_counter()
                 try:
-                    response = await client.post("/v1/classify", content=body, headers=headers)
-                except httpx.HTTPError as exc:
+                    status, answer = await asyncio.wait_for(client.post(request), 60.0)
+                except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError, ValueError, StopIteration) as exc:
                     failures.append(f"{type(exc).__name__}: {exc}")
+                    await client.close()
+                    client.writer = None
                     continue
-                if response.status_code != 200 or len(response.json()["data"]) != per_request:
-                    failures.append(f"HTTP {response.status_code}: {response.text[:200]}")
+                if status != 200 or len(orjson.loads(answer)["data"]) != per_request:
+                    failures.append(f"HTTP {status}: {answer[:200]!r}")
                     continue
                 latencies.append(time.perf_counter() - t0)
+        finally:
+            await client.close()
 
     await asyncio.gather(*(one_client() for _ in range(clients)))
     seconds = time.perf_counter() - start
@@ -159,6 +207,56 @@ async def load(url: str, bodies: list[bytes], clients: int, requests: int, max_s
         "p99_ms": 1000 * latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))] if latencies else float("nan"),
         "client_cpu": client_cpu, "failures": failures[:3],
     }
+
+
+async def load_httpx(url: str, bodies: list[bytes], clients: int, requests: int, max_seconds: float,
+                     per_request: int = 1) -> dict[str, Any]:
+    """As :func:`load`, with an httpx client per connection (its CPU per request is several times the raw client's)."""
+    import httpx
+
+    latencies: list[float] = []
+    failures: list[str] = []
+    next_index = 0
+    start, cpu_start = time.perf_counter(), time.process_time()
+    deadline = start + max_seconds
+
+    async def one_client() -> None:
+        nonlocal next_index
+        async with httpx.AsyncClient(base_url=url, timeout=60.0) as client:
+            while next_index < requests and time.perf_counter() < deadline:
+                body = bodies[next_index % len(bodies)]
+                next_index += 1
+                t0 = time.perf_counter()
+                try:
+                    response = await client.post("/v1/classify", content=body, headers={"content-type": "application/json"})
+                except httpx.HTTPError as exc:
+                    failures.append(f"{type(exc).__name__}: {exc}")
+                    continue
+                if response.status_code != 200 or len(response.json()["data"]) != per_request:
+                    failures.append(f"HTTP {response.status_code}: {response.text[:200]}")
+                    continue
+                latencies.append(time.perf_counter() - t0)
+
+    await asyncio.gather(*(one_client() for _ in range(clients)))
+    seconds = time.perf_counter() - start
+    latencies.sort()
+    return {
+        "clients": clients, "sent": next_index, "ok": len(latencies), "failed": len(failures), "seconds": seconds,
+        "per_s": per_request * len(latencies) / seconds,
+        "p50_ms": 1000 * statistics.median(latencies) if latencies else float("nan"),
+        "p99_ms": 1000 * latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))] if latencies else float("nan"),
+        "client_cpu": (time.process_time() - cpu_start) / seconds, "failures": failures[:3],
+    }
+
+
+def run(coroutine: Any) -> Any:
+    """The coroutine on uvloop where it is installed (the serve extra has it), as the server runs."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coroutine)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(coroutine)
 
 
 def batch_totals(url: str) -> tuple[float, float]:
@@ -205,10 +303,14 @@ def main() -> int:
     parser.add_argument("--workers", default="1,2", help="comma-separated worker process counts, one server each (default: 1,2)")
     parser.add_argument("--images-per-request", default="1,8",
                         help="comma-separated request sizes, each measured at every concurrency level (default: 1,8)")
+    parser.add_argument("--client", choices=("raw", "httpx"), default="raw",
+                        help="load generator: raw (a minimal keep-alive HTTP/1.1 client, as wrk) or httpx (default: raw)")
     parser.add_argument("--compare", default=None, metavar="PYTHONPATH",
                         help="also load a server running the code on this PYTHONPATH (e.g. an older checkout's src, one "
                              "worker), level by level in turn with the others, so all see the same machine")
     args = parser.parse_args()
+    global CLIENT
+    CLIENT = args.client
 
     with tempfile.TemporaryDirectory(prefix="cotembed-bench-serve-") as tmp:
         images = generate(args.per_class, args.seed, Path(tmp) / "split")
@@ -227,8 +329,8 @@ def main() -> int:
             for workers in (int(w) for w in args.workers.split(",")):
                 servers[f"{workers} worker{'s' if workers > 1 else ''}"] = start_server(args.max_batch, args.max_wait_ms, workers=workers)
             for _, url in servers.values():
-                asyncio.run(wait_ready(url))
-                asyncio.run(load(url, bodies_by_size[sizes[0]], 8, min(64, args.requests), args.max_seconds, sizes[0]))  # warm-up
+                run(wait_ready(url))
+                run(load(url, bodies_by_size[sizes[0]], 8, min(64, args.requests), args.max_seconds, sizes[0]))  # warm-up
             rows = []
             for k in sizes:
                 for clients in LEVELS:
@@ -236,7 +338,7 @@ def main() -> int:
                         say(f"{name}: {clients} client(s), {k} image(s) per request ...")
                         count, total = batch_totals(url)
                         cpu = process_cpu_s(proc.pid)
-                        row = asyncio.run(load(url, bodies_by_size[k], clients, args.requests, args.max_seconds, k))
+                        row = run(load(url, bodies_by_size[k], clients, args.requests, args.max_seconds, k))
                         row["server_cpu_ms"] = 1000 * (process_cpu_s(proc.pid) - cpu) / max(1, row["ok"])
                         count_after, total_after = batch_totals(url)
                         # several workers: /metrics is one worker's, so the batch sizes are not the server's
@@ -250,7 +352,7 @@ def main() -> int:
                         say(f"round {r + 1}/{args.rounds}: CLI, then {name} at {LEVELS[-1]} clients, {k} image(s) per request, then CLI ...")
                         before, cli_cpu_before = cli.images_per_s()
                         cpu = process_cpu_s(servers[name][0].pid)
-                        row = asyncio.run(load(url, bodies_by_size[k], LEVELS[-1], args.requests, args.max_seconds, k))
+                        row = run(load(url, bodies_by_size[k], LEVELS[-1], args.requests, args.max_seconds, k))
                         server_cpu = 1000 * (process_cpu_s(servers[name][0].pid) - cpu) / max(1, k * row["ok"])
                         after, cli_cpu_after = cli.images_per_s()
                         cli_cpu = (cli_cpu_before + cli_cpu_after) / 2
@@ -272,7 +374,9 @@ def main() -> int:
           f"system examples/critters/system.yaml, method cot; cold cache on both sides; {os.cpu_count()} core(s) shared by "
           "the server, the load generator and the CLI")
     print(f"servers: cotembed serve --model critters --no-cache --max-batch {args.max_batch} --max-wait-ms {args.max_wait_ms:g} "
-          f"[--workers N] (127.0.0.1; {args.images_per_request} image(s) per request)")
+          f"[--workers N] (127.0.0.1; {args.images_per_request} image(s) per request); load generator: "
+          + ("a minimal keep-alive HTTP/1.1 client on uvloop (as wrk), one connection per client" if args.client == "raw"
+             else "httpx, one AsyncClient per client"))
     if args.compare is not None:
         print(f"server 'compare': the same command with PYTHONPATH={args.compare}")
     print()
