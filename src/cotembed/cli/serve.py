@@ -71,7 +71,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from cotembed.serve.server import bind, url_of, uvicorn_server
 
     settings = _settings(args)
+    if args.studio:
+        from cotembed.studio.mount import check_service_studio, mount_for_service
+
+        check_service_studio(args.studio, settings)
     with Registry.open(settings, log=args.log_level in ("info", "debug")) as registry:
+        app = create_app(registry)
+        studio = mount_for_service(app, registry, args.studio, settings) if args.studio else None
         sock = bind(settings.host, settings.port)
         url = url_of(sock)
         ready: dict[str, Any] = {
@@ -79,6 +85,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
             "systems": [{"name": e.name, "fingerprint": e.system.fingerprint} for e in registry.entries()],
             "auth": bool(settings.api_key),
         }
+        if studio:
+            ready["studio"] = f"{url}{studio}/"
         if args.format == "json":
             sys.stdout.write(json.dumps(ready, ensure_ascii=False, allow_nan=False) + "\n")
         else:
@@ -86,7 +94,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             sys.stdout.write(f"cotembed serve: {url} (docs: {url}/docs); models: {', '.join(registry.models)}; systems: {systems}; "
                              f"API key: {'required' if settings.api_key else 'not required (loopback only)'}\n")
         sys.stdout.flush()
-        server = uvicorn_server(create_app(registry), settings.graceful_timeout_s, args.log_level, not args.no_access_log)
+        server = uvicorn_server(app, settings.graceful_timeout_s, args.log_level, not args.no_access_log)
         # uvicorn re-raises the signal that stopped it once it has shut down; SIGTERM then
         # lands here instead of killing the process before the models and cache are closed.
         previous = signal.signal(signal.SIGTERM, lambda signum, frame: None)
@@ -153,6 +161,9 @@ def register(sub: Any) -> None:
     g.add_argument("--batch-size", type=bounded_int(1, 4096), default=None, help="the encoder's own batch size (default: the encoder's)")
     g.add_argument("--device", default=None, help="torch device: cpu, cuda, cuda:1, mps (default: the backend's)")
     add_cache_options(p)
+    p.add_argument("--studio", nargs="+", default=None, metavar="PATH",
+                   help="also serve the studio for SYSTEM on labelled DATA at /studio (give SYSTEM DATA [DATA ...]; the first --model "
+                        "embeds; off loopback it needs the API key)")
     g = p.add_argument_group("server")
     g.add_argument("--graceful-timeout-s", type=bounded_float(0.0, 3600.0), default=30.0, metavar="S",
                    help="on shutdown, how long requests in flight may take to finish (default: 30)")
