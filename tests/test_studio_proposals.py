@@ -90,6 +90,25 @@ def test_options_added_or_dropped_travel_with_their_rules_and_a_dropped_group_go
     assert kept.group_names == ("colour", "mood") and kept.groups[1].options == ("calm", "busy", "tense")
 
 
+def test_a_subset_that_makes_no_valid_system_is_refused_with_its_problems(world) -> None:
+    from cotembed.studio.proposals import Proposal
+
+    base = colours()
+    data = base.to_dict()
+    options = data["groups"]["colour"]["options"]
+    options[0], options[1] = options[1], options[0]  # two wordings swapped: each reword alone makes a duplicate
+    proposed = System.from_dict(data)
+    changes = system_changes(base, proposed)
+    assert apply_changes(base, changes) == proposed
+    studio = open_studio(world)
+    studio.proposal = Proposal("p", "test", studio.system, changes, {"before": {}, "after": {}})
+    first = next(i for i, c in enumerate(changes) if c["kind"] == "option")
+    preview = studio.preview("p", [first])
+    assert preview["ok"] is False and any("duplicate" in p for p in preview["problems"])
+    refused = studio.accept("p", [first])
+    assert refused.ok is False and refused.problems and studio.system == base
+
+
 # ------------------------------------------------------------- LLM revision
 def llm_studio(world: dict[str, Any], server: ScriptedChatServer) -> Any:
     from cotembed.authoring.llm import ChatClient, LLMSettings
@@ -135,7 +154,7 @@ def test_llm_revision_sees_confusions_and_notes_is_repaired_measured_and_accepte
             assert "<ins>serene</ins>" in answer["fragments"]["proposal"]
             rule = next(i for i, c in enumerate(proposal["changes"]) if c["kind"] == "rule")
             preview = post(http, "/api/proposal/preview", id=proposal["id"], accepted=[rule]).json()
-            assert preview["ok"] is True and preview["after"]["cot"] == 1.0
+            assert preview["ok"] is True and preview["after"]["cot"] == 1.0 and "cot " in preview["line"] and "→ 100.0%" in preview["line"]
             accepted = post(http, "/api/proposal/accept", id=proposal["id"], accepted=[rule]).json()
             assert accepted["ok"] is True and accepted["metrics"]["accuracy"]["cot"] == 1.0
             assert studio.system.rules["red-thing"]["colour"] == (0,)

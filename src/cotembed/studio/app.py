@@ -192,7 +192,10 @@ def create_app(studio: Studio, *, api_key: str | None = None, loopback_only: boo
     @app.post("/api/proposal/preview")
     async def preview(request: Request) -> dict[str, Any]:
         data = await body(request)
-        return studio.preview(str(data.get("id", "")), _change_numbers(data))
+        result = studio.preview(str(data.get("id", "")), _change_numbers(data))
+        if result.get("after"):  # formatted here, as the page formats every other figure
+            result["line"] = ", ".join(f"{m} {rendering.pct(v)} → {rendering.pct(result['after'].get(m))}" for m, v in result["before"].items())
+        return result
 
     @app.post("/api/propose/optimize")
     async def optimize(request: Request) -> dict[str, Any]:

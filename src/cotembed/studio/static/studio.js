@@ -11,7 +11,7 @@ const timers = new Map();
 const shown = new Map();  // fragment name -> the HTML last swapped in
 let chain = Promise.resolve();
 let editorStale = false;
-window.studio = { tab, lastRoundTripMs: null, updates: 0, busy: 0 };
+window.studio = { tab, lastRoundTripMs: null, updates: 0, busy: 0, holder: null };
 
 function notice(text, kind = "") {
   const box = $("#notice");
@@ -124,6 +124,7 @@ function showTakeOver(message) {
 async function claim(takeOver = false) {
   const { status, payload } = await call("POST", "api/claim", { take_over: takeOver });
   if (status >= 400) return;
+  window.studio.holder = payload.holder;
   if (payload.holder) {
     if ($("#take-over")) notice("");
   } else {
@@ -183,9 +184,7 @@ async function preview() {
   if (status >= 400) { line.textContent = (payload.error && payload.error.message) || `HTTP ${status}`; return; }
   if (!payload.ok) { line.textContent = `the checked changes alone do not make a valid system: ${payload.problems.join("; ")}`; return; }
   if (!payload.after) { line.textContent = ""; return; }
-  const pct = (v) => (v === null || v === undefined ? "–" : `${(100 * v).toFixed(1)}%`);
-  const parts = Object.keys(payload.before).map((m) => `${m} ${pct(payload.before[m])} → ${pct(payload.after[m])}`);
-  line.textContent = `the ${accepted.length} checked change(s) alone: ${parts.join(", ")}`;
+  line.textContent = `the ${accepted.length} checked change(s) alone: ${payload.line}`;
   line.dataset.after = JSON.stringify(payload.after);
 }
 
@@ -198,6 +197,9 @@ document.addEventListener("keydown", (event) => {
   if (event.key === "Enter" && input.matches("[data-add-option]") && input.value.trim()) {
     event.preventDefault();
     send("POST", "api/edit", { op: "add_option", group: input.dataset.group, text: input.value }, { forceEditor: true });
+  } else if (event.key === "Enter" && input.id === "save-as-path") {
+    event.preventDefault();
+    actions["save-as-go"]();
   } else if (event.key === "Enter" && input.matches("#editor input[data-op]")) {
     event.preventDefault();
     sendEdit(input);
