@@ -304,7 +304,8 @@ def test_an_optimize_run_stops_when_asked(served) -> None:
     client, studio = served
     post(client, "/api/claim")
     post(client, "/api/propose/optimize", max_candidates=100_000, max_seconds=600)
-    assert post(client, "/api/propose/optimize").status_code == 409  # one run at a time
+    busy = post(client, "/api/propose/optimize")  # one run at a time; not a matter of tabs
+    assert busy.status_code == 409 and busy.json()["error"]["type"] == "busy"
     post(client, "/api/optimize/stop")
     run = _wait_for_optimization(client, timeout=60)
     assert run["status"] == "stopped" and run["candidates"] < 100_000

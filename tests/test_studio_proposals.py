@@ -176,6 +176,28 @@ def test_a_refused_or_garbled_llm_answer_is_an_error_and_proposes_nothing(world,
             assert studio.proposal is None and server.remaining == 0
 
 
+def test_while_the_llm_answers_the_page_keeps_working_and_a_second_request_is_told(world, no_proxy) -> None:
+    import concurrent.futures
+
+    with ScriptedChatServer([reply(json.dumps(SYSTEM), delay_s=1.5)]) as server:
+        studio, client = llm_studio(world, server)
+        with client, Background(create_app(studio)) as url, httpx.Client(base_url=url, timeout=60) as http:
+            post(http, "/api/claim")
+            with concurrent.futures.ThreadPoolExecutor(1) as pool:
+                pending = pool.submit(post, http, "/api/propose/llm", notes="")
+                deadline = time.monotonic() + 10
+                while not server.requests:  # the LLM has the request and waits before answering
+                    assert time.monotonic() < deadline
+                    time.sleep(0.02)
+                started = time.monotonic()
+                assert http.get("/api/metrics").status_code == 200
+                assert time.monotonic() - started < 1.0  # not held up by the LLM
+                busy = post(http, "/api/propose/llm", notes="")
+                assert busy.status_code == 409 and busy.json()["error"]["type"] == "busy"
+                answer = pending.result(timeout=30).json()
+            assert answer["proposal"]["changes"] == [] and "no change" in answer["message"]
+
+
 def test_without_an_llm_the_button_is_off_and_the_api_says_how_to_configure_one(served) -> None:
     client, _ = served
     assert 'id="llm" disabled' in client.get("/").text

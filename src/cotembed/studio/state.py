@@ -53,6 +53,10 @@ OPTIMIZE_SECONDS = 60.0
 SYSTEM_SUFFIXES = (".yaml", ".yml", ".json")
 
 
+class Busy(ConflictError):
+    """A long proposer (an optimise run, an LLM revision) is already at work: one at a time."""
+
+
 @dataclass(frozen=True)
 class Figures:
     """What the page shows for one system; computed once per fingerprint."""
@@ -350,7 +354,7 @@ class Studio:
 
         with self.lock:
             if self.optimization is not None and self.optimization.running:
-                raise ConflictError("an optimisation is already running; stop it first")
+                raise Busy("an optimisation is already running; stop it first")
             if not self.labelled:
                 raise InputError("optimize needs labelled data (the data has no labels)")
             system = self.system
@@ -402,7 +406,7 @@ class Studio:
         if len(notes) > MAX_NOTES_CHARS:
             raise InputError(f"notes: at most {MAX_NOTES_CHARS:,} characters, got {len(notes):,}")
         if not self._asking.acquire(blocking=False):
-            raise ConflictError("the LLM is already revising this system; wait for its answer")
+            raise Busy("the LLM is already revising this system; wait for its answer")
         try:
             with self.lock:
                 system = self.system
@@ -593,4 +597,4 @@ class Studio:
             self.history, self.position = history, position
 
 
-__all__ = ["ConflictError", "EDITS", "EditOutcome", "Figures", "Optimization", "Proposal", "Studio"]
+__all__ = ["Busy", "ConflictError", "EDITS", "EditOutcome", "Figures", "Optimization", "Proposal", "Studio"]

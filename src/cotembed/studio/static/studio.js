@@ -170,6 +170,8 @@ document.addEventListener("input", (event) => {
     for (const box of $$("input[name=change]")) box.checked = input.checked;
     schedule("preview", 150, preview);
   } else if (input.matches("input[name=change]")) {
+    const all = $("[data-check-all]");
+    if (all) all.checked = $$("input[name=change]").every((box) => box.checked);
     schedule("preview", 150, preview);
   }
 });
