@@ -454,7 +454,10 @@ class Studio:
     def proposal_diff(self) -> str:
         if self.proposal is None:
             return ""
-        candidate = self.proposal.apply(self.proposal.base, range(len(self.proposal.changes)))
+        try:
+            candidate = self.proposal.apply(self.proposal.base, range(len(self.proposal.changes)))
+        except CotembedError as exc:  # every change together is the proposer's valid system; this is a safety net
+            return f"the changes together do not make a valid system: {exc}"
         return "".join(difflib.unified_diff(self.render(self.proposal.base).splitlines(keepends=True),
                                             self.render(candidate).splitlines(keepends=True), fromfile="current", tofile="proposed"))
 
