@@ -24,9 +24,9 @@ from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
-from cotembed.errors import CotembedError, InputError, LLMError
+from cotembed.errors import BusyError, CotembedError, InputError, LLMError
 from cotembed.studio import rendering
-from cotembed.studio.state import OPTIMIZE_CANDIDATES, OPTIMIZE_SECONDS, Busy, ConflictError, EditOutcome, Studio
+from cotembed.studio.state import OPTIMIZE_CANDIDATES, OPTIMIZE_SECONDS, ConflictError, EditOutcome, Studio
 
 COOKIE = "cotembed_studio_key"
 LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1", "[::1]"}
@@ -82,7 +82,7 @@ def create_app(studio: Studio, *, api_key: str | None = None, loopback_only: boo
 
     @app.exception_handler(CotembedError)
     async def cotembed_error(request: Request, exc: CotembedError) -> JSONResponse:
-        if isinstance(exc, Busy):
+        if isinstance(exc, BusyError):
             return _error(409, str(exc), "busy")
         if isinstance(exc, ConflictError):
             return _error(409, str(exc), "other_tab")

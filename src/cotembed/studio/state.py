@@ -27,7 +27,7 @@ import numpy as np
 
 from cotembed._io import atomic_write
 from cotembed.embeddings import EmbeddingSet
-from cotembed.errors import ConflictError, CotembedError, InputError, SystemValidationError
+from cotembed.errors import BusyError, ConflictError, CotembedError, InputError, SystemValidationError
 from cotembed.evaluation.evaluate import EvalReport, evaluate
 from cotembed.evaluation.misclassified import MisclassifiedSample, misclassified_examples
 from cotembed.inspection import Inspection, inspect_system
@@ -51,10 +51,6 @@ INDUCE_PER_CLASS = 5
 OPTIMIZE_CANDIDATES = 400
 OPTIMIZE_SECONDS = 60.0
 SYSTEM_SUFFIXES = (".yaml", ".yml", ".json")
-
-
-class Busy(ConflictError):
-    """A long proposer (an optimise run, an LLM revision) is already at work: one at a time."""
 
 
 @dataclass(frozen=True)
@@ -354,7 +350,7 @@ class Studio:
 
         with self.lock:
             if self.optimization is not None and self.optimization.running:
-                raise Busy("an optimisation is already running; stop it first")
+                raise BusyError("an optimisation is already running; stop it first")
             if not self.labelled:
                 raise InputError("optimize needs labelled data (the data has no labels)")
             system = self.system
@@ -406,7 +402,7 @@ class Studio:
         if len(notes) > MAX_NOTES_CHARS:
             raise InputError(f"notes: at most {MAX_NOTES_CHARS:,} characters, got {len(notes):,}")
         if not self._asking.acquire(blocking=False):
-            raise Busy("the LLM is already revising this system; wait for its answer")
+            raise BusyError("the LLM is already revising this system; wait for its answer")
         try:
             with self.lock:
                 system = self.system
@@ -600,4 +596,4 @@ class Studio:
             self.history, self.position = history, position
 
 
-__all__ = ["Busy", "ConflictError", "EDITS", "EditOutcome", "Figures", "Optimization", "Proposal", "Studio"]
+__all__ = ["BusyError", "ConflictError", "EDITS", "EditOutcome", "Figures", "Optimization", "Proposal", "Studio"]
