@@ -29,6 +29,7 @@ import pytest
 
 from cotembed.cli import main
 from cotembed.system import System
+from llm_server import PROXY_VARS, ScriptedChatServer, reply
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples" / "critters"
@@ -70,15 +71,24 @@ def split(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def studio(tmp_path_factory: pytest.TempPathFactory, split: Path) -> Iterator[dict[str, Any]]:
-    """`cotembed studio` in a subprocess on a free port, on a copy of the paraphrased system."""
+def llm() -> Iterator[ScriptedChatServer]:
+    """An OpenAI-compatible server on 127.0.0.1; each test queues the answers it expects."""
+    with ScriptedChatServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def studio(tmp_path_factory: pytest.TempPathFactory, split: Path, llm: ScriptedChatServer) -> Iterator[dict[str, Any]]:
+    """`cotembed studio` in a subprocess on a free port, on a copy of the paraphrased system, with the scripted LLM."""
     root = tmp_path_factory.mktemp("studio")
     system = root / "system_paraphrased.yaml"
     shutil.copy(EXAMPLES / "system_paraphrased.yaml", system)
     cache = root / "cache.sqlite"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = {k: v for k, v in os.environ.items() if k not in PROXY_VARS and not k.startswith("COTEMBED_LLM")}
+    env["PYTHONUNBUFFERED"] = "1"
     proc = subprocess.Popen([sys.executable, "-m", "cotembed.cli", "studio", str(system), str(split), "--model", "critters",
-                             "--cache", str(cache), "--port", "0", "-q"], stderr=subprocess.PIPE, text=True, env=env)
+                             "--cache", str(cache), "--port", "0", "-q", "--llm-base-url", llm.base_url, "--llm-model", "scripted-model",
+                             "--max-attempts", "1"], stderr=subprocess.PIPE, text=True, env=env)
     assert proc.stderr is not None
     lines: queue.Queue[str] = queue.Queue()
     threading.Thread(target=lambda: [lines.put(line) for line in proc.stderr], daemon=True).start()  # type: ignore[union-attr]
@@ -249,6 +259,56 @@ def test_edit_induce_save_and_the_saved_file_scores_the_same(tools: tuple[str, s
     assert report["system"]["hash"] == saved.fingerprint
     for method, value in induced.items():
         assert report["methods"][method]["acc1"] == pytest.approx(value, abs=1e-9)
+
+
+def test_llm_revision_per_change_and_save_as(tools: tuple[str, str], studio: dict[str, Any], llm: ScriptedChatServer) -> None:
+    """Notes go to the LLM with the confusions; its revision is a list of changes, one left out, the rest accepted; Save as."""
+    import httpx
+    import yaml
+    from selenium.webdriver.common.by import By
+
+    current = System.from_dict(yaml.safe_load(httpx.get(studio["url"] + "api/state", timeout=60).json()["fragments"]["yaml"]))
+    revised = current.to_dict()
+    first = next(iter(revised["groups"]))
+    revised["groups"][first]["prompt"] = "A picture of a critter: " + revised["groups"][first]["prompt"]
+    last = list(revised["groups"])[-1]
+    revised["groups"][last]["weight"] = 0.5
+    llm.push(reply("Here is the revision:\n```json\n" + json.dumps(revised) + "\n```"))
+    driver = _driver(tools, DESKTOP)
+    try:
+        driver.get(studio["url"])
+        wait(driver, lambda d: d.execute_script("return window.studio && window.studio.holder !== null"))
+        if not driver.execute_script("return window.studio.holder"):  # the first test's tab still holds the system
+            click(driver, driver.find_element(By.ID, "take-over"))
+            wait(driver, lambda d: d.execute_script("return window.studio.holder"))
+        driver.find_element(By.ID, "llm-notes").send_keys("the model confuses the <small> critters; ask about shape")
+        click(driver, driver.find_element(By.ID, "llm"))
+        wait(driver, lambda d: d.find_elements(By.ID, "accept") and "llm" in d.find_element(By.ID, "proposal").text)
+        boxes = driver.find_elements(By.CSS_SELECTOR, "#proposal-form input[name=change]")
+        assert len(boxes) == 2
+        assert "the model confuses the <small> critters" in llm.requests[-1].last_user
+        assert "Confusions that cost most" in llm.requests[-1].last_user
+        click(driver, boxes[1])  # leave the weight change out: the effect of the prompt change alone is measured
+        wait(driver, lambda d: "1 checked change(s) alone" in d.find_element(By.ID, "proposal-preview").text)
+        alone = json.loads(driver.find_element(By.ID, "proposal-preview").get_attribute("data-after"))
+        driver.execute_script("window.scrollTo(0, 0)")
+        keep(driver, "studio-desktop-llm.png", studio["root"])
+        click(driver, driver.find_element(By.ID, "accept"))
+        wait(driver, lambda d: not d.find_elements(By.ID, "accept"))
+        idle(driver)
+        assert "A picture of a critter" in driver.find_element(By.ID, "diff-text").text
+        assert "weight: 0.5" not in driver.find_element(By.ID, "diff-text").text
+        assert accuracy(driver) == pytest.approx(alone["cot"], abs=1e-9)  # the preview measured what was accepted
+
+        click(driver, driver.find_element(By.ID, "save-as"))
+        driver.find_element(By.ID, "save-as-path").send_keys("revised.yaml")
+        click(driver, driver.find_element(By.ID, "save-as-go"))
+        wait(driver, lambda d: "now editing" in d.find_element(By.ID, "notice").text)
+        target = studio["system"].parent / "revised.yaml"
+        assert System.load(target).groups[0].prompt.startswith("A picture of a critter")
+        assert console_errors(driver) == []
+    finally:
+        driver.quit()
 
 
 def test_phone_width_fits_and_logs_no_errors(tools: tuple[str, str], studio: dict[str, Any]) -> None:

@@ -15,6 +15,7 @@ The hierarchy::
     │   ├── NotFittedError         (AttributeError) an inducer used before ``fit``
     │   ├── LLMSettingsError       wrong LLM settings: model, URL, key
     │   ├── ConflictError          HTTP 409: another studio tab holds the system, or a save needs confirmation
+    │   │   └── BusyError          a studio proposer (an optimise run, an LLM revision) already at work
     │   └── SpeciesFileError       an invalid critters species file
     ├── MissingDependencyError     an optional extra that is not installed
     │   └── HarnessDependencyError the Pokémon harness's extra
@@ -155,6 +156,12 @@ class ConflictError(InputError):
 
     http_status = 409
     error_type = CONFLICT
+
+
+class BusyError(ConflictError):
+    """A long studio proposer (an optimise run, an LLM revision) is already at work: one at a time (HTTP 409 busy)."""
+
+    error_type = "busy"
 
 
 class CacheCorruptError(CotembedError):
@@ -334,6 +341,7 @@ __all__ = [
     "ApiError", "BuildFailed", "CacheCorruptError", "ConformanceError", "CotembedError", "DraftParseError", "EncoderCheckError",
     "FetchRefused", "HarnessDependencyError", "InputError", "InputFailed", "LLMBadResponse", "LLMEmptyAnswer", "LLMError",
     "LLMRefusal", "LLMSettingsError", "LLMUnavailable", "MethodCheckError", "MissingDependencyError", "ModelLoadError", "ModelFileError", "ModelNotFoundError", "ConflictError",
+    "BusyError",
     "NotFittedError", "QueueFull", "RetryError", "BatcherClosed", "ServiceError", "SpeciesFileError", "SystemValidationError",
     "TYPE_OF_STATUS", "UnknownLabelError", "UnknownModelError", "exit_code_of", "http_status_of", "type_of_status",
 ]

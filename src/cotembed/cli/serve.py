@@ -116,13 +116,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from cotembed.serve.server import bind, url_of, uvicorn_server
 
     settings = _settings(args)
+    if args.studio:
+        from cotembed.studio.mount import check_service_studio, mount_for_service
+
+        check_service_studio(args.studio, settings)
     if settings.workers > 1:
         return _serve_workers(args, settings)
     with Registry.open(settings, log=args.log_level in ("info", "debug")) as registry:
+        app = create_app(registry)
+        studio = mount_for_service(app, registry, args.studio, settings) if args.studio else None
         sock = bind(settings.host, settings.port)
         url = url_of(sock)
-        _say_ready(args, settings, _ready_info(registry, url, settings))
-        server = uvicorn_server(create_app(registry), settings.graceful_timeout_s, args.log_level, not args.no_access_log)
+        ready = _ready_info(registry, url, settings)
+        if studio:
+            ready["studio"] = f"{url}{studio}/"
+        _say_ready(args, settings, ready)
+        server = uvicorn_server(app, settings.graceful_timeout_s, args.log_level, not args.no_access_log)
         # uvicorn re-raises the signal that stopped it once it has shut down; SIGTERM then
         # lands here instead of killing the process before the models and cache are closed.
         previous = signal.signal(signal.SIGTERM, lambda signum, frame: None)
@@ -201,6 +210,9 @@ def register(sub: Any) -> None:
     g.add_argument("--batch-size", type=bounded_int(1, 4096), default=None, help="the encoder's own batch size (default: the encoder's)")
     g.add_argument("--device", default=None, help="torch device: cpu, cuda, cuda:1, mps (default: the backend's)")
     add_cache_options(p)
+    p.add_argument("--studio", nargs="+", default=None, metavar="PATH",
+                   help="also serve the studio for SYSTEM on labelled DATA at /studio (give SYSTEM DATA [DATA ...]; the first --model "
+                        "embeds; off loopback it needs the API key)")
     g = p.add_argument_group("server")
     g.add_argument("--graceful-timeout-s", type=bounded_float(0.0, 3600.0), default=30.0, metavar="S",
                    help="on shutdown, how long requests in flight may take to finish (default: 30)")

@@ -2,11 +2,16 @@
 
 The verb embeds the data once through the cache, checks the address it will listen on
 (a port in use is bad input, exit 2), and hands everything to :mod:`cotembed.studio`.
+With an LLM endpoint (``--llm-model``, as ``build`` and ``optimize`` take it) the page can ask
+it for a revision. ``--format json`` prints one JSON object (the URL and the first figures)
+on stdout once the page can be opened.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import os
 import sys
 from pathlib import Path
@@ -16,6 +21,7 @@ from cotembed.cli.common import (
     EXIT_OK,
     Resources,
     add_cache_options,
+    add_format,
     add_max_pixels,
     bounded_int,
     load_system,
@@ -28,16 +34,6 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
 
 
-def _samples(args: argparse.Namespace, system: Any, paths: list[str], flag: str) -> tuple[list[Any], list[Any]]:
-    from cotembed.data import collect_samples, resolve_labels
-
-    samples = collect_samples(paths, allow_outside=args.allow_outside_paths)
-    kept, skipped = resolve_labels(samples, system.resolve_label, args.ignore_unknown)
-    if not kept:
-        raise InputError(f"{flag} {', '.join(paths)}: no inputs of this system's classes")
-    return kept, skipped
-
-
 def _state_dir(args: argparse.Namespace) -> Path | None:
     if args.no_cache:
         return None
@@ -46,14 +42,38 @@ def _state_dir(args: argparse.Namespace) -> Path | None:
     return Path(args.cache or default_cache_path()).parent / "studio"
 
 
+def _wants_llm(args: argparse.Namespace) -> bool:
+    from cotembed.authoring.llm import ENV_MODEL
+
+    return bool(args.llm_model or args.llm_base_url or os.environ.get(ENV_MODEL, "").strip())
+
+
+def _ready(args: argparse.Namespace, studio: Any, url: str, api_key: str | None) -> None:
+    """The line (or JSON object, --format json) saying where the page is, once it can be opened."""
+    mode = "" if studio.labelled else " (explain-only: the data has no labels)"
+    if args.format == "json":
+        ready = {"url": url, "system": str(studio.path), "fingerprint": studio.system.fingerprint, "inputs": len(studio.data),
+                 "labelled": studio.labelled, "methods": list(studio.methods), "model": studio.data.model_key,
+                 "llm": None if studio.llm is None else studio.llm.settings.model, "auth": bool(api_key),
+                 "accuracy": _accuracy(studio)}
+        sys.stdout.write(json.dumps(ready, ensure_ascii=False, allow_nan=False) + "\n")
+        sys.stdout.flush()
+    print(f"cotembed studio: {args.system} on {len(studio.data)} inputs{mode}\n  open {url}\n  Ctrl+C stops it",
+          file=sys.stderr, flush=True)
+
+
+def _accuracy(studio: Any) -> dict[str, float | None] | None:
+    report = studio.figures().report
+    return None if report is None else {m: r.acc1 for m, r in report.methods.items()}
+
+
 def cmd_studio(args: argparse.Namespace) -> int:
-    from cotembed.embeddings import EmbeddingSet, PromptBank
     from cotembed.encoders import parse_spec
     from cotembed.scoring import method_names
 
     try:
         from cotembed.studio.app import bind, create_app, is_loopback, run
-        from cotembed.studio.state import Studio
+        from cotembed.studio.mount import open_studio
     except ImportError as exc:
         raise InputError(f"the studio needs the serve extra: pip install 'cotembed[serve]' ({exc})") from exc
     from cotembed.serve.settings import API_KEY_ENV
@@ -68,35 +88,28 @@ def cmd_studio(args: argparse.Namespace) -> int:
     if not loopback and not api_key:
         raise InputError(f"--host {args.host}: a studio reachable from other machines can rewrite files; "
                          f"give --api-key KEY (or ${API_KEY_ENV}) or stay on {DEFAULT_HOST}")
-    system = load_system(args.system)
-    samples, skipped = _samples(args, system, args.data, "DATA")
-    examples = None
+    load_system(args.system)
+    settings = None
+    if _wants_llm(args):
+        from cotembed.cli.authoring import llm_settings
+
+        settings = llm_settings(args)  # before the slow part: wrong LLM settings fail at once
     sock = bind(args.host, args.port)  # before the slow part: a port in use fails at once
     try:
-        with Resources(args) as res:
-            encoder = res.encoder(args.model)
-            data = EmbeddingSet.from_samples(samples, encoder, res.cache, args.batch_size, not args.quiet, skipped,
-                                             desc="studio: data", max_pixels=args.max_pixels)
-            if not len(data):
-                raise InputError(f"DATA {', '.join(args.data)}: no input could be used: "
-                                 + "; ".join(f"{e.source}: {e.error}" for e in data.errors[:5]))
-            if args.examples:
-                example_samples, example_skipped = _samples(args, system, args.examples, "--examples")
-                if any(s.label is None for s in example_samples):
-                    raise InputError(f"--examples {', '.join(args.examples)}: every example needs a label")
-                examples = EmbeddingSet.from_samples(example_samples, encoder, res.cache, args.batch_size, not args.quiet,
-                                                     example_skipped, desc="studio: examples", max_pixels=args.max_pixels)
-            bank = PromptBank(encoder, res.cache, progress=False)
-            studio = Studio(args.system, data, bank.embed, logit_scale=getattr(encoder, "logit_scale", None),
-                            temperature=args.temperature, hybrid_weight=args.hybrid_weight, methods=methods,
-                            examples=examples, state_dir=_state_dir(args))
-            studio.figures()  # the first scoring before the first visitor
+        with Resources(args) as res, contextlib.ExitStack() as stack:
+            llm = None
+            if settings is not None:
+                from cotembed.authoring.llm import ChatClient
+
+                llm = stack.enter_context(ChatClient(settings))
+            studio = open_studio(args.system, args.data, res.encoder(args.model), res.cache, examples=args.examples, methods=methods,
+                                 temperature=args.temperature, hybrid_weight=args.hybrid_weight, batch_size=args.batch_size,
+                                 progress=not args.quiet, max_pixels=args.max_pixels, ignore_unknown=args.ignore_unknown,
+                                 allow_outside=args.allow_outside_paths, state_dir=_state_dir(args), llm=llm)
             host, port = sock.getsockname()[:2]
             shown = f"[{host}]" if ":" in host else host
             url = f"http://{shown}:{port}/" + (f"?key={api_key}" if api_key else "")
-            mode = "" if studio.labelled else " (explain-only: the data has no labels)"
-            print(f"cotembed studio: {args.system} on {len(data)} inputs{mode}\n  open {url}\n  Ctrl+C stops it",
-                  file=sys.stderr, flush=True)
+            _ready(args, studio, url, api_key)
             run(create_app(studio, api_key=api_key, loopback_only=loopback), sock)
     finally:
         sock.close()
@@ -104,6 +117,7 @@ def cmd_studio(args: argparse.Namespace) -> int:
 
 
 def register(sub: Any) -> None:
+    from cotembed.cli.authoring import add_llm_options
     from cotembed.encoders import DEFAULT_MODEL, DEFAULT_MODEL_NOTE
 
     p = sub.add_parser("studio", help="a local web page: see why a system fails, edit it, and watch accuracy move")
@@ -125,4 +139,6 @@ def register(sub: Any) -> None:
     add_max_pixels(p)
     add_cache_options(p)
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    add_format(p)
+    add_llm_options(p)
     p.set_defaults(func=cmd_studio)

@@ -62,13 +62,17 @@ def system_json(system: System) -> str:
     return json.dumps(system.to_dict(), ensure_ascii=False, indent=1)
 
 
-def revision_messages(system: System, diagnostics: Mapping[str, Any], modality: str = "image") -> list[dict[str, str]]:
-    """The request for a revised system: the current one, how the model answers it, what to change."""
+def revision_messages(system: System, diagnostics: Mapping[str, Any], modality: str = "image", notes: str = "") -> list[dict[str, str]]:
+    """The request for a revised system: the current one, how the model answers it, what to change (and a person's ``notes``)."""
     from cotembed.authoring.drafting import system_prompt
 
     text = [
         "Here is a classification system and how the frozen model answers its questions on labelled training data.",
         "", "Current system (JSON):", system_json(system), "", describe_diagnostics(diagnostics), "",
+    ]
+    if notes.strip():
+        text += ["A person who reviewed the system and its mistakes notes (follow these where they apply):", notes.strip(), ""]
+    text += [
         "Revise the system to raise accuracy. Reword options the model misreads (plain, common words often work best), "
         "fix rules the model's answers contradict, and drop questions that only add noise. Keep every class name exactly "
         "as it is, and give every class a rule for every group.",

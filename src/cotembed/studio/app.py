@@ -21,9 +21,10 @@ import time
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
-from cotembed.errors import CotembedError, InputError
+from cotembed.errors import BusyError, CotembedError, InputError, LLMError
 from cotembed.studio import rendering
 from cotembed.studio.state import OPTIMIZE_CANDIDATES, OPTIMIZE_SECONDS, ConflictError, EditOutcome, Studio
 
@@ -81,8 +82,12 @@ def create_app(studio: Studio, *, api_key: str | None = None, loopback_only: boo
 
     @app.exception_handler(CotembedError)
     async def cotembed_error(request: Request, exc: CotembedError) -> JSONResponse:
+        if isinstance(exc, BusyError):
+            return _error(409, str(exc), "busy")
         if isinstance(exc, ConflictError):
             return _error(409, str(exc), "other_tab")
+        if isinstance(exc, LLMError):  # the LLM failed (unavailable, refused, garbled): nothing was proposed
+            return _error(502, str(exc), "llm_error")
         return _error(422, str(exc), "invalid_request_error", problems=list(getattr(exc, "problems", []) or []))
 
     def answer(outcome: EditOutcome | None = None, message: str = "", skip: tuple[str, ...] = (), **extra: Any) -> dict[str, Any]:
@@ -175,6 +180,25 @@ def create_app(studio: Studio, *, api_key: str | None = None, loopback_only: boo
         proposal = studio.propose_induce()
         return answer(message=f"induce proposes {len(proposal.changes)} change(s)", proposal=proposal.to_dict())
 
+    @app.post("/api/propose/llm")
+    async def llm(request: Request) -> dict[str, Any]:
+        data = await body(request)
+        editing(data)
+        notes = data.get("notes", "")
+        if not isinstance(notes, str):
+            raise InputError("notes: text is expected")
+        proposal = await run_in_threadpool(studio.propose_llm, notes)  # the LLM may take minutes; other requests go on
+        count = len(proposal.changes)
+        return answer(message=f"the LLM proposes {count} change(s)" if count else "the LLM proposes no change", proposal=proposal.to_dict())
+
+    @app.post("/api/proposal/preview")
+    async def preview(request: Request) -> dict[str, Any]:
+        data = await body(request)
+        result = studio.preview(str(data.get("id", "")), _change_numbers(data))
+        if result.get("after"):  # formatted here, as the page formats every other figure
+            result["line"] = ", ".join(f"{m} {rendering.pct(v)} → {rendering.pct(result['after'].get(m))}" for m, v in result["before"].items())
+        return result
+
     @app.post("/api/propose/optimize")
     async def optimize(request: Request) -> dict[str, Any]:
         data = await body(request)
@@ -204,9 +228,7 @@ def create_app(studio: Studio, *, api_key: str | None = None, loopback_only: boo
     async def accept(request: Request) -> dict[str, Any]:
         data = await body(request)
         editing(data)
-        accepted = data.get("accepted")
-        if not isinstance(accepted, list) or not all(isinstance(i, int) for i in accepted):
-            raise InputError("accepted: a list of change numbers is required")
+        accepted = _change_numbers(data)
         outcome = studio.accept(str(data.get("id", "")), accepted)
         return answer(outcome, message=f"accepted {len(accepted)} change(s)" if outcome.ok else "")
 
@@ -229,7 +251,30 @@ def create_app(studio: Studio, *, api_key: str | None = None, loopback_only: boo
         message = result["message"] + (f"; the previous version is kept as {result['backup']}" if result.get("backup") else "")
         return answer(message=message, saved=result)
 
+    @app.post("/api/save_as")
+    async def save_as(request: Request) -> dict[str, Any]:
+        data = await body(request)
+        editing(data)
+        target = data.get("path")
+        if not isinstance(target, str):
+            raise InputError("path: the file to save as is required")
+        try:
+            result = studio.save_as(target, confirm=data.get("confirm") is True)
+        except ConflictError as exc:  # the file exists: the page asks the person first
+            if data.get("confirm") is True:
+                raise
+            return {"ok": False, "confirm": str(exc), "saved": None, "path": target}
+        message = result["message"] + (f"; the previous version is kept as {result['backup']}" if result.get("backup") else "")
+        return answer(message=message + f"; now editing {result['path']}", saved=result)
+
     return app
+
+
+def _change_numbers(data: dict[str, Any]) -> list[int]:
+    accepted = data.get("accepted")
+    if not isinstance(accepted, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in accepted):
+        raise InputError("accepted: a list of change numbers is required")
+    return accepted
 
 
 def bind(host: str, port: int) -> socket.socket:

@@ -7,6 +7,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+from cotembed.studio.changes import apply_changes, describe
 from cotembed.system import System
 
 
@@ -20,40 +21,15 @@ class Proposal:
     changes: list[dict[str, Any]]
     effect: dict[str, Any]
     note: str = ""
+    measured_on: Any = None
+    """The data the effect was measured on (an EmbeddingSet), to measure a chosen subset of the changes on."""
 
     def apply(self, system: System, accepted: Sequence[int]) -> System:
-        """``system`` with the accepted changes (indices into :attr:`changes`) made."""
-        chosen = [self.changes[i] for i in sorted(set(accepted)) if 0 <= i < len(self.changes)]
-        rules: dict[str, dict[str, list[str]]] = {}
-        weights: dict[str, float] = {}
-        dropped: list[str] = []
-        for change in chosen:
-            kind = change["kind"]
-            if kind == "rule":
-                rules.setdefault(change["class"], {})[change["group"]] = list(change["after"])
-            elif kind == "weight":
-                weights[change["group"]] = float(change["after"])
-            elif kind == "drop":
-                dropped.append(change["group"])
-            elif kind == "temperature":
-                system = system.with_temperature(float(change["after"]))
-            elif kind == "system":
-                proposed: System = change["system"]
-                return proposed
-        present = set(system.group_names)
-        rules = {c: {g: v for g, v in r.items() if g in present} for c, r in rules.items() if c in system.rules}
-        if rules:
-            system = system.with_rules({c: r for c, r in rules.items() if r})
-        weights = {g: w for g, w in weights.items() if g in present}
-        if weights:
-            system = system.with_group_weights(weights)
-        for group in dropped:
-            if group in system.group_names and len(system.groups) > 1:
-                system = system.without_group(group)
-        return system
+        """``system`` with the accepted changes (indices into :attr:`changes`) made, validated."""
+        return apply_changes(system, [self.changes[i] for i in sorted(set(accepted)) if 0 <= i < len(self.changes)])
 
     def to_dict(self) -> dict[str, Any]:
-        changes = [{k: v for k, v in c.items() if k != "system"} for c in self.changes]
+        changes = [{**c, "text": describe(c)} if c["kind"] in ("field", "group_description") else c for c in self.changes]
         return {"id": self.id, "source": self.source, "changes": changes, "effect": self.effect, "note": self.note}
 
 

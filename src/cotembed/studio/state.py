@@ -27,12 +27,13 @@ import numpy as np
 
 from cotembed._io import atomic_write
 from cotembed.embeddings import EmbeddingSet
-from cotembed.errors import ConflictError, CotembedError, InputError, SystemValidationError
+from cotembed.errors import BusyError, ConflictError, CotembedError, InputError, SystemValidationError
 from cotembed.evaluation.evaluate import EvalReport, evaluate
 from cotembed.evaluation.misclassified import MisclassifiedSample, misclassified_examples
 from cotembed.inspection import Inspection, inspect_system
 from cotembed.scoring import Scorer, ScoringConfig
 from cotembed.scoring.threads import single_blas_thread
+from cotembed.studio.changes import system_changes
 from cotembed.studio.edits import EDITS, edit_field, edit_message
 from cotembed.studio.proposals import Optimization, Proposal, proposal_changes
 from cotembed.system import System, parse_system_text
@@ -49,6 +50,7 @@ FIGURE_CACHE = 16
 INDUCE_PER_CLASS = 5
 OPTIMIZE_CANDIDATES = 400
 OPTIMIZE_SECONDS = 60.0
+SYSTEM_SUFFIXES = (".yaml", ".yml", ".json")
 
 
 @dataclass(frozen=True)
@@ -93,11 +95,13 @@ class Studio:
     ``embed`` turns prompt texts into vectors (``PromptBank.embed``); ``data`` is
     embedded once by the caller. ``data`` without labels opens explain-only mode.
     ``examples`` (labelled) feed ``induce``; without them induce draws examples from ``data``.
+    ``llm`` (a :class:`~cotembed.authoring.llm.ChatModel`) enables the LLM revision.
     """
 
     def __init__(self, path: str | Path, data: EmbeddingSet, embed: EmbedTexts, *, logit_scale: float | None = None,
                  temperature: float | None = None, hybrid_weight: float = 1.0, methods: Sequence[str] = DEFAULT_METHODS,
-                 examples: EmbeddingSet | None = None, state_dir: str | Path | None = None, thumbnail: Callable[[int], str | None] | None = None):
+                 examples: EmbeddingSet | None = None, state_dir: str | Path | None = None, thumbnail: Callable[[int], str | None] | None = None,
+                 llm: Any = None):
         self.path = Path(path)
         self.disk_text = self.path.read_text(encoding="utf-8")
         self.disk_system = System.load(self.path)
@@ -112,7 +116,7 @@ class Studio:
         self.labelled = len(data) > 0 and all(label is not None for label in data.labels)
         self.lock = threading.RLock()
         self._figures: OrderedDict[str, Figures] = OrderedDict()
-        self._texts: dict[tuple[str, str], tuple[System, str]] = {}
+        self._texts: dict[tuple[str, str, str], tuple[System, str]] = {}
         self.history: list[System] = [self.disk_system]
         self.position = 0
         self.draft: dict[str, Any] | None = None
@@ -122,6 +126,9 @@ class Studio:
         self.holder_seen = 0.0
         self.saved_as: list[str] = []
         self.optimization: Optimization | None = None
+        self.llm = llm
+        self._asking = threading.Lock()
+        """Held while the LLM is asked for a revision: one request at a time, without holding the studio's lock."""
         self.key = self.disk_system.fingerprint
         self.state_file = Path(state_dir) / f"{self.key}.json" if state_dir else None
         self._restore()
@@ -209,7 +216,7 @@ class Studio:
         """The text saving would write for ``system`` (kept per fingerprint: the YAML writer is slow next to scoring)."""
         system = system or self.system
         header = _header_of(self.disk_text) if self.path.suffix.lower() != ".json" else ""
-        key = (system.fingerprint, header)
+        key = (system.fingerprint, header, self.path.suffix.lower())
         cached = self._texts.get(key)
         if cached is None or cached[0] != system:
             cached = self._texts[key] = (system, system.render(self.path.suffix, header))
@@ -331,7 +338,8 @@ class Studio:
             effect = {"measured_on": source if self.examples is None else f"the data ({len(heldout)} inputs); examples from --examples",
                       "n_inputs": len(heldout), "before": before, "after": after}
             self.proposal = Proposal(f"induce-{induced.fingerprint}", "induce", system, changes, effect,
-                                     note=f"RuleInducer: {len(inducer.rule_changes_)} rule change(s), method {inducer.method_}")
+                                     note=f"RuleInducer: {len(inducer.rule_changes_)} rule change(s), method {inducer.method_}",
+                                     measured_on=heldout)
             self._proposed_system = induced
             return self.proposal
 
@@ -342,7 +350,7 @@ class Studio:
 
         with self.lock:
             if self.optimization is not None and self.optimization.running:
-                raise ConflictError("an optimisation is already running; stop it first")
+                raise BusyError("an optimisation is already running; stop it first")
             if not self.labelled:
                 raise InputError("optimize needs labelled data (the data has no labels)")
             system = self.system
@@ -371,16 +379,69 @@ class Studio:
                           "n_inputs": len(rest) if held_out else len(train_rows),
                           "before": {self.methods[0]: before.val if held_out else before.train},
                           "after": {self.methods[0]: after.val if held_out else after.train}}
-                if result.best != system:
+                changes = system_changes(system, result.best)
+                if changes:
                     note = f"optimize: {result.n_candidates} candidates in {result.rounds} rounds, stopped by {result.stop_reason}"
-                    self.proposal = Proposal(f"optimize-{result.best.fingerprint}", "optimize", system,
-                                             [{"kind": "system", "system": result.best, "description": "the best system of the run"}],
-                                             effect, note=note)
+                    self.proposal = Proposal(f"optimize-{result.best.fingerprint}", "optimize", system, changes, effect, note=note,
+                                             measured_on=val if held_out else train)
                 run.finish(result.stop_reason)
 
         run.thread = threading.Thread(target=work, name="studio-optimize", daemon=True)
         run.thread.start()
         return run
+
+    def propose_llm(self, notes: str = "") -> Proposal:
+        """An LLM's revision of the current system, from its confusions, weak questions and ``notes``; validated, then measured.
+
+        The studio's lock is not held while the LLM answers (minutes, on a slow model): the page keeps working.
+        """
+        from cotembed.studio.revision import MAX_NOTES_CHARS, revise
+
+        if self.llm is None:
+            raise InputError("no LLM is configured: start the studio with --llm-model NAME (and --llm-base-url URL for a local server)")
+        if len(notes) > MAX_NOTES_CHARS:
+            raise InputError(f"notes: at most {MAX_NOTES_CHARS:,} characters, got {len(notes):,}")
+        if not self._asking.acquire(blocking=False):
+            raise BusyError("the LLM is already revising this system; wait for its answer")
+        try:
+            with self.lock:
+                system = self.system
+                figures = self.figures(system)
+                if figures.inspection.data is None:
+                    raise InputError("the LLM revision needs labelled data: it is shown how the model answers each question")
+                diagnostics = figures.inspection.data.to_dict()
+            revision = revise(self.llm, system, diagnostics, notes, self._modality())
+        finally:
+            self._asking.release()
+        with self.lock:
+            changes = system_changes(system, revision.system)
+            effect = {"measured_on": f"the studio's {len(self.data)} inputs (the LLM saw their confusions: not held out)",
+                      "n_inputs": len(self.data), "before": self._accuracy(system, self.data),
+                      "after": self._accuracy(revision.system, self.data)}
+            where = f" (after {revision.requests - 1} repair)" if revision.requests > 1 else ""
+            note = (f"LLM revision by {revision.model or self.llm.settings.model} in {revision.elapsed_s:.1f} s{where}"
+                    + ("" if changes else "; it proposes no change"))
+            self.proposal = Proposal(f"llm-{revision.system.fingerprint}", "llm", system, changes, effect, note=note, measured_on=self.data)
+            return self.proposal
+
+    def _modality(self) -> str:
+        samples = self.data.samples
+        return "text" if samples and all(s.path is None and s.text is not None for s in samples) else "image"
+
+    def preview(self, proposal_id: str, accepted: Sequence[int]) -> dict[str, Any]:
+        """The measured effect of a chosen subset of the open proposal's changes (or why the subset is not a valid system)."""
+        with self.lock:
+            proposal = self.proposal
+            if proposal is None or proposal.id != proposal_id:
+                raise InputError("that proposal is no longer open; make a new one")
+            try:
+                candidate = proposal.apply(proposal.base, accepted)
+            except CotembedError as exc:
+                problems = list(getattr(exc, "problems", ()) or ()) or [edit_message(exc)]
+                return {"ok": False, "problems": problems, "accepted": sorted(set(accepted))}
+            data = proposal.measured_on if proposal.measured_on is not None else self.data
+            return {"ok": True, "accepted": sorted(set(accepted)), "before": proposal.effect["before"],
+                    "after": self._accuracy(candidate, data) if self.labelled else None}
 
     def stop_optimize(self) -> None:
         if self.optimization is not None:
@@ -389,7 +450,10 @@ class Studio:
     def proposal_diff(self) -> str:
         if self.proposal is None:
             return ""
-        candidate = self.proposal.apply(self.proposal.base, range(len(self.proposal.changes)))
+        try:
+            candidate = self.proposal.apply(self.proposal.base, range(len(self.proposal.changes)))
+        except CotembedError as exc:  # every change together is the proposer's valid system; this is a safety net
+            return f"the changes together do not make a valid system: {exc}"
         return "".join(difflib.unified_diff(self.render(self.proposal.base).splitlines(keepends=True),
                                             self.render(candidate).splitlines(keepends=True), fromfile="current", tofile="proposed"))
 
@@ -399,6 +463,8 @@ class Studio:
                 return EditOutcome(False, ["that proposal is no longer open; make a new one"], "proposal")
             try:
                 system = self.proposal.apply(self.system, accepted)
+            except SystemValidationError as exc:
+                return EditOutcome(False, list(exc.problems) or [str(exc)], "proposal")
             except CotembedError as exc:
                 return EditOutcome(False, [edit_message(exc)], "proposal")
             self.proposal = None
@@ -420,32 +486,62 @@ class Studio:
         Without ``confirm`` nothing is written (ConflictError): replacing a file is a person's decision.
         """
         with self.lock:
-            system = self.system
-            text = self.render(system)
-            on_disk = self.path.read_text(encoding="utf-8") if self.path.exists() else None
-            if on_disk == text:
-                return {"path": str(self.path), "written": False, "backup": None, "message": "the file already says this"}
-            changed_outside = on_disk is not None and on_disk != self.disk_text
-            if not confirm:
-                note = " It was changed outside the studio since it was opened." if changed_outside else ""
-                raise ConflictError(f"saving replaces {self.path}; confirm to write it (the previous version is kept beside it).{note}")
-            backup = None
-            if on_disk is not None:
-                stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
-                backup = self.path.with_name(f"{self.path.name}.bak-{stamp}")
-                shutil.copy2(self.path, backup)
+            return self._write(self.path, confirm)
 
-            def reads_back(written: Path) -> None:
-                if System.load(written) != system:
-                    raise CotembedError(f"{self.path}: the written system did not read back the same; nothing was written")
+    def save_as(self, target: str | Path, confirm: bool = False) -> dict[str, Any]:
+        """Write the current system to a new file (a relative path is beside the open file) and go on editing that one.
 
-            atomic_write(self.path, text, check=reads_back)
-            self.disk_text = text
-            self.disk_system = system
-            self.saved_as.append(str(self.path))
-            self._persist()
-            return {"path": str(self.path), "written": True, "backup": None if backup is None else str(backup),
-                    "fingerprint": system.fingerprint, "message": f"saved {self.path.name}"}
+        A file already there is replaced only with ``confirm`` (ConflictError without), its text kept beside it.
+        The format follows the suffix: ``.json``, else YAML (the open file's leading comments kept).
+        """
+        text = str(target).strip()
+        if not text:
+            raise InputError("path: name the file to save as")
+        path = Path(text).expanduser()
+        if not path.is_absolute():
+            path = self.path.parent / path
+        if path.suffix.lower() not in SYSTEM_SUFFIXES:
+            raise InputError(f"path {text!r}: a system file ends in {', '.join(SYSTEM_SUFFIXES)}")
+        if path.is_dir():
+            raise InputError(f"path {text!r}: {path} is a folder; name a file")
+        if not path.parent.is_dir():
+            raise InputError(f"path {text!r}: the folder {path.parent} does not exist")
+        with self.lock:
+            if path.resolve() == self.path.resolve():
+                return self._write(self.path, confirm)
+            result = self._write(path, confirm, replacing_open_file=False)
+            self.path = path
+            return result
+
+    def _write(self, path: Path, confirm: bool, replacing_open_file: bool = True) -> dict[str, Any]:
+        system = self.system
+        header = _header_of(self.disk_text) if path.suffix.lower() != ".json" else ""
+        text = system.render(path.suffix, header) if path != self.path else self.render(system)
+        on_disk = path.read_text(encoding="utf-8") if path.exists() else None
+        if on_disk == text:
+            self.disk_text, self.disk_system = text, system
+            return {"path": str(path), "written": False, "backup": None, "message": f"{path.name} already says this"}
+        if on_disk is not None and not confirm:
+            changed_outside = replacing_open_file and on_disk != self.disk_text
+            note = " It was changed outside the studio since it was opened." if changed_outside else ""
+            raise ConflictError(f"saving replaces {path}; confirm to write it (the previous version is kept beside it).{note}")
+        backup = None
+        if on_disk is not None:
+            stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+            backup = path.with_name(f"{path.name}.bak-{stamp}")
+            shutil.copy2(path, backup)
+
+        def reads_back(written: Path) -> None:
+            if System.load(written) != system:
+                raise CotembedError(f"{path}: the written system did not read back the same; nothing was written")
+
+        atomic_write(path, text, check=reads_back)
+        self.disk_text = text
+        self.disk_system = system
+        self.saved_as.append(str(path))
+        self._persist()
+        return {"path": str(path), "written": True, "backup": None if backup is None else str(backup),
+                "fingerprint": system.fingerprint, "message": f"saved {path.name}"}
 
     # ------------------------------------------------------------------- tabs
     def claim(self, tab: str, take_over: bool = False) -> dict[str, Any]:
@@ -500,4 +596,4 @@ class Studio:
             self.history, self.position = history, position
 
 
-__all__ = ["ConflictError", "EDITS", "EditOutcome", "Figures", "Optimization", "Proposal", "Studio"]
+__all__ = ["BusyError", "ConflictError", "EDITS", "EditOutcome", "Figures", "Optimization", "Proposal", "Studio"]

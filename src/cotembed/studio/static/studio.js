@@ -11,7 +11,7 @@ const timers = new Map();
 const shown = new Map();  // fragment name -> the HTML last swapped in
 let chain = Promise.resolve();
 let editorStale = false;
-window.studio = { tab, lastRoundTripMs: null, updates: 0, busy: 0 };
+window.studio = { tab, lastRoundTripMs: null, updates: 0, busy: 0, holder: null };
 
 function notice(text, kind = "") {
   const box = $("#notice");
@@ -47,9 +47,12 @@ function send(method, path, body, { keepEditor = false, forceEditor = false } = 
         if (payload.error && payload.error.type === "other_tab") showTakeOver(message);
         return payload;
       }
-      if (payload.confirm) {
+      if (payload.confirm) {  // the server asks before it replaces a file; "Replace" sends the same request confirmed
+        const box = $("#confirm");
         $("#confirm-text").textContent = payload.confirm;
-        $("#confirm").hidden = false;
+        box.dataset.path = path;
+        box.dataset.body = JSON.stringify({ ...(body || {}), confirm: true });
+        box.hidden = false;
         return payload;
       }
       apply(payload, { keepEditor, forceEditor });
@@ -121,6 +124,7 @@ function showTakeOver(message) {
 async function claim(takeOver = false) {
   const { status, payload } = await call("POST", "api/claim", { take_over: takeOver });
   if (status >= 400) return;
+  window.studio.holder = payload.holder;
   if (payload.holder) {
     if ($("#take-over")) notice("");
   } else {
@@ -164,8 +168,27 @@ document.addEventListener("input", (event) => {
     schedule("yaml", 500, () => send("POST", "api/yaml", { text: input.value }, { keepEditor: false }));
   } else if (input.matches("[data-check-all]")) {
     for (const box of $$("input[name=change]")) box.checked = input.checked;
+    schedule("preview", 150, preview);
+  } else if (input.matches("input[name=change]")) {
+    const all = $("[data-check-all]");
+    if (all) all.checked = $$("input[name=change]").every((box) => box.checked);
+    schedule("preview", 150, preview);
   }
 });
+
+// The measured effect of the checked changes alone, while the person chooses.
+async function preview() {
+  const form = $("#proposal-form");
+  const line = $("#proposal-preview");
+  if (!form || !line) return;
+  const accepted = $$("input[name=change]", form).filter((box) => box.checked).map((box) => Number(box.value));
+  const { status, payload } = await call("POST", "api/proposal/preview", { id: form.dataset.id, accepted });
+  if (status >= 400) { line.textContent = (payload.error && payload.error.message) || `HTTP ${status}`; return; }
+  if (!payload.ok) { line.textContent = `the checked changes alone do not make a valid system: ${payload.problems.join("; ")}`; return; }
+  if (!payload.after) { line.textContent = ""; return; }
+  line.textContent = `the ${accepted.length} checked change(s) alone: ${payload.line}`;
+  line.dataset.after = JSON.stringify(payload.after);
+}
 
 document.addEventListener("change", (event) => {
   if (event.target.matches("#editor input[data-op]")) sendEdit(event.target);
@@ -176,6 +199,9 @@ document.addEventListener("keydown", (event) => {
   if (event.key === "Enter" && input.matches("[data-add-option]") && input.value.trim()) {
     event.preventDefault();
     send("POST", "api/edit", { op: "add_option", group: input.dataset.group, text: input.value }, { forceEditor: true });
+  } else if (event.key === "Enter" && input.id === "save-as-path") {
+    event.preventDefault();
+    actions["save-as-go"]();
   } else if (event.key === "Enter" && input.matches("#editor input[data-op]")) {
     event.preventDefault();
     sendEdit(input);
@@ -227,8 +253,25 @@ const actions = {
   "redo": () => send("POST", "api/redo", {}, { forceEditor: true }),
   "induce": () => { notice("inducing rules from the labelled examples…"); return send("POST", "api/propose/induce", {}); },
   "save": () => send("POST", "api/save", { confirm: false }),
-  "save-confirmed": () => { $("#confirm").hidden = true; return send("POST", "api/save", { confirm: true }); },
+  "save-confirmed": () => {
+    const box = $("#confirm");
+    box.hidden = true;
+    return send("POST", box.dataset.path || "api/save", box.dataset.body ? JSON.parse(box.dataset.body) : { confirm: true });
+  },
   "save-cancel": () => { $("#confirm").hidden = true; },
+  "save-as": () => { $("#save-as-box").hidden = false; $("#save-as-path").focus(); },
+  "save-as-go": () => {
+    const path = $("#save-as-path").value.trim();
+    if (!path) { notice("name the file to save as", "bad"); return null; }
+    $("#save-as-box").hidden = true;
+    return send("POST", "api/save_as", { path, confirm: false });
+  },
+  "save-as-cancel": () => { $("#save-as-box").hidden = true; },
+  "llm": () => {
+    notice("asking the LLM for a revision… (it sees the confusions, the weakest questions and your notes)");
+    const notes = $("#llm-notes");
+    return send("POST", "api/propose/llm", { notes: notes ? notes.value : "" });
+  },
   "accept": () => {
     const form = $("#proposal-form");
     const accepted = $$("input[name=change]", form).filter((box) => box.checked).map((box) => Number(box.value));
