@@ -220,10 +220,12 @@ def test_curve_shots_draws_examples_per_class_from_the_pool(capsys: Any, splits:
                            "--examples", splits["support"], "--output", out)
     assert code == 0 and out.exists() and out.with_suffix(".png").stat().st_size > 0
     assert payload["shots"] == [1, 2] and payload["pool"] == 56
-    assert set(payload["lines"]) == {"prototype", "gda", "fused"} and {"cot", "cot+transductive"} <= set(payload["reference"])
+    assert set(payload["lines"]) == {"prototype", "gda", "fused", "induce"} and {"cot", "cot+transductive"} <= set(payload["reference"])
     one, two = payload["lines"]["prototype"]
     assert one["draws"] == 3 and one["std"] > 0  # different draws of one example per class
     assert two["std"] == 0  # the pool has exactly 2 per class: every draw is the whole pool
+    assert [p["draws"] for p in payload["lines"]["induce"]] == [3, 3]
+    assert 0 <= payload["lines"]["induce"][0]["mean"] <= 1
     code, _, err = cli(capsys, splits, "curve", SYSTEM, splits["test"], "--shots", "1", "--output", out)
     assert code == 2 and "needs --examples" in err
 
