@@ -57,8 +57,9 @@ ENTRIES: list[Entry] = [
           "bench_shots.py", figures=("shots.png",),
           about="prototype (class means), gda (shared shrunk covariance), induce (rules from the examples) and fused (the "
                 "system's zero-shot posterior as a prior, its weight chosen by leave-one-out on the examples) for 1..16 "
-                "examples per class drawn from a split the test never sees; zero-shot and transductive (EM refinement "
-                "on the unlabelled test batch) as lines. Defaults chosen on the task marked *, checked on the others."),
+                "examples per class drawn from a split the test never sees; zero-shot and transductive (EM of a Gaussian mixture "
+                "with one shared covariance on the unlabelled test batch; also on the real-data tasks) as lines. Defaults "
+                "chosen on the task marked *, checked on the others."),
     Entry("Adaptive questioning: accuracy vs questions asked (critters)", "bench_adaptive.py",
           about="adaptive asks, per input, the most informative question next under a product-of-questions posterior "
                 "and stops when confident; compared with asking every question (cot, cot-log) on system.yaml and on "

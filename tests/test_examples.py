@@ -220,10 +220,12 @@ def test_curve_shots_draws_examples_per_class_from_the_pool(capsys: Any, splits:
                            "--examples", splits["support"], "--output", out)
     assert code == 0 and out.exists() and out.with_suffix(".png").stat().st_size > 0
     assert payload["shots"] == [1, 2] and payload["pool"] == 56
-    assert set(payload["lines"]) == {"prototype", "gda", "fused"} and {"cot", "cot+transductive"} <= set(payload["reference"])
+    assert set(payload["lines"]) == {"prototype", "gda", "fused", "induce"} and {"cot", "cot+transductive"} <= set(payload["reference"])
     one, two = payload["lines"]["prototype"]
     assert one["draws"] == 3 and one["std"] > 0  # different draws of one example per class
     assert two["std"] == 0  # the pool has exactly 2 per class: every draw is the whole pool
+    assert [p["draws"] for p in payload["lines"]["induce"]] == [3, 3]
+    assert 0 <= payload["lines"]["induce"][0]["mean"] <= 1
     code, _, err = cli(capsys, splits, "curve", SYSTEM, splits["test"], "--shots", "1", "--output", out)
     assert code == 2 and "needs --examples" in err
 
@@ -234,3 +236,25 @@ def test_draw_takes_k_per_class_and_all_of_a_smaller_class() -> None:
     labels = np.array([0, 0, 0, 1, 2, 2])
     rows = draw(labels, 3, 2, np.random.default_rng(0))
     assert np.bincount(labels[rows], minlength=3).tolist() == [2, 1, 2]
+
+
+def test_the_transductive_wrapper_refines_each_seed_of_a_seeded_method_on_its_own() -> None:
+    from cotembed.testing import CHECK_SYSTEM, _hashed_vectors
+
+    system = System.from_dict(CHECK_SYSTEM)
+    config = ScoringConfig(10.0)
+    scorer = Scorer.build(system, _hashed_vectors, config, ("random-control",))
+    x = np.random.default_rng(1).normal(size=(60, 24)).astype(np.float32)
+    inner = scorer.method("random-control")
+    seeds = inner.seeds()
+    assert len(seeds) >= 2
+    refined = scorer.with_methods([Transductive(inner)]).prepare(x)
+    method = refined.method("random-control")
+    assert isinstance(method, Transductive) and method.seeds() == seeds
+    batch = refined.batch(x)
+    runs = {s: method.score_seed(batch, s) for s in seeds}
+    assert not np.allclose(runs[seeds[0]], runs[seeds[1]])  # not one refined run repeated
+    for s in seeds:
+        p0 = inner.probabilities(inner.score_seed(scorer.batch(x), s), config)
+        expected = TransductiveRefiner().fit(x, p0).predict_proba()
+        np.testing.assert_allclose(method.probabilities(runs[s], config), expected, rtol=1e-4, atol=1e-6)

@@ -85,6 +85,7 @@ def test_deterministic_and_scores_in_the_zero_shot_range():
         ({"anchor": 1.5}, None, "anchor must be a number in \\[0, 1\\]"),
         ({"sharpness": 0}, None, "sharpness"),
         ({"max_iter": 0}, None, "max_iter"),
+        ({"shrinkage": -0.1}, None, "shrinkage must be a number in \\[0, 1\\]"),
         ({}, (np.full((4, 3), np.nan), np.ones((4, 2)) / 2), "NaN"),
         ({}, (np.ones((4, 3)), np.ones((3, 2)) / 2), "expected shape \\(4, 2\\)"),
     ],
@@ -93,3 +94,30 @@ def test_bad_input_is_an_input_error(params, args, message):
     x, _, p0 = batch(3)
     with pytest.raises(InputError, match=message):
         TransductiveRefiner(**params).fit(*(args or (x, p0)))
+
+
+def test_the_shared_variance_discounts_dimensions_in_which_classes_spread():
+    """Classes apart in a few dimensions, wide noise in the others: a per-dimension variance
+    (shrinkage 0) tells them apart better than a spherical one (shrinkage 1, cosine-like)."""
+    rng = np.random.default_rng(5)
+    per_class, informative = 40, 4
+    y = np.repeat(np.arange(N), per_class)
+    centres = np.zeros((N, D))
+    centres[:, :informative] = 3.0 * rng.normal(size=(N, informative))
+    noise = rng.normal(size=(len(y), D))
+    noise[:, informative:] *= 2.5
+    x = (centres[y] + noise).astype(np.float32)
+    logits = rng.normal(size=(len(y), N))
+    logits[np.arange(len(y)), y] += 1.0
+    p0 = softmax(logits, axis=1)
+    per_dimension = acc(TransductiveRefiner(shrinkage=0.0).fit(x, p0).predict_proba(), y)
+    spherical = acc(TransductiveRefiner(shrinkage=1.0).fit(x, p0).predict_proba(), y)
+    assert per_dimension >= spherical + 0.05
+    assert per_dimension >= acc(p0, y) + 0.2
+
+
+def test_transform_repeats_the_last_step_on_any_chunking():
+    x, _, p0 = batch(12, seed=7)
+    refiner = TransductiveRefiner().fit(x, p0)
+    chunks = np.concatenate([refiner.transform(x[i:i + 17], p0[i:i + 17]) for i in range(0, len(x), 17)])
+    np.testing.assert_allclose(chunks, refiner.predict_proba(), atol=1e-5)

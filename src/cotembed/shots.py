@@ -2,7 +2,9 @@
 
 For every K, ``draws`` seeded draws of K examples per class from a pool of labelled
 examples (never the test inputs); each few-shot method is fitted on the draw and scored on
-the test set. The zero-shot methods (and, with ``transductive``, each refined on the
+the test set, and ``induce`` (rules induced from the draw by
+:class:`~cotembed.authoring.induce.RuleInducer`, their new prompts through the prompt cache)
+is tested likewise. The zero-shot methods (and, with ``transductive``, each refined on the
 whole test batch) are flat reference lines. Everything is scored from embeddings that
 came through the cache once: no model call per draw.
 """
@@ -14,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
+from cotembed.authoring.induce import RuleInducer
 from cotembed.embeddings import EmbeddingSet
 from cotembed.errors import InputError
 from cotembed.scoring import Scorer
@@ -25,6 +28,8 @@ if TYPE_CHECKING:
 DEFAULT_SHOTS = (1, 2, 4, 8, 16)
 DEFAULT_DRAWS = 5
 FEW_SHOT = ("prototype", "gda", "fused")
+INDUCE = "induce"
+"""The line of rules induced from each draw (RuleInducer), beside the few-shot methods."""
 ZERO_SHOT = ("cot", "hybrid")
 
 
@@ -91,12 +96,14 @@ def shots_curve(clf: "CoTClassifier", test: EmbeddingSet, pool: EmbeddingSet, sh
                 fitted = scorer.with_methods([scorer.method(method).fit_examples(batches, pool_labels[rows])])
                 hit = fitted.scores(test.embeddings, method).argmax(axis=1) == truth
                 accuracies.setdefault((method, k), []).append(float(np.mean(hit)))
+            inducer = RuleInducer(clf.system, clf.prompt_bank.embed, temperature=clf.config.temperature)
+            accuracies.setdefault((INDUCE, k), []).append(float(inducer.fit(pool.subset(rows)).score(test)))
             if bar is not None:
                 bar.update(1)
     finally:
         if bar is not None:
             bar.close()
-    for method in FEW_SHOT:
+    for method in (*FEW_SHOT, INDUCE):
         out.lines[method] = []
         for k in shots:
             values = np.asarray(accuracies[(method, k)])
@@ -105,4 +112,4 @@ def shots_curve(clf: "CoTClassifier", test: EmbeddingSet, pool: EmbeddingSet, sh
     return out
 
 
-__all__ = ["DEFAULT_DRAWS", "DEFAULT_SHOTS", "ShotsCurve", "draw", "shots_curve"]
+__all__ = ["DEFAULT_DRAWS", "DEFAULT_SHOTS", "INDUCE", "ShotsCurve", "draw", "shots_curve"]

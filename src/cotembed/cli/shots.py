@@ -40,7 +40,7 @@ def add_shots_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("accuracy against examples per class (instead of against questions)")
     g.add_argument("--shots", type=shots_list, default=None, metavar="K,K,...",
                    help="draw K labelled examples per class from --examples for each K and plot prototype, gda and fused "
-                        "against K, with the zero-shot cot and hybrid lines and each refined on the test batch")
+                        "against K (and rules induced from each draw), with the zero-shot cot and hybrid lines and each refined on the test batch")
     g.add_argument("--examples", action="append", default=None, metavar="DATA",
                    help="the pool of labelled examples the draws come from (not the test data); repeatable")
     g.add_argument("--draws", type=bounded_int(1, 1000), default=DEFAULT_DRAWS,

@@ -8,7 +8,9 @@ refined by :class:`~cotembed.scoring.transductive.TransductiveRefiner`, and ever
 row is then scored by the refiner's last E-step with what it learnt frozen
 (:meth:`~cotembed.scoring.transductive.TransductiveRefiner.transform`), so the scores
 do not depend on chunking. The refined log-posterior is mapped onto the wrapped
-method's score range by one affine map fixed on the batch. A batch too small to refine
+method's score range by one affine map fixed on the batch. A seeded method (one run per
+seed, as random-control) has each seed's run refined on its own, so evaluate's
+per-seed results (mean ± spread) stay per-seed. A batch too small to refine
 keeps the wrapped method's scores, with a note (``note``, and in :meth:`settings`).
 No label is ever read.
 """
@@ -37,11 +39,16 @@ class Transductive(ScoringMethod):
     description = "the wrapped method's posterior refined on the unlabelled batch (EM on class prototypes)"
 
     def __init__(self, inner: ScoringMethod, refiner: TransductiveRefiner | None = None,
-                 scale: float = 1.0, offset: float = 0.0) -> None:
+                 scale: float = 1.0, offset: float = 0.0, seed: int | None = None,
+                 per_seed: Mapping[int, "Transductive"] | None = None) -> None:
         self.inner = inner
         self.params = inner.params
         self.refiner = refiner
         self.scale, self.offset = scale, offset
+        self.seed = seed
+        """The wrapped method's seeded run this one refines (None: its plain ``score``)."""
+        self.per_seed = dict(per_seed or {})
+        """Each seed's refined run, for seeded methods (filled by :meth:`prepare`)."""
 
     # The wrapper answers to the wrapped method's name, prompts and parameters.
     @property
@@ -83,8 +90,19 @@ class Transductive(ScoringMethod):
     def prompt_sets(self, compiled: "CompiledSystem", config: ScoringConfig) -> dict[str, tuple[str, ...]]:
         return self.inner.prompt_sets(compiled, config)
 
+    def _inner_scores(self, batch: Batch) -> np.ndarray:
+        return self.inner.score(batch) if self.seed is None else self.inner.score_seed(batch, self.seed)
+
+    def seeds(self) -> tuple[int, ...]:
+        return self.inner.seeds()
+
+    def score_seed(self, batch: Batch, seed: int) -> np.ndarray:
+        """The run with ``seed`` refined on its own (before :meth:`prepare`: the wrapped method's run)."""
+        run = self.per_seed.get(seed)
+        return run.score(batch) if run is not None else self.inner.score_seed(batch, seed)
+
     def score(self, batch: Batch) -> np.ndarray:
-        inner = self.inner.score(batch)
+        inner = self._inner_scores(batch)
         if not self.refined:
             return inner
         assert self.refiner is not None and batch.embeddings is not None
@@ -119,19 +137,32 @@ class Transductive(ScoringMethod):
             return self
         n_inputs = sum(len(b) for b in batches)
         inner = self.inner.prepare(batches) if self.inner.transductive(n_inputs, batches[0].compiled) else self.inner
-        scores = [inner.score(b) for b in batches]
+        base = self._refined(inner, batches, None)
+        if not inner.seeds():
+            return base
+        # Each seed's run refined on its own, on the plain run's score map (so probabilities() fits every seed).
+        runs = {s: self._refined(inner, batches, s, (base.scale, base.offset)) for s in inner.seeds()}
+        return Transductive(inner, base.refiner, base.scale, base.offset, None, runs)
+
+    @staticmethod
+    def _refined(inner: ScoringMethod, batches: Sequence[Batch], seed: int | None,
+                 score_map: tuple[float, float] | None = None) -> "Transductive":
+        """``inner``'s run (its plain one, or the one with ``seed``) refined on the batches."""
+        scores = [inner.score(b) if seed is None else inner.score_seed(b, seed) for b in batches]
         s0 = np.concatenate(scores)
         p0 = np.concatenate([inner.probabilities(s, b.config) for s, b in zip(scores, batches)])
         x = np.concatenate([np.asarray(b.embeddings) for b in batches])
         refiner = TransductiveRefiner().fit(x, p0)
         if not refiner.refined_:
-            return Transductive(inner, refiner)
+            return Transductive(inner, refiner, seed=seed)
+        if score_map is not None:
+            return Transductive(inner, refiner, *score_map, seed=seed)
         logp = np.log(np.maximum(refiner.predict_proba(), PROBABILITY_FLOOR))
         lo, hi, r_lo, r_hi = float(logp.min()), float(logp.max()), float(s0.min()), float(s0.max())
         if hi - lo < 1e-12 or r_hi - r_lo < 1e-12 or not math.isfinite(r_hi - r_lo):
-            return Transductive(inner, refiner)
+            return Transductive(inner, refiner, seed=seed)
         scale = (r_hi - r_lo) / (hi - lo)
-        return Transductive(inner, refiner, scale, r_lo - lo * scale)
+        return Transductive(inner, refiner, scale, r_lo - lo * scale, seed=seed)
 
     # ---------------------------------------------------------- reporting
     def settings(self, compiled: "CompiledSystem | None" = None) -> dict[str, Any]:
