@@ -14,6 +14,7 @@ from typing import Any, Callable, Sequence
 
 from cotembed.cli.common import add_output, bounded_int, guarded_path, labelled_samples, seed_int
 from cotembed.errors import InputError
+from cotembed.runs.options import DecisionOptions
 
 FIT_SCORE_FLAGS = {"log-rule-support": "log rule support", "rule-support": "rule support"}
 
@@ -94,6 +95,23 @@ def add_probability_flags(p: argparse.ArgumentParser, verb: str) -> None:
         add_output(g, "--plot", default=None, metavar="PNG",
                    help="write the reliability diagrams and the accuracy/coverage curves as PNG (PNG and PNG's name + "
                         ".coverage.png)")
+
+
+def decision_options(args: argparse.Namespace) -> DecisionOptions:
+    """The probabilities and decisions of the flags (explain has only ``--probabilities``)."""
+    from cotembed.scoring.posteriors import DEFAULT_PROBABILITIES
+
+    def paths(dest: str) -> tuple[str, ...]:
+        return tuple(getattr(args, dest, None) or ())
+
+    return DecisionOptions(
+        probabilities=getattr(args, "probabilities", DEFAULT_PROBABILITIES),
+        fit_score=getattr(args, "fit_score", "log-rule-support"),
+        abstain=getattr(args, "abstain", None), abstain_target=getattr(args, "abstain_target", None),
+        abstain_data=paths("abstain_data"), conformal=getattr(args, "conformal", None), conformal_data=paths("conformal_data"),
+        conformal_score=getattr(args, "conformal_score", None), multi_label=bool(getattr(args, "multi_label", False)),
+        threshold=getattr(args, "threshold", None), threshold_data=paths("threshold_data"),
+    )
 
 
 def check_flags(args: argparse.Namespace, verb: str) -> None:

@@ -12,6 +12,7 @@ import sys
 from typing import Any, Sequence
 
 from cotembed.errors import InputError
+from cotembed.runs.options import ExamplesOptions
 
 EXAMPLES_HELP = ("labelled examples (a folder with a sub-folder per class, a manifest with labels, or an embedding set "
                  "saved with the same model, .npz) that fit the few-shot methods prototype, gda and fused; embedded "
@@ -30,6 +31,13 @@ def add_examples_flags(p: argparse.ArgumentParser, transductive: bool = True) ->
                        help="skip examples whose label is not a class of the system (else they are an error)")
     if transductive:
         g.add_argument("--transductive", action="store_true", help=TRANSDUCTIVE_HELP)
+
+
+def examples_options(args: argparse.Namespace) -> ExamplesOptions:
+    """The examples and transduction of the flags."""
+    return ExamplesOptions(examples=tuple(getattr(args, "examples", None) or ()),
+                           ignore_unknown=bool(getattr(args, "ignore_unknown", False)),
+                           transductive=bool(getattr(args, "transductive", False)))
 
 
 def default_methods(args: argparse.Namespace, default: tuple[str, ...]) -> tuple[str, ...]:

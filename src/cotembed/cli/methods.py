@@ -16,6 +16,7 @@ from cotembed.cli.common import (
 )
 from cotembed.cli.decisions import add_probability_flags
 from cotembed.cli.examples import add_examples_flags, with_examples
+from cotembed.runs.options import MethodSettings
 
 
 def collect_inputs(args: argparse.Namespace, inputs: list[str]) -> Any:
@@ -173,6 +174,12 @@ def method_options(args: argparse.Namespace) -> dict[str, Any]:
                 # Files are read here, not by argparse, so their errors name the file and line (exit 2).
                 options[cls.option_prefix + q.name] = _flag_type(q)(value) if _reads_file(q) else value
     return options
+
+
+def method_settings(args: argparse.Namespace) -> MethodSettings:
+    """The method parameters and calibration data of the flags (files named by flags read here)."""
+    return MethodSettings(options=method_options(args), calibrate=tuple(getattr(args, "calibrate", None) or ()),
+                          calibrate_without_labels=bool(getattr(args, "calibrate_without_labels", False)))
 
 
 def read_templates(path: str) -> tuple[str, ...]:

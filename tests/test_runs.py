@@ -1,0 +1,119 @@
+"""Runs as library calls (cotembed.runs): requests built in Python, without argparse, give results
+that carry their provenance, and whose ``to_dict()`` is exactly the JSON the CLI prints for the same
+inputs. Critters splits are small and generated; one cache is shared by the module."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tests.support import run_cli
+
+from cotembed.errors import InputError
+from cotembed.runs import (
+    CacheOptions,
+    ClassifyRequest,
+    DecisionOptions,
+    ExamplesOptions,
+    MethodSettings,
+    ModelOptions,
+    classify,
+)
+from cotembed.system import System
+
+ROOT = Path(__file__).resolve().parents[1]
+CRITTERS = ROOT / "examples" / "critters"
+SYSTEM = CRITTERS / "system.yaml"
+
+
+@pytest.fixture(scope="module")
+def splits(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A test split (1 per species, seed 1001), a labelled calibration split (2 per species, seed 4242), one cache."""
+    from cotembed_critters.species import generate_split
+
+    root = tmp_path_factory.mktemp("runs")
+    generate_split(CRITTERS / "species.yaml", root / "test", 1, seed=1001, difficulty="hard", progress=False)
+    generate_split(CRITTERS / "species.yaml", root / "support", 2, seed=4242, difficulty="hard", progress=False)
+    return {"test": root / "test", "support": root / "support", "cache": root / "cache.sqlite"}
+
+
+def model(splits: dict[str, Path]) -> ModelOptions:
+    return ModelOptions("critters", quiet=True, cache=CacheOptions(str(splits["cache"])))
+
+
+def cli_json(capsys: Any, splits: dict[str, Path], *argv: Any) -> Any:
+    code, out, err = run_cli(capsys, *argv, "--model", "critters", "--cache", splits["cache"], "-q", "--format", "json")
+    assert out.strip(), err
+    return json.loads(out)
+
+
+def test_classify_result_carries_its_provenance_and_is_the_cli_json(capsys, splits):
+    request = ClassifyRequest(str(SYSTEM), (str(splits["test"]),), model=model(splits), top_k=2)
+    result = classify(request)
+    system = System.load(SYSTEM)
+    prov = result.provenance
+    assert (prov.system.name, prov.system.path, prov.system.hash) == (system.name, str(SYSTEM), system.fingerprint)
+    assert prov.model.startswith("critters") and prov.method == "cot" and prov.probabilities == "calibrated"
+    assert prov.transductive is False and prov.examples is None
+    assert len(result.predictions) == len(system.class_names) and not result.errors and result.ok
+    assert all(len(p.top) == 2 for p in result.predictions)
+    assert sum(p.prediction == p.label for p in result.predictions) >= len(result.predictions) // 2
+    assert result.to_dict() == cli_json(capsys, splits, "classify", SYSTEM, splits["test"], "--top-k", "2")
+
+
+def test_classify_records_method_parameters_and_decisions(capsys, splits):
+    request = ClassifyRequest(str(SYSTEM), (str(splits["test"]),), model=dataclasses.replace(model(splits), temperature=50.0),
+                              method="adaptive", settings=MethodSettings({"adaptive_confidence": 0.9}),
+                              decisions=DecisionOptions(probabilities="normalised", abstain=-0.5))
+    result = classify(request)
+    prov = result.provenance
+    assert prov.method == "adaptive" and prov.temperature == 50.0 and prov.probabilities == "normalised"
+    assert prov.method_options["adaptive_confidence"] == 0.9
+    assert prov.decisions["abstain"]["threshold"] == -0.5
+    assert any(p.abstained for p in result.predictions) or all(p.fit_score >= -0.5 for p in result.predictions)
+    expected = cli_json(capsys, splits, "classify", SYSTEM, splits["test"], "--adaptive", "--confidence", "0.9",
+                        "--temperature", "50", "--probabilities", "normalised", "--abstain", "-0.5")
+    assert result.to_dict() == expected
+
+
+def test_classify_with_examples_and_transduction_records_their_source(capsys, splits):
+    request = ClassifyRequest(str(SYSTEM), (str(splits["test"]),), model=model(splits), method="prototype",
+                              examples=ExamplesOptions((str(splits["support"]),), transductive=True))
+    result = classify(request)
+    prov = result.provenance
+    assert prov.transductive is True
+    assert prov.examples is not None and prov.examples["count"] == 2 * len(System.load(SYSTEM).class_names)
+    assert prov.examples["source"] == [str(splits["support"])]
+    expected = cli_json(capsys, splits, "classify", SYSTEM, splits["test"], "--method", "prototype",
+                        "--examples", splits["support"], "--transductive")
+    assert result.to_dict() == expected
+
+
+def test_literal_texts_are_their_own_names(splits):
+    result = classify(ClassifyRequest(str(CRITTERS / "system.yaml"), ("a red bird with spikes",), text=True,
+                                      model=dataclasses.replace(model(splits), spec="critters")))
+    assert [p.source for p in result.predictions] == ["a red bird with spikes"]
+
+
+@pytest.mark.parametrize(("changes", "message"), [
+    ({"inputs": ()}, "classify: give INPUTS or --embeddings DIR"),
+    ({"embeddings": "somewhere"}, "give INPUTS or --embeddings DIR, not both"),
+    ({"decisions": DecisionOptions(abstain_target="precision=0.9")}, "--abstain-target needs --abstain-data"),
+    ({"decisions": DecisionOptions(multi_label=True)}, "--multi-label needs --threshold T or --threshold-data DATA"),
+    ({"settings": MethodSettings(calibrate=("x",))}, "--calibrate: only for methods that learn from data"),
+    ({"method": "prototype"}, "method prototype needs labelled examples"),
+])
+def test_a_request_is_checked_as_the_command_line_is(tmp_path, changes, message):
+    request = dataclasses.replace(ClassifyRequest(str(SYSTEM), (str(tmp_path),)), **changes)
+    with pytest.raises(InputError, match=message.replace("(", r"\(")):
+        classify(request)
+
+
+def test_requests_are_frozen_values():
+    request = ClassifyRequest(str(SYSTEM), ("a.png",))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        request.top_k = 5  # type: ignore[misc]
+    assert request == ClassifyRequest(str(SYSTEM), ("a.png",)) and not hasattr(request, "__dict__")
