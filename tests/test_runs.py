@@ -17,10 +17,15 @@ from cotembed.runs import (
     CacheOptions,
     ClassifyRequest,
     DecisionOptions,
+    EvalRequest,
     ExamplesOptions,
+    ExplainRequest,
     MethodSettings,
     ModelOptions,
     classify,
+    evaluate_multilabel,
+    evaluate_run,
+    explain,
 )
 from cotembed.system import System
 
@@ -117,3 +122,70 @@ def test_requests_are_frozen_values():
     with pytest.raises(dataclasses.FrozenInstanceError):
         request.top_k = 5  # type: ignore[misc]
     assert request == ClassifyRequest(str(SYSTEM), ("a.png",)) and not hasattr(request, "__dict__")
+
+
+# ------------------------------------------------------------------------ eval
+def test_eval_reports_carry_their_provenance_and_are_the_cli_json(capsys, splits):
+    request = EvalRequest(str(SYSTEM), (str(splits["test"]),), model=model(splits), methods=("baseline", "cot"),
+                          settings=MethodSettings(), decisions=DecisionOptions(abstain=-1.0))
+    result = evaluate_run(request)
+    (report,) = result.reports
+    system = System.load(SYSTEM)
+    assert report.system["hash"] == system.fingerprint and report.system["path"] == str(SYSTEM)
+    assert report.model.startswith("critters") and report.probabilities == "calibrated"
+    assert list(report.methods) == ["baseline", "cot"] and result.methods == ("baseline", "cot")
+    assert report.n_inputs == len(system.class_names) and result.ok
+    assert set(report.extras["abstention"]) == {"baseline", "cot"}
+    expected = cli_json(capsys, splits, "eval", SYSTEM, splits["test"], "--methods", "baseline,cot", "--abstain", "-1")
+    assert result.to_dict() == expected
+
+
+def test_eval_records_examples_calibration_data_and_seeds(capsys, splits):
+    request = EvalRequest(str(SYSTEM), (str(splits["test"]),), model=model(splits), methods=("cot", "prototype", "adaptive"),
+                          settings=MethodSettings(calibrate=(str(splits["support"]),)),
+                          examples=ExamplesOptions((str(splits["support"]),)))
+    result = evaluate_run(request)
+    options = result.reports[0].method_options
+    assert options["examples"]["count"] == 2 * len(System.load(SYSTEM).class_names)
+    assert options["transductive"] is False
+    assert options["adaptive_calibration_data"] == [str(splits["support"])]
+    expected = cli_json(capsys, splits, "eval", SYSTEM, splits["test"], "--methods", "cot,prototype,adaptive",
+                        "--calibrate", splits["support"], "--examples", splits["support"])
+    assert result.to_dict() == expected
+
+
+def test_multilabel_eval_is_the_cli_json(capsys, splits):
+    request = EvalRequest(str(SYSTEM), (str(splits["test"]),), model=model(splits), methods=("cot",),
+                          decisions=DecisionOptions(multi_label=True, threshold=0.5))
+    result = evaluate_multilabel(request)
+    assert result.provenance.decisions["multi_label"]["thresholds"][0] == 0.5
+    assert result.n_inputs == len(System.load(SYSTEM).class_names)
+    expected = cli_json(capsys, splits, "eval", SYSTEM, splits["test"], "--methods", "cot", "--multi-label", "--threshold", "0.5")
+    assert result.to_dict() == expected
+
+
+def test_eval_request_is_checked_before_any_file_is_read(tmp_path):
+    with pytest.raises(InputError, match="--conformal-data needs --conformal"):
+        evaluate_run(EvalRequest("missing.yaml", ("nowhere",), decisions=DecisionOptions(conformal_data=("x",))))
+    with pytest.raises(InputError, match="--calibrate: only for methods that learn from data"):
+        evaluate_run(EvalRequest("missing.yaml", ("nowhere",), methods=("cot",), settings=MethodSettings(calibrate=("x",))))
+
+
+# ------------------------------------------------------------------------ explain
+def test_explain_result_carries_its_provenance_and_is_the_cli_json(capsys, splits):
+    image = sorted(splits["test"].rglob("*.png"))[0]
+    request = ExplainRequest(str(SYSTEM), str(image), model=model(splits), method="adaptive",
+                             settings=MethodSettings({"adaptive_confidence": 0.95}), top_k=3)
+    result = explain(request)
+    system = System.load(SYSTEM)
+    assert result.provenance.system.hash == system.fingerprint == result.explanation.system_hash
+    assert result.provenance.method == result.explanation.method == "adaptive"
+    assert result.provenance.method_options["adaptive_confidence"] == 0.95
+    assert result.provenance.model == result.explanation.model and len(result.explanation.top) == 3
+    expected = cli_json(capsys, splits, "explain", SYSTEM, image, "--adaptive", "--confidence", "0.95", "--top-k", "3")
+    assert result.to_dict() == expected
+
+
+def test_explain_request_is_checked_before_any_file_is_read():
+    with pytest.raises(InputError, match="method fused needs labelled examples"):
+        explain(ExplainRequest("missing.yaml", "a.png", method="fused"))

@@ -12,9 +12,13 @@ table of it). The same calls serve programs that want the CLI's results without 
 """
 
 from cotembed.runs.classify import ClassifyRequest, ClassifyResult, classify
+from cotembed.runs.evaluate import EvalRequest, EvalResult, MultiLabelResult, PageOptions, evaluate_multilabel, evaluate_run
+from cotembed.runs.explain import ExplainRequest, ExplainResult, explain
 from cotembed.runs.options import CacheOptions, DecisionOptions, ExamplesOptions, MethodSettings, ModelOptions
 from cotembed.runs.provenance import Provenance, SystemRef
 from cotembed.runs.resources import RunResources
 
-__all__ = ["CacheOptions", "ClassifyRequest", "ClassifyResult", "DecisionOptions", "ExamplesOptions", "MethodSettings",
-           "ModelOptions", "Provenance", "RunResources", "SystemRef", "classify"]
+__all__ = ["CacheOptions", "ClassifyRequest", "ClassifyResult", "DecisionOptions", "EvalRequest", "EvalResult", "ExamplesOptions",
+           "ExplainRequest", "ExplainResult",
+           "MethodSettings", "ModelOptions", "MultiLabelResult", "PageOptions", "Provenance", "RunResources", "SystemRef",
+           "classify", "evaluate_multilabel", "evaluate_run", "explain"]
