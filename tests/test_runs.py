@@ -189,3 +189,17 @@ def test_explain_result_carries_its_provenance_and_is_the_cli_json(capsys, split
 def test_explain_request_is_checked_before_any_file_is_read():
     with pytest.raises(InputError, match="method fused needs labelled examples"):
         explain(ExplainRequest("missing.yaml", "a.png", method="fused"))
+
+
+def test_readme_runs_example_runs(splits, monkeypatch, capsys):
+    """The README's example of the Python entry points runs as written (on a generated split)."""
+    import re
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    (code,) = [block for block in re.findall(r"```python\n(.*?)```", readme, re.S) if "cotembed.runs" in block]
+    monkeypatch.setenv("COTEMBED_CACHE", str(splits["cache"]))
+    monkeypatch.chdir(ROOT)
+    exec(compile(code.replace(".cotembed-data/critters-easy", str(splits["test"])), "README.md", "exec"), {})
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[1] == System.load(SYSTEM).fingerprint and lines[0].split()[2] == "-1.0"
+    assert lines[-1] == "['baseline', 'cot'] True"

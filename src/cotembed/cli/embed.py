@@ -1,5 +1,5 @@
 """Verbs that keep embeddings as a Parquet dataset: ``embed`` and ``cache export|import``;
-and the shared handling of ``--embeddings DIR`` and ``classify --engine ray``."""
+and the shared handling of ``--embeddings DIR`` (see :mod:`cotembed.runs.stored`) and ``classify --engine ray``."""
 
 from __future__ import annotations
 
@@ -98,24 +98,6 @@ def cmd_cache_import(args: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------------------------ --embeddings DIR
-def stored_embeddings(args: argparse.Namespace, res: Resources, spec: str | None) -> tuple[Any, str]:
-    """The ``--embeddings`` dataset and the model spec whose prompts score it.
-
-    No ``--model``: the spec the dataset was written with. A ``--model`` of another
-    model key is refused. The model itself loads only if a prompt is not cached.
-    """
-    from cotembed.parquet import check_model, read_embedding_set, read_info_or_fail
-
-    info = read_info_or_fail(args.embeddings)
-    spec = spec or info.model_spec or info.model_key
-    check_model(info, args.embeddings, res.encoder(spec).model_key)
-    data = read_embedding_set(args.embeddings, info.model_key)
-    for error in data.errors:
-        if not getattr(args, "quiet", False):
-            print(f"--embeddings: skipped {error.source}: {error.error}", file=sys.stderr)
-    return data, spec
-
-
 def embeddings_model(args: argparse.Namespace, res: Resources) -> str:
     """The model spec a verb loads: ``--model``, or with ``--embeddings`` and no typed
     ``--model`` the spec the dataset was written with; a dataset of another model key is
@@ -143,59 +125,17 @@ def labelled_embeddings(args: argparse.Namespace, res: Resources, system: Any, e
         return EmbeddingSet.from_samples(samples, encoder, res.cache, args.batch_size, not args.quiet, skipped, desc=desc,
                                          max_pixels=args.max_pixels)
     from cotembed.parquet import read_embedding_set
+    from cotembed.runs.stored import resolve_stored_labels, unlabelled_rows
 
     stored = read_embedding_set(stored_dir, encoder.model_key)
     for error in stored.errors:
         if not getattr(args, "quiet", False):
             print(f"--embeddings: skipped {error.source}: {error.error}", file=sys.stderr)
-    unlabelled = [s for s, label in zip(stored.sources, stored.labels) if label is None]
-    if unlabelled:
-        raise InputError(f"--embeddings {stored_dir}: {len(unlabelled)} row(s) have no label (e.g. {unlabelled[0]}); "
-                         "this verb learns from labelled data: embed an ImageFolder or a manifest with a label column")
+    unlabelled_rows(stored, stored_dir)
     data = resolve_stored_labels(stored, system, getattr(args, "ignore_unknown", False))
     if not len(data):
         raise InputError(f"--embeddings {stored_dir}: no labelled row of this system's classes")
     return data
-
-
-def resolve_stored_labels(data: Any, system: Any, ignore_unknown: bool) -> Any:
-    """Labels mapped to the system's classes (aliases, case); unknown ones refused or, if asked, skipped."""
-    from cotembed.data import nfc
-    from cotembed.errors import UnknownLabelError
-
-    keep: list[int] = []
-    unknown: dict[str, str] = {}
-    labels: list[str | None] = []
-    for row, label in enumerate(data.labels):
-        name = system.resolve_label(nfc(label)) if label is not None else None
-        if label is not None and name is None:
-            unknown.setdefault(label, data.sources[row])
-            continue
-        keep.append(row)
-        labels.append(name)
-    if unknown and not ignore_unknown:
-        shown = ", ".join(f"{lbl!r} (first at {src})" for lbl, src in list(unknown.items())[:10])
-        raise UnknownLabelError(f"{len(unknown)} label(s) are not classes of the system: {shown}; add --ignore-unknown to skip them")
-    subset = data.subset(keep)
-    subset.labels = labels
-    subset.errors = data.errors
-    subset.skipped = [data.sources[i] for i in range(len(data)) if i not in set(keep)]
-    return subset
-
-
-def predictions_from_set(clf: Any, data: Any, top_k: int) -> list[Any]:
-    """Predictions of the classifier's method for every row of an embedding set (no model call)."""
-    import numpy as np
-
-    from cotembed.classifier import Prediction
-
-    scores = clf.scorer.scores(data.embeddings, clf.method) if len(data) else np.zeros((0, len(clf.classes_)), dtype=np.float32)
-    order = np.argsort(-scores, axis=1, kind="stable")[:, : max(1, top_k)]
-    out = []
-    for source, label, row, idx in zip(data.sources, data.labels, scores, order):
-        top = [(str(clf.classes_[i]), float(row[i])) for i in idx]
-        out.append(Prediction(source, top[0][0], top[0][1], top, label))
-    return out
 
 
 # ---------------------------------------------------------------- classify --engine ray
