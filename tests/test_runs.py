@@ -15,6 +15,7 @@ from tests.support import run_cli
 from cotembed.errors import InputError
 from cotembed.runs import (
     CacheOptions,
+    CalibrateRequest,
     ClassifyRequest,
     DecisionOptions,
     EvalRequest,
@@ -22,6 +23,7 @@ from cotembed.runs import (
     ExplainRequest,
     MethodSettings,
     ModelOptions,
+    calibrate,
     classify,
     evaluate_multilabel,
     evaluate_run,
@@ -189,6 +191,32 @@ def test_explain_result_carries_its_provenance_and_is_the_cli_json(capsys, split
 def test_explain_request_is_checked_before_any_file_is_read():
     with pytest.raises(InputError, match="method fused needs labelled examples"):
         explain(ExplainRequest("missing.yaml", "a.png", method="fused"))
+
+
+# ------------------------------------------------------------------------ calibrate
+def test_calibrate_writes_the_system_and_its_result_is_the_cli_json(capsys, splits, tmp_path):
+    out = tmp_path / "calibrated.yaml"
+    request = CalibrateRequest(str(SYSTEM), str(out), (str(splits["support"]),), eval=(str(splits["test"]),),
+                               per_group="no", model=model(splits), diagrams=True)
+    result = calibrate(request)
+    written = System.load(out)
+    assert result.out == {"path": str(out), "hash": written.fingerprint} and written == result.calibrated
+    assert result.system["hash"] == System.load(SYSTEM).fingerprint and result.model.startswith("critters")
+    assert written.temperature == result.fit["temperature"] and result.fit["per_group"] is False
+    assert set(result.evaluation) == {"fit", "eval"} and result.diagrams is not None and result.ok
+    again = tmp_path / "again.yaml"
+    expected = cli_json(capsys, splits, "calibrate", SYSTEM, splits["support"], "--eval", splits["test"], "--per-group", "no",
+                        "--out", again)
+    assert expected["out"].pop("path") == str(again)
+    payload = result.to_dict()
+    payload["out"].pop("path")
+    assert payload == expected
+
+
+def test_calibrate_refuses_to_write_over_an_input(splits):
+    request = CalibrateRequest(str(SYSTEM), str(splits["support"] / "x.yaml"), (str(splits["support"]),), model=model(splits))
+    with pytest.raises(InputError, match="refusing to write over an input"):
+        calibrate(request)
 
 
 def test_readme_runs_example_runs(splits, monkeypatch, capsys):

@@ -124,17 +124,13 @@ def labelled_embeddings(args: argparse.Namespace, res: Resources, system: Any, e
     if not stored_dir:
         return EmbeddingSet.from_samples(samples, encoder, res.cache, args.batch_size, not args.quiet, skipped, desc=desc,
                                          max_pixels=args.max_pixels)
-    from cotembed.parquet import read_embedding_set
-    from cotembed.runs.stored import resolve_stored_labels, unlabelled_rows
+    from cotembed.runs.stored import labelled_stored_set
 
-    stored = read_embedding_set(stored_dir, encoder.model_key)
-    for error in stored.errors:
-        if not getattr(args, "quiet", False):
-            print(f"--embeddings: skipped {error.source}: {error.error}", file=sys.stderr)
-    unlabelled_rows(stored, stored_dir)
-    data = resolve_stored_labels(stored, system, getattr(args, "ignore_unknown", False))
-    if not len(data):
-        raise InputError(f"--embeddings {stored_dir}: no labelled row of this system's classes")
+    notices: list[str] = []
+    data = labelled_stored_set(stored_dir, encoder.model_key, system, getattr(args, "ignore_unknown", False), notices)
+    if not getattr(args, "quiet", False):
+        for notice in notices:
+            print(notice, file=sys.stderr)
     return data
 
 

@@ -11,6 +11,7 @@ table of it). The same calls serve programs that want the CLI's results without 
     print(result.provenance.system.hash, result.predictions[0].prediction)
 """
 
+from cotembed.runs.calibrate import CalibrateRequest, CalibrateResult, calibrate
 from cotembed.runs.classify import ClassifyRequest, ClassifyResult, classify
 from cotembed.runs.evaluate import EvalRequest, EvalResult, MultiLabelResult, PageOptions, evaluate_multilabel, evaluate_run
 from cotembed.runs.explain import ExplainRequest, ExplainResult, explain
@@ -18,7 +19,7 @@ from cotembed.runs.options import CacheOptions, DecisionOptions, ExamplesOptions
 from cotembed.runs.provenance import Provenance, SystemRef
 from cotembed.runs.resources import RunResources
 
-__all__ = ["CacheOptions", "ClassifyRequest", "ClassifyResult", "DecisionOptions", "EvalRequest", "EvalResult", "ExamplesOptions",
+__all__ = ["CacheOptions", "CalibrateRequest", "CalibrateResult", "ClassifyRequest", "ClassifyResult", "DecisionOptions", "EvalRequest", "EvalResult", "ExamplesOptions",
            "ExplainRequest", "ExplainResult",
            "MethodSettings", "ModelOptions", "MultiLabelResult", "PageOptions", "Provenance", "RunResources", "SystemRef",
-           "classify", "evaluate_multilabel", "evaluate_run", "explain"]
+           "calibrate", "classify", "evaluate_multilabel", "evaluate_run", "explain"]

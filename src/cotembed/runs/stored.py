@@ -75,4 +75,20 @@ def unlabelled_rows(data: EmbeddingSet, path: str) -> None:
         raise InputError(f"--embeddings {path}: {len(unlabelled)} row(s) have no label (e.g. {unlabelled[0]}); "
                          "this verb learns from labelled data: embed an ImageFolder or a manifest with a label column")
 
-__all__ = ["predictions_from_set", "resolve_stored_labels", "stored_embeddings", "unlabelled_rows"]
+def labelled_stored_set(path: str, model_key: str, system: System, ignore_unknown: bool,
+                        notices: list[str] | None = None) -> EmbeddingSet:
+    """The labelled dataset at ``path`` for a verb that learns from labels: rows without a label
+    refused, labels mapped to the system's classes; rows that could not be read go to ``notices``."""
+    from cotembed.parquet import read_embedding_set
+
+    stored = read_embedding_set(path, model_key)
+    if notices is not None:
+        notices.extend(f"--embeddings: skipped {e.source}: {e.error}" for e in stored.errors)
+    unlabelled_rows(stored, path)
+    data = resolve_stored_labels(stored, system, ignore_unknown)
+    if not len(data):
+        raise InputError(f"--embeddings {path}: no labelled row of this system's classes")
+    return data
+
+
+__all__ = ["labelled_stored_set", "predictions_from_set", "resolve_stored_labels", "stored_embeddings", "unlabelled_rows"]
