@@ -18,6 +18,7 @@ from cotembed.runs import (
     CalibrateRequest,
     ClassifyRequest,
     DecisionOptions,
+    EmbedRequest,
     EvalRequest,
     ExamplesOptions,
     ExplainRequest,
@@ -25,6 +26,7 @@ from cotembed.runs import (
     ModelOptions,
     calibrate,
     classify,
+    embed,
     evaluate_multilabel,
     evaluate_run,
     explain,
@@ -217,6 +219,21 @@ def test_calibrate_refuses_to_write_over_an_input(splits):
     request = CalibrateRequest(str(SYSTEM), str(splits["support"] / "x.yaml"), (str(splits["support"]),), model=model(splits))
     with pytest.raises(InputError, match="refusing to write over an input"):
         calibrate(request)
+
+
+# ------------------------------------------------------------------------ embed
+def test_embed_is_resumable_and_its_result_is_the_cli_json(capsys, splits, tmp_path):
+    out = tmp_path / "support.parquet"
+    request = EmbedRequest((str(splits["support"]),), str(out), model=model(splits))
+    first = embed(request)
+    n = 2 * len(System.load(SYSTEM).class_names)
+    assert (first.inputs, first.written, first.skipped_existing, first.ok) == (n, n, 0, True)
+    assert first.model.startswith("critters") and first.dim
+    second = embed(request)
+    assert (second.written, second.skipped_existing, second.dim) == (0, n, first.dim)
+    code, stdout, _ = run_cli(capsys, "embed", splits["support"], "--out", out, "--model", "critters", "--cache",
+                              splits["cache"], "-q", "--format", "json")
+    assert code == 0 and second.to_dict() == json.loads(stdout)
 
 
 def test_readme_runs_example_runs(splits, monkeypatch, capsys):

@@ -18,6 +18,7 @@ from cotembed.cli.common import (
     add_quiet,
     bounded_int,
     emit,
+    model_options,
 )
 from cotembed.errors import InputError
 
@@ -25,44 +26,13 @@ WRITE_ROWS = 8192
 
 
 def cmd_embed(args: argparse.Namespace) -> int:
-    from cotembed.cache import text_key
-    from cotembed.data import collect_samples
-    from cotembed.distributed.batch import content_hash
-    from cotembed.parquet import EmbeddingWriter, check_model, existing_hashes, read_info, require_pyarrow
-    from cotembed.pipeline import stream_embeddings
+    from cotembed.runs.embed import EmbedRequest, embed
 
-    require_pyarrow()
-    samples = collect_samples(args.data, allow_outside=args.allow_outside_paths)
-    with Resources(args) as res:
-        encoder = res.encoder(args.model)
-        info = read_info(args.out)
-        done: set[str] = set()
-        if info is not None:
-            check_model(info, args.out, encoder.model_key)
-            done = existing_hashes(args.out)
-        hashes = {s.source: (text_key(s.text or "") if s.kind == "text" else content_hash(s.path)) for s in samples}
-        todo = [s for s in samples if hashes[s.source] is None or hashes[s.source] not in done]
-        errors: list[dict[str, str]] = []
-        writer: EmbeddingWriter | None = None
-        try:
-            for batch in stream_embeddings(todo, encoder, res.cache, args.batch_size, not args.quiet, "embedding",
-                                           max_pixels=args.max_pixels):
-                errors.extend(e.to_dict() for e in batch.errors)
-                if not batch.samples:
-                    continue
-                if writer is None:
-                    writer = EmbeddingWriter(args.out, encoder.model_key, batch.embeddings.shape[1], model_spec=args.model,
-                                             part_rows=args.part_rows, vector_layout=args.vector_layout)
-                writer.add([s.source for s in batch.samples], [s.label for s in batch.samples], [s.kind for s in batch.samples],
-                           [hashes[s.source] or "" for s in batch.samples], batch.embeddings)
-        finally:
-            if writer is not None:
-                writer.close()
-        payload = {"out": args.out, "model": encoder.model_key, "inputs": len(samples), "skipped_existing": len(samples) - len(todo),
-                   "written": writer.n_written if writer else 0, "dim": writer.info.dim if writer else (info.dim if info else None),
-                   "errors": errors}
+    result = embed(EmbedRequest(data=tuple(args.data), out=args.out, model=model_options(args), part_rows=args.part_rows,
+                                vector_layout=args.vector_layout))
+    payload = result.to_dict()
     emit(args, payload, lambda: _embed_table(payload))
-    return EXIT_FAILURE if errors else EXIT_OK
+    return EXIT_OK if result.ok else EXIT_FAILURE
 
 
 def _embed_table(p: dict[str, Any]) -> str:

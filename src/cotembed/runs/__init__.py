@@ -13,13 +13,16 @@ table of it). The same calls serve programs that want the CLI's results without 
 
 from cotembed.runs.calibrate import CalibrateRequest, CalibrateResult, calibrate
 from cotembed.runs.classify import ClassifyRequest, ClassifyResult, classify
+from cotembed.runs.embed import EmbedRequest, EmbedResult, embed
 from cotembed.runs.evaluate import EvalRequest, EvalResult, MultiLabelResult, PageOptions, evaluate_multilabel, evaluate_run
 from cotembed.runs.explain import ExplainRequest, ExplainResult, explain
 from cotembed.runs.options import CacheOptions, DecisionOptions, ExamplesOptions, MethodSettings, ModelOptions
 from cotembed.runs.provenance import Provenance, SystemRef
 from cotembed.runs.resources import RunResources
 
-__all__ = ["CacheOptions", "CalibrateRequest", "CalibrateResult", "ClassifyRequest", "ClassifyResult", "DecisionOptions", "EvalRequest", "EvalResult", "ExamplesOptions",
-           "ExplainRequest", "ExplainResult",
-           "MethodSettings", "ModelOptions", "MultiLabelResult", "PageOptions", "Provenance", "RunResources", "SystemRef",
-           "calibrate", "classify", "evaluate_multilabel", "evaluate_run", "explain"]
+__all__ = [
+    "CacheOptions", "CalibrateRequest", "CalibrateResult", "ClassifyRequest", "ClassifyResult", "DecisionOptions",
+    "EmbedRequest", "EmbedResult", "EvalRequest", "EvalResult", "ExamplesOptions", "ExplainRequest", "ExplainResult",
+    "MethodSettings", "ModelOptions", "MultiLabelResult", "PageOptions", "Provenance", "RunResources", "SystemRef",
+    "calibrate", "classify", "embed", "evaluate_multilabel", "evaluate_run", "explain",
+]
