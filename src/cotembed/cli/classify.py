@@ -17,7 +17,6 @@ from cotembed.cli.common import (
     check_rows_path,
     data_or_embeddings,
     emit,
-    load_system,
     model_options,
     write_rows,
 )
@@ -49,7 +48,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
     if args.engine == "ray":
         from cotembed.cli.embed import classify_on_ray
 
-        return classify_on_ray(args, load_system(args.system), request.method)
+        return classify_on_ray(args, request)
     if args.output:
         check_rows_path("--output", args.output)
     result = classify(request)

@@ -116,32 +116,18 @@ def add_engine_options(p: argparse.ArgumentParser) -> None:
     add_output(g, "--out", default=None, metavar="DIR", help="--engine ray: write predictions as Parquet into DIR (reruns skip what it holds)")
 
 
-def classify_on_ray(args: argparse.Namespace, system: Any, method: str) -> int:
-    """``classify --engine ray``: predictions into ``--out`` as Parquet."""
-    import math
-
-    from cotembed.classifier import resolve_temperature
-    from cotembed.distributed.ray import classify_to_parquet
-    from cotembed.scoring import ScoringConfig
+def classify_on_ray(args: argparse.Namespace, request: Any) -> int:
+    """``classify --engine ray``: predictions into ``--out`` as Parquet (:func:`cotembed.runs.classify.classify_on_ray`)."""
+    from cotembed.runs.classify import RayOptions
+    from cotembed.runs.classify import classify_on_ray as run_on_ray
 
     if not args.out:
         raise InputError("--engine ray writes its predictions as Parquet: give --out DIR")
-    if args.text or getattr(args, "embeddings", None):
-        raise InputError("--engine ray classifies image files: drop --text / --embeddings")
-    if not (math.isfinite(args.gpus_per_actor) and args.gpus_per_actor >= 0):
-        raise InputError(f"--gpus-per-actor must be a finite number >= 0, got {args.gpus_per_actor}")
-    with Resources(args) as res:
-        encoder = res.encoder(args.model)
-        config = ScoringConfig(resolve_temperature(args.temperature, system, encoder), float(args.hybrid_weight))
-        run = classify_to_parquet(system, args.system, args.inputs, args.model, args.out, config=config, method=method,
-                                  address=args.address, actors=args.actors, gpus_per_actor=args.gpus_per_actor,
-                                  model_batch_size=args.batch_size, cache=res.cache, allow_outside=args.allow_outside_paths,
-                                  max_pixels=args.max_pixels, progress=not args.quiet, encoder=encoder)
-    payload = {**run.to_dict(), "system": {"name": system.name, "path": args.system, "hash": system.fingerprint},
-               "method": method, "temperature": config.temperature}
-    emit(args, payload, lambda: f"{run.out}: {run.written} prediction(s) written, {run.skipped_existing} already there, "
-         f"{len(run.errors)} error(s) ({run.seconds:.1f} s)" + "".join(f"\n  error: {e['input']}: {e['error']}" for e in run.errors))
-    return EXIT_FAILURE if run.errors else EXIT_OK
+    result = run_on_ray(request, RayOptions(args.out, args.address, args.actors, args.gpus_per_actor))
+    run = result.run
+    emit(args, result.to_dict(), lambda: f"{run.out}: {run.written} prediction(s) written, {run.skipped_existing} already "
+         f"there, {len(run.errors)} error(s) ({run.seconds:.1f} s)" + "".join(f"\n  error: {e['input']}: {e['error']}" for e in run.errors))
+    return EXIT_OK if result.ok else EXIT_FAILURE
 
 
 def register(sub: Any) -> None:

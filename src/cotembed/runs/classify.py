@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cotembed.classifier import CoTClassifier
 from cotembed.data import Sample
@@ -13,8 +13,11 @@ from cotembed.predictions import Prediction
 from cotembed.runs.assembly import apply_decisions, build_classifier, check_calibration, check_examples
 from cotembed.runs.inputs import check_model_inputs
 from cotembed.runs.options import DecisionOptions, ExamplesOptions, MethodSettings, ModelOptions
-from cotembed.runs.provenance import Provenance
+from cotembed.runs.provenance import Provenance, SystemRef
 from cotembed.runs.resources import RunResources
+
+if TYPE_CHECKING:
+    from cotembed.distributed.ray import RayRun
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,4 +149,75 @@ def classify(request: ClassifyRequest) -> ClassifyResult:
     return ClassifyResult(provenance, tuple(predictions), tuple(errors), tuple(notices))
 
 
-__all__ = ["ClassifyRequest", "ClassifyResult", "classify"]
+@dataclass(frozen=True, slots=True)
+class RayOptions:
+    """``classify`` on a Ray cluster, predictions appended as Parquet to ``out`` (reruns skip what it holds).
+
+    Parameters
+    ----------
+    out : str
+        The predictions' dataset folder.
+    address : str or None
+        Cluster to join (``HOST:PORT``, ``ray://HOST:10001`` or ``auto``; None: start a local one).
+    actors : int
+        Model actors, each loading the model once.
+    gpus_per_actor : float
+        GPUs reserved per actor.
+    """
+
+    out: str
+    address: str | None = None
+    actors: int = 1
+    gpus_per_actor: float = 0.0
+
+    def check(self, request: ClassifyRequest) -> None:
+        import math
+
+        if request.text or request.embeddings:
+            raise InputError("--engine ray classifies image files: drop --text / --embeddings")
+        if not (math.isfinite(self.gpus_per_actor) and self.gpus_per_actor >= 0):
+            raise InputError(f"--gpus-per-actor must be a finite number >= 0, got {self.gpus_per_actor}")
+
+
+@dataclass(frozen=True, slots=True)
+class RayClassifyResult:
+    """What a Ray run wrote (rows, rows already there, errors, seconds), with the system, method and temperature."""
+
+    run: RayRun
+    system: SystemRef
+    method: str
+    temperature: float
+
+    @property
+    def ok(self) -> bool:
+        return not self.run.errors
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON of ``cotembed classify --engine ray --format json``."""
+        return {**self.run.to_dict(), "system": self.system.to_dict(), "method": self.method, "temperature": self.temperature}
+
+
+def classify_on_ray(request: ClassifyRequest, ray: RayOptions) -> RayClassifyResult:
+    """Classify the request's image inputs on Ray into ``ray.out`` (needs the ``ray`` extra)."""
+    from cotembed.classifier import resolve_temperature
+    from cotembed.distributed.ray import classify_to_parquet
+    from cotembed.scoring import ScoringConfig
+    from cotembed.system import System
+
+    request.check()
+    ray.check(request)
+    system = System.load(request.system)
+    model = request.model
+    with RunResources(model) as res:
+        encoder = res.encoder(model.spec)
+        config = ScoringConfig(resolve_temperature(model.temperature, system, encoder), float(model.hybrid_weight))
+        run = classify_to_parquet(system, request.system, list(request.inputs), model.spec, ray.out, config=config,
+                                  method=request.method, address=ray.address, actors=ray.actors,
+                                  gpus_per_actor=ray.gpus_per_actor, model_batch_size=model.batch_size, cache=res.cache,
+                                  allow_outside=model.allow_outside_paths, max_pixels=model.max_pixels,
+                                  progress=not model.quiet, encoder=encoder)
+    return RayClassifyResult(run, SystemRef(system.name, request.system, system.fingerprint), request.method,
+                             config.temperature)
+
+
+__all__ = ["ClassifyRequest", "ClassifyResult", "RayClassifyResult", "RayOptions", "classify", "classify_on_ray"]
