@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from tests.support import run_cli
 
+from cotembed import runs
 from cotembed.errors import InputError
 from cotembed.runs import (
     CacheOptions,
@@ -248,3 +249,28 @@ def test_readme_runs_example_runs(splits, monkeypatch, capsys):
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split()[1] == System.load(SYSTEM).fingerprint and lines[0].split()[2] == "-1.0"
     assert lines[-1] == "['baseline', 'cot'] True"
+
+
+# ------------------------------------------------------------------------ the public face
+def _documented(doc: str) -> set[str]:
+    """Names of a numpy-style ``Parameters`` section (``name : type`` or ``a, b : types`` lines)."""
+    import re
+
+    section = doc.split("Parameters\n----------\n", 1)[1]
+    section = re.split(r"\n\s*(?:Returns|Raises|Examples)\n", section)[0]
+    return {n.strip() for m in re.finditer(r"^([\w, ]+) :", section, re.MULTILINE) for n in m.group(1).split(",")}
+
+
+@pytest.mark.parametrize("entry", [
+    runs.CacheOptions, runs.ModelOptions, runs.MethodSettings, runs.DecisionOptions, runs.ExamplesOptions,
+    runs.ClassifyRequest, runs.EvalRequest, runs.ExplainRequest, runs.CalibrateRequest, runs.EmbedRequest,
+    runs.PageOptions, runs.Provenance, runs.classify, runs.evaluate_run, runs.evaluate_multilabel, runs.explain,
+    runs.calibrate, runs.embed,
+], ids=lambda e: e.__qualname__)
+def test_every_entry_point_documents_every_parameter(entry):
+    import inspect
+
+    doc = inspect.getdoc(entry) or ""
+    assert "Parameters\n----------" in doc
+    names = set(inspect.signature(entry).parameters)
+    assert names - _documented(doc) == set()

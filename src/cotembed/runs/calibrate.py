@@ -117,7 +117,18 @@ class CalibrateResult:
 
 
 def calibrate(request: CalibrateRequest) -> CalibrateResult:
-    """Fit the request's system on its data and write the calibrated system to ``out`` (atomic, validated)."""
+    """Fit the request's system on its data and write the calibrated system to ``out`` (atomic, validated).
+
+    Parameters
+    ----------
+    request : CalibrateRequest
+        The system, the data, where to write.
+
+    Returns
+    -------
+    CalibrateResult
+        The fit and the figures before/after; ``to_dict()`` is ``calibrate --format json`` without ``plot``.
+    """
     from cotembed.authoring.induce import write_system
     from cotembed.classifier import resolve_temperature
     from cotembed.embeddings import PromptBank

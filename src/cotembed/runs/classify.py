@@ -110,9 +110,25 @@ class ClassifyResult:
 
 
 def classify(request: ClassifyRequest) -> ClassifyResult:
-    """Classify the request's inputs; bad input raises :class:`~cotembed.errors.InputError` naming the option.
+    """Classify the request's inputs.
 
     One input that cannot be read is an entry of ``errors``, never the end of the run.
+
+    Parameters
+    ----------
+    request : ClassifyRequest
+        What to classify and how.
+
+    Returns
+    -------
+    ClassifyResult
+        Predictions, errors and the provenance; ``to_dict()`` is ``classify --format json``.
+
+    Raises
+    ------
+    InputError
+        Bad input (options that need each other, unreadable system, a model that cannot take
+        the inputs), with the message the command line prints (exit code 2).
     """
     from cotembed.encoders import DEFAULT_MODEL
     from cotembed.system import System
@@ -198,7 +214,15 @@ class RayClassifyResult:
 
 
 def classify_on_ray(request: ClassifyRequest, ray: RayOptions) -> RayClassifyResult:
-    """Classify the request's image inputs on Ray into ``ray.out`` (needs the ``ray`` extra)."""
+    """Classify the request's image inputs on Ray into ``ray.out`` (needs the ``ray`` extra).
+
+    Parameters
+    ----------
+    request : ClassifyRequest
+        What to classify (image paths) and how.
+    ray : RayOptions
+        The output folder and the cluster.
+    """
     from cotembed.classifier import resolve_temperature
     from cotembed.distributed.ray import classify_to_parquet
     from cotembed.scoring import ScoringConfig

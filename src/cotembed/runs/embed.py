@@ -64,7 +64,18 @@ class EmbedResult:
 
 
 def embed(request: EmbedRequest) -> EmbedResult:
-    """Embed the request's inputs (through the cache) and append them to the dataset ``out``."""
+    """Embed the request's inputs (through the cache) and append them to the dataset ``out``.
+
+    Parameters
+    ----------
+    request : EmbedRequest
+        The inputs, the dataset folder, the model.
+
+    Returns
+    -------
+    EmbedResult
+        What was written; ``to_dict()`` is ``embed --format json``.
+    """
     from cotembed.cache import text_key
     from cotembed.data import collect_samples
     from cotembed.distributed.batch import content_hash

@@ -143,6 +143,16 @@ class EvalResult:
 def evaluate_run(request: EvalRequest) -> EvalResult:
     """Evaluate every method of the request on its data, once per model.
 
+    Parameters
+    ----------
+    request : EvalRequest
+        Methods, models, data and decisions.
+
+    Returns
+    -------
+    EvalResult
+        One report per model; ``to_dict()`` is ``eval --format json``.
+
     Bad input (labels that are not classes, unlabelled data, a model that cannot take the
     inputs) raises :class:`~cotembed.errors.InputError` before any model loads; an input that
     cannot be read is an entry of the report's ``errors``.
@@ -289,6 +299,11 @@ class MultiLabelResult:
 
 def evaluate_multilabel(request: EvalRequest) -> MultiLabelResult:
     """Evaluate the first method of the request with its multi-label thresholds (``decisions.multi_label``).
+
+    Parameters
+    ----------
+    request : EvalRequest
+        With ``decisions.multi_label`` and a threshold or threshold data.
 
     The page, the figures, the open set, abstention and conformal sets are not part of it.
     """

@@ -73,7 +73,18 @@ class ExplainResult:
 
 
 def explain(request: ExplainRequest) -> ExplainResult:
-    """Explain the request's input; bad input raises :class:`~cotembed.errors.InputError` naming the option."""
+    """Explain the request's input; bad input raises :class:`~cotembed.errors.InputError` naming the option.
+
+    Parameters
+    ----------
+    request : ExplainRequest
+        The input, the method and the model.
+
+    Returns
+    -------
+    ExplainResult
+        The explanation and the provenance; ``to_dict()`` is ``explain --format json``.
+    """
     from cotembed.system import System
 
     request.check()
