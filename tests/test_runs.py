@@ -108,6 +108,21 @@ def test_literal_texts_are_their_own_names(splits):
     assert [p.source for p in result.predictions] == ["a red bird with spikes"]
 
 
+def test_decision_data_with_unknown_labels_is_refused_unless_ignored(splits, tmp_path):
+    import shutil
+
+    data = tmp_path / "abstain"
+    shutil.copytree(splits["test"], data)
+    (data / "Not a species").mkdir()
+    shutil.copy(next(splits["test"].rglob("*.png")), data / "Not a species" / "x.png")
+    request = ClassifyRequest(str(SYSTEM), (str(splits["test"]),), model=model(splits),
+                              decisions=DecisionOptions(abstain_target="coverage=0.9", abstain_data=(str(data),)))
+    with pytest.raises(InputError, match="--abstain-data"):
+        classify(request)
+    kept = classify(dataclasses.replace(request, examples=ExamplesOptions(ignore_unknown=True)))
+    assert kept.provenance.decisions["abstain"]["chosen_by"]
+
+
 @pytest.mark.parametrize(("changes", "message"), [
     ({"inputs": ()}, "classify: give INPUTS or --embeddings DIR"),
     ({"embeddings": "somewhere"}, "give INPUTS or --embeddings DIR, not both"),

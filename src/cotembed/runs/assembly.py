@@ -92,15 +92,16 @@ def with_examples(clf: CoTClassifier, examples: ExamplesOptions, methods: Sequen
 
 
 def apply_decisions(clf: CoTClassifier, decisions: DecisionOptions, specs: Sequence[str] = (),
-                    allow_outside: bool = False) -> CoTClassifier:
+                    allow_outside: bool = False, ignore_unknown: bool = False) -> CoTClassifier:
     """The classifier with the decisions asked for, fitted on their data; errors name the option.
 
-    ``specs``: models whose input kinds the decision data must suit (checked before encoding).
+    ``specs``: models whose input kinds the decision data must suit (checked before encoding);
+    ``ignore_unknown``: skip decision data whose label is not a class (else an error).
     """
     d = decisions
 
     def labelled(c: CoTClassifier, paths: Sequence[str], flag: str) -> list[Sample]:
-        return labelled_samples(c.system, paths, flag, specs, allow_outside=allow_outside)[0]
+        return labelled_samples(c.system, paths, flag, specs, allow_outside=allow_outside, ignore_unknown=ignore_unknown)[0]
 
     steps: list[tuple[str, Callable[[CoTClassifier], CoTClassifier]]] = []
     if d.fit_score != "log-rule-support":

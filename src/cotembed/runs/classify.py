@@ -146,7 +146,8 @@ def classify(request: ClassifyRequest) -> ClassifyResult:
             clf = build_classifier(res, system, spec, request.method, model=model, settings=request.settings,
                                    examples=request.examples, probabilities=request.decisions.probabilities,
                                    inputs=inputs, notices=notices)
-            return apply_decisions(clf, request.decisions, (model.spec,), model.allow_outside_paths)
+            return apply_decisions(clf, request.decisions, (model.spec,), model.allow_outside_paths,
+                                   request.examples.ignore_unknown)
 
         predictions: list[Prediction]
         errors: list[SampleError]

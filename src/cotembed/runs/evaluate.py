@@ -249,7 +249,7 @@ def _sections(clf: CoTClassifier, data: EmbeddingSet, methods: Sequence[str], re
     from cotembed.evaluation import probabilities as ev
 
     out: dict[str, Any] = {}
-    decided = apply_decisions(clf, request.decisions, (), request.model.allow_outside_paths)
+    decided = apply_decisions(clf, request.decisions, (), request.model.allow_outside_paths, request.ignore_unknown)
     per_method: dict[str, dict[str, Any]] = {}
     for method in methods:
         found: dict[str, Any] = {}
@@ -321,7 +321,7 @@ def evaluate_multilabel(request: EvalRequest) -> MultiLabelResult:
     with RunResources(request.model) as res:
         clf = build_classifier(res, system, request.specs[0], method, model=request.model, settings=request.settings,
                                examples=request.examples, probabilities=request.decisions.probabilities, notices=notices)
-        clf = apply_decisions(clf, request.decisions, (), request.model.allow_outside_paths)
+        clf = apply_decisions(clf, request.decisions, (), request.model.allow_outside_paths, request.ignore_unknown)
         data = clf.embedding_set(any_samples(request.data, "DATA", request.model.allow_outside_paths))
         if not len(data):
             raise InputError(f"{', '.join(request.data)}: no input could be used")
