@@ -54,7 +54,7 @@ def run_eval(args: argparse.Namespace, page: HtmlReport | None, metrics_output: 
     check_method_flags(args, methods)
     check_flags(args, "eval")
     if args.multi_label:
-        return run_multilabel_eval(args, methods[0])
+        return run_multilabel_eval(args, methods[0], page, metrics_output)
     specs = list(dict.fromkeys(args.model or [DEFAULT_MODEL]))
     for spec in specs:
         parse_spec(spec)
@@ -115,24 +115,38 @@ def _metrics_row(report: Any, method: str) -> dict[str, Any]:
             **{k: result[k] for k in keys}, **spread}
 
 
-def run_multilabel_eval(args: argparse.Namespace, method: str) -> int:
+def run_multilabel_eval(args: argparse.Namespace, method: str, page: HtmlReport | None, metrics_output: str | None) -> int:
     """``eval --multi-label``: its own path, since labels may name several classes."""
+    from pathlib import Path
+
+    from cotembed.cli.common import guarded_path
     from cotembed.encoders import DEFAULT_MODEL
     from cotembed.errors import InputError
+    from cotembed.evaluation.probabilities import multilabel_rows
+    from cotembed.reporting.multilabel import plot_multilabel
     from cotembed.reporting.text import multilabel_table
 
-    given = [f for f, dest in (("--html", "html"), ("--output", "output"), ("--plot", "plot"), ("--open-set", "open_set"),
-                               ("--conformal", "conformal"), ("--abstain", "abstain"), ("--abstain-target", "abstain_target"))
-             if getattr(args, dest, None) is not None]
+    given = [f for f, dest in (("--open-set", "open_set"), ("--conformal", "conformal"), ("--abstain", "abstain"),
+                               ("--abstain-target", "abstain_target")) if getattr(args, dest, None) is not None]
     if given or len(args.model or []) > 1:
-        raise InputError(f"--multi-label: {', '.join(given) or 'several --model'} not supported with it; "
-                         "its report is the table or the JSON on stdout")
+        raise InputError(f"--multi-label: {', '.join(given) or 'several --model'} not supported with it "
+                         "(sets, abstention and the open set are single-label decisions)")
+    if metrics_output:
+        check_rows_path("--output", metrics_output)
+    plot = guarded_path(args, "--plot", args.plot, "plot") if args.plot else None
     system = load_system(args.system)
     spec = (args.model or [DEFAULT_MODEL])[0]
     with Resources(args) as res:
         clf = apply_decisions(args, build_classifier(args, res, system, spec, method))
         payload = {**run_info(clf, method, args.system), **multilabel_eval(args, clf, args.data)}
-    emit(args, payload, lambda: multilabel_table(payload))
+    if plot:
+        payload["plots"] = [str(plot_multilabel(payload["multi_label"], Path(plot), f"{system.name or 'system'} on {payload['model']}"))]
+    if page:
+        payload["html"] = page.write_multilabel(payload)
+    if metrics_output:
+        run = {"model": payload["model"], "system": payload["system"]["hash"], "method": method}
+        write_rows(args, metrics_output, [{**run, **row} for row in multilabel_rows(payload["multi_label"])], payload)
+    emit(args, payload, lambda: multilabel_table(payload) + (page.summary() if page else ""))
     return EXIT_FAILURE if payload["errors"] else EXIT_OK
 
 
