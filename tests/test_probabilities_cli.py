@@ -108,8 +108,10 @@ def test_eval_open_set_abstention_and_plots(capsys: Any, world: dict[str, Path],
     assert payload["plots"] == [str(plot), str(plot.with_suffix(".coverage.png"))]
     assert plot.stat().st_size > 0 and plot.with_suffix(".coverage.png").stat().st_size > 0
     code, again, _ = cli(capsys, world, "eval", SYSTEM, world["test"], "--methods", "cot", "--open-set", "6", "--seed", "2",
-                         "--format", "json")
-    assert json.loads(again)["open_set"]["cot"]["held_out"] == open_set["held_out"]  # seeded
+                         "--format", "json", "--fit-score", "energy")
+    energy = json.loads(again)["open_set"]["cot"]
+    assert energy["held_out"] == open_set["held_out"]  # seeded
+    assert energy["fit_score"] == "energy" and energy["auroc"] >= 0.9
 
 
 def test_eval_html_shows_the_reliability_and_coverage_figures(capsys: Any, world: dict[str, Path], tmp_path: Path) -> None:

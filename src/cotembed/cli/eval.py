@@ -125,6 +125,7 @@ def run_multilabel_eval(args: argparse.Namespace, method: str, page: HtmlReport 
     from cotembed.evaluation.probabilities import multilabel_rows
     from cotembed.reporting.multilabel import plot_multilabel
     from cotembed.reporting.text import multilabel_table
+    from cotembed.scoring.decisions import MULTILABEL_SCORE
 
     given = [f for f, dest in (("--open-set", "open_set"), ("--conformal", "conformal"), ("--abstain", "abstain"),
                                ("--abstain-target", "abstain_target")) if getattr(args, dest, None) is not None]
@@ -144,7 +145,7 @@ def run_multilabel_eval(args: argparse.Namespace, method: str, page: HtmlReport 
     if page:
         payload["html"] = page.write_multilabel(payload)
     if metrics_output:
-        run = {"model": payload["model"], "system": payload["system"]["hash"], "method": method}
+        run = {"model": payload["model"], "system": payload["system"]["hash"], "score": MULTILABEL_SCORE}
         write_rows(args, metrics_output, [{**run, **row} for row in multilabel_rows(payload["multi_label"])], payload)
     emit(args, payload, lambda: multilabel_table(payload) + (page.summary() if page else ""))
     return EXIT_FAILURE if payload["errors"] else EXIT_OK

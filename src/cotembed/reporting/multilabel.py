@@ -37,22 +37,21 @@ def multilabel_figure(section: Mapping[str, Any], title: str = "") -> Any:
     names = _shown_classes(per_class)
     series = [("AP", "ap", "tab:blue")] + ([("F1", "f1", "tab:orange")] if "micro_f1" in section else [])
     height = 0.8 / len(series)
-    fig, ax = plt.subplots(figsize=(6.4, max(2.4, 0.28 * len(names) * len(series) + 1.2)), constrained_layout=True)
+    fig, ax = plt.subplots(figsize=(6.4, max(2.4, 0.14 * len(names) * len(series) + 1.2)), constrained_layout=True)
     for i, (label, key, colour) in enumerate(series):
         values = [per_class[n].get(key) for n in names]
         y = [row - 0.4 + height * (i + 0.5) for row in range(len(names))]
         ax.barh(y, [100 * v if v is not None else 0.0 for v in values], height=height * 0.95, color=colour, label=label)
     ax.set_yticks(range(len(names)), names, fontsize=7)
-    ax.invert_yaxis()
+    ax.set_ylim(len(names) - 0.5, -0.5)  # first class on top, no empty margin
     ax.set_xlim(0, 100)
     ax.set_xlabel("%")
     ax.grid(True, axis="x", alpha=0.3)
     summary = f"mAP {100 * section['map']:.1f}%" if section.get("map") is not None else "mAP –"
     if section.get("micro_f1") is not None:
         summary += f", micro F1 {100 * section['micro_f1']:.1f}%"
-    ax.legend(fontsize=7, title=summary, title_fontsize=7, loc="lower right")
-    if title:
-        ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=7, ncol=len(series), loc="lower right", bbox_to_anchor=(1.0, 1.0), frameon=False)
+    ax.set_title(f"{title}\n{summary}" if title else summary, fontsize=9, loc="left")
     return fig
 
 
