@@ -73,7 +73,8 @@ ENTRIES: list[Entry] = [
     Entry("Probabilities people can act on: calibration, open set, conformal sets, multi-label (critters)",
           "bench_calibration.py", figures=("calibration-reliability.png", "calibration-coverage.png"),
           about="The product-of-groups posterior (cot-log's, normalised), label-free and after cotembed calibrate; rule "
-                "support as an absolute fit score with 6 of 28 species unknown; split conformal sets at alpha 0.1; "
+                "support and its energy (log-sum-exp over classes) as absolute fit scores with 6 of 28 species unknown, "
+                "with and without a \"none of these\" option per group; split conformal sets at alpha 0.1; "
                 "independent scores for overlapping concept classes. Fits and choices use calibration splits with other "
                 "seeds (easy 1101, hard 2202); the test splits (1001, 2002) only report."),
     Entry("The service under load: cotembed serve vs the CLI's batch throughput", "bench_serve.py",

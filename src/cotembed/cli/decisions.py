@@ -65,7 +65,9 @@ def add_probability_flags(p: argparse.ArgumentParser, verb: str) -> None:
         return
     g.add_argument("--fit-score", choices=tuple(FIT_SCORES), default="log-rule-support",
                    help="the absolute fit score every prediction carries: log-rule-support (weighted mean log mass the "
-                        "answers put on the top class's options, <= 0; default) or rule-support (their share, in [0, 1])")
+                        "answers put on the top class's options, <= 0; default), rule-support (their share, in [0, 1]) "
+                        "or energy (every class's log-rule-support exponentiated, summed and logged, <= log N: "
+                        "best at telling unknown inputs on critters)")
     g.add_argument("--abstain", type=finite_number("--abstain"), default=None, metavar="THRESHOLD",
                    help="abstain (prediction null) when the top class's fit score is below THRESHOLD")
     g.add_argument("--abstain-target", type=target, default=None, metavar="precision=P|coverage=C",
@@ -93,7 +95,7 @@ def add_probability_flags(p: argparse.ArgumentParser, verb: str) -> None:
                        help="seed of the classes --open-set holds out (default: 0)")
         add_output(g, "--plot", default=None, metavar="PNG",
                    help="write the reliability diagrams and the accuracy/coverage curves as PNG (PNG and PNG's name + "
-                        ".coverage.png)")
+                        ".coverage.png); with --multi-label, per-class AP and F1 bars")
 
 
 def decision_options(args: argparse.Namespace) -> DecisionOptions:

@@ -66,7 +66,7 @@ def run_eval(args: argparse.Namespace, page: HtmlReport | None, metrics_output: 
 
     request = eval_request(args, page)
     if request.decisions.multi_label:
-        return run_multilabel_eval(args, request)
+        return run_multilabel_eval(args, request, page, metrics_output)
     if metrics_output:
         check_rows_path("--output", metrics_output)
     data_or_embeddings(args, "data", "DATA")
@@ -98,23 +98,32 @@ def _metrics_row(report: Any, method: str) -> dict[str, Any]:
             **{k: result[k] for k in keys}, **spread}
 
 
-def run_multilabel_eval(args: argparse.Namespace, request: EvalRequest) -> int:
-    """``eval --multi-label``: its own path, since labels may name several classes."""
-    from cotembed.errors import InputError
+def run_multilabel_eval(args: argparse.Namespace, request: EvalRequest, page: HtmlReport | None,
+                        metrics_output: str | None) -> int:
+    """``eval --multi-label``: its own path, since labels may name several classes; the rows
+    (``--output``), the per-class bars (``--plot``) and the page (``--html``, ``report``) where asked for."""
+    from pathlib import Path
+
+    from cotembed.cli.common import guarded_path
+    from cotembed.reporting.multilabel import plot_multilabel
     from cotembed.reporting.text import multilabel_table
     from cotembed.runs.evaluate import evaluate_multilabel
 
-    given = [f for f, dest in (("--html", "html"), ("--output", "output"), ("--plot", "plot"), ("--open-set", "open_set"),
-                               ("--conformal", "conformal"), ("--abstain", "abstain"), ("--abstain-target", "abstain_target"))
-             if getattr(args, dest, None) is not None]
-    if given or len(args.model or []) > 1:
-        raise InputError(f"--multi-label: {', '.join(given) or 'several --model'} not supported with it; "
-                         "its report is the table or the JSON on stdout")
+    request.check_multilabel()
+    if metrics_output:
+        check_rows_path("--output", metrics_output)
+    plot = guarded_path(args, "--plot", args.plot, "plot") if args.plot else None
     result = evaluate_multilabel(request)
     for notice in result.notices:
         print(notice, file=sys.stderr)
     payload = result.to_dict()
-    emit(args, payload, lambda: multilabel_table(payload))
+    if plot:
+        payload["plots"] = [str(plot_multilabel(result.multi_label, Path(plot), result.title))]
+    if page:
+        payload["html"] = page.write_multilabel(payload)
+    if metrics_output:
+        write_rows(args, metrics_output, result.rows(), payload)
+    emit(args, payload, lambda: multilabel_table(payload) + (page.summary() if page else ""))
     return EXIT_OK if result.ok else EXIT_FAILURE
 
 

@@ -86,6 +86,7 @@ class HtmlReport:
         sections = []
         for report, section in self._sections:
             section["eval"]["system"] = dict(report.system)  # the caller adds the system's path after evaluating
+            section["decisions"] = {k: report.extras[k] for k in ("conformal", "abstention", "open_set") if k in report.extras}
             sections.append(section)
         path = guarded_path(self.args, self.flag, self.path, self.flag.lstrip("-"))
         size = write_report(path, render_report(sections, self.curve, self.title))
@@ -93,5 +94,16 @@ class HtmlReport:
         self.info = {"path": str(self.path), "bytes": size, "examples_shown": shown, "curve": self.curve is not None}
         return self.info
 
+    def write_multilabel(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """``eval --multi-label``: render and write its page instead."""
+        from cotembed.reporting.html import write_report
+        from cotembed.reporting.multilabel import render_multilabel_report
+
+        path = guarded_path(self.args, self.flag, self.path, self.flag.lstrip("-"))
+        size = write_report(path, render_multilabel_report(payload, self.title))
+        self.info = {"path": str(self.path), "bytes": size}
+        return self.info
+
     def summary(self) -> str:
-        return f"\nwrote {self.info['path']} ({self.info['bytes']:,} bytes, {self.info['examples_shown']} misclassified inputs shown)"
+        shown = f", {self.info['examples_shown']} misclassified inputs shown" if "examples_shown" in self.info else ""
+        return f"\nwrote {self.info['path']} ({self.info['bytes']:,} bytes{shown})"

@@ -111,6 +111,16 @@ class EvalRequest:
         check_calibration(self.settings, self.methods_in_use)
         self.decisions.check("eval")
 
+    def check_multilabel(self) -> None:
+        """With ``decisions.multi_label``: conformal sets, abstention and the open set are single-label
+        decisions, and the report is one model's."""
+        given = [flag for flag, value in (("--open-set", self.open_set), ("--conformal", self.decisions.conformal),
+                                          ("--abstain", self.decisions.abstain),
+                                          ("--abstain-target", self.decisions.abstain_target)) if value is not None]
+        if given or len(self.specs) > 1:
+            raise InputError(f"--multi-label: {', '.join(given) or 'several --model'} not supported with it "
+                             "(sets, abstention and the open set are single-label decisions)")
+
     @property
     def wants_sections(self) -> bool:
         """Whether the reports carry anything besides accuracy and ECE."""
@@ -292,9 +302,24 @@ class MultiLabelResult:
         return not self.errors
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON of ``cotembed eval --multi-label --format json``."""
+        """The JSON of ``cotembed eval --multi-label --format json``; also what
+        :func:`cotembed.reporting.multilabel.render_multilabel_report` renders as the page."""
         return {**self.provenance.run_info(), "multi_label": dict(self.multi_label), "n_inputs": self.n_inputs,
                 "errors": list(self.errors)}
+
+    @property
+    def title(self) -> str:
+        """The figure's title: the system and the model."""
+        return f"{self.provenance.system.name or 'system'} on {self.provenance.model}"
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One row per class (``eval --multi-label --output`` as CSV or JSON lines): the run's model,
+        system fingerprint and score, then the class's threshold, support, precision, recall, F1 and AP."""
+        from cotembed.evaluation.probabilities import multilabel_rows
+        from cotembed.scoring.decisions import MULTILABEL_SCORE
+
+        run = {"model": self.provenance.model, "system": self.provenance.system.hash, "score": MULTILABEL_SCORE}
+        return [{**run, **row} for row in multilabel_rows(self.multi_label)]
 
 
 def evaluate_multilabel(request: EvalRequest) -> MultiLabelResult:
@@ -305,16 +330,15 @@ def evaluate_multilabel(request: EvalRequest) -> MultiLabelResult:
     request : EvalRequest
         With ``decisions.multi_label`` and a threshold or threshold data.
 
-    The page, the figures, the open set, abstention and conformal sets are not part of it.
+    The page and the per-class figure are drawn from the result alone (``to_dict()``, ``multi_label``),
+    so ``page`` and ``figures`` compute nothing more; the open set, abstention, conformal sets and
+    several models are refused (:meth:`EvalRequest.check_multilabel`).
     """
     from cotembed.evaluation import probabilities as ev
     from cotembed.system import System
 
     request.check()
-    if (request.page is not None or request.figures or request.open_set is not None or request.decisions.has_sections
-            or len(request.specs) > 1):
-        raise InputError("--multi-label: only the multi-label report; no page, figures, open set, abstention, "
-                         "conformal sets or several models")
+    request.check_multilabel()
     method = request.methods_in_use[0]
     system = System.load(request.system)
     notices: list[str] = []

@@ -17,7 +17,7 @@ from cotembed.encoders import DEFAULT_MODEL
 from cotembed.errors import InputError
 from cotembed.scoring.posteriors import DEFAULT_PROBABILITIES
 
-FIT_SCORES: dict[str, str] = {"log-rule-support": "log rule support", "rule-support": "rule support"}
+FIT_SCORES: dict[str, str] = {"log-rule-support": "log rule support", "rule-support": "rule support", "energy": "energy"}
 """``fit_score`` values of a request -> the fit-score names of :meth:`CoTClassifier.with_fit_score`."""
 
 DecisionVerb = Literal["classify", "eval", "explain"]
@@ -113,7 +113,8 @@ class DecisionOptions:
     probabilities : str
         ``calibrated`` (each method's posterior) or ``normalised`` (scores rescaled to sum to 1).
     fit_score : str
-        ``log-rule-support`` or ``rule-support``: the absolute fit score every prediction carries.
+        ``log-rule-support``, ``rule-support`` or ``energy``: the absolute fit score every prediction
+        carries (``energy``: of the input, the log-sum-exp of every class's log rule support).
     abstain : float or None
         Abstain where the top class's fit score is below this threshold.
     abstain_target, abstain_data : str or None, tuple of str
