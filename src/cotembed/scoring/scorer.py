@@ -15,7 +15,7 @@ from typing import Callable, Iterator, Mapping, Sequence
 import numpy as np
 
 from cotembed.errors import InputError
-from cotembed.scoring.functions import _SUM_RANGE, _exact_block, _group_layout, l2_normalize
+from cotembed.scoring.functions import _SUM_RANGE, _exact_block, _group_layout, _group_sums, l2_normalize
 from cotembed.scoring.methods import OPTIONS, Batch, ChainOfThought, ScoringConfig, ScoringMethod, method_class
 from cotembed.scoring.threads import blas_thread_limit, blas_threads
 from cotembed.system import CompiledSystem, System
@@ -242,14 +242,14 @@ def _logits_of_rows(inputs: np.ndarray, prompts_t: np.ndarray, rows: np.ndarray)
 class _InPlaceGroupSoftmax:
     """Group softmax of a (rows, Q) logits block in place, row block by row block.
 
-    Three passes per cache-sized block: exponentials in place, group sums (a product with
-    a vector of ones, or with a Q x G group-indicator matrix when groups differ in size;
-    both BLAS, faster than a segmented ``reduceat``), and a multiply by their reciprocals.
-    No per-group maximum is subtracted: softmax is shift-invariant, so this is exact
-    unless a group's exponentials overflow or underflow, which its sum shows; those rows
-    are recomputed from their logits (``recompute``) and normalised exactly, shifted by
-    each group's maximum. When many rows need it (a very high temperature), later blocks
-    are shifted by the row's maximum first.
+    Three passes per cache-sized block: exponentials in place, group sums (BLAS, as
+    :func:`~cotembed.scoring.functions.group_softmax` sums them, so both give the same
+    bits), and a division by each group's sum. No per-group maximum is subtracted:
+    softmax is shift-invariant, so this is exact unless a group's exponentials overflow
+    or underflow, which its sum shows; those rows are recomputed from their logits
+    (``recompute``) and normalised exactly, shifted by each group's maximum. When many
+    rows need it (a very high temperature), later blocks are shifted by the row's
+    maximum first.
     """
 
     ROWS = 64
@@ -257,42 +257,31 @@ class _InPlaceGroupSoftmax:
 
     def __init__(self, offsets: np.ndarray):
         self.starts, self.sizes, self.equal = _group_layout(offsets)
-        q = int(offsets[-1])
         self.ones = np.ones(int(self.sizes[0]), dtype=np.float32) if self.equal else None
-        self.indicator: np.ndarray | None = None
-        self.columns: np.ndarray | None = None
-        if not self.equal:
-            self.columns = np.repeat(np.arange(len(self.sizes)), self.sizes)
-            self.indicator = np.zeros((q, len(self.sizes)), dtype=np.float32)
-            self.indicator[np.arange(q), self.columns] = 1
+        self.columns = None if self.equal else np.repeat(np.arange(len(self.sizes)), self.sizes)
         self.shift = False
 
     def __call__(self, logits: np.ndarray, recompute: Callable[[np.ndarray], np.ndarray]) -> None:
         low, high = _SUM_RANGE
-        g = len(self.sizes)
-        spread = None if self.equal else np.empty((min(self.ROWS, len(logits)), logits.shape[1]), dtype=np.float32)
+        spread = None if self.columns is None else np.empty((min(self.ROWS, len(logits)), logits.shape[1]), dtype=np.float32)
         with np.errstate(over="ignore", under="ignore", invalid="ignore"):
             for first in range(0, len(logits), self.ROWS):
                 block = logits[first:first + self.ROWS]
                 if self.shift:
                     block -= block.max(axis=1, keepdims=True)
                 np.exp(block, out=block)
-                if self.ones is not None:
-                    sums = (block.reshape(-1, len(self.ones)) @ self.ones).reshape(len(block), g)
-                else:
-                    sums = block @ self.indicator
+                sums = _group_sums(block, self.starts, self.sizes, self.ones)
                 bad = None
                 if not (sums.min() >= low and sums.max() <= high):  # also true for NaN
                     bad = np.flatnonzero(~((sums >= low) & (sums <= high)).all(axis=1))
                     self.shift = self.shift or len(bad) > len(block) // 8
                     sums[bad] = 1.0
-                np.reciprocal(sums, out=sums)
-                if self.ones is not None:
-                    view = block.reshape(len(block), g, -1)
-                    np.multiply(view, sums[:, :, None], out=view)
+                if self.columns is None:
+                    view = block.reshape(len(block), len(self.sizes), -1)
+                    np.divide(view, sums[:, :, None], out=view)
                 else:
-                    assert spread is not None and self.columns is not None
-                    np.multiply(block, np.take(sums, self.columns, axis=1, out=spread[: len(block)]), out=block)
+                    assert spread is not None
+                    np.divide(block, np.take(sums, self.columns, axis=1, out=spread[: len(block)]), out=block)
                 if bad is not None:
                     again = np.ascontiguousarray(recompute(first + bad), dtype=np.float32)
                     _exact_block(again, self.starts, self.sizes, self.equal, log=False)
