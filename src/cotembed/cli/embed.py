@@ -28,7 +28,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
     from cotembed.cache import text_key
     from cotembed.data import collect_samples
     from cotembed.distributed.batch import content_hash
-    from cotembed.parquet import EmbeddingWriter, check_model, existing_hashes, read_info, require_pyarrow
+    from cotembed.parquet import EmbeddingWriter, check_model, drop_rows, existing_hashes, read_info, require_pyarrow
     from cotembed.pipeline import stream_embeddings
 
     require_pyarrow()
@@ -58,16 +58,25 @@ def cmd_embed(args: argparse.Namespace) -> int:
         finally:
             if writer is not None:
                 writer.close()
+        images_written = {hashes[s.source] for s in todo if s.kind != "text"} & (writer.done if writer else set())
+        superseded = drop_rows(args.out, "content_hash", _superseded(done, images_written))  # after the new rows: never a loss
         payload = {"out": args.out, "model": encoder.model_key, "inputs": len(samples), "skipped_existing": len(samples) - len(todo),
-                   "written": writer.n_written if writer else 0, "dim": writer.info.dim if writer else (info.dim if info else None),
+                   "written": writer.n_written if writer else 0, "superseded": superseded, "dim": writer.info.dim if writer else (info.dim if info else None),
                    "errors": errors}
     emit(args, payload, lambda: _embed_table(payload))
     return EXIT_FAILURE if errors else EXIT_OK
 
 
+def _superseded(existing: set[str], written: set[Any]) -> set[str]:
+    """Keys of rows that the rows just written replace: the same image content under another
+    decoding version or mode (``<sha256>`` or ``<sha256>:d1`` against ``<sha256>:d2``)."""
+    digests = {key.split(":", 1)[0] for key in written if key}
+    return {key for key in existing if key not in written and key.split(":", 1)[0] in digests}
+
+
 def _embed_table(p: dict[str, Any]) -> str:
     lines = [f"{p['out']}: {p['written']} embedding(s) written, {p['skipped_existing']} already there, of {p['inputs']} input(s) "
-             f"(model {p['model']}, dim {p['dim']})"]
+             f"(model {p['model']}, dim {p['dim']})" + (f"; {p['superseded']} older row(s) of the same images replaced" if p["superseded"] else "")]
     lines += [f"  error: {e['input']}: {e['error']}" for e in p["errors"]]
     return "\n".join(lines)
 
@@ -240,7 +249,7 @@ def classify_on_ray(args: argparse.Namespace, system: Any, method: str) -> int:
 
 def register(sub: Any) -> None:
     from cotembed.encoders import DEFAULT_MODEL, DEFAULT_MODEL_NOTE
-    from cotembed.parquet import PART_ROWS, VECTOR_LAYOUTS
+    from cotembed.parquet import DEFAULT_VECTOR_LAYOUT, PART_ROWS, VECTOR_LAYOUTS
 
     p = sub.add_parser("embed", help="embed images or texts into a Parquet dataset (resumable; shareable without the model)")
     p.add_argument("data", nargs="+", help="image files, folders, or CSV/JSONL manifests (path,label or text,label)")
@@ -250,9 +259,10 @@ def register(sub: Any) -> None:
     p.add_argument("--device", default=None, help="torch device for the model")
     p.add_argument("--part-rows", type=bounded_int(1, 10_000_000), default=PART_ROWS, metavar="N",
                    help=f"rows per Parquet part file; an interrupted run keeps every finished part (default: {PART_ROWS})")
-    p.add_argument("--vector-layout", choices=VECTOR_LAYOUTS, default="list",
-                   help="embedding column of a new dataset: list (float32 fixed-size list, read by any data tool) or binary "
-                        "(raw float32 bytes, several times faster to re-score); an existing dataset keeps its own (default: list)")
+    p.add_argument("--vector-layout", choices=VECTOR_LAYOUTS, default=DEFAULT_VECTOR_LAYOUT,
+                   help="embedding column of a new dataset: binary (raw little-endian float32 bytes, about twice as fast to "
+                        "re-score) or list (float32 fixed-size list, read as numbers by any data tool); an existing dataset "
+                        f"keeps its own (default: {DEFAULT_VECTOR_LAYOUT})")
     p.add_argument("--allow-outside-paths", action="store_true", help="let manifests name files outside their own folder")
     add_max_pixels(p)
     add_cache_options(p)
