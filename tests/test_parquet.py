@@ -81,6 +81,10 @@ def test_embeddings_of_another_model_are_refused(capsys, tmp_path, colour_model,
     assert "test:colour" in err and "critters:" in err
     code, _, err = run_cli(capsys, "embed", data, "--model", "critters", "--out", out, "--cache", cache, "-q")
     assert code == 2 and "test:colour" in err
+    # classify too, though "critters" is also --model's default: typed, it is checked against the dataset
+    code, _, err = run_cli(capsys, "classify", system, "--embeddings", out, "--model", "critters", "--cache", cache, "-q")
+    assert code == 2
+    assert "test:colour" in err and "critters:" in err
 
 
 def test_data_and_embeddings_are_exclusive(capsys, tmp_path, colour_model, colour_data):
@@ -172,7 +176,7 @@ def test_list_and_binary_vector_layouts_read_back_the_same_vectors_and_predictio
     assert sorted(as_list.sources) == [as_bytes.sources[i] for i in order]
     np.testing.assert_array_equal(as_list.embeddings[np.argsort(as_list.sources)], as_bytes.embeddings[order])
     runs = [run_cli(capsys, "classify", system, "--embeddings", tmp_path / d, "--cache", cache, "-q", "--format", "json") for d in ("list", "bin")]
-    assert all(code == 0 for code, _, _ in runs)
+    assert all(code == 0 for code, _, _ in runs), [err for _, _, err in runs]
     a, b = ({p["input"]: p["prediction"] for p in json.loads(out)["predictions"]} for _, out, _ in runs)
     assert a == b and len(a) == 12
 

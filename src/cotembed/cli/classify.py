@@ -30,7 +30,6 @@ CLASSIFY_DESCRIPTION = "Predict the class of each input (image files, folders, m
 
 def cmd_classify(args: argparse.Namespace) -> int:
     from cotembed.data import Sample
-    from cotembed.encoders import DEFAULT_MODEL
     from cotembed.reporting.text import predictions_table
 
     method = chosen_method(args)
@@ -52,7 +51,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
         if args.embeddings:
             from cotembed.cli.embed import predictions_from_set, stored_embeddings
 
-            stored, spec = stored_embeddings(args, res, None if args.model == DEFAULT_MODEL else args.model)
+            stored, spec = stored_embeddings(args, res, args.model)  # an untyped default --model is the dataset's
             clf = apply_decisions(args, build_classifier(args, res, system, spec, method))
             predictions, errors = predictions_from_set(clf, stored, args.top_k), stored.errors
         else:
@@ -86,9 +85,9 @@ def register(sub: Any) -> None:
     p.add_argument("system")
     p.add_argument("inputs", nargs="*", help="image files, folders, or CSV/JSONL manifests (path,label or text,label)")
     p.add_argument("--text", action="store_true", help="the inputs are literal texts to classify, not paths")
-    add_embeddings_option(p)
     add_engine_options(p)
     add_model_options(p)
+    add_embeddings_option(p)  # after --model: marks its default as untyped
     add_method_flags(p)
     add_probability_flags(p, "classify")
     add_examples_flags(p)

@@ -110,12 +110,15 @@ def cmd_cache_import(args: argparse.Namespace) -> int:
 def stored_embeddings(args: argparse.Namespace, res: Resources, spec: str | None) -> tuple[Any, str]:
     """The ``--embeddings`` dataset and the model spec whose prompts score it.
 
-    No ``--model``: the spec the dataset was written with. A ``--model`` of another
-    model key is refused. The model itself loads only if a prompt is not cached.
+    No ``--model`` (or its default, not typed): the spec the dataset was written with. A
+    typed ``--model`` of another model key is refused, even the default's name. The model
+    itself loads only if a prompt is not cached.
     """
+    from cotembed.cli.common import ModelDefault
     from cotembed.parquet import check_model, read_embedding_set, read_info_or_fail
 
     info = read_info_or_fail(args.embeddings)
+    spec = None if isinstance(spec, ModelDefault) else spec
     spec = spec or info.model_spec or info.model_key
     check_model(info, args.embeddings, res.encoder(spec).model_key)
     data = read_embedding_set(args.embeddings, info.model_key)
