@@ -159,8 +159,9 @@ def existing_hashes(directory: str | Path) -> set[str]:
     return found
 
 
-def drop_rows(directory: str | Path, column: str, values: set[str]) -> int:
-    """Remove the rows whose ``column`` is in ``values`` from the dataset's part files; returns how many.
+def drop_rows(directory: str | Path, column: str, values: set[str], files: Sequence[Path] | None = None) -> int:
+    """Remove the rows whose ``column`` is in ``values`` from the dataset's part files
+    (only from ``files`` when given, e.g. the parts that existed before a run); returns how many.
 
     For rows a rerun superseded (an input embedded again by a newer decoding, a failed input
     that has now succeeded): each part file that holds one is rewritten without it, written
@@ -175,7 +176,7 @@ def drop_rows(directory: str | Path, column: str, values: set[str]) -> int:
         return 0
     wanted = require_pyarrow().array(sorted(values), type=require_pyarrow().string())
     dropped = 0
-    for path in part_files(directory):
+    for path in part_files(directory) if files is None else files:
         try:
             keys = pq.read_table(path, columns=[column]).column(column)
         except Exception:  # no such column, or a damaged file: nothing of ours to drop

@@ -91,7 +91,8 @@ class EmbedBatch:
 
         paths = [str(p) for p in _column(batch, "path")]
         blobs = _column(batch, "bytes") if "bytes" in batch else None
-        labels = _column(batch, "label") if "label" in batch else [None] * len(paths)
+        labels = [label if isinstance(label, str) else None  # a missing label may arrive as NaN (a pandas block)
+                  for label in (_column(batch, "label") if "label" in batch else [None] * len(paths))]
         samples = [Sample(p, "image", Path(p), None, labels[i]) if blobs is None else Sample.from_bytes(blobs[i], p, labels[i])
                    for i, p in enumerate(paths)]
         hashes = [content_hash(p if blobs is None else blobs[i], self.fast_decode) for i, p in enumerate(paths)]
