@@ -9,6 +9,7 @@ from typing import Any
 from cotembed.cli.common import (
     EXIT_FAILURE,
     EXIT_OK,
+    ModelDefault,
     add_embeddings_option,
     add_format,
     add_model_options,
@@ -35,7 +36,8 @@ def classify_request(args: argparse.Namespace) -> ClassifyRequest:
     request = ClassifyRequest(
         system=args.system, inputs=tuple(args.inputs), text=bool(args.text), embeddings=args.embeddings,
         model=model_options(args), method=method, settings=method_settings(args), decisions=decision_options(args),
-        examples=examples_options(args), top_k=args.top_k)
+        examples=examples_options(args), top_k=args.top_k,
+        model_given=not isinstance(args.model, ModelDefault))  # an untyped default --model is the dataset's
     request.check()
     return request
 
@@ -80,9 +82,9 @@ def register(sub: Any) -> None:
     p.add_argument("system")
     p.add_argument("inputs", nargs="*", help="image files, folders, or CSV/JSONL manifests (path,label or text,label)")
     p.add_argument("--text", action="store_true", help="the inputs are literal texts to classify, not paths")
-    add_embeddings_option(p)
     add_engine_options(p)
     add_model_options(p)
+    add_embeddings_option(p)  # after --model: marks its default as untyped
     add_method_flags(p)
     add_probability_flags(p, "classify")
     add_examples_flags(p)

@@ -37,7 +37,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
 
 def _embed_table(p: dict[str, Any]) -> str:
     lines = [f"{p['out']}: {p['written']} embedding(s) written, {p['skipped_existing']} already there, of {p['inputs']} input(s) "
-             f"(model {p['model']}, dim {p['dim']})"]
+             f"(model {p['model']}, dim {p['dim']})" + (f"; {p['superseded']} older row(s) of the same images replaced" if p["superseded"] else "")]
     lines += [f"  error: {e['input']}: {e['error']}" for e in p["errors"]]
     return "\n".join(lines)
 
@@ -132,7 +132,7 @@ def classify_on_ray(args: argparse.Namespace, request: Any) -> int:
 
 def register(sub: Any) -> None:
     from cotembed.encoders import DEFAULT_MODEL, DEFAULT_MODEL_NOTE
-    from cotembed.parquet import PART_ROWS, VECTOR_LAYOUTS
+    from cotembed.parquet import DEFAULT_VECTOR_LAYOUT, PART_ROWS, VECTOR_LAYOUTS
 
     p = sub.add_parser("embed", help="embed images or texts into a Parquet dataset (resumable; shareable without the model)")
     p.add_argument("data", nargs="+", help="image files, folders, or CSV/JSONL manifests (path,label or text,label)")
@@ -142,9 +142,10 @@ def register(sub: Any) -> None:
     p.add_argument("--device", default=None, help="torch device for the model")
     p.add_argument("--part-rows", type=bounded_int(1, 10_000_000), default=PART_ROWS, metavar="N",
                    help=f"rows per Parquet part file; an interrupted run keeps every finished part (default: {PART_ROWS})")
-    p.add_argument("--vector-layout", choices=VECTOR_LAYOUTS, default="list",
-                   help="embedding column of a new dataset: list (float32 fixed-size list, read by any data tool) or binary "
-                        "(raw float32 bytes, several times faster to re-score); an existing dataset keeps its own (default: list)")
+    p.add_argument("--vector-layout", choices=VECTOR_LAYOUTS, default=DEFAULT_VECTOR_LAYOUT,
+                   help="embedding column of a new dataset: binary (raw little-endian float32 bytes, about twice as fast to "
+                        "re-score) or list (float32 fixed-size list, read as numbers by any data tool); an existing dataset "
+                        f"keeps its own (default: {DEFAULT_VECTOR_LAYOUT})")
     p.add_argument("--allow-outside-paths", action="store_true", help="let manifests name files outside their own folder")
     add_max_pixels(p)
     add_cache_options(p)

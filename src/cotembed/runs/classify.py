@@ -46,6 +46,9 @@ class ClassifyRequest:
         Few-shot examples and transduction on the batch.
     top_k : int
         Classes reported per input.
+    model_given : bool
+        False: with ``embeddings``, score with the model the dataset was written with; True (a
+        model named, even the default's name): that model, refused if the dataset holds another.
 
     Examples
     --------
@@ -64,6 +67,7 @@ class ClassifyRequest:
     decisions: DecisionOptions = field(default_factory=DecisionOptions)
     examples: ExamplesOptions = field(default_factory=ExamplesOptions)
     top_k: int = 3
+    model_given: bool = True
 
     def check(self) -> None:
         """What needs no file and no model: one source of inputs, options that need each other."""
@@ -130,7 +134,6 @@ def classify(request: ClassifyRequest) -> ClassifyResult:
         Bad input (options that need each other, unreadable system, a model that cannot take
         the inputs), with the message the command line prints (exit code 2).
     """
-    from cotembed.encoders import DEFAULT_MODEL
     from cotembed.system import System
 
     request.check()
@@ -154,8 +157,8 @@ def classify(request: ClassifyRequest) -> ClassifyResult:
         if request.embeddings:
             from cotembed.runs.stored import predictions_from_set, stored_embeddings
 
-            default = None if model.spec == DEFAULT_MODEL else model.spec  # the dataset's own model unless another is named
-            stored, spec = stored_embeddings(request.embeddings, res, default, notices)
+            named = model.spec if request.model_given else None  # else the dataset's own model
+            stored, spec = stored_embeddings(request.embeddings, res, named, notices)
             clf = decided(spec, [])
             predictions, errors = predictions_from_set(clf, stored, request.top_k), list(stored.errors)
         else:

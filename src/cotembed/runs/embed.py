@@ -1,11 +1,14 @@
 """Embed images or texts into a Parquet dataset: one request in, what was written out. Resumable:
-rows the dataset already holds (same content) are skipped, every finished part file is kept."""
+rows the dataset already holds (same content) are skipped, every finished part file is kept. An
+image the dataset holds under an older decoding (another decoding version in its content hash) is
+embedded again, and its older row dropped once the new one is written."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
 
+from cotembed.parquet import DEFAULT_VECTOR_LAYOUT
 from cotembed.runs.options import ModelOptions
 from cotembed.runs.resources import RunResources
 
@@ -25,7 +28,9 @@ class EmbedRequest:
     part_rows : int or None
         Rows per Parquet part file (None: the writer's default).
     vector_layout : str
-        Embedding column of a new dataset: ``list`` or ``binary``; an existing dataset keeps its own.
+        Embedding column of a new dataset: ``binary`` (raw float32 bytes, faster to re-score; default)
+        or ``list`` (float32 fixed-size list, read as numbers by any data tool); an existing dataset
+        keeps its own.
 
     Examples
     --------
@@ -37,19 +42,20 @@ class EmbedRequest:
     out: str
     model: ModelOptions = field(default_factory=ModelOptions)
     part_rows: int | None = None
-    vector_layout: str = "list"
+    vector_layout: str = DEFAULT_VECTOR_LAYOUT
 
 
 @dataclass(frozen=True, slots=True)
 class EmbedResult:
-    """What the run wrote: rows written, rows already there, the model key and dimension, and the
-    inputs that could not be embedded."""
+    """What the run wrote: rows written, rows already there, older rows of the same images replaced
+    (``superseded``), the model key and dimension, and the inputs that could not be embedded."""
 
     out: str
     model: str
     inputs: int
     skipped_existing: int
     written: int
+    superseded: int
     dim: int | None
     errors: tuple[dict[str, str], ...]
 
@@ -60,7 +66,7 @@ class EmbedResult:
     def to_dict(self) -> dict[str, Any]:
         """The JSON of ``cotembed embed --format json``."""
         return {"out": self.out, "model": self.model, "inputs": self.inputs, "skipped_existing": self.skipped_existing,
-                "written": self.written, "dim": self.dim, "errors": list(self.errors)}
+                "written": self.written, "superseded": self.superseded, "dim": self.dim, "errors": list(self.errors)}
 
 
 def embed(request: EmbedRequest) -> EmbedResult:
@@ -79,7 +85,7 @@ def embed(request: EmbedRequest) -> EmbedResult:
     from cotembed.cache import text_key
     from cotembed.data import collect_samples
     from cotembed.distributed.batch import content_hash
-    from cotembed.parquet import PART_ROWS, EmbeddingWriter, check_model, existing_hashes, read_info, require_pyarrow
+    from cotembed.parquet import PART_ROWS, EmbeddingWriter, check_model, drop_rows, existing_hashes, read_info, require_pyarrow
     from cotembed.pipeline import stream_embeddings
 
     require_pyarrow()
@@ -110,9 +116,19 @@ def embed(request: EmbedRequest) -> EmbedResult:
         finally:
             if writer is not None:
                 writer.close()
+        images_written = {hashes[s.source] for s in todo if s.kind != "text"} & (writer.done if writer else set())
+        superseded = drop_rows(request.out, "content_hash", superseded_keys(done, images_written))  # after the new rows: never a loss
         return EmbedResult(out=request.out, model=encoder.model_key, inputs=len(samples),
                            skipped_existing=len(samples) - len(todo), written=writer.n_written if writer else 0,
+                           superseded=superseded,
                            dim=writer.info.dim if writer else (info.dim if info else None), errors=tuple(errors))
 
 
-__all__ = ["EmbedRequest", "EmbedResult", "embed"]
+def superseded_keys(existing: set[str], written: set[Any]) -> set[str]:
+    """Keys of rows that the rows just written replace: the same image content under another
+    decoding version or mode (``<sha256>`` or ``<sha256>:d1`` against ``<sha256>:d2``)."""
+    digests = {key.split(":", 1)[0] for key in written if key}
+    return {key for key in existing if key not in written and key.split(":", 1)[0] in digests}
+
+
+__all__ = ["EmbedRequest", "EmbedResult", "embed", "superseded_keys"]
