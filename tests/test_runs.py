@@ -184,6 +184,34 @@ def test_multilabel_eval_is_the_cli_json(capsys, splits):
     assert result.to_dict() == expected
 
 
+def test_multilabel_outputs_come_from_the_library_call(splits, tmp_path):
+    """The --output rows, the per-class figure and the page of ``eval --multi-label`` are made from
+    the result of the library call alone; single-label decisions are refused before any file is read."""
+    from cotembed.reporting.multilabel import plot_multilabel, render_multilabel_report
+
+    request = EvalRequest(str(SYSTEM), (str(splits["test"]),), model=model(splits), methods=("cot",), figures=True,
+                          page=runs.PageOptions(), decisions=DecisionOptions(multi_label=True, threshold_data=(str(splits["support"]),)))
+    result = evaluate_multilabel(request)
+    per_class = result.multi_label["per_class"]
+    rows = result.rows()
+    assert [r["class"] for r in rows] == list(per_class) == list(System.load(SYSTEM).class_names)
+    for row in rows:
+        assert (row["model"], row["system"]) == (result.provenance.model, result.provenance.system.hash)
+        assert {k: row[k] for k in ("threshold", "precision", "recall", "f1", "ap")} == \
+            {k: per_class[row["class"]].get(k) for k in ("threshold", "precision", "recall", "f1", "ap")}
+    assert len({r["threshold"] for r in rows}) > 1  # one threshold per class, chosen on the support split
+    page = render_multilabel_report(result.to_dict())
+    assert f"{100 * result.multi_label['map']:.1f}%" in page and page.count("<tr><td>") == len(per_class)
+    plot = plot_multilabel(result.multi_label, tmp_path / "ml.png", result.title)
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for decisions, flag in ((DecisionOptions(multi_label=True, threshold=0.5, conformal=0.1, conformal_data=("x",)), "--conformal"),
+                            (DecisionOptions(multi_label=True, threshold=0.5, abstain=-1.0), "--abstain")):
+        with pytest.raises(InputError, match=f"--multi-label: {flag} not supported with it"):
+            evaluate_multilabel(EvalRequest("missing.yaml", ("nowhere",), decisions=decisions))
+    with pytest.raises(InputError, match="--multi-label: --open-set not supported"):
+        evaluate_multilabel(dataclasses.replace(request, system="missing.yaml", open_set=3))
+
+
 def test_eval_request_is_checked_before_any_file_is_read(tmp_path):
     with pytest.raises(InputError, match="--conformal-data needs --conformal"):
         evaluate_run(EvalRequest("missing.yaml", ("nowhere",), decisions=DecisionOptions(conformal_data=("x",))))
@@ -250,6 +278,52 @@ def test_embed_is_resumable_and_its_result_is_the_cli_json(capsys, splits, tmp_p
     code, stdout, _ = run_cli(capsys, "embed", splits["support"], "--out", out, "--model", "critters", "--cache",
                               splits["cache"], "-q", "--format", "json")
     assert code == 0 and second.to_dict() == json.loads(stdout)
+
+
+def test_embed_supersedes_rows_of_an_older_decoding(splits, tmp_path):
+    """Rows keyed by an older decoding (bare SHA-256 digests) are embedded again and replaced,
+    one row per image and none lost; the default layout is binary."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from cotembed.parquet import part_files, read_info
+    from cotembed.runs.embed import superseded_keys
+
+    out = tmp_path / "test.parquet"
+    request = EmbedRequest((str(splits["test"]),), str(out), model=model(splits))
+    first = embed(request)
+    assert first.superseded == 0 and first.written == first.inputs and read_info(out).vector_layout == "binary"
+    keys = sorted(pq.read_table(part_files(out)).column("content_hash").to_pylist())
+    for path in part_files(out):  # the same dataset as an older decoding keyed it
+        part = pq.read_table(path)
+        bare = pa.array([k.split(":", 1)[0] for k in part.column("content_hash").to_pylist()], type=pa.string())
+        pq.write_table(part.set_column(part.schema.get_field_index("content_hash"), "content_hash", bare), path)
+    again = embed(request)
+    assert (again.skipped_existing, again.written, again.superseded) == (0, first.inputs, first.inputs)
+    assert again.to_dict()["superseded"] == first.inputs
+    assert sorted(pq.read_table(part_files(out)).column("content_hash").to_pylist()) == keys
+    assert (embed(request).written, embed(request).superseded) == (0, 0)
+    assert superseded_keys({"abc", "abc:d1", "abc:d2", "xyz"}, {"abc:d2"}) == {"abc", "abc:d1"}
+
+
+def test_classify_embeddings_checks_a_named_model_even_the_default(colour_model, tmp_path):
+    """With stored embeddings, a named model (model_given) is checked against the dataset, even the
+    default model's name; an unnamed one is the dataset's own."""
+    import yaml
+    from tests.support import COLOUR_SYSTEM, make_image_folder
+
+    from cotembed.encoders import DEFAULT_MODEL
+
+    system = tmp_path / "system.yaml"
+    system.write_text(yaml.safe_dump(COLOUR_SYSTEM), encoding="utf-8")
+    out, cache = tmp_path / "emb", CacheOptions(str(tmp_path / "cache.sqlite"))
+    embed(EmbedRequest((str(make_image_folder(tmp_path / "data", per_class=1)),), str(out),
+                       model=ModelOptions(colour_model, quiet=True, cache=cache)))
+    named = ClassifyRequest(str(system), embeddings=str(out), model=ModelOptions(DEFAULT_MODEL, quiet=True, cache=cache))
+    with pytest.raises(InputError, match=f"{colour_model}.*{DEFAULT_MODEL}|{DEFAULT_MODEL}.*{colour_model}"):
+        classify(named)
+    result = classify(dataclasses.replace(named, model_given=False))
+    assert result.ok and result.provenance.model == colour_model
 
 
 def test_readme_runs_example_runs(splits, monkeypatch, capsys):
