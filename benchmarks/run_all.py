@@ -74,7 +74,8 @@ ENTRIES: list[Entry] = [
     Entry("Probabilities people can act on: calibration, open set, conformal sets, multi-label (critters)",
           "bench_calibration.py", figures=("calibration-reliability.png", "calibration-coverage.png"),
           about="The product-of-groups posterior (cot-log's, normalised), label-free and after cotembed calibrate; rule "
-                "support as an absolute fit score with 6 of 28 species unknown; split conformal sets at alpha 0.1; "
+                "support and its energy (log-sum-exp over classes) as absolute fit scores with 6 of 28 species unknown, "
+                "with and without a \"none of these\" option per group; split conformal sets at alpha 0.1; "
                 "independent scores for overlapping concept classes. Fits and choices use calibration splits with other "
                 "seeds (easy 1101, hard 2202); the test splits (1001, 2002) only report."),
     Entry("The service under load: cotembed serve vs the CLI's batch throughput", "bench_serve.py",
@@ -92,8 +93,9 @@ ENTRIES: list[Entry] = [
     Entry("Beyond one process: Ray Data vs the in-process CLI, and re-scoring 1,000,000 stored embeddings", "bench_distributed.py",
           ("--images", "10000"),
           about="classify --engine ray (local cluster in a loopback-only network namespace) with 1 and 2 actors against the "
-                "in-process CLI on generated critters images, no cache, wall time including start-up; then a Parquet dataset "
-                "of 1,000,000 embeddings re-scored for the critters system in a process that never loads the model."),
+                "in-process CLI on generated critters images, no cache, wall time including start-up, and for Ray also without "
+                "the start of its local cluster; then a Parquet dataset of 1,000,000 embeddings re-scored for the critters "
+                "system in a process that never loads the model, in both vector layouts."),
     Entry("Studio: one option edit re-scored and the page updated", "bench_studio.py",
           about="cotembed studio on 1,000 cached inputs x 30 classes (synthetic, 5 questions of 8 options): each edit rewords "
                 "one option (one new prompt embedded), re-runs evaluate, misclassified and inspect, and re-renders the page's "

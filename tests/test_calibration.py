@@ -286,8 +286,19 @@ def test_average_precision_and_bad_thresholds() -> None:
 
 def test_fit_scores_are_looked_up_by_name() -> None:
     assert openset.fit_score(openset.DEFAULT_FIT_SCORE) is openset.log_rule_support
+    assert openset.fit_score("energy") is openset.energy
     with pytest.raises(InputError, match="rule support"):
         openset.fit_score("support")
+
+
+def test_energy_is_the_log_sum_exp_of_every_class_log_rule_support() -> None:
+    """Energy adds credit for every other class that fits: equal to the best class's log rule support when
+    only it fits, log 2 above it when a twin fits as well."""
+    one = np.log(np.array([[1.0, 1e-9, 1e-9], [1.0, 1.0, 1e-12]]))
+    energy = openset.support_energy(one)
+    assert energy[0] == pytest.approx(0.0, abs=1e-8) and energy[1] == pytest.approx(np.log(2), abs=1e-8)
+    huge = openset.support_energy(np.array([[-1e4, -1e4 - 1]]))  # stays finite far from 0
+    assert huge[0] == pytest.approx(-1e4 + np.log1p(np.exp(-1)))
 
 
 def test_a_calibrated_system_scores_the_fitted_posterior_through_cot_log() -> None:

@@ -24,8 +24,9 @@ ray = pytest.importorskip("ray")
 
 import pyarrow.parquet as pq  # noqa: E402
 
-from cotembed.distributed.batch import ScoreBatch  # noqa: E402
+from cotembed.distributed.batch import EmbedScoreBatch, ScoreBatch  # noqa: E402
 from cotembed.errors import CotembedError  # noqa: E402
+from cotembed.parquet import part_files  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SYSTEM = ROOT / "examples" / "critters" / "system.yaml"
@@ -59,8 +60,6 @@ def critters_split(tmp_path_factory) -> Path:
 
 
 def _rows(out: Path) -> dict[str, dict]:
-    from cotembed.parquet import part_files
-
     table = pq.read_table(part_files(out))
     return {r["path"]: r for r in table.to_pylist()}
 
@@ -109,6 +108,16 @@ def test_a_broken_image_is_reported_and_the_run_goes_on(ray_cluster, critters_sp
     rows = _rows(out)
     assert rows[str(data / "Yurmex" / "good.png")]["prediction"] is not None
     assert rows[str(data / "Yurmex" / "broken.png")]["prediction"] is None
+
+    # Repaired, the input is redone on the rerun and its error row is replaced, not kept beside the prediction.
+    (data / "Yurmex" / "broken.png").write_bytes(good.read_bytes())
+    code, stdout, _ = run_cli(capsys, "classify", SYSTEM, data, "--model", "critters", "--engine", "ray", "--out", out,
+                              "--cache", tmp_path / "c.sqlite", "-q", "--format", "json")
+    run = json.loads(stdout)
+    assert code == 0 and run["errors"] == [] and run["skipped_existing"] == 1 and run["written"] == 1 and run["superseded"] == 1
+    table = pq.read_table(part_files(out), columns=["path", "prediction", "error"])
+    assert sorted(table.column("path").to_pylist()) == sorted(str(data / "Yurmex" / n) for n in ("broken.png", "good.png"))
+    assert table.column("error").to_pylist() == ["", ""] and None not in table.column("prediction").to_pylist()
 
 
 @pytest.mark.ray
@@ -189,3 +198,52 @@ def test_score_batch_without_answers_predicts_as_with_them():
     assert lean["prediction"].tolist() == full["prediction"].tolist()
     assert lean["prediction"][7] is None and "infinite" in lean["error"][7]
     np.testing.assert_allclose(lean["score"], full["score"], rtol=1e-5, equal_nan=True)
+
+
+def dies_once(marker: Path) -> type:
+    """An actor class that kills its own worker process on its first call of the run (the
+    marker file remembers it across the restart): an actor lost mid-run, as to an
+    out-of-memory kill or a lost node. Defined in a function, so Ray ships it by value."""
+
+    class DiesOnce(EmbedScoreBatch):
+        def __call__(self, batch):
+            if not marker.exists():
+                marker.write_text(str(os.getpid()), encoding="utf-8")
+                os._exit(1)
+            return super().__call__(batch)
+
+    return DiesOnce
+
+
+@pytest.mark.ray
+def test_an_actor_that_dies_mid_run_is_restarted_and_nothing_written_is_lost(ray_cluster, critters_split, tmp_path, capsys):
+    from cotembed.classifier import resolve_temperature
+    from cotembed.distributed.ray import classify_to_parquet
+    from cotembed.encoders import load_encoder
+    from cotembed.scoring import ScoringConfig
+    from cotembed.system import System
+
+    cache, out = tmp_path / "cache.sqlite", tmp_path / "out"
+    code, stdout, _ = run_cli(capsys, "classify", SYSTEM, critters_split, "--model", "critters", "--cache", cache, "-q",
+                              "--format", "json", "--top-k", "1")
+    local = {p["input"]: p["prediction"] for p in json.loads(stdout)["predictions"]}
+    half = sorted(local)[: len(local) // 2]
+    manifest = tmp_path / "half.csv"
+    manifest.write_text("path\n" + "".join(f"{p}\n" for p in half), encoding="utf-8")
+    assert run_cli(capsys, "classify", SYSTEM, manifest, "--model", "critters", "--engine", "ray", "--out", out, "--cache", cache,
+                   "-q", "--allow-outside-paths")[0] == 0
+    written_before = {p.name: p.read_bytes() for p in part_files(out)}
+
+    system = System.load(SYSTEM)
+    encoder = load_encoder("critters", lazy=True)
+    config = ScoringConfig(resolve_temperature(None, system, encoder))
+    marker = tmp_path / "died"
+    run = classify_to_parquet(system, str(SYSTEM), [str(critters_split)], "critters", str(out), config=config, actors=2,
+                              batch_size=8, progress=False, encoder=encoder, batch_class=dies_once(marker))
+    encoder.close()
+    assert marker.exists()  # an actor did die mid-run
+    assert run.errors == [] and run.skipped_existing == len(half) and run.written == len(local) - len(half)
+    assert all((out / name).read_bytes() == data for name, data in written_before.items())  # the earlier rows untouched
+    paths = pq.read_table(part_files(out), columns=["path"]).column("path").to_pylist()
+    assert sorted(paths) == sorted(local)  # every input exactly once: none lost, none doubled by the retry
+    assert {path: row["prediction"] for path, row in _rows(out).items()} == local

@@ -38,8 +38,8 @@ def test_embed_writes_a_dataset_with_metadata_and_resumes(capsys, tmp_path, colo
     assert info["model_key"] == "test:colour" and info["dim"] == 8 and info["cotembed_version"] and info["created"]
     table = pq.read_table(part_files(out))
     assert table.num_rows == 12
-    vector_type = table.schema.field("embedding").type
-    assert pa.types.is_fixed_size_list(vector_type) and vector_type.list_size == 8 and vector_type.value_type == pa.float32()
+    vector_type = table.schema.field("embedding").type  # by default raw float32 bytes: the layout that re-scores fastest
+    assert pa.types.is_fixed_size_binary(vector_type) and vector_type.byte_width == 4 * 8 and info["vector_layout"] == "binary"
     assert set(table.column("label").to_pylist()) == {f"{c}-thing" for c in ("red", "green", "blue", "yellow")}
     assert len(set(table.column("content_hash").to_pylist())) == 12
 
@@ -81,6 +81,10 @@ def test_embeddings_of_another_model_are_refused(capsys, tmp_path, colour_model,
     assert "test:colour" in err and "critters:" in err
     code, _, err = run_cli(capsys, "embed", data, "--model", "critters", "--out", out, "--cache", cache, "-q")
     assert code == 2 and "test:colour" in err
+    # classify too, though "critters" is also --model's default: typed, it is checked against the dataset
+    code, _, err = run_cli(capsys, "classify", system, "--embeddings", out, "--model", "critters", "--cache", cache, "-q")
+    assert code == 2
+    assert "test:colour" in err and "critters:" in err
 
 
 def test_data_and_embeddings_are_exclusive(capsys, tmp_path, colour_model, colour_data):
@@ -158,19 +162,21 @@ def test_missing_folder_is_a_clear_input_error(capsys, tmp_path, colour_data):
     assert code == 2 and METADATA_FILE in err
 
 
-def test_binary_vector_layout_reads_back_the_same_vectors_and_predictions(capsys, tmp_path, colour_model, colour_data):
+def test_list_and_binary_vector_layouts_read_back_the_same_vectors_and_predictions(capsys, tmp_path, colour_model, colour_data):
     data, system = colour_data
     cache = tmp_path / "cache.sqlite"
-    assert _embed(capsys, data, tmp_path / "list", colour_model, cache)[0] == 0
+    assert _embed(capsys, data, tmp_path / "list", colour_model, cache, "--vector-layout", "list")[0] == 0
     assert _embed(capsys, data, tmp_path / "bin", colour_model, cache, "--vector-layout", "binary")[0] == 0
-    assert read_info(tmp_path / "bin").vector_layout == "binary"
+    assert read_info(tmp_path / "bin").vector_layout == "binary" and read_info(tmp_path / "list").vector_layout == "list"
     assert pa.types.is_fixed_size_binary(pq.read_table(part_files(tmp_path / "bin")).schema.field("embedding").type)
+    vector_type = pq.read_table(part_files(tmp_path / "list")).schema.field("embedding").type
+    assert pa.types.is_fixed_size_list(vector_type) and vector_type.list_size == 8 and vector_type.value_type == pa.float32()
     as_list, as_bytes = read_embedding_set(tmp_path / "list"), read_embedding_set(tmp_path / "bin")
     order = np.argsort(as_bytes.sources)
     assert sorted(as_list.sources) == [as_bytes.sources[i] for i in order]
     np.testing.assert_array_equal(as_list.embeddings[np.argsort(as_list.sources)], as_bytes.embeddings[order])
     runs = [run_cli(capsys, "classify", system, "--embeddings", tmp_path / d, "--cache", cache, "-q", "--format", "json") for d in ("list", "bin")]
-    assert all(code == 0 for code, _, _ in runs)
+    assert all(code == 0 for code, _, _ in runs), [err for _, _, err in runs]
     a, b = ({p["input"]: p["prediction"] for p in json.loads(out)["predictions"]} for _, out, _ in runs)
     assert a == b and len(a) == 12
 
@@ -247,3 +253,31 @@ def test_learning_verbs_refuse_embeddings_of_another_model(capsys, tmp_path, col
     if verb != "inspect":
         code, _, err = run_cli(capsys, verb, system, data, "--embeddings", out, "--cache", cache, *extra, "-q")
         assert code == 2 and "not both" in err
+
+
+def test_images_embedded_by_an_older_decoding_are_redone_and_their_rows_replaced(capsys, tmp_path, colour_model, colour_data):
+    """Content hashes carry the decoding version, as the cache's keys do: a dataset written
+    before EXIF orientation was applied (bare SHA-256 keys) is not taken as done."""
+    import hashlib
+
+    from cotembed.pipeline import image_key
+
+    data, _ = colour_data
+    out, cache = tmp_path / "emb", tmp_path / "cache.sqlite"
+    assert _embed(capsys, data, out, colour_model, cache)[0] == 0
+    table = pq.read_table(part_files(out))
+    by_source = dict(zip(table.column("source").to_pylist(), table.column("content_hash").to_pylist()))
+    assert all(key == image_key(hashlib.sha256(Path(src).read_bytes()).hexdigest()) for src, key in by_source.items())
+    assert all(key.endswith(":d2") for key in by_source.values())
+    # The same dataset as the decoding before orientation keyed it: bare digests.
+    for path in part_files(out):
+        part = pq.read_table(path)
+        bare = pa.array([k.split(":", 1)[0] for k in part.column("content_hash").to_pylist()], type=pa.string())
+        pq.write_table(part.set_column(part.schema.get_field_index("content_hash"), "content_hash", bare), path)
+    code, stdout, _ = _embed(capsys, data, out, colour_model, cache)
+    payload = json.loads(stdout)
+    assert code == 0 and payload["skipped_existing"] == 0 and payload["written"] == 12 and payload["superseded"] == 12
+    after = pq.read_table(part_files(out))
+    assert sorted(after.column("content_hash").to_pylist()) == sorted(by_source.values())  # one row per image, none lost
+    code, stdout, _ = _embed(capsys, data, out, colour_model, cache)  # and now it is done
+    assert code == 0 and json.loads(stdout)["skipped_existing"] == 12 and json.loads(stdout)["written"] == 0

@@ -89,6 +89,10 @@ def test_every_prediction_carries_the_rule_support_of_its_class(clf: Any, splits
     assert all(0 <= p.fit_score <= 1 and not p.abstained and p.probability is not None for p in predictions)
     logged = clf.classify(images=images)  # the default: log rule support, <= 0
     assert all(p.fit_score <= 0 for p in logged)
+    # energy: log-sum-exp of every class's log rule support, so at least the predicted class's and <= log N
+    energy = clf.with_fit_score("energy").classify(images=images)
+    assert all(lg.fit_score - 1e-6 <= e.fit_score <= np.log(len(clf.classes_)) for lg, e in zip(logged, energy))
+    assert any(e.fit_score > lg.fit_score + 1e-3 for lg, e in zip(logged, energy))
 
 
 def test_abstention_with_a_given_threshold(clf: Any, splits: dict[str, Path]) -> None:

@@ -108,8 +108,10 @@ def test_eval_open_set_abstention_and_plots(capsys: Any, world: dict[str, Path],
     assert payload["plots"] == [str(plot), str(plot.with_suffix(".coverage.png"))]
     assert plot.stat().st_size > 0 and plot.with_suffix(".coverage.png").stat().st_size > 0
     code, again, _ = cli(capsys, world, "eval", SYSTEM, world["test"], "--methods", "cot", "--open-set", "6", "--seed", "2",
-                         "--format", "json")
-    assert json.loads(again)["open_set"]["cot"]["held_out"] == open_set["held_out"]  # seeded
+                         "--format", "json", "--fit-score", "energy")
+    energy = json.loads(again)["open_set"]["cot"]
+    assert energy["held_out"] == open_set["held_out"]  # seeded
+    assert energy["fit_score"] == "energy" and energy["auroc"] >= 0.9
 
 
 def test_eval_html_shows_the_reliability_and_coverage_figures(capsys: Any, world: dict[str, Path], tmp_path: Path) -> None:
@@ -152,14 +154,52 @@ def test_multi_label_on_overlapping_concept_classes(capsys: Any, world: dict[str
     assert ml["map"] > 0.9 and ml["micro_f1"] > 0.8 and ml["per_class_thresholds"] is True
     assert all({"precision", "recall", "f1", "ap", "support"} <= set(c) for c in ml["per_class"].values())
     assert 3 <= ml["mean_labels"] <= 6
-    code, _, err = cli(capsys, world, "eval", concepts, test, "--multi-label", "--threshold", "0.5", "--html", tmp_path / "x.html",
-                       "--allow-outside-paths")
-    assert code == 2 and "--multi-label: --html" in err
+    code, _, err = cli(capsys, world, "eval", concepts, test, "--multi-label", "--threshold", "0.5", "--conformal", "0.1",
+                       "--conformal-data", cal, "--allow-outside-paths")
+    assert code == 2 and "--multi-label: --conformal" in err
     images = sorted(world["test"].rglob("*.png"))[:2]
     code, out, _ = cli(capsys, world, "classify", concepts, *images, "--multi-label", "--threshold", "0.9", "--format", "json")
     assert code == 0
     for p in json.loads(out)["predictions"]:
         assert p["labels"] and all(label["score"] >= 0.9 for label in p["labels"])
+
+
+def test_multi_label_eval_writes_rows_plot_and_page(capsys: Any, world: dict[str, Path], tmp_path: Path) -> None:
+    concepts, test, cal = concept_world(world, tmp_path)
+    page, plot, rows = tmp_path / "ml.html", tmp_path / "ml.png", tmp_path / "ml.csv"
+    code, out, _ = cli(capsys, world, "eval", concepts, test, "--multi-label", "--threshold-data", cal, "--format", "json",
+                       "--allow-outside-paths", "--html", page, "--plot", plot, "--output", rows)
+    assert code == 0, out
+    payload = json.loads(out)
+    per_class = payload["multi_label"]["per_class"]
+    assert payload["html"]["path"] == str(page) and payload["plots"] == [str(plot)] and plot.stat().st_size > 0
+    table = list(csv.DictReader(rows.open(encoding="utf-8")))
+    assert [r["class"] for r in table] == list(per_class)
+    for row in table:
+        figures = per_class[row["class"]]
+        assert float(row["threshold"]) == pytest.approx(figures["threshold"]) and float(row["ap"]) == pytest.approx(figures["ap"])
+        assert row["model"] == payload["model"] and row["system"] == payload["system"]["hash"]
+    text = page.read_text(encoding="utf-8")
+    assert 'alt="per-class average precision and F1" src="data:image/png;base64,' in text
+    assert f"{100 * payload['multi_label']['map']:.1f}%" in text and text.count("<tr><td>") == len(per_class)
+    code, out, _ = cli(capsys, world, "report", concepts, test, "--multi-label", "--threshold", "0.9", "--output", page,
+                       "--allow-outside-paths")
+    assert code == 0 and f"wrote {page}" in out and "0.900" in page.read_text(encoding="utf-8")
+
+
+def test_eval_html_shows_conformal_sets_and_abstention(capsys: Any, world: dict[str, Path], tmp_path: Path) -> None:
+    page = tmp_path / "sets.html"
+    code, out, _ = cli(capsys, world, "eval", SYSTEM, world["test"], "--methods", "cot,cot-log", "--conformal", "0.1",
+                       "--conformal-data", world["cal"], "--abstain", "-0.5", "--html", page, "--format", "json")
+    assert code == 0
+    payload = json.loads(out)
+    text = page.read_text(encoding="utf-8")
+    assert 'id="m0-decisions"' in text and 'alt="conformal set sizes" src="data:image/png;base64,' in text
+    for c in payload["conformal"].values():
+        assert sum(c["set_size_counts"]) == c["n_inputs"] == 56
+        assert sum(size * n for size, n in enumerate(c["set_size_counts"])) == pytest.approx(c["mean_set_size"] * 56)
+        assert f"{c['mean_set_size']:.2f}" in text and f"{100 * c['coverage']:.1f}%" in text
+    assert "<table class=\"sortable abstention\">" in text
 
 
 def test_explain_shows_calibrated_probabilities(capsys: Any, world: dict[str, Path]) -> None:

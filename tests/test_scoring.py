@@ -100,7 +100,7 @@ def test_hybrid_separates_classes_with_identical_rules():
     np.testing.assert_allclose(scoring.hybrid_scores(cot, name_sims, 10.0, 0.0), cot)
 
 
-LIKELIHOOD_POSTERIORS = ("cot", "hybrid")
+LIKELIHOOD_POSTERIORS = ("cot", "hybrid", "random-control")
 """Methods whose calibrated probabilities are a likelihood of the groups' answers, not a function of their scores."""
 
 

@@ -275,3 +275,37 @@ def test_bad_templates_file_exits_2_naming_file_and_line(capsys, tmp_path, colou
     assert code == 2 and str(templates) in err and "line 2" in err
     code = main([str(a) for a in ["eval", system, data, "--model", colour_model, "--random-seeds", "1,x"]])
     assert code == 2 and "--random-seeds" in capsys.readouterr().err
+
+
+def test_random_control_reports_calibrated_probabilities_like_cot():
+    """Each seed's probabilities are cot's product-of-groups posterior on that seed's random prompts,
+    so its ECE compares with cot's like for like; normalised mode keeps the rescaled scores."""
+    from cotembed.scoring import calibration as cal
+    from cotembed.scoring.zoo import random_set_name
+
+    rng = np.random.default_rng(8)
+    system = random_system(rng, groups=3, options=5, classes=12)
+    data = synthetic_set(system, per_class=6, rng=rng)
+    s = scorer(system, ("random-control",), random_seeds=[2, 5])
+    batch = s.batch(data.embeddings)
+    method = s.method("random-control")
+    rules = cal.GroupRules.from_compiled(s.compiled)
+    for seed in (2, 5):
+        expected = cal.product_posterior(batch[random_set_name(seed)], rules, 20.0)
+        np.testing.assert_allclose(method.posterior_seed(batch, seed), expected, rtol=1e-5, atol=1e-9)
+    calibrated = evaluate(s, data, ["random-control"]).methods["random-control"]
+    labels = data.label_indices(s.class_names)
+
+    def ece(seed: int) -> float:  # of the predicted class's probability, as eval's ECE
+        predicted = method.score_seed(batch, seed).argmax(axis=1)
+        confidence = method.posterior_seed(batch, seed)[np.arange(len(labels)), predicted]
+        bins = np.minimum((confidence * 15).astype(int), 14)
+        gaps = np.bincount(bins, confidence, 15) - np.bincount(bins, (predicted == labels).astype(float), 15)
+        return float(np.abs(gaps).sum() / len(labels))
+
+    assert calibrated.ece == pytest.approx(np.mean([ece(2), ece(5)]))
+    normalised_scorer = Scorer.build(system, hashed_embed, ScoringConfig(20.0, probabilities="normalised",
+                                                                         method_options={"random_seeds": [2, 5]}),
+                                     ("random-control",))
+    normalised = evaluate(normalised_scorer, data, ["random-control"]).methods["random-control"]
+    assert normalised.ece != pytest.approx(calibrated.ece)

@@ -344,7 +344,7 @@ class CoTClassifier:
         return self.scored(embedded.embeddings, support=False), embedded.label_indices(self.compiled.class_names)
 
     def with_fit_score(self, name: str) -> "CoTClassifier":
-        """A copy whose predictions carry the fit score ``name`` (``log rule support`` or ``rule support``)."""
+        """A copy whose predictions carry the fit score ``name`` (``log rule support``, ``rule support`` or ``energy``)."""
         if self.decisions.abstention is not None:
             raise InputError("choose the fit score before the abstention threshold (thresholds belong to one score)")
         return self._with(replace(self.decisions, fit_score=check_fit_score(name)))

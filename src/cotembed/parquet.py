@@ -5,12 +5,14 @@ Layout of ``DIR``::
     DIR/_cotembed.json         model key, model spec, dim, normalisation, creation time, version
     DIR/part-<time>-<n>.parquet   one row per input: source, label, kind, content_hash, model_key, embedding
 
-``embedding`` is a ``fixed_size_list<float32>[dim]`` column (layout ``list``: any data
-tool reads it as a float list), or with layout ``binary`` a ``fixed_size_binary[4 * dim]``
-column of little-endian float32: Parquet stores a list with a repetition level per value,
-which pyarrow decodes value by value (apache/arrow#34510), so ``binary`` reads several
-times faster (``bench_distributed.py`` measures both). Either way a reader gets a
-``(rows, dim)`` matrix without copying. Part files are written whole and renamed into
+``embedding`` is by default (layout ``binary``) a ``fixed_size_binary[4 * dim]`` column of
+little-endian float32, or with layout ``list`` a ``fixed_size_list<float32>[dim]`` column
+that any data tool reads as a float list. Parquet stores a list with a repetition level
+per value, which pyarrow decodes value by value (apache/arrow#34510): re-scoring a ``list``
+dataset spends most of its time decoding, so ``binary`` re-scores about twice as fast
+(``bench_distributed.py`` measures both side by side) and is the default; ``list`` stays
+for datasets other tools read as numbers. Either way a reader gets a ``(rows, dim)``
+matrix without copying (a list column's flat values buffer, reshaped). Part files are written whole and renamed into
 place (names starting with ``_`` or ``.`` are ignored by Parquet readers), so an
 interrupted run leaves only finished parts, and a rerun skips the content hashes they
 hold. pyarrow is the optional extra ``parquet``; it is imported only here.
@@ -42,8 +44,10 @@ PART_ROWS = 8192
 READ_BATCH_ROWS = 65536
 """Rows per record batch when streaming a dataset: memory is bounded by this, not the dataset."""
 COLUMNS = ("source", "label", "kind", "content_hash", "model_key", "embedding")
-VECTOR_LAYOUTS = ("list", "binary")
-"""How the ``embedding`` column is stored: a float32 fixed-size list, or raw little-endian float32 bytes."""
+VECTOR_LAYOUTS = ("binary", "list")
+"""How the ``embedding`` column is stored: raw little-endian float32 bytes, or a float32 fixed-size list."""
+DEFAULT_VECTOR_LAYOUT = "binary"
+"""Layout of a new dataset: the one that re-scores fastest (see the module's docstring)."""
 
 
 def require_pyarrow() -> Any:
@@ -69,8 +73,8 @@ class DatasetInfo:
     created: str = ""
     cotembed_version: str = ""
     format_version: int = FORMAT_VERSION
-    vector_layout: str = "list"
-    """One of :data:`VECTOR_LAYOUTS`."""
+    vector_layout: str = DEFAULT_VECTOR_LAYOUT
+    """One of :data:`VECTOR_LAYOUTS` (a metadata file without it is from before ``binary``: ``list``)."""
 
     def to_dict(self) -> dict[str, Any]:
         return {"model_key": self.model_key, "model_spec": self.model_spec, "dim": self.dim, "normalisation": self.normalisation,
@@ -79,7 +83,7 @@ class DatasetInfo:
 
     @classmethod
     def new(cls, model_key: str, dim: int, normalisation: str = "none", model_spec: str | None = None,
-            vector_layout: str = "list") -> "DatasetInfo":
+            vector_layout: str = DEFAULT_VECTOR_LAYOUT) -> "DatasetInfo":
         from cotembed import __version__
 
         if vector_layout not in VECTOR_LAYOUTS:
@@ -155,6 +159,43 @@ def existing_hashes(directory: str | Path) -> set[str]:
     return found
 
 
+def drop_rows(directory: str | Path, column: str, values: set[str], files: Sequence[Path] | None = None) -> int:
+    """Remove the rows whose ``column`` is in ``values`` from the dataset's part files
+    (only from ``files`` when given, e.g. the parts that existed before a run); returns how many.
+
+    For rows a rerun superseded (an input embedded again by a newer decoding, a failed input
+    that has now succeeded): each part file that holds one is rewritten without it, written
+    hidden and renamed over the old one (a part left empty is deleted), so an interrupted
+    run leaves either the old part or the new one, never half of one. Callers write the new
+    rows first: a crash in between leaves a duplicate, never a loss.
+    """
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    if not values:
+        return 0
+    wanted = require_pyarrow().array(sorted(values), type=require_pyarrow().string())
+    dropped = 0
+    for path in part_files(directory) if files is None else files:
+        try:
+            keys = pq.read_table(path, columns=[column]).column(column)
+        except Exception:  # no such column, or a damaged file: nothing of ours to drop
+            continue
+        hit = pc.fill_null(pc.is_in(keys, value_set=wanted), False)
+        n = int(pc.sum(hit).as_py() or 0)
+        if not n:
+            continue
+        if n == len(keys):
+            path.unlink()
+        else:
+            table = pq.read_table(path)
+            tmp = path.with_name(f".{path.name}.tmp")
+            pq.write_table(table.filter(pc.invert(hit)), tmp, compression="none", use_dictionary=False)
+            os.replace(tmp, path)
+        dropped += n
+    return dropped
+
+
 class EmbeddingWriter:
     """Appends rows to a dataset folder, one part file per :data:`PART_ROWS` rows.
 
@@ -163,7 +204,7 @@ class EmbeddingWriter:
     """
 
     def __init__(self, directory: str | Path, model_key: str, dim: int, normalisation: str = "none",
-                 model_spec: str | None = None, part_rows: int = PART_ROWS, vector_layout: str = "list"):
+                 model_spec: str | None = None, part_rows: int = PART_ROWS, vector_layout: str = DEFAULT_VECTOR_LAYOUT):
         require_pyarrow()
         self.directory = Path(directory)
         try:

@@ -87,7 +87,7 @@ class Explanation:
     """The method's own account of this input (adaptive: the questions asked, in order), or None."""
     probabilities: str = DEFAULT_PROBABILITIES
     fit_score: float | None = None
-    """Fit score of the predicted class (``fit_score_name``)."""
+    """Fit score (``fit_score_name``): of the predicted class, or of the input for ``energy``."""
     fit_score_name: str = ""
 
     def to_dict(self) -> dict[str, Any]:

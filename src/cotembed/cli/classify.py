@@ -3,68 +3,64 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 from cotembed.cli.common import (
     EXIT_FAILURE,
     EXIT_OK,
-    Resources,
+    ModelDefault,
     add_embeddings_option,
     add_format,
     add_model_options,
     add_output,
     bounded_int,
-    check_model_inputs,
     check_rows_path,
     data_or_embeddings,
     emit,
-    load_system,
+    model_options,
     write_rows,
 )
-from cotembed.cli.decisions import add_probability_flags, apply_decisions, check_flags
-from cotembed.cli.examples import add_examples_flags, provenance
-from cotembed.cli.methods import SCORE_HELP, add_method_flags, build_classifier, chosen_method, collect_inputs, run_info
+from cotembed.cli.decisions import add_probability_flags, decision_options
+from cotembed.cli.examples import add_examples_flags, examples_options
+from cotembed.cli.methods import SCORE_HELP, add_method_flags, chosen_method, method_settings
+from cotembed.runs.classify import ClassifyRequest
 
 CLASSIFY_DESCRIPTION = "Predict the class of each input (image files, folders, manifests, or texts with --text). " + SCORE_HELP
 
 
-def cmd_classify(args: argparse.Namespace) -> int:
-    from cotembed.data import Sample
-    from cotembed.encoders import DEFAULT_MODEL
-    from cotembed.reporting.text import predictions_table
-
+def classify_request(args: argparse.Namespace) -> ClassifyRequest:
+    """The request the flags describe; flag combinations are checked here, before any file is read."""
     method = chosen_method(args)
     data_or_embeddings(args, "inputs", "INPUTS")
-    check_flags(args, "classify")
-    system = load_system(args.system)
+    request = ClassifyRequest(
+        system=args.system, inputs=tuple(args.inputs), text=bool(args.text), embeddings=args.embeddings,
+        model=model_options(args), method=method, settings=method_settings(args), decisions=decision_options(args),
+        examples=examples_options(args), top_k=args.top_k,
+        model_given=not isinstance(args.model, ModelDefault))  # an untyped default --model is the dataset's
+    request.check()
+    return request
+
+
+def cmd_classify(args: argparse.Namespace) -> int:
+    from cotembed.reporting.text import predictions_table
+    from cotembed.runs.classify import classify
+
+    request = classify_request(args)
     if args.engine == "ray":
         from cotembed.cli.embed import classify_on_ray
 
-        return classify_on_ray(args, system, method)
-    # a literal text is its own name in the output (not text[0])
-    samples = ([] if args.embeddings else [Sample(source=t, kind="text", text=t) for t in args.inputs] if args.text
-               else collect_inputs(args, args.inputs))
-    if samples:
-        check_model_inputs([args.model], samples)
+        return classify_on_ray(args, request)
     if args.output:
         check_rows_path("--output", args.output)
-    with Resources(args) as res:
-        if args.embeddings:
-            from cotembed.cli.embed import predictions_from_set, stored_embeddings
-
-            stored, spec = stored_embeddings(args, res, None if args.model == DEFAULT_MODEL else args.model)
-            clf = apply_decisions(args, build_classifier(args, res, system, spec, method))
-            predictions, errors = predictions_from_set(clf, stored, args.top_k), stored.errors
-        else:
-            clf = apply_decisions(args, build_classifier(args, res, system, args.model, method, inputs=samples))
-            predictions, errors = clf.classify_samples(samples, top_k=args.top_k)
-        info = run_info(clf, method, args.system)
-        payload = {**info, **provenance(args, clf, info.get("method_options", {})), "predictions": [p.to_dict() for p in predictions],
-                   "errors": [e.to_dict() for e in errors]}
+    result = classify(request)
+    for notice in result.notices:
+        print(notice, file=sys.stderr)
+    payload = result.to_dict()
     if args.output:
         write_rows(args, args.output, [_prediction_row(p) for p in payload["predictions"]], payload)
-    emit(args, payload, lambda: predictions_table(predictions, errors))
-    return EXIT_FAILURE if errors or not predictions else EXIT_OK
+    emit(args, payload, lambda: predictions_table(list(result.predictions), list(result.errors)))
+    return EXIT_OK if result.ok else EXIT_FAILURE
 
 
 def _prediction_row(p: dict[str, Any]) -> dict[str, Any]:
@@ -86,9 +82,9 @@ def register(sub: Any) -> None:
     p.add_argument("system")
     p.add_argument("inputs", nargs="*", help="image files, folders, or CSV/JSONL manifests (path,label or text,label)")
     p.add_argument("--text", action="store_true", help="the inputs are literal texts to classify, not paths")
-    add_embeddings_option(p)
     add_engine_options(p)
     add_model_options(p)
+    add_embeddings_option(p)  # after --model: marks its default as untyped
     add_method_flags(p)
     add_probability_flags(p, "classify")
     add_examples_flags(p)

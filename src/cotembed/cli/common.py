@@ -14,12 +14,13 @@ import json
 import math
 import os
 import sys
-from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from cotembed._io import atomic_write
 from cotembed.errors import InputError
+from cotembed.runs.options import CacheOptions, ModelOptions
+from cotembed.runs.resources import RunResources
 
 EXIT_OK, EXIT_FAILURE = 0, 1  # bad input exits with InputError.exit_code (2)
 
@@ -337,97 +338,43 @@ def _csv_text(rows: Sequence[dict[str, Any]]) -> str:
 
 
 # ------------------------------------------------------------------- resources
-class Resources(ExitStack):
+def model_options(args: argparse.Namespace) -> ModelOptions:
+    """The model, cache and input options of a verb's flags (those it lacks at their defaults)."""
+    from cotembed.encoders import DEFAULT_MODEL
+
+    model = getattr(args, "model", None)
+    return ModelOptions(
+        spec=str(model) if isinstance(model, str) else DEFAULT_MODEL,  # eval's several --model: see its request
+        temperature=getattr(args, "temperature", None),
+        hybrid_weight=float(getattr(args, "hybrid_weight", 1.0)),
+        batch_size=getattr(args, "batch_size", None),
+        device=getattr(args, "device", None),
+        max_pixels=getattr(args, "max_pixels", None),
+        fast_decode=bool(getattr(args, "fast_decode", False)),
+        allow_outside_paths=bool(getattr(args, "allow_outside_paths", False)),
+        quiet=bool(getattr(args, "quiet", False)),
+        cache=CacheOptions(getattr(args, "cache", None), enabled=not getattr(args, "no_cache", False),
+                           recover=bool(getattr(args, "cache_recover", False))),
+    )
+
+
+class Resources(RunResources):
     """Opens the cache and lazily the model for one verb, and closes both at the end."""
 
     def __init__(self, args: argparse.Namespace):
-        super().__init__()
+        super().__init__(model_options(args))
         self.args = args
-        self._cache: Any = None
-        self._quiet = False
-        if getattr(args, "fast_decode", False):  # the pipeline reads it; restored when the verb ends
-            from cotembed.pipeline import FAST_DECODE_ENV
-
-            previous = os.environ.get(FAST_DECODE_ENV)
-            os.environ[FAST_DECODE_ENV] = "1"
-            self.callback(_restore_env, FAST_DECODE_ENV, previous)
-
-    @property
-    def cache(self) -> Any:
-        from cotembed.cache import open_cache
-
-        if self._cache is None:
-            args = self.args
-            self._cache = open_cache(args.cache, enabled=not args.no_cache, recover=getattr(args, "cache_recover", False))
-            self.callback(self._cache.close)
-        return self._cache
-
-    def encoder(self, spec: str) -> Any:
-        """The model as a lazy encoder: weights load only if something must be encoded."""
-        from cotembed.encoders import load_encoder
-
-        args = self.args
-        if getattr(args, "quiet", False) and not self._quiet:  # also the model libraries' own loading bars
-            from cotembed.encoders.loading import quiet_model_libraries
-
-            self._quiet = True
-            self.callback(quiet_model_libraries())
-        options: dict[str, Any] = {}
-        if getattr(args, "batch_size", None):
-            options["batch_size"] = args.batch_size
-        if getattr(args, "device", None):
-            options["device"] = args.device
-        encoder = load_encoder(spec, lazy=True, info_store=self.cache, **options)
-        self.callback(encoder.close)
-        return encoder
-
-
-def _restore_env(name: str, value: str | None) -> None:
-    if value is None:
-        os.environ.pop(name, None)
-    else:
-        os.environ[name] = value
 
 
 def labelled_samples(args: argparse.Namespace, system: Any, paths: Sequence[str], flag: str,
                      specs: Sequence[str] | None = None) -> tuple[list[Any], list[Any]]:
-    """Samples of ``paths`` with labels mapped to the system's classes, and the skipped ones.
+    """Samples of ``paths`` with labels mapped to the system's classes, and the skipped ones
+    (see :func:`cotembed.runs.inputs.labelled_samples`; errors name ``flag``)."""
+    from cotembed.runs.inputs import labelled_samples as labelled
 
-    Everything here needs no model, so it runs before one loads: unlabelled data, data with
-    no input of the system's classes (saying when ``--ignore-unknown`` skipped them all), and
-    inputs of a kind the model cannot encode are input errors naming the flag.
-    """
-    from cotembed.data import collect_samples, resolve_labels
-
-    samples = collect_samples(paths, allow_outside=args.allow_outside_paths)
-    check_model_inputs([args.model] if specs is None and isinstance(args.model, str) else (specs or ()), samples)
-    where = f"{flag} {', '.join(paths)}"
-    unlabelled = [s.source for s in samples if s.label is None]
-    if unlabelled:
-        raise InputError(f"{where}: {len(unlabelled)} input(s) have no label (e.g. {unlabelled[0]}); "
-                         "give an ImageFolder (one sub-folder per class) or a manifest with a label column")
-    kept, skipped = resolve_labels(samples, system.resolve_label, getattr(args, "ignore_unknown", False))
-    if not kept and skipped:
-        labels = sorted({str(s.label) for s in skipped})
-        shown = ", ".join(repr(label) for label in labels[:10]) + (f" and {len(labels) - 10} more" if len(labels) > 10 else "")
-        raise InputError(f"{where}: all {len(skipped)} labelled input(s) were skipped by --ignore-unknown: none of their "
-                         f"labels is a class of the system ({shown}); check that the data and the system match")
-    if not kept:
-        raise InputError(f"{where}: no labelled inputs of this system's classes")
-    return kept, skipped
-
-
-def check_model_inputs(specs: Sequence[str], samples: Sequence[Any]) -> None:
-    """A model that cannot take these inputs (``--model minilm`` on images) is an error before it loads."""
-    from cotembed.encoders import parse_spec
-
-    kinds = {s.kind for s in samples}
-    for spec in specs:
-        backend, _ = parse_spec(spec)
-        unsupported = kinds - backend.modalities
-        if unsupported:
-            raise InputError(f"--model {spec}: cannot encode {', '.join(sorted(unsupported))} inputs "
-                             f"(it takes: {', '.join(sorted(backend.modalities))})")
+    checked = [args.model] if specs is None and isinstance(args.model, str) else (specs or ())
+    return labelled(system, paths, flag, checked, allow_outside=args.allow_outside_paths,
+                    ignore_unknown=getattr(args, "ignore_unknown", False))
 
 
 def load_system(path: str) -> Any:

@@ -1,5 +1,5 @@
 """Verbs that keep embeddings as a Parquet dataset: ``embed`` and ``cache export|import``;
-and the shared handling of ``--embeddings DIR`` and ``classify --engine ray``."""
+and the shared handling of ``--embeddings DIR`` (see :mod:`cotembed.runs.stored`) and ``classify --engine ray``."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from cotembed.cli.common import (
     add_quiet,
     bounded_int,
     emit,
+    model_options,
 )
 from cotembed.errors import InputError
 
@@ -25,49 +26,18 @@ WRITE_ROWS = 8192
 
 
 def cmd_embed(args: argparse.Namespace) -> int:
-    from cotembed.cache import text_key
-    from cotembed.data import collect_samples
-    from cotembed.distributed.batch import content_hash
-    from cotembed.parquet import EmbeddingWriter, check_model, existing_hashes, read_info, require_pyarrow
-    from cotembed.pipeline import stream_embeddings
+    from cotembed.runs.embed import EmbedRequest, embed
 
-    require_pyarrow()
-    samples = collect_samples(args.data, allow_outside=args.allow_outside_paths)
-    with Resources(args) as res:
-        encoder = res.encoder(args.model)
-        info = read_info(args.out)
-        done: set[str] = set()
-        if info is not None:
-            check_model(info, args.out, encoder.model_key)
-            done = existing_hashes(args.out)
-        hashes = {s.source: (text_key(s.text or "") if s.kind == "text" else content_hash(s.path)) for s in samples}
-        todo = [s for s in samples if hashes[s.source] is None or hashes[s.source] not in done]
-        errors: list[dict[str, str]] = []
-        writer: EmbeddingWriter | None = None
-        try:
-            for batch in stream_embeddings(todo, encoder, res.cache, args.batch_size, not args.quiet, "embedding",
-                                           max_pixels=args.max_pixels):
-                errors.extend(e.to_dict() for e in batch.errors)
-                if not batch.samples:
-                    continue
-                if writer is None:
-                    writer = EmbeddingWriter(args.out, encoder.model_key, batch.embeddings.shape[1], model_spec=args.model,
-                                             part_rows=args.part_rows, vector_layout=args.vector_layout)
-                writer.add([s.source for s in batch.samples], [s.label for s in batch.samples], [s.kind for s in batch.samples],
-                           [hashes[s.source] or "" for s in batch.samples], batch.embeddings)
-        finally:
-            if writer is not None:
-                writer.close()
-        payload = {"out": args.out, "model": encoder.model_key, "inputs": len(samples), "skipped_existing": len(samples) - len(todo),
-                   "written": writer.n_written if writer else 0, "dim": writer.info.dim if writer else (info.dim if info else None),
-                   "errors": errors}
+    result = embed(EmbedRequest(data=tuple(args.data), out=args.out, model=model_options(args), part_rows=args.part_rows,
+                                vector_layout=args.vector_layout))
+    payload = result.to_dict()
     emit(args, payload, lambda: _embed_table(payload))
-    return EXIT_FAILURE if errors else EXIT_OK
+    return EXIT_OK if result.ok else EXIT_FAILURE
 
 
 def _embed_table(p: dict[str, Any]) -> str:
     lines = [f"{p['out']}: {p['written']} embedding(s) written, {p['skipped_existing']} already there, of {p['inputs']} input(s) "
-             f"(model {p['model']}, dim {p['dim']})"]
+             f"(model {p['model']}, dim {p['dim']})" + (f"; {p['superseded']} older row(s) of the same images replaced" if p["superseded"] else "")]
     lines += [f"  error: {e['input']}: {e['error']}" for e in p["errors"]]
     return "\n".join(lines)
 
@@ -98,24 +68,6 @@ def cmd_cache_import(args: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------------------------ --embeddings DIR
-def stored_embeddings(args: argparse.Namespace, res: Resources, spec: str | None) -> tuple[Any, str]:
-    """The ``--embeddings`` dataset and the model spec whose prompts score it.
-
-    No ``--model``: the spec the dataset was written with. A ``--model`` of another
-    model key is refused. The model itself loads only if a prompt is not cached.
-    """
-    from cotembed.parquet import check_model, read_embedding_set, read_info_or_fail
-
-    info = read_info_or_fail(args.embeddings)
-    spec = spec or info.model_spec or info.model_key
-    check_model(info, args.embeddings, res.encoder(spec).model_key)
-    data = read_embedding_set(args.embeddings, info.model_key)
-    for error in data.errors:
-        if not getattr(args, "quiet", False):
-            print(f"--embeddings: skipped {error.source}: {error.error}", file=sys.stderr)
-    return data, spec
-
-
 def embeddings_model(args: argparse.Namespace, res: Resources) -> str:
     """The model spec a verb loads: ``--model``, or with ``--embeddings`` and no typed
     ``--model`` the spec the dataset was written with; a dataset of another model key is
@@ -142,60 +94,14 @@ def labelled_embeddings(args: argparse.Namespace, res: Resources, system: Any, e
     if not stored_dir:
         return EmbeddingSet.from_samples(samples, encoder, res.cache, args.batch_size, not args.quiet, skipped, desc=desc,
                                          max_pixels=args.max_pixels)
-    from cotembed.parquet import read_embedding_set
+    from cotembed.runs.stored import labelled_stored_set
 
-    stored = read_embedding_set(stored_dir, encoder.model_key)
-    for error in stored.errors:
-        if not getattr(args, "quiet", False):
-            print(f"--embeddings: skipped {error.source}: {error.error}", file=sys.stderr)
-    unlabelled = [s for s, label in zip(stored.sources, stored.labels) if label is None]
-    if unlabelled:
-        raise InputError(f"--embeddings {stored_dir}: {len(unlabelled)} row(s) have no label (e.g. {unlabelled[0]}); "
-                         "this verb learns from labelled data: embed an ImageFolder or a manifest with a label column")
-    data = resolve_stored_labels(stored, system, getattr(args, "ignore_unknown", False))
-    if not len(data):
-        raise InputError(f"--embeddings {stored_dir}: no labelled row of this system's classes")
+    notices: list[str] = []
+    data = labelled_stored_set(stored_dir, encoder.model_key, system, getattr(args, "ignore_unknown", False), notices)
+    if not getattr(args, "quiet", False):
+        for notice in notices:
+            print(notice, file=sys.stderr)
     return data
-
-
-def resolve_stored_labels(data: Any, system: Any, ignore_unknown: bool) -> Any:
-    """Labels mapped to the system's classes (aliases, case); unknown ones refused or, if asked, skipped."""
-    from cotembed.data import nfc
-    from cotembed.errors import UnknownLabelError
-
-    keep: list[int] = []
-    unknown: dict[str, str] = {}
-    labels: list[str | None] = []
-    for row, label in enumerate(data.labels):
-        name = system.resolve_label(nfc(label)) if label is not None else None
-        if label is not None and name is None:
-            unknown.setdefault(label, data.sources[row])
-            continue
-        keep.append(row)
-        labels.append(name)
-    if unknown and not ignore_unknown:
-        shown = ", ".join(f"{lbl!r} (first at {src})" for lbl, src in list(unknown.items())[:10])
-        raise UnknownLabelError(f"{len(unknown)} label(s) are not classes of the system: {shown}; add --ignore-unknown to skip them")
-    subset = data.subset(keep)
-    subset.labels = labels
-    subset.errors = data.errors
-    subset.skipped = [data.sources[i] for i in range(len(data)) if i not in set(keep)]
-    return subset
-
-
-def predictions_from_set(clf: Any, data: Any, top_k: int) -> list[Any]:
-    """Predictions of the classifier's method for every row of an embedding set (no model call)."""
-    import numpy as np
-
-    from cotembed.classifier import Prediction
-
-    scores = clf.scorer.scores(data.embeddings, clf.method) if len(data) else np.zeros((0, len(clf.classes_)), dtype=np.float32)
-    order = np.argsort(-scores, axis=1, kind="stable")[:, : max(1, top_k)]
-    out = []
-    for source, label, row, idx in zip(data.sources, data.labels, scores, order):
-        top = [(str(clf.classes_[i]), float(row[i])) for i in idx]
-        out.append(Prediction(source, top[0][0], top[0][1], top, label))
-    return out
 
 
 # ---------------------------------------------------------------- classify --engine ray
@@ -210,37 +116,23 @@ def add_engine_options(p: argparse.ArgumentParser) -> None:
     add_output(g, "--out", default=None, metavar="DIR", help="--engine ray: write predictions as Parquet into DIR (reruns skip what it holds)")
 
 
-def classify_on_ray(args: argparse.Namespace, system: Any, method: str) -> int:
-    """``classify --engine ray``: predictions into ``--out`` as Parquet."""
-    import math
-
-    from cotembed.classifier import resolve_temperature
-    from cotembed.distributed.ray import classify_to_parquet
-    from cotembed.scoring import ScoringConfig
+def classify_on_ray(args: argparse.Namespace, request: Any) -> int:
+    """``classify --engine ray``: predictions into ``--out`` as Parquet (:func:`cotembed.runs.classify.classify_on_ray`)."""
+    from cotembed.runs.classify import RayOptions
+    from cotembed.runs.classify import classify_on_ray as run_on_ray
 
     if not args.out:
         raise InputError("--engine ray writes its predictions as Parquet: give --out DIR")
-    if args.text or getattr(args, "embeddings", None):
-        raise InputError("--engine ray classifies image files: drop --text / --embeddings")
-    if not (math.isfinite(args.gpus_per_actor) and args.gpus_per_actor >= 0):
-        raise InputError(f"--gpus-per-actor must be a finite number >= 0, got {args.gpus_per_actor}")
-    with Resources(args) as res:
-        encoder = res.encoder(args.model)
-        config = ScoringConfig(resolve_temperature(args.temperature, system, encoder), float(args.hybrid_weight))
-        run = classify_to_parquet(system, args.system, args.inputs, args.model, args.out, config=config, method=method,
-                                  address=args.address, actors=args.actors, gpus_per_actor=args.gpus_per_actor,
-                                  model_batch_size=args.batch_size, cache=res.cache, allow_outside=args.allow_outside_paths,
-                                  max_pixels=args.max_pixels, progress=not args.quiet, encoder=encoder)
-    payload = {**run.to_dict(), "system": {"name": system.name, "path": args.system, "hash": system.fingerprint},
-               "method": method, "temperature": config.temperature}
-    emit(args, payload, lambda: f"{run.out}: {run.written} prediction(s) written, {run.skipped_existing} already there, "
-         f"{len(run.errors)} error(s) ({run.seconds:.1f} s)" + "".join(f"\n  error: {e['input']}: {e['error']}" for e in run.errors))
-    return EXIT_FAILURE if run.errors else EXIT_OK
+    result = run_on_ray(request, RayOptions(args.out, args.address, args.actors, args.gpus_per_actor))
+    run = result.run
+    emit(args, result.to_dict(), lambda: f"{run.out}: {run.written} prediction(s) written, {run.skipped_existing} already "
+         f"there, {len(run.errors)} error(s) ({run.seconds:.1f} s)" + "".join(f"\n  error: {e['input']}: {e['error']}" for e in run.errors))
+    return EXIT_OK if result.ok else EXIT_FAILURE
 
 
 def register(sub: Any) -> None:
     from cotembed.encoders import DEFAULT_MODEL, DEFAULT_MODEL_NOTE
-    from cotembed.parquet import PART_ROWS, VECTOR_LAYOUTS
+    from cotembed.parquet import DEFAULT_VECTOR_LAYOUT, PART_ROWS, VECTOR_LAYOUTS
 
     p = sub.add_parser("embed", help="embed images or texts into a Parquet dataset (resumable; shareable without the model)")
     p.add_argument("data", nargs="+", help="image files, folders, or CSV/JSONL manifests (path,label or text,label)")
@@ -250,9 +142,10 @@ def register(sub: Any) -> None:
     p.add_argument("--device", default=None, help="torch device for the model")
     p.add_argument("--part-rows", type=bounded_int(1, 10_000_000), default=PART_ROWS, metavar="N",
                    help=f"rows per Parquet part file; an interrupted run keeps every finished part (default: {PART_ROWS})")
-    p.add_argument("--vector-layout", choices=VECTOR_LAYOUTS, default="list",
-                   help="embedding column of a new dataset: list (float32 fixed-size list, read by any data tool) or binary "
-                        "(raw float32 bytes, several times faster to re-score); an existing dataset keeps its own (default: list)")
+    p.add_argument("--vector-layout", choices=VECTOR_LAYOUTS, default=DEFAULT_VECTOR_LAYOUT,
+                   help="embedding column of a new dataset: binary (raw little-endian float32 bytes, about twice as fast to "
+                        "re-score) or list (float32 fixed-size list, read as numbers by any data tool); an existing dataset "
+                        f"keeps its own (default: {DEFAULT_VECTOR_LAYOUT})")
     p.add_argument("--allow-outside-paths", action="store_true", help="let manifests name files outside their own folder")
     add_max_pixels(p)
     add_cache_options(p)

@@ -3,24 +3,33 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
-from cotembed.cli.common import EXIT_OK, Resources, add_format, add_model_options, bounded_int, emit, load_system
+from cotembed.cli.common import EXIT_OK, add_format, add_model_options, bounded_int, emit, model_options
 from cotembed.cli.decisions import add_probability_flags
-from cotembed.cli.examples import add_examples_flags
-from cotembed.cli.methods import add_method_flags, build_classifier, chosen_method
+from cotembed.cli.examples import add_examples_flags, examples_options
+from cotembed.cli.methods import add_method_flags, chosen_method, method_settings
+from cotembed.runs.explain import ExplainRequest
+
+
+def explain_request(args: argparse.Namespace) -> ExplainRequest:
+    """The request the flags describe (a method switch such as ``--adaptive`` is its method)."""
+    request = ExplainRequest(system=args.system, input=args.input, text=bool(args.text), model=model_options(args),
+                             method=chosen_method(args), settings=method_settings(args),
+                             probabilities=args.probabilities, examples=examples_options(args), top_k=args.top_k)
+    request.check()
+    return request
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
     from cotembed.reporting.text import explanation_table
+    from cotembed.runs.explain import explain
 
-    method = chosen_method(args)
-    system = load_system(args.system)
-    with Resources(args) as res:
-        clf = build_classifier(args, res, system, args.model, method)
-        as_text = args.text or set(clf.encoder.modalities) == {"text"}
-        explanation = clf.explain(**({"text": args.input} if as_text else {"image": args.input}), top_k=args.top_k)
-    emit(args, explanation.to_dict(), lambda: explanation_table(explanation))
+    result = explain(explain_request(args))
+    for notice in result.notices:
+        print(notice, file=sys.stderr)
+    emit(args, result.to_dict(), lambda: explanation_table(result.explanation))
     return EXIT_OK
 
 

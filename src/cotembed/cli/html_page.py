@@ -7,10 +7,11 @@ model here while it runs, and ``report`` is ``eval`` with the page as its main o
 from __future__ import annotations
 
 import argparse
-from typing import Any, Sequence
+from typing import Any
 
 from cotembed.cli.common import add_output, bounded_int, guarded_path, seed_int
 from cotembed.errors import InputError
+from cotembed.runs.evaluate import PageOptions
 
 DEFAULT_REPORT = "report.html"
 REPORT_SUFFIXES = (".html", ".htm")
@@ -69,21 +70,14 @@ class HtmlReport:
             raise InputError(f"{', '.join(given)}: only used with --html FILE.html (or use `cotembed report`)")
         return None
 
-    def evaluate(self, clf: Any, samples: Sequence[Any], methods: Sequence[str], skipped: Sequence[Any] = ()) -> Any:
-        """``clf.evaluate`` that keeps the embeddings long enough to pick and explain misclassified inputs."""
-        from cotembed.evaluation.evaluate import evaluate
-        from cotembed.evaluation.probabilities import probability_figures
-        from cotembed.reporting.html import report_section
+    @property
+    def options(self) -> PageOptions:
+        """What the run computes for the page: the seeded sample of misclassified inputs."""
+        return PageOptions(max_examples=self.max_examples, seed=self.seed, thumb_px=self.thumb_px)
 
-        data = clf.labelled_embedding_set(samples, skipped)
-        # With the option prompts too, a baseline's mistakes are explained question by question.
-        scorer = clf.scorer_for(tuple(dict.fromkeys((*methods, "cot"))))
-        report = evaluate(scorer, data, methods)
-        section = report_section(report, scorer, data, max_examples=self.max_examples, seed=self.seed, thumb_px=self.thumb_px,
-                                 max_pixels=getattr(clf, "max_pixels", None))
-        section["probability_figures"] = probability_figures(clf, data, methods)
+    def add(self, report: Any, section: dict[str, Any]) -> None:
+        """One model's section, computed by the run (:func:`cotembed.runs.evaluate_run`)."""
         self._sections.append((report, section))
-        return report
 
     def write(self) -> dict[str, Any]:
         """Render and write the page; what the JSON output says about it."""
@@ -92,6 +86,7 @@ class HtmlReport:
         sections = []
         for report, section in self._sections:
             section["eval"]["system"] = dict(report.system)  # the caller adds the system's path after evaluating
+            section["decisions"] = {k: report.extras[k] for k in ("conformal", "abstention", "open_set") if k in report.extras}
             sections.append(section)
         path = guarded_path(self.args, self.flag, self.path, self.flag.lstrip("-"))
         size = write_report(path, render_report(sections, self.curve, self.title))
@@ -99,5 +94,16 @@ class HtmlReport:
         self.info = {"path": str(self.path), "bytes": size, "examples_shown": shown, "curve": self.curve is not None}
         return self.info
 
+    def write_multilabel(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """``eval --multi-label``: render and write its page instead."""
+        from cotembed.reporting.html import write_report
+        from cotembed.reporting.multilabel import render_multilabel_report
+
+        path = guarded_path(self.args, self.flag, self.path, self.flag.lstrip("-"))
+        size = write_report(path, render_multilabel_report(payload, self.title))
+        self.info = {"path": str(self.path), "bytes": size}
+        return self.info
+
     def summary(self) -> str:
-        return f"\nwrote {self.info['path']} ({self.info['bytes']:,} bytes, {self.info['examples_shown']} misclassified inputs shown)"
+        shown = f", {self.info['examples_shown']} misclassified inputs shown" if "examples_shown" in self.info else ""
+        return f"\nwrote {self.info['path']} ({self.info['bytes']:,} bytes{shown})"

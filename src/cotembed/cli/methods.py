@@ -7,7 +7,6 @@ import argparse
 from typing import Any
 
 from cotembed.cli.common import (
-    Resources,
     add_embeddings_option,
     add_model_options,
     bounded_float,
@@ -15,41 +14,9 @@ from cotembed.cli.common import (
     seed_int,
 )
 from cotembed.cli.decisions import add_probability_flags
-from cotembed.cli.examples import add_examples_flags, with_examples
-
-
-def collect_inputs(args: argparse.Namespace, inputs: list[str]) -> Any:
-    """The samples behind INPUTS (files, folders, manifests), inside the allowed paths."""
-    from cotembed.data import collect_samples
-
-    return collect_samples(inputs, allow_outside=args.allow_outside_paths)
-
-
-def build_classifier(args: argparse.Namespace, res: Resources, system: Any, spec: str, method: str,
-                     methods: tuple[str, ...] = (), inputs: Any = ()) -> Any:
-    """The classifier the command line describes: model, method, its flags, examples and calibration data."""
-    from cotembed.classifier import CoTClassifier
-    from cotembed.errors import InputError
-
-    clf = CoTClassifier(system, res.encoder(spec), method=method, temperature=args.temperature,
-                        hybrid_weight=args.hybrid_weight, cache=res.cache, batch_size=args.batch_size,
-                        progress=not args.quiet, method_options=method_options(args), max_pixels=args.max_pixels,
-                        probabilities=getattr(args, "probabilities", "calibrated"),
-                        transductive=bool(getattr(args, "transductive", False)))
-    clf = with_examples(args, clf, methods or (method,), inputs)
-    if getattr(args, "calibrate", None):
-        import sys
-
-        from cotembed.data import resolve_labels
-
-        try:
-            samples, _ = resolve_labels(collect_inputs(args, args.calibrate), system.resolve_label)
-            clf = clf.calibrated(samples, methods or (method,), use_labels=not args.calibrate_without_labels)
-        except InputError as exc:
-            raise type(exc)(f"--calibrate {' '.join(args.calibrate)}: {exc}") from exc
-        if clf.calibration_failures and not args.quiet:
-            print(f"--calibrate: {clf.calibration_failures} input(s) could not be used and were left out", file=sys.stderr)
-    return clf
+from cotembed.cli.examples import add_examples_flags
+from cotembed.runs.assembly import learns_from_data
+from cotembed.runs.options import MethodSettings
 
 
 def method_classes() -> list[Any]:
@@ -82,12 +49,6 @@ def chosen_method(args: argparse.Namespace) -> str:
         method = str(args.method)
     check_method_flags(args, (method,))
     return method
-
-
-def learns_from_data(cls: Any) -> bool:
-    from cotembed.scoring import ScoringMethod
-
-    return cls.fit is not ScoringMethod.fit
 
 
 def check_method_flags(args: argparse.Namespace, in_use: tuple[str, ...]) -> None:
@@ -175,6 +136,12 @@ def method_options(args: argparse.Namespace) -> dict[str, Any]:
     return options
 
 
+def method_settings(args: argparse.Namespace) -> MethodSettings:
+    """The method parameters and calibration data of the flags (files named by flags read here)."""
+    return MethodSettings(options=method_options(args), calibrate=tuple(getattr(args, "calibrate", None) or ()),
+                          calibrate_without_labels=bool(getattr(args, "calibrate_without_labels", False)))
+
+
 def read_templates(path: str) -> tuple[str, ...]:
     """A templates file: one template with a single ``{}`` per line; blank lines and ``#`` comments skipped."""
     from pathlib import Path
@@ -206,24 +173,6 @@ def seed_list(text: str) -> tuple[int, ...]:
     if not parts:
         raise argparse.ArgumentTypeError("give one or more seeds, e.g. 0,1,2,3,4")
     return tuple(dict.fromkeys(seed_int(p) for p in parts))
-
-
-def run_info(clf: Any, method: str, system_path: str) -> dict[str, Any]:
-    """What makes a result reproducible: model, system fingerprint, method, temperature."""
-    info = {
-        "system": {"name": clf.system.name, "path": system_path, "hash": clf.system.fingerprint},
-        "model": clf.encoder.model_key,
-        "method": method,
-        "temperature": clf.temperature,
-        "hybrid_weight": clf.hybrid_weight,
-    }
-    used = clf.scored_with or clf.scoring_method  # as fitted on the batch, for methods that learn from it
-    settings = used.settings(clf.compiled)  # a wrapper without parameters (--transductive) still reports its own
-    if settings:
-        info["method_options"] = settings
-    info["probabilities"] = clf.config.probabilities
-    info["decisions"] = clf.decisions.to_dict()
-    return info
 
 
 SCORE_HELP = ("score: the method's score of the predicted class, for ranking the classes of one input, not a "

@@ -41,14 +41,21 @@ def _sha256_file(path: str) -> str:
     return digest.hexdigest()
 
 
-def content_hash(source: Any) -> str | None:
-    """SHA-256 of a file's (or bytes') content: the key the cache and the Parquet dataset use."""
+def content_hash(source: Any, fast_decode: bool | None = None) -> str | None:
+    """The key the cache and the Parquet dataset hold an image's embedding under: the SHA-256
+    of the file's (or bytes') content with the pipeline's decoding version (and mode), as
+    :func:`cotembed.pipeline.image_key` makes it. An image embedded by an older decoding
+    (e.g. before EXIF orientation was applied) therefore has another key and is redone."""
+    from cotembed.pipeline import image_key, resolve_fast_decode
+
     try:
         if isinstance(source, (bytes, bytearray, memoryview)):
-            return hashlib.sha256(bytes(source)).hexdigest()
-        return _sha256_file(str(source))
+            digest = hashlib.sha256(bytes(source)).hexdigest()
+        else:
+            digest = _sha256_file(str(source))
     except OSError:
         return None  # unreadable: the pipeline reports why
+    return image_key(digest, resolve_fast_decode(fast_decode))
 
 
 def _column(batch: Mapping[str, Any], name: str) -> list[Any]:
@@ -84,10 +91,11 @@ class EmbedBatch:
 
         paths = [str(p) for p in _column(batch, "path")]
         blobs = _column(batch, "bytes") if "bytes" in batch else None
-        labels = _column(batch, "label") if "label" in batch else [None] * len(paths)
+        labels = [label if isinstance(label, str) else None  # a missing label may arrive as NaN (a pandas block)
+                  for label in (_column(batch, "label") if "label" in batch else [None] * len(paths))]
         samples = [Sample(p, "image", Path(p), None, labels[i]) if blobs is None else Sample.from_bytes(blobs[i], p, labels[i])
                    for i, p in enumerate(paths)]
-        hashes = [content_hash(p if blobs is None else blobs[i]) for i, p in enumerate(paths)]
+        hashes = [content_hash(p if blobs is None else blobs[i], self.fast_decode) for i, p in enumerate(paths)]
         dim = 0
         vectors: dict[str, np.ndarray] = {}
         errors: dict[str, str] = {}

@@ -99,13 +99,19 @@ def prompt_vectors(system: Any, model: Any, config: Any, methods: Sequence[str],
 def classify_dataset(ds: Any, system: Any, model: str | None, *, vectors: Mapping[str, np.ndarray], temperature: float,
                      method: str = "cot", hybrid_weight: float = 1.0, actors: int = 1, gpus_per_actor: float = 0.0,
                      batch_size: int = DEFAULT_BATCH_SIZE, model_batch_size: int | None = None,
-                     abstain_below: float | None = None, max_pixels: int | None = None) -> Any:
+                     abstain_below: float | None = None, max_pixels: int | None = None,
+                     batch_class: type = EmbedScoreBatch) -> Any:
     """A Ray Dataset with ``prediction``, ``score``, ``abstained``, ``answer:<group>``, ``p:<group>`` and ``error``.
 
     ``ds`` has a ``path`` column (and optionally ``bytes`` and ``label``), which is embedded
     by ``actors`` actors holding ``model`` (``gpus_per_actor`` GPUs each), or already an
     ``embedding`` column (then no model is used). ``vectors``: the system's prompt
-    embeddings (see :func:`prompt_vectors`).
+    embeddings (see :func:`prompt_vectors`). ``batch_class``: what each actor builds, from
+    :class:`~cotembed.distributed.batch.EmbedScoreBatch`'s keyword arguments (a subclass
+    that wraps the model, adds columns or instruments the work). An actor that dies
+    (killed, out of memory, its node lost) is restarted and its batch retried: Ray Data's
+    defaults for actor pools (``max_restarts=-1``, ``max_task_retries=-1``), which Ray 2.60
+    no longer lets ``map_batches`` set by name.
     """
     require_ray()
     from ray.data import ActorPoolStrategy
@@ -116,7 +122,7 @@ def classify_dataset(ds: Any, system: Any, model: str | None, *, vectors: Mappin
     if model is None:
         raise InputError("classify_dataset: the dataset has no embedding column, so a model is needed")
     return ds.map_batches(  # one stage: each actor embeds and scores its batch (see EmbedScoreBatch)
-        EmbedScoreBatch,
+        batch_class,
         fn_constructor_kwargs={"model": model, "system": system, "prompt_vectors": dict(vectors), "temperature": temperature,
                                "method": method, "hybrid_weight": hybrid_weight, "abstain_below": abstain_below,
                                "batch_size": model_batch_size, "max_pixels": max_pixels},
@@ -139,10 +145,15 @@ class RayRun:
     written: int
     errors: list[dict[str, str]]
     seconds: float
+    cluster_start_seconds: float = 0.0
+    """Of ``seconds``, the time to start (or join) the Ray cluster: paid once per process, not per image."""
+    superseded: int = 0
+    """Error rows of an earlier run replaced by this run's rows for the same inputs."""
 
     def to_dict(self) -> dict[str, Any]:
         return {"engine": "ray", "out": self.out, "model": self.model, "inputs": self.total, "skipped_existing": self.skipped_existing,
-                "written": self.written, "errors": self.errors, "seconds": round(self.seconds, 3)}
+                "written": self.written, "superseded": self.superseded, "errors": self.errors, "seconds": round(self.seconds, 3),
+                "cluster_start_seconds": round(self.cluster_start_seconds, 3)}
 
 
 def done_paths(out: str | Path) -> set[str]:
@@ -165,12 +176,17 @@ def done_paths(out: str | Path) -> set[str]:
 def classify_to_parquet(system: Any, system_path: str, inputs: Sequence[str], model: str, out: str, *, config: Any, method: str = "cot",
                         address: str | None = None, actors: int = 1, gpus_per_actor: float = 0.0, batch_size: int = DEFAULT_BATCH_SIZE,
                         model_batch_size: int | None = None, cache: Any = None, allow_outside: bool = False,
-                        max_pixels: int | None = None, progress: bool = True, encoder: Any = None) -> RayRun:
+                        max_pixels: int | None = None, progress: bool = True, encoder: Any = None,
+                        batch_class: type = EmbedScoreBatch) -> RayRun:
     """Classify the images under ``inputs`` on Ray and append Parquet files to ``out``; resumes from what ``out`` holds.
 
-    ``encoder``: the driver's (lazy) encoder of ``model`` for the prompts, if the caller has one open.
+    Inputs ``out`` holds a prediction for are skipped; inputs it holds only an error for are
+    redone, and once the new rows are written the old error rows are removed (so each input
+    has one row). ``encoder``: the driver's (lazy) encoder of ``model`` for the prompts, if
+    the caller has one open. ``batch_class``: see :func:`classify_dataset`.
     """
     from cotembed.data import collect_samples
+    from cotembed.parquet import drop_rows, part_files
 
     ray = require_ray()
     started = time.perf_counter()
@@ -183,27 +199,45 @@ def classify_to_parquet(system: Any, system_path: str, inputs: Sequence[str], mo
     vectors = prompt_vectors(system, encoder if encoder is not None else model, config, (method, "cot"), cache)
     run = RayRun(out, model, len(samples), len(samples) - len(todo), 0, [], 0.0)
     if todo:
+        cluster_started = time.perf_counter()
         connect(address, num_cpus=None)
+        run.cluster_start_seconds = time.perf_counter() - cluster_started
         context = ray.data.DataContext.get_current()
         context.enable_progress_bars = progress
         items = [{"path": str(s.path), "label": s.label} for s in todo]
         blocks = max(2 * actors, min(len(items) // max(batch_size, 1), 64), 1)
         ds = ray.data.from_items(items, override_num_blocks=blocks)
-        result = classify_dataset(ds, system, model, vectors=vectors, temperature=config.temperature, method=method,
+        result = classify_dataset(ds, system, str(model), vectors=vectors, temperature=config.temperature, method=method,
                                   hybrid_weight=config.hybrid_weight, actors=actors, gpus_per_actor=gpus_per_actor,
-                                  batch_size=batch_size, model_batch_size=model_batch_size, max_pixels=max_pixels)
+                                  batch_size=batch_size, model_batch_size=model_batch_size, max_pixels=max_pixels,
+                                  batch_class=batch_class)
         try:
             Path(out).mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise InputError(f"--out {out}: cannot create ({exc.strerror or exc})") from exc
-        result.write_parquet(str(out), ray_remote_args=dict(WRITE_REMOTE_ARGS))
+        earlier = part_files(out)
+        result.write_parquet(str(out), ray_remote_args=dict(WRITE_REMOTE_ARGS), schema=prediction_schema(system))
         run.written = len(todo)
+        retried = {str(s.path) for s in todo}
+        run.superseded = drop_rows(out, "path", retried, files=earlier)  # the earlier runs' error rows of inputs redone now
         run.errors = _errors_in(out, {str(s.path) for s in todo})
     run.seconds = time.perf_counter() - started
     if progress:
         print(f"classify --engine ray: {run.written} written, {run.skipped_existing} already in {out}, {len(run.errors)} error(s)",
               file=sys.stderr)
     return run
+
+
+def prediction_schema(system: Any) -> Any:
+    """The Arrow schema of ``classify --engine ray``'s output, fixed so that every part file
+    has the same column types: a block whose labels (or predictions) are all missing would
+    otherwise get a null or float column, and the folder would no longer read as one table."""
+    import pyarrow as pa
+
+    groups = system.compile().group_names
+    return pa.schema([("path", pa.string()), ("label", pa.string()), ("content_hash", pa.string()), (ERROR, pa.string()),
+                      ("prediction", pa.string()), ("score", pa.float32()), ("abstained", pa.bool_())]
+                     + [(f"answer:{g}", pa.string()) for g in groups] + [(f"p:{g}", pa.float32()) for g in groups])
 
 
 def _errors_in(out: str | Path, paths: set[str]) -> list[dict[str, str]]:
@@ -220,4 +254,5 @@ def _errors_in(out: str | Path, paths: set[str]) -> list[dict[str, str]]:
     return [{"input": p, "error": e} for p, e in sorted(errors.items())]
 
 
-__all__ = ["CONNECT_TIMEOUT_S", "RayRun", "classify_dataset", "classify_to_parquet", "connect", "done_paths", "prompt_vectors", "require_ray"]
+__all__ = ["CONNECT_TIMEOUT_S", "RayRun", "classify_dataset", "classify_to_parquet", "connect", "done_paths", "prediction_schema", "prompt_vectors",
+           "require_ray"]

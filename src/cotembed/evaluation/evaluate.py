@@ -19,7 +19,7 @@ from cotembed.embeddings import EmbeddingSet
 from cotembed.errors import InputError
 from cotembed.pipeline import SampleError
 from cotembed.scoring import DEFAULT_EVAL_METHODS, Batch, Scorer, ScoringMethod, method_class, method_settings
-from cotembed.scoring.posteriors import class_probabilities
+from cotembed.scoring.posteriors import class_probabilities, seed_probabilities
 
 ECE_BINS = 15
 DENSE_CONFUSION_MAX_CLASSES = 256
@@ -158,7 +158,7 @@ class SeededResult:
             raise TypeError(f"{method.name} is not a seeded method")
         for seed, run in self.runs.items():
             scores = method.score_seed(batch, seed)
-            run.add(truth, scores, method.probabilities(scores, batch.config))
+            run.add(truth, scores, seed_probabilities(method, batch, seed, scores))
 
     def _values(self, metric: str) -> list[float]:
         return [v for v in (getattr(r, metric) for r in self.runs.values()) if v is not None]

@@ -12,7 +12,7 @@ and returns a JSON-ready section; rendering lives in :mod:`cotembed.reporting`.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Protocol, Sequence
 
 import numpy as np
 
@@ -41,7 +41,7 @@ class CoTClassifier(Protocol):
 
     def using(self, method: str) -> Any: ...
 
-    def scored(self, embeddings: np.ndarray, **options: Any) -> Any: ...
+    def scored(self, embeddings: np.ndarray, support: bool | None = None) -> Any: ...
 
     def on_system(self, system: Any) -> Any: ...
 
@@ -105,7 +105,8 @@ def conformal_section(scored: Scored, labels: np.ndarray, clf: "CoTClassifier") 
             "threshold": conformal.threshold, "n_calibration": conformal.n_calibration, "notes": list(conformal.notes),
             "n_inputs": len(labels), "coverage": set_coverage(sets, labels), "mean_set_size": mean_set_size(sets),
             "empty_sets": int((sizes == 0).sum()), "singletons": int((sizes == 1).sum()),
-            "max_set_size": int(sizes.max()) if len(sizes) else 0}
+            "max_set_size": int(sizes.max()) if len(sizes) else 0,
+            "set_size_counts": [int(c) for c in np.bincount(sizes.astype(np.int64), minlength=1)]}
 
 
 def without_classes(system: System, names: Sequence[str]) -> System:
@@ -151,8 +152,16 @@ def multilabel_section(clf: "CoTClassifier", data: "EmbeddingSet") -> dict[str, 
         per_class: dict[str, dict[str, Any]] = report["per_class"]  # type: ignore[assignment]
         return {"map": report["map"], "per_class": {c: {"ap": v["ap"], "support": v["support"]} for c, v in per_class.items()},
                 "note": "no threshold: give --threshold or --threshold-data for precision, recall and F1"}
-    return {"per_class_thresholds": thresholds.per_class,
-            **multilabel_report(scored.support, targets, thresholds.predict(scored.support), clf.compiled.class_names)}
+    report = multilabel_report(scored.support, targets, thresholds.predict(scored.support), clf.compiled.class_names)
+    for value, figures in zip(thresholds.values, report["per_class"].values()):  # type: ignore[attr-defined]
+        figures["threshold"] = float(value)
+    return {"per_class_thresholds": thresholds.per_class, **report}
+
+
+def multilabel_rows(section: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """One row per class of a :func:`multilabel_section` (``--output`` as CSV or JSON lines)."""
+    keys = ("threshold", "support", "precision", "recall", "f1", "ap")
+    return [{"class": name, **{k: figures.get(k) for k in keys}} for name, figures in section["per_class"].items()]
 
 
 def json_ready(value: Any) -> Any:
@@ -168,5 +177,5 @@ def json_ready(value: Any) -> Any:
     return value
 
 
-__all__ = ["CURVE_POINTS", "abstention_section", "conformal_section", "coverage_curve", "json_ready", "multilabel_section",
-           "open_set_section", "probability_figures", "scored_data", "thinned_curve", "without_classes"]
+__all__ = ["CURVE_POINTS", "abstention_section", "conformal_section", "coverage_curve", "json_ready", "multilabel_rows",
+           "multilabel_section", "open_set_section", "probability_figures", "scored_data", "thinned_curve", "without_classes"]

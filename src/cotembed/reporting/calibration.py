@@ -66,6 +66,26 @@ def plot_coverage(curves: Mapping[str, Mapping[str, Sequence[float]]], path: str
     return save(coverage_figure(curves, title), path)
 
 
+def set_size_figure(sections: Mapping[str, Mapping[str, Any]], title: str = "") -> Any:
+    """How many inputs got a conformal set of each size, one bar series per method; coverage in the legend."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(5, 3.6))
+    width = 0.8 / max(len(sections), 1)
+    for i, (label, c) in enumerate(sections.items()):
+        counts = c["set_size_counts"]
+        x = [size - 0.4 + width * (i + 0.5) for size in range(len(counts))]
+        ax.bar(x, counts, width=width * 0.95,
+               label=f"{label}: coverage {100 * c['coverage']:.1f}%, mean size {c['mean_set_size']:.2f}")
+    ax.set_xlabel("set size (classes)")
+    ax.set_ylabel("inputs")
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.grid(True, axis="y", alpha=0.3)
+    ax.legend(fontsize=7)
+    if title:
+        ax.set_title(title, fontsize=10)
+    return fig
+
+
 def calibration_table(payload: Mapping[str, Any]) -> str:
     """The ``calibrate`` verb's report: what was fitted, then accuracy/ECE/NLL/Brier before and after per data set."""
     fit = payload["fit"]
@@ -82,4 +102,4 @@ def calibration_table(payload: Mapping[str, Any]) -> str:
     return "\n".join(lines) + "\n\n" + table([["data", "posterior", "accuracy", "ECE", "NLL", "Brier"], *rows], right_align_from=2)
 
 
-__all__ = ["calibration_table", "coverage_figure", "plot_coverage", "plot_reliability", "reliability_figure"]
+__all__ = ["calibration_table", "coverage_figure", "plot_coverage", "plot_reliability", "reliability_figure", "set_size_figure"]

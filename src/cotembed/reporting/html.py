@@ -44,7 +44,7 @@ from cotembed.errors import InputError
 from cotembed.evaluation.evaluate import EvalReport
 from cotembed.evaluation.figures import HEATMAP_MAX_CLASSES, heatmap_classes, question_chance, row_shares
 from cotembed.evaluation.misclassified import DEFAULT_MAX_PER_METHOD, misclassified_examples
-from cotembed.reporting.probability_figures import probability_view
+from cotembed.reporting.probability_figures import decisions_view, probability_view
 from cotembed.reporting.text import neutralise
 from cotembed.scoring import Scorer, get_method
 
@@ -319,7 +319,7 @@ def _section_view(section: Mapping[str, Any]) -> dict[str, Any]:
             "heatmaps": {name: _heatmap_view(r, name) for name, r in methods.items()},
             "best_acc1": max((r["acc1"] for r in methods.values() if r["acc1"] is not None), default=None),
             "class_names": sorted({c for r in methods.values() for c in r["per_class"]}),
-            "probability_view": probability_view(section)}
+            "probability_view": probability_view(section), "decisions_view": decisions_view(section)}
 
 
 def render_report(sections: Sequence[Mapping[str, Any]], curve: Mapping[str, Any] | None = None, title: str | None = None) -> str:
@@ -336,6 +336,7 @@ def render_report(sections: Sequence[Mapping[str, Any]], curve: Mapping[str, Any
         nav += [(f"{sid}-methods", f"{prefix}methods"), (f"{sid}-classes", "per class"), (f"{sid}-confusion", "confusion"),
                 (f"{sid}-questions", "questions"), (f"{sid}-examples", "misclassified")]
         nav += [(f"{sid}-probabilities", "probabilities")] if section.get("probability_figures") else []
+        nav += [(f"{sid}-decisions", "sets and abstention")] if section.get("decisions") else []
     if curve is not None:
         nav.append(("curve", "test-time-compute curve"))
     page = _render("page.html.j2", title=title, nav=nav, sections=[_section_view(s) for s in sections], section_parts=SECTION_PARTS,

@@ -1,7 +1,8 @@
-"""The report page's probability section: reliability diagrams and accuracy/coverage curves.
+"""The report page's probability section: reliability diagrams, accuracy/coverage curves and
+the decisions evaluated beside them (conformal sets, abstention, open set).
 
-Renders the data :func:`cotembed.evaluation.probabilities.probability_figures` computed, as
-PNGs embedded in the page (data URIs: the page stays self-contained).
+Renders the data :mod:`cotembed.evaluation.probabilities` computed, as PNGs embedded in the
+page (data URIs: the page stays self-contained) and rows for its tables.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import base64
 import io
 from typing import Any, Mapping
 
-from cotembed.reporting.calibration import coverage_figure, reliability_figure
+from cotembed.reporting.calibration import coverage_figure, reliability_figure, set_size_figure
 from cotembed.reporting.plots import DPI, pyplot
 
 
@@ -38,4 +39,20 @@ def probability_view(section: Mapping[str, Any]) -> dict[str, Any] | None:
     return {"mode": str(figures["probabilities"]), "fit_score": str(figures["fit_score"]), "images": images}
 
 
-__all__ = ["png_uri", "probability_view"]
+def decisions_view(section: Mapping[str, Any]) -> dict[str, Any] | None:
+    """What the page's decisions block shows (None when ``eval`` evaluated none): per method, the
+    conformal sets' coverage and sizes with a set-size histogram, abstention and the open set."""
+    decisions = section.get("decisions") or {}
+    conformal, abstention, open_set = (decisions.get(k) or {} for k in ("conformal", "abstention", "open_set"))
+    if not (conformal or abstention or open_set):
+        return None
+    view: dict[str, Any] = {"conformal": conformal, "abstention": abstention, "open_set": open_set, "images": []}
+    if conformal:
+        view["images"].append(("conformal set sizes", png_uri(set_size_figure(conformal))))
+    if open_set:
+        curves = {f"{m} (open set, {o['n_unknown']} unknown)": o["curve"] for m, o in open_set.items()}
+        view["images"].append(("open set: accuracy against coverage", png_uri(coverage_figure(curves))))
+    return view
+
+
+__all__ = ["decisions_view", "png_uri", "probability_view"]

@@ -343,6 +343,10 @@ class ScoringMethod:
         """(B, N) scores of the run with ``seed`` (only for methods with :meth:`seeds`)."""
         return self.score(batch)
 
+    def posterior_seed(self, batch: Batch, seed: int) -> np.ndarray:
+        """(B, N) calibrated probabilities of the run with ``seed`` (what :meth:`posterior` is for one run)."""
+        return self.posterior(batch, self.score_seed(batch, seed))
+
     # ------------------------------------------------------------ fitting
     def fit(self, batches: Sequence[Batch], labels: np.ndarray | None = None) -> "ScoringMethod":
         """The method fitted on calibration data (labels: (B,) class indices, or None); default: self.

@@ -12,9 +12,11 @@ question's answer is one the class accepts; an input of an unknown kind answers
 some question with an option its nearest class does not accept and scores lower.
 :func:`log_rule_support` is the product-of-groups form (the weighted mean log
 mass, ``cot-log``'s raw score over the total weight): it punishes one badly
-supported group harder, and is the default (:data:`DEFAULT_FIT_SCORE`): on the critters
-calibration splits (6 of 28 species unknown, 5 seeds) it separates unknown inputs
-better (mean AUROC 0.941 against 0.912; the normalised top probability: 0.736).
+supported group harder, and is the default (:data:`DEFAULT_FIT_SCORE`, the one the
+service also uses). :func:`energy` sums it over every class (log-sum-exp): on the critters
+calibration splits (6 of 28 species unknown, 5 seeds) it separates unknown inputs best
+(mean AUROC 0.949; log rule support 0.941, rule support 0.912, the normalised top
+probability 0.736); ``--fit-score energy`` chooses it.
 
 The rest turns any such score (higher = more familiar) into decisions and figures:
 a threshold for a target precision or coverage chosen on labelled data, AUROC and
@@ -47,8 +49,30 @@ def log_rule_support(similarities: np.ndarray, rules: GroupRules, temperature: f
     return share.max(axis=1), share.argmax(axis=1)
 
 
+def support_energy(log_support: np.ndarray) -> np.ndarray:
+    """(B,) ``log sum_n exp(s_n)`` of (B, N) per-class log rule supports ``s_n`` (<= log N).
+
+    The best class's log rule support plus ``log(1 + sum_{n != top} exp(s_n - s_top))``:
+    credit when several classes fit (an input between two near-twin classes is still
+    familiar), none when only one partly does. On the critters calibration splits (6 of 28
+    species unknown, 5 seeds) it separates unknown inputs better than log rule support
+    (mean AUROC 0.949 against 0.941, hard 0.897 against 0.883); a temperature on ``s_n``
+    (0.5 to 10) did not beat 1.
+    """
+    s = np.asarray(log_support, dtype=np.float64)
+    top = s.max(axis=1)
+    energy: np.ndarray = top + np.log(np.exp(s - top[:, None]).sum(axis=1))
+    return energy
+
+
+def energy(similarities: np.ndarray, rules: GroupRules, temperature: float) -> tuple[np.ndarray, np.ndarray]:
+    """(B,) :func:`support_energy` and (B,) cot-log's prediction."""
+    share = np.einsum("bgn,g->bn", group_log_masses(similarities, rules, temperature), rules.weights) / rules.weights.sum()
+    return support_energy(share), share.argmax(axis=1)
+
+
 FitScore = Callable[[np.ndarray, GroupRules, float], tuple[np.ndarray, np.ndarray]]
-FIT_SCORES: dict[str, FitScore] = {"rule support": rule_support, "log rule support": log_rule_support}
+FIT_SCORES: dict[str, FitScore] = {"rule support": rule_support, "log rule support": log_rule_support, "energy": energy}
 """Absolute fit scores by name: (similarities, rules, temperature) -> (score, predicted class)."""
 DEFAULT_FIT_SCORE = "log rule support"
 
@@ -157,5 +181,5 @@ def held_out_classes(class_names: tuple[str, ...] | list[str], k: int, seed: int
     return sorted(class_names[i] for i in picked)
 
 
-__all__ = ["DEFAULT_FIT_SCORE", "FIT_SCORES", "Threshold", "fit_score", "accuracy_coverage", "auroc", "fpr_at_tpr", "held_out_classes", "log_rule_support",
-           "rule_support", "threshold_for_coverage", "threshold_for_precision"]
+__all__ = ["DEFAULT_FIT_SCORE", "FIT_SCORES", "Threshold", "energy", "fit_score", "accuracy_coverage", "auroc", "fpr_at_tpr", "held_out_classes", "log_rule_support",
+           "rule_support", "support_energy", "threshold_for_coverage", "threshold_for_precision"]

@@ -14,15 +14,18 @@
 
 **Fit score.** Normalised probabilities cannot say that *nothing* fits: an input
 of an unknown kind still gets a top class with a high share. Every prediction
-therefore carries an absolute **fit score** of its predicted class n, computed
-from the answers alone (no other class enters it):
+therefore carries an absolute **fit score**, computed from the answers alone:
 
-- ``log rule support`` (default, :data:`DEFAULT_FIT_SCORE`): ``sum_g w_g log m_g(n) / sum_g w_g``,
+- ``log rule support`` (default, :data:`DEFAULT_FIT_SCORE`) of the predicted class n:
+  ``sum_g w_g log m_g(n) / sum_g w_g``,
   the weighted mean log of the probability mass each question's answer puts on the
   options class n accepts; 0 when every answer is one the class accepts, lower as
   answers stray (one badly supported question weighs heavily);
 - ``rule support``: ``sum_g w_g m_g(n) / sum_g w_g`` in [0, 1], the share of the
-  class's rule mass the answers support.
+  class's rule mass the answers support;
+- ``energy``: ``log sum_n exp(log rule support of n)`` over every class (<= log N), the
+  best class's log rule support plus credit when other classes fit too
+  (:func:`cotembed.scoring.openset.support_energy`); a property of the input, not of one class.
 
 Thresholds on it (``--abstain``) are what abstention compares with.
 """
@@ -36,7 +39,7 @@ import numpy as np
 
 from cotembed.errors import InputError
 from cotembed.scoring.calibration import GroupRules, log_posterior
-from cotembed.scoring.openset import DEFAULT_FIT_SCORE, FIT_SCORES
+from cotembed.scoring.openset import DEFAULT_FIT_SCORE, FIT_SCORES, support_energy
 
 # methods.py and scorer.py call into this module, so it names their types without importing them
 # (an import, even for annotations only, would close a cycle in the scoring package).
@@ -60,6 +63,17 @@ PROBABILITY_MODES: dict[str, Callable[["ScoringMethod", "Batch", np.ndarray], np
     "normalised": _normalised,
 }
 """How (B, N) scores of a method on a batch become probabilities, by mode name."""
+SEEDED_MODES: dict[str, Callable[["ScoringMethod", "Batch", int, np.ndarray], np.ndarray]] = {
+    "calibrated": lambda method, batch, seed, scores: method.posterior_seed(batch, seed),
+    "normalised": lambda method, batch, seed, scores: method.probabilities(scores, batch.config),
+}
+"""The same for one run of a seeded method (``random-control``): its seed's own posterior."""
+
+
+def seed_probabilities(method: "ScoringMethod", batch: "Batch", seed: int, scores: np.ndarray) -> np.ndarray:
+    """(B, N) probabilities of the run with ``seed`` of a seeded method, in the batch config's mode."""
+    return np.asarray(SEEDED_MODES[batch.config.probabilities](method, batch, seed, scores), dtype=np.float64)
+
 DEFAULT_PROBABILITIES = "calibrated"
 
 
@@ -90,6 +104,8 @@ def class_fit_scores(batch: "Batch", name: str = DEFAULT_FIT_SCORE) -> np.ndarra
     name = check_fit_score(name)
     if OPTIONS_SET not in batch.similarities:
         raise InputError("a fit score needs the system's option prompts (score with a method that asks its questions)")
+    if name == "energy":
+        raise InputError("energy is a fit score of the input, not of one class")
     weights = _weights(batch)
     log_m = batch.group_log_masses
     share = np.exp(log_m) if name == "rule support" else log_m
@@ -97,7 +113,9 @@ def class_fit_scores(batch: "Batch", name: str = DEFAULT_FIT_SCORE) -> np.ndarra
 
 
 def fit_scores(batch: "Batch", predicted: np.ndarray, name: str = DEFAULT_FIT_SCORE) -> np.ndarray:
-    """(B,) the fit score of each input's predicted class."""
+    """(B,) the fit score of each input's predicted class (energy: of the input)."""
+    if check_fit_score(name) == "energy":
+        return support_energy(class_fit_scores(batch, "log rule support"))
     per_class = class_fit_scores(batch, name)
     return per_class[np.arange(len(per_class)), np.asarray(predicted, dtype=np.intp)]
 
@@ -147,5 +165,5 @@ def score_embeddings(scorer: "Scorer", embeddings: np.ndarray, method: str, fit_
     return Scored(scores, probs, fit, per_class)
 
 
-__all__ = ["Scored", "score_embeddings", "DEFAULT_FIT_SCORE", "DEFAULT_PROBABILITIES", "PROBABILITY_MODES", "check_fit_score", "class_fit_scores",
+__all__ = ["Scored", "score_embeddings", "DEFAULT_FIT_SCORE", "DEFAULT_PROBABILITIES", "PROBABILITY_MODES", "check_fit_score", "class_fit_scores", "seed_probabilities",
            "class_probabilities", "fit_scores", "product_log_posterior"]

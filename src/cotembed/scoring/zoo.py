@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Sequence
 import numpy as np
 
 from cotembed.errors import InputError
+from cotembed.scoring.calibration import GroupRules, group_log_masses, log_posterior
 from cotembed.scoring.functions import cot_scores, group_softmax, softmax
 from cotembed.scoring.methods import OPTIONS, Batch, ScoringConfig, ScoringMethod
 from cotembed.scoring.params import Param
@@ -327,6 +328,17 @@ class RandomControl(ScoringMethod):
     def score_seed(self, batch: Batch, seed: int) -> np.ndarray:
         probs = group_softmax(batch[random_set_name(seed)], batch.compiled.offsets, batch.config.temperature)
         return cot_scores(probs, batch.compiled.rule_matrix)
+
+    def posterior(self, batch: Batch, scores: np.ndarray) -> np.ndarray:
+        """cot's calibrated posterior on the first seed's random prompts (the run :meth:`score` returns)."""
+        return self.posterior_seed(batch, self.seeds()[0])
+
+    def posterior_seed(self, batch: Batch, seed: int) -> np.ndarray:
+        """The product-of-groups likelihood on the seed's random prompts, as cot's on the real ones, so the
+        control's probabilities are calibrated the same way and their ECE compares like for like."""
+        rules = GroupRules.from_compiled(batch.compiled)
+        log_masses = group_log_masses(batch[random_set_name(seed)], rules, batch.config.temperature)
+        return np.asarray(np.exp(log_posterior(log_masses, rules.weights)))
 
 
 __all__ = [

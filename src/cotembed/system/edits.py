@@ -51,7 +51,9 @@ class SystemEdits:
         """
         gi, g = self._group_at(group, "replace_option")
         i = self._option_at(g, option, "replace_option")
-        new_group = self._changed_group(g, "replace_option", options=g.options[:i] + (new_text,) + g.options[i + 1:])
+        none = new_text if g.none_index == i else g.none_option  # the "none of these" option keeps its role
+        new_group = self._changed_group(g, "replace_option", options=g.options[:i] + (new_text,) + g.options[i + 1:],
+                                        none_option=none)
         return self._derive(groups=self.groups[:gi] + (new_group,) + self.groups[gi + 1:])
 
     def add_option(self, group: str, text: str) -> Self:
@@ -80,7 +82,9 @@ class SystemEdits:
         """
         gi, g = self._group_at(group, "remove_option")
         removed = self._option_at(g, option, "remove_option")
-        new_group = self._changed_group(g, "remove_option", options=g.options[:removed] + g.options[removed + 1:])
+        none = None if g.none_index == removed else g.none_option
+        new_group = self._changed_group(g, "remove_option", options=g.options[:removed] + g.options[removed + 1:],
+                                        none_option=none)
         remap: dict[tuple[int, ...], tuple[int, ...]] = {}
         orphans: list[str] = []
         rows: dict[str, Row] = {}
@@ -166,7 +170,8 @@ class SystemEdits:
             gi = index[name]
             value = positive_number(weight, f"groups.{name}.weight", problems)
             if value is not None:
-                groups[gi] = trusted_group(groups[gi].name, groups[gi].prompt, groups[gi].options, value, groups[gi].description)
+                groups[gi] = trusted_group(groups[gi].name, groups[gi].prompt, groups[gi].options, value, groups[gi].description,
+                                           groups[gi].none_option)
         self._raise_edit_problems("with_group_weights", [], problems)
         return self._derive(groups=tuple(groups))
 

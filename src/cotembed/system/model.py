@@ -207,6 +207,8 @@ class System(SystemEdits):
                 entry["weight"] = g.weight
             if g.description:
                 entry["description"] = g.description
+            if g.none_option is not None:
+                entry["none_option"] = g.none_option
             groups[g.name] = entry
         out["groups"] = groups
         names = [g.name for g in self.groups]
@@ -277,9 +279,9 @@ class System(SystemEdits):
         """Short sha256 of everything that changes scores (not the name, descriptions or aliases).
 
         Covers group order, names, prompts, options and weights, every rule,
-        the class order, the baseline prompt, the temperature and the ensemble
-        templates (when set: a system without them keeps the fingerprint it had
-        before they existed). Cached: the system is immutable.
+        the class order, the baseline prompt, the temperature, the ensemble
+        templates and the groups' none options (when set: a system without them
+        keeps the fingerprint it had before they existed). Cached: the system is immutable.
         """
         cached = self._cache.get("fingerprint")
         if cached is None:
@@ -291,6 +293,9 @@ class System(SystemEdits):
             )
             if self.templates:
                 head += (("templates", self.templates),)
+            nones = tuple((g.name, g.none_option) for g in self.groups if g.none_option is not None)
+            if nones:  # like templates: a system without them keeps its fingerprint
+                head += (("none_options", nones),)
             digest = hashlib.sha256(_canonical_bytes(head))
             digest.update(self._rules_digest())
             cached = self._cache["fingerprint"] = digest.hexdigest()[:16]

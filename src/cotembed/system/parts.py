@@ -31,6 +31,10 @@ OptionRef = int | str
 class Group:
     """One question: a prompt template with a single ``{}`` and its answer options.
 
+    ``none_option`` (optional) names one of the options as "none of these": no class
+    may accept it, so the answer mass it draws counts against every class (their fit
+    scores drop and abstention can catch inputs no class describes).
+
     Validated on construction (a list of options becomes a tuple, an integer
     weight a float), so every Group that exists can be compiled.
     """
@@ -40,14 +44,20 @@ class Group:
     options: tuple[str, ...]
     weight: float = 1.0
     description: str = ""
+    none_option: str | None = None
 
     def __post_init__(self) -> None:
-        problems = group_problems(self.name, self.prompt, self.options, self.weight, self.description)
+        problems = group_problems(self.name, self.prompt, self.options, self.weight, self.description, self.none_option)
         if problems:
             raise SystemValidationError(f"group {shown(self.name)}", problems)
         # Normalise once (a list of options becomes a tuple, an integer weight a float); frozen
         # forbids setattr, so the values go into the instance's __dict__ directly.
         self.__dict__.update(options=tuple(self.options), weight=float(self.weight))
+
+    @property
+    def none_index(self) -> int | None:
+        """Index of the "none of these" option, None when the group has none."""
+        return None if self.none_option is None else self.options.index(self.none_option)
 
     def prompts(self) -> list[str]:
         return [self.prompt.replace("{}", option, 1) for option in self.options]
@@ -81,10 +91,12 @@ class Group:
         return dataclasses.replace(self, **changes)
 
 
-def trusted_group(name: str, prompt: str, options: tuple[str, ...], weight: float, description: str) -> Group:
+def trusted_group(name: str, prompt: str, options: tuple[str, ...], weight: float, description: str,
+                  none_option: str | None = None) -> Group:
     """A Group whose fields were just validated: skip checking them a second time."""
     group = object.__new__(Group)
-    group.__dict__.update(name=name, prompt=prompt, options=options, weight=float(weight), description=description)
+    group.__dict__.update(name=name, prompt=prompt, options=options, weight=float(weight), description=description,
+                          none_option=none_option)
     return group
 
 
@@ -208,7 +220,7 @@ def check_template(prompt: Any, path: str, problems: list[str]) -> bool:
     return True
 
 
-def group_problems(name: Any, prompt: Any, options: Any, weight: Any, description: Any) -> list[str]:
+def group_problems(name: Any, prompt: Any, options: Any, weight: Any, description: Any, none_option: Any = None) -> list[str]:
     """Every problem of one group's fields, each named by its path (``groups.<name>.<field>``)."""
     problems: list[str] = []
     if not isinstance(name, str) or not name.strip():
@@ -229,4 +241,17 @@ def group_problems(name: Any, prompt: Any, options: Any, weight: Any, descriptio
     positive_number(weight, f"{path}.weight", problems)
     if not isinstance(description, str):
         problems.append(f"{path}.description: must be a string, got {shown(description)}")
+    if none_option is not None and (not isinstance(none_option, str) or not isinstance(options, (list, tuple))
+                                    or none_option not in options):
+        problems.append(f"{path}.none_option: must be one of the group's options (the one no class uses), "
+                        f"got {shown(none_option)}")
     return problems
+
+
+def none_option_problems(groups: Iterable[Group], rules: Iterable[tuple[str, Row]]) -> list[str]:
+    """A class that accepts its group's "none of these" option, named by its path."""
+    marked = [(g, i, g.none_index) for i, g in enumerate(groups) if g.none_option is not None]
+    if not marked:
+        return []
+    return [f"rules.{cls_name}.{g.name}: accepts {shown(g.none_option)}, the group's none_option (groups.{g.name}.none_option), "
+            "which no class may use" for cls_name, row in rules for g, i, none in marked if none in row[i]]

@@ -20,13 +20,14 @@ from cotembed.system.parts import (
     check_template,
     group_problems,
     listing,
+    none_option_problems,
     positive_number,
     shown,
     trusted_group,
 )
 
 _TOP_LEVEL = {*GROUP_KEYS, *RULE_KEYS, "name", "baseline_prompt", "temperature", "aliases", "description", "templates"}
-_GROUP_FIELDS = {"prompt", "options", "weight", "description"}
+_GROUP_FIELDS = {"prompt", "options", "weight", "description", "none_option"}
 MISSING: Any = object()
 """A section absent from the file (already reported)."""
 
@@ -54,11 +55,12 @@ def _build_group(gname: str, spec: Any, problems: list[str]) -> Group | None:
     if "prompt" not in spec:
         problems.append(f"{path}.prompt: missing")
     found = group_problems(gname, spec.get("prompt", "{}"), spec.get("options"), spec.get("weight", 1.0),
-                            spec.get("description", ""))
+                            spec.get("description", ""), spec.get("none_option"))
     problems.extend(found)
     if len(problems) > before:
         return None
-    return trusted_group(gname, spec["prompt"], tuple(spec["options"]), spec.get("weight", 1.0), spec.get("description", ""))
+    return trusted_group(gname, spec["prompt"], tuple(spec["options"]), spec.get("weight", 1.0), spec.get("description", ""),
+                         spec.get("none_option"))
 
 
 def check_group_objects(groups: Any, problems: list[str]) -> list[Group]:
@@ -131,6 +133,7 @@ def check_parts(groups: list[Group] | None, broken: set[str], raw_rules: Any, fi
         if len(raw_rules) < 2:
             problems.append(f"rules: a classifier needs at least 2 classes (found {len(raw_rules)})")
         class_names, rows = _build_rules(raw_rules, groups, index, broken, problems)
+        problems.extend(none_option_problems(groups or (), zip(class_names, rows)))
         classes = {str(c) for c in raw_rules}
     elif raw_rules is not MISSING:
         problems.append("rules: must be a mapping of class name to its options per group")
@@ -337,5 +340,8 @@ def edit_options(group: Group, value: Any, path: str, unknown: list[str], proble
         indices.append(index)
     if len(set(indices)) != len(indices):
         problems.append(f"{path}: the same option is listed twice")
+        return None
+    if group.none_option is not None and group.none_index in indices:
+        problems.append(f"{path}: accepts {shown(group.none_option)}, the group's none_option, which no class may use")
         return None
     return tuple(sorted(indices))
