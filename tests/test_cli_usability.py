@@ -4,6 +4,9 @@ tables that stay aligned and cannot be rewritten by the names they show."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import unicodedata
 from pathlib import Path
 
@@ -208,3 +211,20 @@ def test_arguments_that_are_not_utf8_exit_2_with_a_message(capsys, tmp_path, sys
         assert code == 2 and "argument 3" in err and "not valid UTF-8" in err, err
         if extra:
             assert json.loads(out)["error"]["exit_code"] == 2
+
+
+def test_libraries_first_imported_under_quiet_get_their_bars_back():
+    """huggingface_hub and transformers read the variable once, at import: a run under -q must not silence later runs."""
+    script = ("import os; os.environ.pop('HF_HUB_DISABLE_PROGRESS_BARS', None)\n"
+              "from cotembed.encoders.loading import quiet_model_libraries\n"
+              "restore = quiet_model_libraries()\n"
+              "import huggingface_hub.utils, transformers\n"
+              "from transformers.utils import logging as tl\n"
+              "assert huggingface_hub.utils.are_progress_bars_disabled() and not tl.is_progress_bar_enabled()\n"
+              "assert 'HF_HUB_DISABLE_PROGRESS_BARS' not in os.environ\n"
+              "restore()\n"
+              "print(huggingface_hub.utils.are_progress_bars_disabled(), tl.is_progress_bar_enabled())\n")
+    env = {k: v for k, v in os.environ.items() if k != "HF_HUB_DISABLE_PROGRESS_BARS"}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["False", "True"]

@@ -2,30 +2,31 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import Any, Callable
 
 from cotembed.errors import InputError, MissingDependencyError, ModelLoadError, ModelNotFoundError
 
-PROGRESS_ENV = "HF_HUB_DISABLE_PROGRESS_BARS"
-
-
 def quiet_model_libraries() -> Callable[[], None]:
     """Silence the model libraries' own progress bars ("Loading weights", downloads) for ``-q``.
 
-    The environment variable covers libraries imported later; those already imported read
-    it only once, so they are switched off directly. Returns a function that undoes it all.
+    Through their APIs, not ``HF_HUB_DISABLE_PROGRESS_BARS``: huggingface_hub and transformers
+    read that variable once, at import, so setting it would silence every later run in the
+    process too. huggingface_hub is imported now when installed (transformers takes its state
+    from it at import). Returns a function that undoes exactly what was switched off.
     """
-    previous = os.environ.get(PROGRESS_ENV)
-    os.environ[PROGRESS_ENV] = "1"
+    import importlib.util
+
     undo: list[Callable[[], None]] = []
-    hub = sys.modules.get("huggingface_hub")
-    if hub is not None and hasattr(hub.utils, "are_progress_bars_disabled") and not hub.utils.are_progress_bars_disabled():
-        hub.utils.disable_progress_bars()
-        undo.append(hub.utils.enable_progress_bars)
-    if "transformers" in sys.modules:
+    if "huggingface_hub" in sys.modules or importlib.util.find_spec("huggingface_hub") is not None:
+        import huggingface_hub.utils as hub_utils
+
+        if not hub_utils.are_progress_bars_disabled():
+            hub_utils.disable_progress_bars()
+            undo.append(hub_utils.enable_progress_bars)
+    transformers_before = "transformers" in sys.modules
+    if transformers_before:
         from transformers.utils import logging as transformers_logging
 
         if transformers_logging.is_progress_bar_enabled():
@@ -35,10 +36,10 @@ def quiet_model_libraries() -> Callable[[], None]:
     def restore() -> None:
         for step in undo:
             step()
-        if previous is None:
-            os.environ.pop(PROGRESS_ENV, None)
-        else:
-            os.environ[PROGRESS_ENV] = previous
+        if not transformers_before and "transformers" in sys.modules and undo:
+            from transformers.utils import logging as transformers_logging  # imported while quiet: it took the hub's state
+
+            transformers_logging.enable_progress_bar()
 
     return restore
 
