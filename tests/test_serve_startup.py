@@ -137,6 +137,19 @@ def test_fit_score_with_a_labels_restriction_is_that_of_the_predicted_allowed_la
             assert same["fit_score"] == pytest.approx(row["fit_score"], rel=1e-6)
 
 
+def test_energy_fit_score_with_a_labels_restriction_sums_over_the_allowed_classes_only(client: Any, data: dict[str, Path]) -> None:
+    items = [{"image": b64(p)} for p in images(data["test"])[:6]]
+    full = client.post("/v1/classify", json={"system": "critters", "input": items}).json()["data"]
+    allowed = [p["label"] for p in full[0]["predictions"]][:3]
+    energy = client.post("/v1/classify", json={"system": "critters", "input": items, "labels": allowed,
+                                               "fit_score": "energy"}).json()["data"]
+    supports = {label: client.post("/v1/classify", json={"system": "critters", "input": items, "labels": [label]}).json()["data"]
+                for label in allowed}  # one allowed label: that class's log rule support
+    for i, row in enumerate(energy):
+        expected = np.log(sum(np.exp(supports[label][i]["fit_score"]) for label in allowed))
+        assert row["fit_score"] == pytest.approx(expected, rel=1e-6)
+
+
 def test_upload_routes_refine_transductively_as_classify_does(client: Any, data: dict[str, Path], library: Any) -> None:
     test = images(data["test"])  # 2 per class: enough to refine
     files = [("file", (p.name, p.read_bytes(), "image/png")) for p in test]

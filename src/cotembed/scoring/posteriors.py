@@ -33,7 +33,7 @@ Thresholds on it (``--abstain``) are what abstention compares with.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -112,10 +112,13 @@ def class_fit_scores(batch: "Batch", name: str = DEFAULT_FIT_SCORE) -> np.ndarra
     return np.asarray(np.einsum("bgn,g->bn", share, weights) / weights.sum())
 
 
-def fit_scores(batch: "Batch", predicted: np.ndarray, name: str = DEFAULT_FIT_SCORE) -> np.ndarray:
-    """(B,) the fit score of each input's predicted class (energy: of the input)."""
+def fit_scores(batch: "Batch", predicted: np.ndarray, name: str = DEFAULT_FIT_SCORE,
+               columns: Sequence[int] | None = None) -> np.ndarray:
+    """(B,) the fit score of each input's predicted class (energy: of the input, over ``columns``, the classes
+    a request allows, or every class)."""
     if check_fit_score(name) == "energy":
-        return support_energy(class_fit_scores(batch, "log rule support"))
+        supports = class_fit_scores(batch, "log rule support")
+        return support_energy(supports if columns is None else supports[:, np.asarray(columns, dtype=np.intp)])
     per_class = class_fit_scores(batch, name)
     return per_class[np.arange(len(per_class)), np.asarray(predicted, dtype=np.intp)]
 

@@ -37,8 +37,10 @@ class DecisionFields(BaseModel):
 
     probabilities: Literal["calibrated", "normalised"] = Field(
         "calibrated", description="calibrated: the method's posterior (default); normalised: scores rescaled to sum to 1")
-    fit_score: Literal["log rule support", "rule support"] = Field(
-        "log rule support", description="the absolute fit score each row carries (and abstain compares with)")
+    fit_score: Literal["log rule support", "rule support", "energy"] = Field(
+        "log rule support", description="the absolute fit score each row carries (and abstain compares with): log rule "
+                                        "support (default) or rule support of the predicted class, or energy (the input's "
+                                        "log-sum-exp of every allowed class's log rule support)")
     abstain: float | None = Field(None, allow_inf_nan=False,
                                   description="abstain (prediction null, abstained true, reason) when the fit score is below this")
     conformal_threshold: float | None = Field(
@@ -94,7 +96,7 @@ def restricted_fit(scorer: Scorer, x: np.ndarray, columns: Sequence[int], probab
     predicted = np.asarray(columns, dtype=np.intp)[np.argmax(probabilities, axis=1)]
     fit = np.empty(len(x))
     for rows, batch in scorer.batches(np.atleast_2d(x), scorer.methods):
-        fit[rows] = fit_scores(batch, predicted[rows], fit_score)
+        fit[rows] = fit_scores(batch, predicted[rows], fit_score, columns)
     return fit
 
 
