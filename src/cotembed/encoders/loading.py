@@ -8,6 +8,7 @@ from typing import Any, Callable
 
 from cotembed.errors import InputError, MissingDependencyError, ModelLoadError, ModelNotFoundError
 
+
 def quiet_model_libraries() -> Callable[[], None]:
     """Silence the model libraries' own progress bars ("Loading weights", downloads) for ``-q``.
 
@@ -16,11 +17,12 @@ def quiet_model_libraries() -> Callable[[], None]:
     process too. huggingface_hub is imported now when installed (transformers takes its state
     from it at import). Returns a function that undoes exactly what was switched off.
     """
+    import importlib
     import importlib.util
 
     undo: list[Callable[[], None]] = []
     if "huggingface_hub" in sys.modules or importlib.util.find_spec("huggingface_hub") is not None:
-        import huggingface_hub.utils as hub_utils
+        hub_utils = importlib.import_module("huggingface_hub.utils.tqdm")  # where the switches live
 
         if not hub_utils.are_progress_bars_disabled():
             hub_utils.disable_progress_bars()
