@@ -28,14 +28,14 @@ from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from cotembed._classifier import CoTClassifier
 from cotembed.cache import open_cache
-from cotembed.classifier import CoTClassifier
 from cotembed.data import collect_samples, resolve_labels
 from cotembed.encoders import load_encoder
-from cotembed.evaluation.evaluate import evaluate
-from cotembed.reporting.text import table
+from cotembed.evaluation._evaluate import evaluate
+from cotembed.reporting._text import table
 from cotembed.scoring import Scorer, ScoringConfig
-from cotembed.scoring.adaptive import DEFAULT_CONFIDENCE
+from cotembed.scoring._adaptive import DEFAULT_CONFIDENCE
 from cotembed.system import System
 from cotembed_critters.species import generate_split
 
@@ -129,7 +129,7 @@ def sweep(cases: dict[tuple[str, str], Case]) -> float:
     eligible = [c for c in SWEEP if met_all[c]]
     chosen = min(eligible, key=lambda c: (-round(accuracy[c], 9), questions[c])) if eligible else float("nan")
     print(f"(x: a target missed.) Best mean accuracy among the confidences meeting every target on the tuning species: "
-          f"{chosen:g}; default in cotembed.scoring.adaptive: {DEFAULT_CONFIDENCE:g}")
+          f"{chosen:g}; default in cotembed.scoring._adaptive: {DEFAULT_CONFIDENCE:g}")
     print()
     return chosen
 

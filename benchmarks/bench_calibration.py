@@ -37,18 +37,21 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import numpy as np
 
+from cotembed._classifier import CoTClassifier
 from cotembed.cache import open_cache
-from cotembed.classifier import CoTClassifier
 from cotembed.data import collect_samples, resolve_labels
 from cotembed.encoders import load_encoder
-from cotembed.reporting.calibration import plot_coverage, plot_reliability
-from cotembed.reporting.text import table
-from cotembed.scoring import Scorer, ScoringConfig, conformal, multilabel, openset
-from cotembed.scoring import calibration as cal
-from cotembed.scoring.functions import sum_normalize
-from cotembed.scoring.methods import OPTIONS
-from cotembed.scoring.openset import DEFAULT_FIT_SCORE
-from cotembed.scoring.openset import FIT_SCORES as FIT
+from cotembed.reporting._calibration import plot_coverage, plot_reliability
+from cotembed.reporting._text import table
+from cotembed.scoring import Scorer, ScoringConfig
+from cotembed.scoring import _calibration as cal
+from cotembed.scoring import _conformal as conformal
+from cotembed.scoring import _multilabel as multilabel
+from cotembed.scoring import _openset as openset
+from cotembed.scoring._functions import sum_normalize
+from cotembed.scoring._methods import OPTIONS
+from cotembed.scoring._openset import DEFAULT_FIT_SCORE
+from cotembed.scoring._openset import FIT_SCORES as FIT
 from cotembed.system import System
 from cotembed_critters.species import generate_split
 

@@ -20,11 +20,11 @@ import numpy as np
 
 import _common  # noqa: F401  (offline hub)
 from cotembed import EmbeddingSet, System, load_encoder
+from cotembed._embeddings import PromptBank
 from cotembed.data import collect_samples
-from cotembed.embeddings import PromptBank
-from cotembed.evaluation.evaluate import evaluate
+from cotembed.evaluation._evaluate import evaluate
 from cotembed.scoring import Scorer, ScoringConfig
-from cotembed.scoring.threads import single_blas_thread
+from cotembed.scoring._threads import single_blas_thread
 from cotembed_critters.species import generate_split
 
 ROOT = Path(__file__).resolve().parents[1]

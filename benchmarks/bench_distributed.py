@@ -83,7 +83,7 @@ def throughput(folder: Path, n: int, actors: list[int], work: Path, env: dict[st
         seconds, payload = timed(in_namespace(command), env)
         import pyarrow.parquet as pq
 
-        from cotembed.parquet import part_files
+        from cotembed._parquet import part_files
 
         table = pq.read_table(part_files(out), columns=["path", "prediction"])
         remote = dict(zip(table.column("path").to_pylist(), table.column("prediction").to_pylist()))
@@ -97,13 +97,13 @@ def throughput(folder: Path, n: int, actors: list[int], work: Path, env: dict[st
 RESCORE_CHILD = r"""
 import json, sys, time
 from cotembed.cache import EmbeddingCache
-from cotembed.classifier import resolve_temperature
+from cotembed._classifier import resolve_temperature
 from cotembed.distributed.batch import ScoreBatch
-from cotembed.embeddings import PromptBank
+from cotembed._embeddings import PromptBank
 from cotembed.encoders import load_encoder
-from cotembed.parquet import iter_batches
+from cotembed._parquet import iter_batches
 from cotembed.scoring import Scorer, ScoringConfig
-from cotembed.scoring.threads import single_blas_thread
+from cotembed.scoring._threads import single_blas_thread
 from cotembed.system import System
 
 directory, cache_path, system_path, batch_rows = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
@@ -130,10 +130,10 @@ def rescore(rows: int, batches: list[int], work: Path, env: dict[str, str]) -> t
     """Each layout's dataset written, then re-scored: ``binary`` at every batch size, ``list`` at the largest."""
     import numpy as np
 
+    from cotembed._embeddings import PromptBank
+    from cotembed._parquet import EmbeddingWriter
     from cotembed.cache import EmbeddingCache
-    from cotembed.embeddings import PromptBank
     from cotembed.encoders import load_encoder
-    from cotembed.parquet import EmbeddingWriter
     from cotembed.system import System
 
     cache_path = work / "prompts.sqlite"

@@ -50,8 +50,8 @@ def make_jpegs(folder: Path, count: int, seed: int) -> tuple[list[Path], list[tu
 
 
 def time_pipeline(samples, encoder, batch_size: int) -> float:
+    from cotembed._pipeline import stream_embeddings
     from cotembed.cache import NoCache
-    from cotembed.pipeline import stream_embeddings
 
     t0 = time.perf_counter()
     n = sum(len(b.samples) for b in stream_embeddings(samples, encoder, NoCache(), batch_size=batch_size))

@@ -29,8 +29,8 @@ import _common  # noqa: F401  (offline hub)
 from cotembed import EmbeddingSet, PromptBank, System, load_encoder
 from cotembed.data import collect_samples
 from cotembed.optimize import Objective, Search, SearchSettings, Vocabulary, proposer_names
-from cotembed.reporting.plots import plot_trajectory
-from cotembed.scoring.threads import single_blas_thread
+from cotembed.reporting._plots import plot_trajectory
+from cotembed.scoring._threads import single_blas_thread
 from cotembed_critters.species import generate_split
 
 ROOT = Path(__file__).resolve().parents[1]

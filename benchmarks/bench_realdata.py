@@ -23,11 +23,11 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import numpy as np
 
-from cotembed.classifier import CoTClassifier
+from cotembed._classifier import CoTClassifier
 from cotembed.data import collect_samples, resolve_labels
 from cotembed.encoders import load_encoder
-from cotembed.evaluation.evaluate import EvalReport
-from cotembed.reporting.comparison import comparison_table
+from cotembed.evaluation._evaluate import EvalReport
+from cotembed.reporting._comparison import comparison_table
 from cotembed.system import System
 from cotembed_experiments.datasets import build, get_task
 

@@ -64,8 +64,8 @@ class CliTimer:
     model loaded and the prompts embedded beforehand, as in a running server; one pass per call."""
 
     def __init__(self, images: list[Path]):
+        from cotembed._classifier import CoTClassifier
         from cotembed.cache import NoCache
-        from cotembed.classifier import CoTClassifier
         from cotembed.data import collect_samples
         from cotembed.encoders import load_encoder
         from cotembed.system import System

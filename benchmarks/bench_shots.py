@@ -39,17 +39,17 @@ import numpy as np
 
 import _common  # noqa: F401  (offline hub)
 from cotembed import EmbeddingSet, PromptBank, Scorer, ScoringConfig, System, load_encoder
+from cotembed._support import find_duplicates
 from cotembed.authoring.induce import RuleInducer, draw_examples
 from cotembed.cache import EmbeddingCache
 from cotembed.data import collect_samples, text_samples
-from cotembed.scoring.fewshot import (
+from cotembed.scoring._fewshot import (
     DEFAULT_SHRINKAGE,
     FusedClassifier,
     GaussianDiscriminant,
     PrototypeClassifier,
 )
-from cotembed.scoring.transductive import DEFAULT_ANCHOR, DEFAULT_BALANCE, DEFAULT_SHARPNESS, TransductiveRefiner
-from cotembed.support import find_duplicates
+from cotembed.scoring._transductive import DEFAULT_ANCHOR, DEFAULT_BALANCE, DEFAULT_SHARPNESS, TransductiveRefiner
 from cotembed_critters.species import generate_split
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -150,10 +150,10 @@ def section_transformers(args: argparse.Namespace, work: Path) -> None:
     from PIL import Image
     from transformers import pipeline as hf_pipeline
 
+    from cotembed._classifier import CoTClassifier
+    from cotembed._pipeline import KEEP_FACTOR
     from cotembed.cache import NoCache, open_cache
-    from cotembed.classifier import CoTClassifier
     from cotembed.encoders import load_encoder
-    from cotembed.pipeline import KEEP_FACTOR
     from cotembed.testing import build_random_clip
 
     say("building a random ViT-B/32-sized CLIP and generating images ...")
@@ -337,7 +337,7 @@ def open_clip_child(args: argparse.Namespace) -> None:
     from open_clip.zero_shot_classifier import build_zero_shot_classifier
     from PIL import Image
 
-    from cotembed.classifier import CoTClassifier
+    from cotembed._classifier import CoTClassifier
     from cotembed.encoders import load_encoder
 
     with tempfile.TemporaryDirectory(prefix="cotembed-bench-oc-") as tmp:
@@ -396,8 +396,8 @@ def open_clip_child(args: argparse.Namespace) -> None:
 def section_cot_cost(args: argparse.Namespace, work: Path) -> None:
     import torch
 
+    from cotembed._classifier import CoTClassifier
     from cotembed.cache import NoCache
-    from cotembed.classifier import CoTClassifier
     from cotembed.encoders import load_encoder
     from cotembed.system import System
     from cotembed.testing import build_random_clip
@@ -488,7 +488,7 @@ def section_scoring(args: argparse.Namespace, work: Path) -> None:
     def cotembed() -> None:
         scorer.scores(x, "cot")
 
-    from cotembed.scoring.functions import group_softmax
+    from cotembed.scoring._functions import group_softmax
 
     sims = x[:SCORING_CHUNK] @ prompts.T
 

@@ -33,11 +33,11 @@ import numpy as np
 import yaml
 
 import _common  # noqa: F401  (offline hub)
-from cotembed.embeddings import EmbeddingSet, PromptBank
-from cotembed.scoring.threads import single_blas_thread
-from cotembed.studio import rendering
-from cotembed.studio.app import Background, create_app
-from cotembed.studio.state import Studio
+from cotembed._embeddings import EmbeddingSet, PromptBank
+from cotembed.scoring._threads import single_blas_thread
+from cotembed.studio import _rendering as rendering
+from cotembed.studio._app import Background, create_app
+from cotembed.studio._state import Studio
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET_MS = 200.0

@@ -18,10 +18,10 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from cotembed.classifier import CoTClassifier
+from cotembed._classifier import CoTClassifier
 from cotembed.data import collect_samples, resolve_labels
 from cotembed.encoders import load_encoder
-from cotembed.reporting.text import methods_table
+from cotembed.reporting._text import methods_table
 from cotembed.system import System
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -9,7 +9,7 @@ from typing import Sequence
 
 import numpy as np
 
-from cotembed.embeddings import EmbeddingSet
+from cotembed._embeddings import EmbeddingSet
 from cotembed.system import System
 
 DIM = 64

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import yaml
 
-from cotembed.adaptive import (
+from cotembed._adaptive import (
     DEFAULT_CONFIDENCE,
     STOP_REASONS,
     AdaptiveSettings,
@@ -21,7 +21,7 @@ from cotembed.adaptive import (
     trace,
 )
 from cotembed.errors import InputError
-from cotembed.evaluation.evaluate import evaluate
+from cotembed.evaluation._evaluate import evaluate
 from cotembed.scoring import Scorer, ScoringConfig, get_method
 from cotembed.system import System
 from support import make_image_folder
@@ -376,7 +376,7 @@ def test_redundant_critters_system_is_generated_from_the_species_and_the_two_sys
 # ------------------------------------------------------- calibrating on the batch
 def test_batch_calibration_reads_no_label():
     """The answer model fitted on the batch is the same whatever the labels say."""
-    from cotembed.embeddings import EmbeddingSet
+    from cotembed._embeddings import EmbeddingSet
 
     system = random_system(np.random.default_rng(21), groups=5, options=4, classes=8)
     data = synthetic_set(system, 6, np.random.default_rng(22), noise=0.6)
@@ -414,8 +414,8 @@ def test_classify_a_batch_calibrates_and_a_single_input_does_not(capsys, tmp_pat
 
 
 def test_fit_answer_model_on_collected_samples(tmp_path, two_questions):
-    from cotembed.adaptive import fit_answer_model_on
-    from cotembed.classifier import CoTClassifier
+    from cotembed._adaptive import fit_answer_model_on
+    from cotembed._classifier import CoTClassifier
     from cotembed.data import collect_samples, resolve_labels
     from support import ColourEncoder
 

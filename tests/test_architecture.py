@@ -57,21 +57,21 @@ def test_the_contract_holds(options, graph, contract_id):
 
 
 @pytest.mark.parametrize(("contract_id", "importer", "imported"), [
-    ("pure-scoring", "cotembed.scoring.functions", "torch"),
-    ("pure-scoring", "cotembed.scoring.methods", "cotembed.encoders.base"),
-    ("critters-no-encoders", "cotembed_critters.world", "cotembed.encoders.st"),
-    ("pure-scoring", "cotembed.scoring.methods", "cotembed_critters.world"),
-    ("guests", "cotembed.classifier", "cotembed_critters.world"),
-    ("guests", "cotembed.encoders.hf", "cotembed_critters.model"),  # only the critters adapters may
-    ("guests", "cotembed.cli.classify", "cotembed_critters.species"),
-    ("guests", "cotembed.evaluation.evaluate", "cotembed_experiments.pokemon.harness"),
-    ("guests", "cotembed.cli.critters", "cotembed_experiments.pokemon.cards"),  # each adapter reaches only its own guest
+    ("pure-scoring", "cotembed.scoring._functions", "torch"),
+    ("pure-scoring", "cotembed.scoring._methods", "cotembed.encoders._base"),
+    ("critters-no-encoders", "cotembed_critters.world", "cotembed.encoders._st"),
+    ("pure-scoring", "cotembed.scoring._methods", "cotembed_critters.world"),
+    ("guests", "cotembed._classifier", "cotembed_critters.world"),
+    ("guests", "cotembed.encoders._hf", "cotembed_critters.model"),  # only the critters adapters may
+    ("guests", "cotembed.cli._classify", "cotembed_critters.species"),
+    ("guests", "cotembed.evaluation._evaluate", "cotembed_experiments.pokemon.harness"),
+    ("guests", "cotembed.cli._critters", "cotembed_experiments.pokemon.cards"),  # each adapter reaches only its own guest
     ("acyclic", "cotembed_critters.drawing", "cotembed_critters.species"),
-    ("layers", "cotembed.scoring.methods", "cotembed.evaluation.evaluate"),
-    ("layers", "cotembed.evaluation.evaluate", "cotembed.reporting.html"),
+    ("layers", "cotembed.scoring._methods", "cotembed.evaluation._evaluate"),
+    ("layers", "cotembed.evaluation._evaluate", "cotembed.reporting._html"),
     ("layers", "cotembed.errors", "cotembed.system"),
-    ("acyclic", "cotembed.inspection.suggest", "cotembed.inspection.data"),
-    ("acyclic", "cotembed.optimize.proposers", "cotembed.optimize.llm_proposers"),
+    ("acyclic", "cotembed.inspection._suggest", "cotembed.inspection._data"),
+    ("acyclic", "cotembed.optimize._proposers", "cotembed.optimize._llm_proposers"),
 ])
 def test_the_contract_catches_the_import_it_forbids(options, graph, contract_id, importer, imported):
     assert kept(options, graph, contract_id)

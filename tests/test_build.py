@@ -12,6 +12,7 @@ from typing import Any, Iterator
 import pytest
 import yaml
 
+from cotembed.authoring._llm import ENV_API_KEYS, ENV_BASE_URL, ENV_MODEL, ChatClient, LLMSettings
 from cotembed.authoring.build import (
     BuildRequest,
     ClassList,
@@ -24,8 +25,7 @@ from cotembed.authoring.build import (
     review_draft,
     write_system,
 )
-from cotembed.authoring.llm import ENV_API_KEYS, ENV_BASE_URL, ENV_MODEL, ChatClient, LLMSettings
-from cotembed.cli.main import main
+from cotembed.cli._main import main
 from cotembed.errors import DraftParseError, InputError, LLMBadResponse, LLMEmptyAnswer, LLMRefusal, LLMSettingsError, LLMUnavailable, SystemValidationError
 from cotembed.http import RetryPolicy
 from cotembed.system import System
@@ -595,7 +595,7 @@ def test_build_system_with_a_fake_model_counts_rounds() -> None:
             self.calls = 0
 
         def complete(self, messages: Any) -> Any:
-            from cotembed.authoring.llm import ChatReply
+            from cotembed.authoring._llm import ChatReply
 
             self.calls += 1
             return ChatReply(as_json(bad_system()), "stop", "fake", {}, 0.0)

@@ -16,8 +16,11 @@ import pytest
 from tests.synthetic import hashed_embed, random_system, synthetic_set
 
 from cotembed.errors import InputError
-from cotembed.scoring import Scorer, ScoringConfig, conformal, multilabel, openset
-from cotembed.scoring import calibration as cal
+from cotembed.scoring import Scorer, ScoringConfig
+from cotembed.scoring import _calibration as cal
+from cotembed.scoring import _conformal as conformal
+from cotembed.scoring import _multilabel as multilabel
+from cotembed.scoring import _openset as openset
 
 MU, SIGMA = 0.2, 0.15
 TRUE_T = MU / SIGMA**2  # 8.9: about 70 % of the inputs right

@@ -29,7 +29,7 @@ INPUT_POSITIONALS = {"system", "data", "inputs", "input", "train", "names", "emb
 def _verb_parsers() -> Iterator[tuple[str, object]]:
     import argparse
 
-    from cotembed.cli.main import build_parser
+    from cotembed.cli._main import build_parser
 
     def walk(parser: argparse.ArgumentParser, name: str) -> Iterator[tuple[str, argparse.ArgumentParser]]:
         subactions = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]

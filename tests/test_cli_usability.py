@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from cotembed import encoders
-from cotembed.reporting.text import table
+from cotembed.reporting._text import table
 from support import COLOUR_SYSTEM, make_image, make_image_folder
 from support import run_cli as run
 
@@ -160,7 +160,7 @@ def test_quiet_silences_the_model_libraries_loading_bars(capsys, tmp_path, syste
 
 
 def test_score_and_ece_are_explained(capsys):
-    from cotembed.cli.main import build_parser
+    from cotembed.cli._main import build_parser
 
     sub = next(a for a in build_parser()._actions if hasattr(a, "choices") and a.choices and "eval" in a.choices)
     assert "0 to the number of questions" in " ".join(sub.choices["classify"].format_help().split())
@@ -181,7 +181,7 @@ def verb_parsers(parser, name: str = "cotembed"):
 
 
 def test_the_default_model_is_named_with_what_it_is():
-    from cotembed.cli.main import build_parser
+    from cotembed.cli._main import build_parser
     from cotembed.encoders import DEFAULT_MODEL, DEFAULT_MODEL_NOTE
 
     stated = f"default: {DEFAULT_MODEL}, {DEFAULT_MODEL_NOTE}"
@@ -197,7 +197,7 @@ def test_the_default_model_is_named_with_what_it_is():
 
 
 def test_neutralise_keeps_text_that_is_only_unusual() -> None:
-    from cotembed.reporting.text import neutralise
+    from cotembed.reporting._text import neutralise
 
     for text in ("金魚", "🐟", "👩\u200d🔬", "Pokémon", unicodedata.normalize("NFD", "Pokémon")):
         assert neutralise(text) == text
@@ -216,7 +216,7 @@ def test_arguments_that_are_not_utf8_exit_2_with_a_message(capsys, tmp_path, sys
 def test_libraries_first_imported_under_quiet_get_their_bars_back():
     """huggingface_hub and transformers read the variable once, at import: a run under -q must not silence later runs."""
     script = ("import os; os.environ.pop('HF_HUB_DISABLE_PROGRESS_BARS', None)\n"
-              "from cotembed.encoders.loading import quiet_model_libraries\n"
+              "from cotembed.encoders._loading import quiet_model_libraries\n"
               "restore = quiet_model_libraries()\n"
               "import huggingface_hub.utils, transformers\n"
               "from transformers.utils import logging as tl\n"

@@ -87,7 +87,7 @@ def test_close_drops_the_tower_and_the_text_model():
 def test_critters_encoder_takes_only_batch_size_and_device():
     import inspect
 
-    from cotembed.encoders.critters import CrittersEncoder
+    from cotembed.encoders._critters import CrittersEncoder
     from cotembed.errors import InputError
 
     params = inspect.signature(CrittersEncoder).parameters

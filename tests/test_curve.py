@@ -11,8 +11,8 @@ import yaml
 
 from cotembed.cli import main
 from cotembed.errors import InputError
-from cotembed.evaluation.curve import CURVE_METHODS, accuracy_curve, choose_subsets, group_terms, tie_credit
-from cotembed.evaluation.evaluate import evaluate
+from cotembed.evaluation._curve import CURVE_METHODS, accuracy_curve, choose_subsets, group_terms, tie_credit
+from cotembed.evaluation._evaluate import evaluate
 from cotembed.scoring import Scorer, ScoringConfig, l2_normalize
 from support import COLOURS, make_image_folder
 from synthetic import hashed_embed, random_system, synthetic_set

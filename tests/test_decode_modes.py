@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from cotembed._pipeline import FAST_DECODE_ENV, KEEP_FACTOR, resolve_fast_decode, stream_embeddings
 from cotembed.cache import EmbeddingCache, NoCache
 from cotembed.data import collect_samples
 from cotembed.errors import InputError
-from cotembed.pipeline import FAST_DECODE_ENV, KEEP_FACTOR, resolve_fast_decode, stream_embeddings
 from support import ColourEncoder
 
 
@@ -104,7 +104,7 @@ def test_cli_flag_applies_to_the_verb_and_is_restored(tmp_path, monkeypatch):
     """--fast-decode sets the mode for one verb; the next call in the same process is back to the reference."""
     import argparse
 
-    from cotembed.cli.common import Resources
+    from cotembed.cli._common import Resources
 
     monkeypatch.delenv(FAST_DECODE_ENV, raising=False)
     args = argparse.Namespace(fast_decode=True, cache=None, no_cache=True)

@@ -24,9 +24,9 @@ ray = pytest.importorskip("ray")
 
 import pyarrow.parquet as pq  # noqa: E402
 
+from cotembed._parquet import part_files  # noqa: E402
 from cotembed.distributed.batch import EmbedScoreBatch, ScoreBatch  # noqa: E402
 from cotembed.errors import CotembedError  # noqa: E402
-from cotembed.parquet import part_files  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SYSTEM = ROOT / "examples" / "critters" / "system.yaml"
@@ -122,8 +122,8 @@ def test_a_broken_image_is_reported_and_the_run_goes_on(ray_cluster, critters_sp
 
 @pytest.mark.ray
 def test_classify_dataset_rescoring_stored_embeddings_needs_no_model(ray_cluster, critters_split, tmp_path, capsys):
+    from cotembed._parquet import read_embedding_set
     from cotembed.distributed.ray import classify_dataset, prompt_vectors
-    from cotembed.parquet import read_embedding_set
     from cotembed.scoring import ScoringConfig
     from cotembed.system import System
 
@@ -217,7 +217,7 @@ def dies_once(marker: Path) -> type:
 
 @pytest.mark.ray
 def test_an_actor_that_dies_mid_run_is_restarted_and_nothing_written_is_lost(ray_cluster, critters_split, tmp_path, capsys):
-    from cotembed.classifier import resolve_temperature
+    from cotembed._classifier import resolve_temperature
     from cotembed.distributed.ray import classify_to_parquet
     from cotembed.encoders import load_encoder
     from cotembed.scoring import ScoringConfig

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from cotembed import System
-from cotembed.authoring.llm import ChatReply, LLMSettings
+from cotembed.authoring._llm import ChatReply, LLMSettings
 from cotembed.errors import InputError, MissingDependencyError
 from cotembed.optimize import Objective, SearchSettings
 from cotembed.optimize.dspy_program import Tracker, run_dspy, run_gepa

@@ -11,8 +11,8 @@ import torch
 from PIL import Image
 
 from cotembed.encoders import load_encoder
-from cotembed.encoders.base import Encoder, encode_images
-from cotembed.encoders.hf import HFClipEncoder, _embeddings
+from cotembed.encoders._base import Encoder, encode_images
+from cotembed.encoders._hf import HFClipEncoder, _embeddings
 from cotembed.errors import CotembedError, ModelLoadError
 from cotembed.testing import check_encoder
 

@@ -14,8 +14,8 @@ import torch
 from PIL import Image
 
 from cotembed.encoders import load_encoder
-from cotembed.encoders.base import Encoder, encode_images
-from cotembed.encoders.jina import JinaClipEncoder
+from cotembed.encoders._base import Encoder, encode_images
+from cotembed.encoders._jina import JinaClipEncoder
 from cotembed.errors import ModelLoadError
 from cotembed.testing import check_encoder
 

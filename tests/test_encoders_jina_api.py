@@ -15,8 +15,8 @@ import pytest
 from PIL import Image
 
 from cotembed.encoders import load_encoder
-from cotembed.encoders.base import Encoder, encode_images
-from cotembed.encoders.jina_api import JinaApiEncoder
+from cotembed.encoders._base import Encoder, encode_images
+from cotembed.encoders._jina_api import JinaApiEncoder
 from cotembed.errors import CotembedError, InputError, MissingDependencyError
 from cotembed.testing import check_encoder
 

@@ -16,11 +16,11 @@ import pytest
 from PIL import Image
 
 from cotembed import encoders
+from cotembed._pipeline import embed_texts, stream_embeddings
 from cotembed.cache import EmbeddingCache, NoCache
 from cotembed.data import collect_samples
 from cotembed.encoders import LazyEncoder, load_encoder
 from cotembed.errors import CotembedError, InputError, ModelLoadError
-from cotembed.pipeline import embed_texts, stream_embeddings
 from cotembed.testing import check_encoder
 from support import ColourEncoder, make_image_folder
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from cotembed.encoders import load_encoder, parse_spec
-from cotembed.encoders.onnx import PACKAGED, OnnxTextEncoder, model_key, resolve_packaged
+from cotembed.encoders._onnx import PACKAGED, OnnxTextEncoder, model_key, resolve_packaged
 from cotembed.errors import InputError, ModelFileError
 from cotembed.testing import check_encoder
 from support import run_cli

@@ -15,8 +15,8 @@ import torch
 from PIL import Image
 
 from cotembed.encoders import load_encoder
-from cotembed.encoders.base import Encoder, encode_images
-from cotembed.encoders.open_clip import OpenClipEncoder
+from cotembed.encoders._base import Encoder, encode_images
+from cotembed.encoders._open_clip import OpenClipEncoder
 from cotembed.errors import MissingDependencyError, ModelLoadError
 from cotembed.testing import check_encoder
 

@@ -9,8 +9,8 @@ import pytest
 from PIL import Image
 
 from cotembed.encoders import load_encoder
-from cotembed.encoders.base import Encoder
-from cotembed.encoders.st import MINILM_KEY, SentenceTransformerEncoder, bundled_minilm
+from cotembed.encoders._base import Encoder
+from cotembed.encoders._st import MINILM_KEY, SentenceTransformerEncoder, bundled_minilm
 from cotembed.errors import CotembedError, MissingDependencyError
 from cotembed.testing import check_encoder
 

@@ -12,7 +12,7 @@ import pytest
 
 import cotembed
 import cotembed.errors as errors
-from cotembed.cli.main import main
+from cotembed.cli._main import main
 
 SRC = Path(cotembed.__file__).resolve().parent
 
@@ -83,7 +83,7 @@ def test_exit_code_and_http_status_of_any_exception(exc, code, status):
 
 
 def test_old_import_locations_that_users_know_still_work():
-    from cotembed.authoring.llm import LLMError
+    from cotembed.authoring._llm import LLMError
     from cotembed.testing import EncoderCheckError, MethodCheckError
 
     assert LLMError is errors.LLMError and EncoderCheckError is errors.EncoderCheckError and MethodCheckError is errors.MethodCheckError

@@ -14,13 +14,13 @@ import numpy as np
 import pytest
 from tests.support import run_cli
 
-from cotembed.classifier import CoTClassifier
+from cotembed._classifier import CoTClassifier
+from cotembed._embeddings import EmbeddingSet
 from cotembed.data import collect_samples
-from cotembed.embeddings import EmbeddingSet
 from cotembed.errors import InputError
 from cotembed.scoring import Scorer, ScoringConfig
-from cotembed.scoring.transductive import TransductiveRefiner
-from cotembed.scoring.transductive_method import Transductive
+from cotembed.scoring._transductive import TransductiveRefiner
+from cotembed.scoring._transductive_method import Transductive
 from cotembed.system import System
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -231,7 +231,7 @@ def test_curve_shots_draws_examples_per_class_from_the_pool(capsys: Any, splits:
 
 
 def test_draw_takes_k_per_class_and_all_of_a_smaller_class() -> None:
-    from cotembed.shots import draw
+    from cotembed._shots import draw
 
     labels = np.array([0, 0, 0, 1, 2, 2])
     rows = draw(labels, 3, 2, np.random.default_rng(0))

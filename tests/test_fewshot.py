@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 
 from cotembed.errors import InputError
-from cotembed.scoring.fewshot import (
+from cotembed.scoring._fewshot import (
     FusedClassifier,
     GaussianDiscriminant,
     PrototypeClassifier,
     rescale_to,
 )
-from cotembed.scoring.functions import softmax
+from cotembed.scoring._functions import softmax
 
 N, D = 8, 24
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cotembed.scoring import functions
-from cotembed.scoring.functions import group_log_softmax, group_softmax
+from cotembed.scoring import _functions as functions
+from cotembed.scoring._functions import group_log_softmax, group_softmax
 
 LAYOUTS = {
     "equal sizes": np.arange(0, 101, 10),

@@ -153,7 +153,7 @@ def test_the_llm_timeout_is_a_total_per_attempt(monkeypatch: pytest.MonkeyPatch)
     from tests.llm_server import PROXY_VARS
     from tests.trickle_server import TrickleServer
 
-    from cotembed.authoring.llm import ChatClient, LLMSettings
+    from cotembed.authoring._llm import ChatClient, LLMSettings
     from cotembed.errors import LLMUnavailable
 
     for var in PROXY_VARS:

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
+from cotembed._pipeline import DECODE_VERSION, decode_image, exif_orientation, image_key, stream_embeddings
 from cotembed.cache import EmbeddingCache, content_key
 from cotembed.data import Sample
-from cotembed.pipeline import DECODE_VERSION, decode_image, exif_orientation, image_key, stream_embeddings
 from support import COLOUR_SYSTEM, ColourEncoder, run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -160,7 +160,7 @@ def test_image_bytes_that_cannot_be_used_are_reported_by_their_name_and_the_rest
 
 
 def test_the_classifier_takes_paths_bytes_pil_images_and_samples_alike(tmp_path: Path) -> None:
-    from cotembed.classifier import CoTClassifier
+    from cotembed._classifier import CoTClassifier
     from cotembed.system import System
 
     upright = blocky(4, 3)
@@ -229,10 +229,10 @@ def test_the_cli_classifies_a_photo_turned_by_its_tag_as_the_same_photo_stored_u
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     pytest.importorskip("fastapi")
     pytest.importorskip("uvicorn")
-    from cotembed.serve.app import create_app
-    from cotembed.serve.registry import Registry
-    from cotembed.serve.server import ServerThread
-    from cotembed.serve.settings import ServeSettings
+    from cotembed.serve._app import create_app
+    from cotembed.serve._registry import Registry
+    from cotembed.serve._server import ServerThread
+    from cotembed.serve._settings import ServeSettings
     from cotembed.system import System
 
     settings = ServeSettings(models=("critters",), systems=(System.load(CRITTERS / "system.yaml"),),
@@ -270,7 +270,7 @@ def test_the_service_embeds_and_explains_a_photo_turned_by_its_tag_as_one_stored
 
 
 def test_report_thumbnails_of_bytes_and_of_tagged_photos_are_upright(tmp_path: Path) -> None:
-    from cotembed.reporting.html import thumbnail_uri
+    from cotembed.reporting._html import thumbnail_uri
 
     upright = blocky(6, 4)
     path = tmp_path / "upright.jpg"
@@ -279,7 +279,7 @@ def test_report_thumbnails_of_bytes_and_of_tagged_photos_are_upright(tmp_path: P
 
 
 def test_a_single_image_needs_no_list(tmp_path: Path) -> None:
-    from cotembed.classifier import CoTClassifier
+    from cotembed._classifier import CoTClassifier
     from cotembed.system import System
 
     path = tmp_path / "photo.jpg"

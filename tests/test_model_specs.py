@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from cotembed.encoders import BACKENDS, load_encoder, parse_spec
-from cotembed.encoders.hf import HFClipEncoder
+from cotembed.encoders._hf import HFClipEncoder
 from cotembed.errors import InputError, ModelLoadError, UnknownModelError
 
 
@@ -140,7 +140,7 @@ def test_every_declared_option_is_checked_and_reaches_the_factory() -> None:
     import importlib
     import inspect
 
-    from cotembed.encoders.options import CHECKS
+    from cotembed.encoders._options import CHECKS
 
     for backend in BACKENDS.values():
         factory = getattr(importlib.import_module(backend.module), backend.factory)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from cotembed.reporting.multilabel import FIGURE_MAX_CLASSES, _shown_classes, render_multilabel_report
+from cotembed.reporting._multilabel import FIGURE_MAX_CLASSES, _shown_classes, render_multilabel_report
 
 
 def section(n: int) -> dict[str, Any]:

@@ -11,7 +11,7 @@ import yaml
 from tests.support import run_cli
 
 from cotembed.errors import SystemValidationError
-from cotembed.scoring import calibration as cal
+from cotembed.scoring import _calibration as cal
 from cotembed.system import System
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -81,11 +81,11 @@ def test_the_none_options_mass_counts_against_every_class() -> None:
     masses = np.exp(cal.group_log_masses(sims, rules, 50.0))
     assert np.all(masses[:, 0, :] < 1)
     # colour's masses over the classes sum to 1 minus what "some other colour" drew
-    from cotembed.scoring.functions import group_log_softmax
+    from cotembed.scoring._functions import group_log_softmax
 
     log_p = group_log_softmax(sims, rules.offsets, 50.0)
     assert np.allclose(masses[:, 0, :].sum(axis=1), 1 - np.exp(log_p[:, 2]), atol=1e-5)
-    from cotembed.scoring.openset import auroc, log_rule_support
+    from cotembed.scoring._openset import auroc, log_rule_support
 
     fit = log_rule_support(sims, rules, 50.0)[0]
     assert auroc(fit[32:], fit[:32]) > 0.95  # the "none of these" answers are told from the rest

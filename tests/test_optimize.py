@@ -12,11 +12,11 @@ import pytest
 import yaml
 
 from cotembed import EmbeddingSet, Scorer, ScoringConfig, System, evaluate
-from cotembed.authoring.llm import ChatClient, LLMSettings
+from cotembed.authoring._llm import ChatClient, LLMSettings
 from cotembed.errors import InputError, SystemValidationError
 from cotembed.http import RetryPolicy
 from cotembed.optimize import EDITS, Objective, Search, SearchSettings, Vocabulary, edit_from_dict, split_rows
-from cotembed.optimize.edits import (
+from cotembed.optimize._edits import (
     Compound,
     DropGroup,
     MergeGroups,
@@ -340,7 +340,7 @@ def test_llm_revision_is_validated_repaired_and_scored(world, no_proxy):
 
 
 def test_llm_revision_retry_does_not_echo_a_runaway_unreadable_answer(world, no_proxy):
-    from cotembed.authoring.drafting import ECHO_LIMIT
+    from cotembed.authoring._drafting import ECHO_LIMIT
 
     start, _ = disguised(world["true"])
     runaway = "I cannot say. " + "blah " * 40_000 + "THE-END"
@@ -377,7 +377,7 @@ def test_llm_wordings_join_the_vocabulary_and_an_unavailable_llm_ends_llm_propos
 
 # --------------------------------------------------------------------- plot
 def test_trajectory_plot_is_written_from_the_history(tmp_path, world):
-    from cotembed.reporting.plots import plot_trajectory
+    from cotembed.reporting._plots import plot_trajectory
 
     start, vocab = disguised(world["true"])
     objective = Objective(world["train"], hashed_embed, 100.0, val=world["val"])
@@ -500,7 +500,7 @@ class InterruptingProposer:
 
 
 def test_an_interrupted_run_still_writes_a_valid_best_system(capsys, colour_model, colour_task, monkeypatch):
-    from cotembed.optimize import proposers
+    from cotembed.optimize import _proposers as proposers
 
     with proposers.registered_proposer(InterruptingProposer.name, InterruptingProposer):
         code, out, err = run(capsys, *cli_args(colour_task, colour_model, "--val", colour_task["val"], "--proposers", "interrupt-test"))

@@ -14,7 +14,7 @@ from support import COLOUR_SYSTEM, make_image, make_image_folder, run_cli
 pa = pytest.importorskip("pyarrow")
 pq = pytest.importorskip("pyarrow.parquet")
 
-from cotembed.parquet import METADATA_FILE, iter_batches, part_files, read_embedding_set, read_info  # noqa: E402
+from cotembed._parquet import METADATA_FILE, iter_batches, part_files, read_embedding_set, read_info  # noqa: E402
 
 
 @pytest.fixture
@@ -260,7 +260,7 @@ def test_images_embedded_by_an_older_decoding_are_redone_and_their_rows_replaced
     before EXIF orientation was applied (bare SHA-256 keys) is not taken as done."""
     import hashlib
 
-    from cotembed.pipeline import image_key
+    from cotembed._pipeline import image_key
 
     data, _ = colour_data
     out, cache = tmp_path / "emb", tmp_path / "cache.sqlite"

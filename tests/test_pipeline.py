@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from cotembed._pipeline import KEEP_FACTOR, decode_image, embed_texts, stream_embeddings
 from cotembed.cache import EmbeddingCache, NoCache
 from cotembed.data import collect_samples
 from cotembed.errors import InputError
-from cotembed.pipeline import KEEP_FACTOR, decode_image, embed_texts, stream_embeddings
 from support import ColourEncoder, make_image_folder
 
 

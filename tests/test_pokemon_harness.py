@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from cotembed.cli.main import main
+from cotembed.cli._main import main
 from cotembed.errors import HarnessDependencyError, InputError
 from cotembed.http import RetryPolicy
 from cotembed.system import System

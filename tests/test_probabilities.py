@@ -10,10 +10,10 @@ import pytest
 
 from cotembed.errors import InputError
 from cotembed.scoring import OPTIONS, ScoringConfig
-from cotembed.scoring.calibration import GroupRules, product_posterior
-from cotembed.scoring.decisions import conformal_sets, fit_conformal, multilabel_targets, parse_target
-from cotembed.scoring.functions import sum_normalize
-from cotembed.scoring.openset import rule_support
+from cotembed.scoring._calibration import GroupRules, product_posterior
+from cotembed.scoring._decisions import conformal_sets, fit_conformal, multilabel_targets, parse_target
+from cotembed.scoring._functions import sum_normalize
+from cotembed.scoring._openset import rule_support
 from cotembed.system import System
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,7 +35,7 @@ def splits(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def clf() -> Any:
-    from cotembed.classifier import CoTClassifier
+    from cotembed._classifier import CoTClassifier
     from cotembed.encoders import load_encoder
 
     encoder = load_encoder("critters")
@@ -50,7 +50,7 @@ def _samples(clf: Any, path: Path) -> list[Any]:
 
 
 def test_default_probabilities_are_the_product_of_groups_posterior(clf: Any, splits: dict[str, Path]) -> None:
-    from cotembed.classifier import CoTClassifier
+    from cotembed._classifier import CoTClassifier
 
     samples = _samples(clf, splits["test"])[:10]
     embeddings = clf.embedding_set(samples).embeddings
@@ -63,7 +63,7 @@ def test_default_probabilities_are_the_product_of_groups_posterior(clf: Any, spl
 
 
 def test_calibrated_probabilities_are_far_better_calibrated_than_normalised(clf: Any, splits: dict[str, Path]) -> None:
-    from cotembed.classifier import CoTClassifier
+    from cotembed._classifier import CoTClassifier
 
     samples = _samples(clf, splits["test"])
     calibrated = clf.evaluate(samples, ["cot"]).methods["cot"].ece
@@ -174,7 +174,7 @@ def test_multilabel_targets_and_thresholds(clf: Any, splits: dict[str, Path]) ->
 
 
 def test_open_set_section_separates_held_out_species(clf: Any, splits: dict[str, Path]) -> None:
-    from cotembed.evaluation.probabilities import open_set_section, without_classes
+    from cotembed.evaluation._probabilities import open_set_section, without_classes
 
     data = clf.labelled_embedding_set(_samples(clf, splits["test"]))
     section = open_set_section(clf, data, "cot", 6, seed=3)

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from cotembed import encoders
-from cotembed.optimize import proposers
+from cotembed.optimize import _proposers as proposers
 
 
 def _imported_after(statement: str, module: str) -> bool:
@@ -18,7 +18,7 @@ def _imported_after(statement: str, module: str) -> bool:
 
 def test_proposer_registry_imports_the_llm_proposers_only_when_used():
     assert all(isinstance(t, str) and ":" in t for t in proposers.PROPOSERS.values())
-    assert not _imported_after("import cotembed.optimize.proposers", "cotembed.optimize.llm_proposers")
+    assert not _imported_after("import cotembed.optimize._proposers", "cotembed.optimize._llm_proposers")
     assert proposers.proposer_class("llm-system").needs_llm
     assert proposers.proposer_names(llm=True) == ("llm-wordings", "llm-system")
 

@@ -17,16 +17,16 @@ import pytest
 import yaml
 from PIL import Image
 
-from cotembed.classifier import CoTClassifier
+from cotembed._classifier import CoTClassifier
+from cotembed._embeddings import EmbeddingSet
 from cotembed.cli import main
 from cotembed.data import collect_samples, text_samples
-from cotembed.embeddings import EmbeddingSet
 from cotembed.errors import InputError
-from cotembed.evaluation.curve import accuracy_curve
-from cotembed.evaluation.evaluate import evaluate
-from cotembed.evaluation.figures import heatmap_classes, question_chance
-from cotembed.evaluation.misclassified import misclassified_examples
-from cotembed.reporting.html import (
+from cotembed.evaluation._curve import accuracy_curve
+from cotembed.evaluation._evaluate import evaluate
+from cotembed.evaluation._figures import heatmap_classes, question_chance
+from cotembed.evaluation._misclassified import misclassified_examples
+from cotembed.reporting._html import (
     SORT_JS,
     heatmap_svg,
     load_curve,

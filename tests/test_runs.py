@@ -187,7 +187,7 @@ def test_multilabel_eval_is_the_cli_json(capsys, splits):
 def test_multilabel_outputs_come_from_the_library_call(splits, tmp_path):
     """The --output rows, the per-class figure and the page of ``eval --multi-label`` are made from
     the result of the library call alone; single-label decisions are refused before any file is read."""
-    from cotembed.reporting.multilabel import plot_multilabel, render_multilabel_report
+    from cotembed.reporting._multilabel import plot_multilabel, render_multilabel_report
 
     request = EvalRequest(str(SYSTEM), (str(splits["test"]),), model=model(splits), methods=("cot",), figures=True,
                           page=runs.PageOptions(), decisions=DecisionOptions(multi_label=True, threshold_data=(str(splits["support"]),)))
@@ -286,8 +286,8 @@ def test_embed_supersedes_rows_of_an_older_decoding(splits, tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from cotembed.parquet import part_files, read_info
-    from cotembed.runs.embed import superseded_keys
+    from cotembed._parquet import part_files, read_info
+    from cotembed.runs._embed import superseded_keys
 
     out = tmp_path / "test.parquet"
     request = EmbedRequest((str(splits["test"]),), str(out), model=model(splits))

@@ -38,7 +38,7 @@ def test_fused_scores_match_the_unfused_path(equal, temperature):
 def test_chunks_spread_over_threads_give_the_serial_scores_bit_for_bit(temperature):
     """With two BLAS threads the chunks run on two Python threads (one BLAS thread each):
     the same arithmetic per chunk as the serial path, so the same bits, in the same rows."""
-    from cotembed.scoring.threads import blas_thread_limit
+    from cotembed.scoring._threads import blas_thread_limit
 
     rng = np.random.default_rng(7)
     system = _system(5, 7, 12, rng, equal=False)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from cotembed import CoTClassifier, EmbeddingCache, InputError, System, evaluate
-from cotembed.embeddings import EmbeddingSet, PromptBank
+from cotembed._embeddings import EmbeddingSet, PromptBank
 from cotembed.scoring import (
     METHODS,
     Param,
@@ -72,7 +72,7 @@ def test_registry_holds_import_strings_and_imports_nothing_up_front():
     import sys
 
     assert all(isinstance(target, str) and ":" in target for target in METHODS.values())
-    code = "import sys, cotembed.scoring; print('cotembed.scoring.adaptive' in sys.modules)"
+    code = "import sys, cotembed.scoring; print('cotembed.scoring._adaptive' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "False"
 
@@ -95,9 +95,9 @@ def test_no_caller_branches_on_a_method_name():
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[1] / "src" / "cotembed"
-    for path in (root / "cli" / "classify.py", root / "serve" / "registry.py", root / "evaluation" / "evaluate.py", root / "classifier.py"):
+    for path in (root / "cli" / "_classify.py", root / "serve" / "_registry.py", root / "evaluation" / "_evaluate.py", root / "_classifier.py"):
         text = path.read_text(encoding="utf-8")
-        assert '== "adaptive"' not in text and "SeededMethod" not in text and "cotembed.adaptive" not in text, path
+        assert '== "adaptive"' not in text and "SeededMethod" not in text and "cotembed._adaptive" not in text, path
 
 
 @pytest.mark.parametrize("name", method_names())

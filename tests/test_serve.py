@@ -27,7 +27,7 @@ httpx = pytest.importorskip("httpx")
 
 from PIL import Image  # noqa: E402
 
-from cotembed.serve.settings import Batching, Limits, ServeSettings, UrlFetching  # noqa: E402
+from cotembed.serve._settings import Batching, Limits, ServeSettings, UrlFetching  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 CRITTERS = ROOT / "examples" / "critters"
@@ -47,9 +47,9 @@ def critter_images(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
 
 
 def _start(settings: ServeSettings) -> Any:
-    from cotembed.serve.app import create_app
-    from cotembed.serve.registry import Registry
-    from cotembed.serve.server import ServerThread
+    from cotembed.serve._app import create_app
+    from cotembed.serve._registry import Registry
+    from cotembed.serve._server import ServerThread
 
     registry = Registry.open(settings)
     try:
@@ -86,7 +86,7 @@ def client(served: Any) -> Any:
 @pytest.fixture(scope="module")
 def reference() -> Any:
     """The library in-process, on its own encoders, for the numbers the service must match."""
-    from cotembed.classifier import CoTClassifier
+    from cotembed._classifier import CoTClassifier
     from cotembed.encoders import load_encoder
     from cotembed.system import System
 
@@ -420,7 +420,7 @@ def test_systems_are_listed_registered_and_used(client: Any, reference: Any, cri
     assert {s["name"] for s in client.get("/v1/systems").json()["data"]} >= {"critters", "para"}
     assert client.get(f"/v1/systems/{fingerprint}").json()["definition"]["name"] == "critters-paraphrased"
 
-    from cotembed.classifier import CoTClassifier
+    from cotembed._classifier import CoTClassifier
     from cotembed.system import System
 
     image = critter_images[1]
@@ -471,8 +471,8 @@ def test_metrics_count_requests_latency_batches_and_cache_hits(client: Any, crit
 
 
 def test_images_are_cached_under_the_same_key_as_the_cli(served: Any, client: Any, critter_images: list[Path]) -> None:
+    from cotembed._pipeline import image_key
     from cotembed.cache import EmbeddingCache, content_key
-    from cotembed.pipeline import image_key
 
     image = critter_images[12]
     assert client.post("/v1/classify", json={"system": "critters", "input": [{"image": b64(image)}]}).status_code == 200
@@ -588,7 +588,7 @@ def test_serve_command_serves_and_shuts_down_gracefully(tmp_path: Path, critter_
 ])
 def test_serve_command_checks_its_arguments_before_loading(argv: list[str], says: str, capsys: pytest.CaptureFixture[str],
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
-    from cotembed.cli.main import main
+    from cotembed.cli._main import main
 
     monkeypatch.delenv("COTEMBED_API_KEY", raising=False)
     assert main(["serve", *argv]) == 2

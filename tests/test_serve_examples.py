@@ -15,7 +15,7 @@ httpx = pytest.importorskip("httpx")
 
 from tests.test_serve import AUTH, CRITTERS, KEY, _start, assert_error, b64  # noqa: E402
 
-from cotembed.serve.settings import Limits, ServeSettings  # noqa: E402
+from cotembed.serve._settings import Limits, ServeSettings  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +45,7 @@ def client(tmp_path_factory: pytest.TempPathFactory) -> Any:
 
 @pytest.fixture(scope="module")
 def library(images: dict[str, list[Path]]) -> Any:
-    from cotembed.classifier import CoTClassifier
+    from cotembed._classifier import CoTClassifier
     from cotembed.data import collect_samples
     from cotembed.encoders import load_encoder
     from cotembed.system import System

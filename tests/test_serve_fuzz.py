@@ -27,7 +27,7 @@ from schemathesis.specs.openapi.checks import (  # noqa: E402
     status_code_conformance,
 )
 
-from cotembed.serve.settings import Limits, ServeSettings  # noqa: E402
+from cotembed.serve._settings import Limits, ServeSettings  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 KEY = "fuzz-key-123"
@@ -40,9 +40,9 @@ CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """critters and its system behind an API key, small limits, image URLs off (nothing is fetched)."""
-    from cotembed.serve.app import create_app
-    from cotembed.serve.registry import Registry
-    from cotembed.serve.server import ServerThread
+    from cotembed.serve._app import create_app
+    from cotembed.serve._registry import Registry
+    from cotembed.serve._server import ServerThread
     from cotembed.system import System
 
     settings = ServeSettings(

@@ -14,7 +14,7 @@ pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 httpx = pytest.importorskip("httpx")
 
-from cotembed.serve.settings import Limits, ServeSettings  # noqa: E402
+from cotembed.serve._settings import Limits, ServeSettings  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 CRITTERS = ROOT / "examples" / "critters"
@@ -33,9 +33,9 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    from cotembed.serve.app import create_app
-    from cotembed.serve.registry import Registry
-    from cotembed.serve.server import ServerThread
+    from cotembed.serve._app import create_app
+    from cotembed.serve._registry import Registry
+    from cotembed.serve._server import ServerThread
     from cotembed.system import System
 
     settings = ServeSettings(models=("critters",), systems=(System.load(CRITTERS / "system.yaml"),), api_key=KEY,
@@ -49,7 +49,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Any:
 
 @pytest.fixture(scope="module")
 def library() -> Any:
-    from cotembed.classifier import CoTClassifier
+    from cotembed._classifier import CoTClassifier
     from cotembed.encoders import load_encoder
     from cotembed.system import System
 

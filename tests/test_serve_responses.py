@@ -11,7 +11,7 @@ import pytest
 
 pytest.importorskip("orjson")
 
-from cotembed.serve.responses import JSONResponse, dumps
+from cotembed.serve._responses import JSONResponse, dumps
 
 
 def test_answers_read_back_as_the_standard_library_writes_them() -> None:

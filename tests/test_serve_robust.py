@@ -28,7 +28,7 @@ httpx = pytest.importorskip("httpx")
 from PIL import Image  # noqa: E402
 from tests.support import COLOUR_SYSTEM, ColourEncoder  # noqa: E402
 
-from cotembed.serve.settings import Batching, Limits, ServeSettings  # noqa: E402
+from cotembed.serve._settings import Batching, Limits, ServeSettings  # noqa: E402
 from cotembed.system import System  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,9 +54,9 @@ class FragileEncoder(ColourEncoder):
 
 class Served:
     def __init__(self, settings: ServeSettings, encoder: Any):
-        from cotembed.serve.app import create_app
-        from cotembed.serve.registry import Registry
-        from cotembed.serve.server import ServerThread
+        from cotembed.serve._app import create_app
+        from cotembed.serve._registry import Registry
+        from cotembed.serve._server import ServerThread
 
         self.registry = Registry.with_encoders(settings, {"colour": encoder})
         try:
@@ -291,7 +291,7 @@ def test_arguments_that_are_not_utf8_exit_2_with_a_message() -> None:
 def test_url_fetches_end_within_their_total_time_and_loopback_needs_the_allowlist(tmp_path: Path) -> None:
     from tests.trickle_server import TrickleServer
 
-    from cotembed.serve.settings import UrlFetching
+    from cotembed.serve._settings import UrlFetching
 
     allowed = serve(tmp_path, FragileEncoder(), urls=UrlFetching(enabled=True, timeout_s=1.5, allow_hosts=("127.0.0.1",)))
     guarded = serve(tmp_path / "g", FragileEncoder(), urls=UrlFetching(enabled=True, timeout_s=1.5))

@@ -22,7 +22,7 @@ httpx = pytest.importorskip("httpx")
 from tests.support import run_cli  # noqa: E402
 from tests.test_serve import AUTH, CRITTERS, KEY, ROOT, _start, assert_error, b64  # noqa: E402
 
-from cotembed.serve.settings import Limits, ServeSettings  # noqa: E402
+from cotembed.serve._settings import Limits, ServeSettings  # noqa: E402
 
 ALPHA = 0.05
 
@@ -60,7 +60,7 @@ def client(tmp_path_factory: pytest.TempPathFactory, data: dict[str, Path]) -> A
 
 @pytest.fixture(scope="module")
 def library(data: dict[str, Path]) -> Any:
-    from cotembed.classifier import CoTClassifier
+    from cotembed._classifier import CoTClassifier
     from cotembed.data import collect_samples
     from cotembed.encoders import load_encoder
     from cotembed.system import System
@@ -170,10 +170,10 @@ def test_requests_answered_by_one_model_batch_are_scored_in_one_call_as_each_alo
                                                                                    library: Any) -> None:
     import concurrent.futures
 
-    from cotembed.serve.app import create_app
-    from cotembed.serve.registry import Registry
-    from cotembed.serve.server import ServerThread
-    from cotembed.serve.settings import Batching
+    from cotembed.serve._app import create_app
+    from cotembed.serve._registry import Registry
+    from cotembed.serve._server import ServerThread
+    from cotembed.serve._settings import Batching
     from cotembed.system import System
 
     settings = ServeSettings(models=("critters",), systems=(System.load(CRITTERS / "system.yaml"),), cache_enabled=False,

@@ -17,7 +17,7 @@ import pytest
 httpx = pytest.importorskip("httpx")
 
 from cotembed.errors import FetchRefused, InputError  # noqa: E402
-from cotembed.serve.urlguard import AddressPolicy, address_class, fetch  # noqa: E402
+from cotembed.serve._urlguard import AddressPolicy, address_class, fetch  # noqa: E402
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
 

@@ -19,10 +19,10 @@ import httpx
 import pytest
 import yaml
 
+from cotembed._embeddings import EmbeddingSet, PromptBank
 from cotembed.data import collect_samples
-from cotembed.embeddings import EmbeddingSet, PromptBank
-from cotembed.studio.app import Background, create_app
-from cotembed.studio.state import Studio
+from cotembed.studio._app import Background, create_app
+from cotembed.studio._state import Studio
 from cotembed.system import System
 from support import COLOURS, ColourEncoder, make_image_folder
 
@@ -74,7 +74,7 @@ def test_page_shows_accuracy_confusion_questions_and_findings(served) -> None:
     assert 'id="questions"' in html and ">mood<" in html
     assert 'id="findings"' in html
     assert client.get("/static/studio.js").headers["content-type"].startswith("text/javascript")
-    assert client.get("/static/../app.py").status_code == 404
+    assert client.get("/static/../_app.py").status_code == 404
 
 
 def test_an_option_edit_rescores_embedding_only_the_new_prompt(served, world) -> None:

@@ -22,8 +22,8 @@ import pytest
 import yaml
 
 import test_studio
-from cotembed.studio.app import Background, create_app
-from cotembed.studio.changes import apply_changes, system_changes
+from cotembed.studio._app import Background, create_app
+from cotembed.studio._changes import apply_changes, system_changes
 from cotembed.system import System
 from llm_server import PROXY_VARS, ScriptedChatServer, reply
 from test_studio import SYSTEM, open_studio, post
@@ -91,7 +91,7 @@ def test_options_added_or_dropped_travel_with_their_rules_and_a_dropped_group_go
 
 
 def test_a_subset_that_makes_no_valid_system_is_refused_with_its_problems(world) -> None:
-    from cotembed.studio.proposals import Proposal
+    from cotembed.studio._proposals import Proposal
 
     base = colours()
     data = base.to_dict()
@@ -111,7 +111,7 @@ def test_a_subset_that_makes_no_valid_system_is_refused_with_its_problems(world)
 
 # ------------------------------------------------------------- LLM revision
 def llm_studio(world: dict[str, Any], server: ScriptedChatServer) -> Any:
-    from cotembed.authoring.llm import ChatClient, LLMSettings
+    from cotembed.authoring._llm import ChatClient, LLMSettings
     from cotembed.http import RetryPolicy
 
     client = ChatClient(LLMSettings(base_url=server.base_url, model="scripted-model",

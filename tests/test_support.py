@@ -7,9 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from cotembed.data import Sample, text_samples
-from cotembed.errors import InputError, UnknownLabelError
-from cotembed.support import (
+from cotembed._support import (
     LeakageWarning,
     check_same_model,
     check_support_labels,
@@ -17,6 +15,8 @@ from cotembed.support import (
     find_duplicates,
     warn_duplicates,
 )
+from cotembed.data import Sample, text_samples
+from cotembed.errors import InputError, UnknownLabelError
 
 CLASSES = ("cat", "dog", "owl")
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import yaml
 
-import cotembed.system.parse as system_parse
+import cotembed.system._parse as system_parse
 from cotembed.errors import InputError
 from cotembed.system import Group, System, SystemValidationError, parse_system_text
 

@@ -11,7 +11,7 @@ import yaml
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-import cotembed.system.parse as system_parse
+import cotembed.system._parse as system_parse
 from cotembed.errors import SystemValidationError
 from cotembed.system import Group, System, parse_system_text
 

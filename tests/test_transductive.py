@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from cotembed.errors import InputError
-from cotembed.scoring.functions import softmax
-from cotembed.scoring.transductive import TransductiveRefiner, refine
+from cotembed.scoring._functions import softmax
+from cotembed.scoring._transductive import TransductiveRefiner, refine
 
 N, D = 10, 32
 

@@ -11,10 +11,10 @@ import yaml
 
 from cotembed.cli import main
 from cotembed.errors import InputError
-from cotembed.evaluation.evaluate import SeededResult, evaluate
-from cotembed.reporting.text import eval_table
+from cotembed.evaluation._evaluate import SeededResult, evaluate
+from cotembed.reporting._text import eval_table
 from cotembed.scoring import Scorer, ScoringConfig, l2_normalize, parse_methods
-from cotembed.scoring.zoo import DEFAULT_TEMPLATES, RANDOM_WORDS, question_frame, random_prompts, random_seeds
+from cotembed.scoring._zoo import DEFAULT_TEMPLATES, RANDOM_WORDS, question_frame, random_prompts, random_seeds
 from cotembed.system import System
 from support import COLOUR_SYSTEM, make_image_folder
 from synthetic import hashed_embed, random_system, synthetic_set
@@ -280,8 +280,8 @@ def test_bad_templates_file_exits_2_naming_file_and_line(capsys, tmp_path, colou
 def test_random_control_reports_calibrated_probabilities_like_cot():
     """Each seed's probabilities are cot's product-of-groups posterior on that seed's random prompts,
     so its ECE compares with cot's like for like; normalised mode keeps the rescaled scores."""
-    from cotembed.scoring import calibration as cal
-    from cotembed.scoring.zoo import random_set_name
+    from cotembed.scoring import _calibration as cal
+    from cotembed.scoring._zoo import random_set_name
 
     rng = np.random.default_rng(8)
     system = random_system(rng, groups=3, options=5, classes=12)

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from cotembed._classifier import CoTClassifier, Explanation, Prediction
+from cotembed._embeddings import EmbeddingSet, PromptBank
 from cotembed.cache import EmbeddingCache, open_cache
-from cotembed.classifier import CoTClassifier, Explanation, Prediction
-from cotembed.embeddings import EmbeddingSet, PromptBank
 from cotembed.encoders import Encoder, load_encoder
 from cotembed.errors import (
     CotembedError,
@@ -22,7 +22,7 @@ from cotembed.errors import (
     UnknownLabelError,
     UnknownModelError,
 )
-from cotembed.evaluation.evaluate import EvalReport, evaluate
+from cotembed.evaluation._evaluate import EvalReport, evaluate
 from cotembed.scoring import Scorer, ScoringConfig, ScoringMethod, get_method, method_names, register_method
 from cotembed.system import Group, System
 

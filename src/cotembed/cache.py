@@ -1,7 +1,7 @@
 """On-disk embedding cache (SQLite), keyed by model key + content key.
 
 Images are keyed by the SHA-256 of their bytes (a file's, or an upload's: the same
-key) with the pipeline's decoding version (:func:`cotembed.pipeline.image_key`), and
+key) with the pipeline's decoding version (:func:`cotembed._pipeline.image_key`), and
 texts by the SHA-256 of the text, so renaming a file or re-running on the same folder
 encodes nothing.
 Each batch is committed as soon as it is encoded: a run killed half way keeps

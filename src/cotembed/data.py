@@ -2,7 +2,7 @@
 
 Collecting inputs only lists them (paths and labels, never pixels), so a folder
 of any size costs well under a kilobyte per file; decoding happens later, batch by batch,
-in :mod:`cotembed.pipeline`.
+in :mod:`cotembed._pipeline`.
 
 Files come from real machines, so listing is forgiving where that is safe and strict
 where it is not: a CSV saved by Excel (BOM, ``;`` separators) reads like any other;

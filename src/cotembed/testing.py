@@ -243,7 +243,7 @@ ENCODER_CHECKS: list[tuple[str, Callable[[Any], bool], Callable[[_Checker], None
 
 
 def check_encoder(encoder: Any, *, atol: float = 1e-4, close: bool = True) -> list[str]:
-    """Check that ``encoder`` meets the :class:`~cotembed.encoders.base.Encoder` contract
+    """Check that ``encoder`` meets the :class:`~cotembed.encoders._base.Encoder` contract
     the pipeline relies on; raise :class:`EncoderCheckError` naming the first failed check.
 
     Texts: (n, dim) float32, finite, unit rows; deterministic; order-preserving; a batch

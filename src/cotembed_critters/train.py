@@ -142,7 +142,7 @@ def render_pool(attrs: np.ndarray, seed: int, size: int, log: Callable[[str], No
 
 def embed_cached(texts: Sequence[str], encoder: TextEncoder, cache: EmbeddingStore | None) -> np.ndarray:
     """(len(texts), D) embeddings; what ``cache`` holds for ``encoder.model_key`` is reused,
-    the rest is encoded and stored (same keys as :func:`cotembed.pipeline.embed_texts`).
+    the rest is encoded and stored (same keys as :func:`cotembed._pipeline.embed_texts`).
 
     The missing texts go to the encoder in *one* call, not in the pipeline's batches:
     sentence-transformers sorts its input by length before batching, so cutting the list

@@ -7,7 +7,7 @@ The pieces are separate so each can be used and tested on its own:
 
 * :func:`load_class_names` reads the classes (a list file, a folder of class folders, a manifest);
 * :func:`draft_messages` / :func:`feedback_messages` write the prompts;
-* :mod:`cotembed.authoring.drafting` (shared with the optimiser's LLM proposers) reads a
+* :mod:`cotembed.authoring._drafting` (shared with the optimiser's LLM proposers) reads a
   system out of an answer, reviews it and writes the repair message;
 * :func:`build_system` runs the bounded draft -> review -> repair loop;
 * :func:`write_system` writes a reviewed system atomically, with a provenance header.
@@ -25,7 +25,7 @@ from typing import Any, Callable, Mapping, Sequence
 import yaml
 
 from cotembed._io import atomic_write
-from cotembed.authoring.drafting import (
+from cotembed.authoring._drafting import (
     MAX_ANSWER_CHARS,
     MODALITIES,
     REPAIR_FINDINGS,
@@ -39,7 +39,7 @@ from cotembed.authoring.drafting import (
     static_findings,
     system_prompt,
 )
-from cotembed.authoring.llm import ChatModel, ChatReply
+from cotembed.authoring._llm import ChatModel, ChatReply
 from cotembed.errors import BuildFailed, CotembedError, DraftParseError, InputError, LLMError, SystemValidationError
 from cotembed.system import RULE_KEYS, System, parse_system_text
 

@@ -38,7 +38,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from cotembed.embeddings import EmbeddingSet
+from cotembed._embeddings import EmbeddingSet
 from cotembed.errors import InputError, NotFittedError, UnknownLabelError
 from cotembed.scoring import DEFAULT_TEMPERATURE, Scorer, ScoringConfig, group_softmax, l2_normalize, softmax
 from cotembed.system import System

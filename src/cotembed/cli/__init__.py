@@ -1,5 +1,5 @@
-"""The ``cotembed`` command line; see :mod:`cotembed.cli.main`."""
+"""The ``cotembed`` command line; see :mod:`cotembed.cli._main`."""
 
-from cotembed.cli.main import build_parser, main
+from cotembed.cli._main import build_parser, main
 
 __all__ = ["build_parser", "main"]

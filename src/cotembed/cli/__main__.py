@@ -1,3 +1,3 @@
-from cotembed.cli.main import main
+from cotembed.cli._main import main
 
 raise SystemExit(main())

@@ -44,9 +44,9 @@ def _sha256_file(path: str) -> str:
 def content_hash(source: Any, fast_decode: bool | None = None) -> str | None:
     """The key the cache and the Parquet dataset hold an image's embedding under: the SHA-256
     of the file's (or bytes') content with the pipeline's decoding version (and mode), as
-    :func:`cotembed.pipeline.image_key` makes it. An image embedded by an older decoding
+    :func:`cotembed._pipeline.image_key` makes it. An image embedded by an older decoding
     (e.g. before EXIF orientation was applied) therefore has another key and is redone."""
-    from cotembed.pipeline import image_key, resolve_fast_decode
+    from cotembed._pipeline import image_key, resolve_fast_decode
 
     try:
         if isinstance(source, (bytes, bytearray, memoryview)):
@@ -87,7 +87,7 @@ class EmbedBatch:
         self.fast_decode = fast_decode
 
     def __call__(self, batch: Mapping[str, Any]) -> Columns:
-        from cotembed.pipeline import stream_embeddings
+        from cotembed._pipeline import stream_embeddings
 
         paths = [str(p) for p in _column(batch, "path")]
         blobs = _column(batch, "bytes") if "bytes" in batch else None

@@ -84,7 +84,7 @@ def prompt_vectors(system: Any, model: Any, config: Any, methods: Sequence[str],
 
     ``model``: a spec (loaded lazily, closed after) or an encoder the caller owns.
     """
-    from cotembed.embeddings import PromptBank
+    from cotembed._embeddings import PromptBank
     from cotembed.encoders import load_encoder
     from cotembed.scoring import Scorer
 
@@ -158,7 +158,7 @@ class RayRun:
 
 def done_paths(out: str | Path) -> set[str]:
     """Inputs ``out`` already holds predictions for (its ``path`` column), so a rerun skips them."""
-    from cotembed.parquet import part_files, require_pyarrow
+    from cotembed._parquet import part_files, require_pyarrow
 
     require_pyarrow()
     import pyarrow.parquet as pq
@@ -185,8 +185,8 @@ def classify_to_parquet(system: Any, system_path: str, inputs: Sequence[str], mo
     has one row). ``encoder``: the driver's (lazy) encoder of ``model`` for the prompts, if
     the caller has one open. ``batch_class``: see :func:`classify_dataset`.
     """
+    from cotembed._parquet import drop_rows, part_files
     from cotembed.data import collect_samples
-    from cotembed.parquet import drop_rows, part_files
 
     ray = require_ray()
     started = time.perf_counter()
@@ -243,7 +243,7 @@ def prediction_schema(system: Any) -> Any:
 def _errors_in(out: str | Path, paths: set[str]) -> list[dict[str, str]]:
     import pyarrow.parquet as pq
 
-    from cotembed.parquet import part_files
+    from cotembed._parquet import part_files
 
     errors: dict[str, str] = {}
     for path in part_files(out):

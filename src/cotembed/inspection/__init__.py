@@ -15,7 +15,7 @@ should say *why* it fails. Two levels:
   confusions that cost most, each with a concrete suggestion.
 
 Everything runs on cached embeddings through :class:`~cotembed.scoring.Scorer` and
-:func:`~cotembed.evaluation.evaluate.evaluate`; nothing here changes a system or the model.
+:func:`~cotembed.evaluation._evaluate.evaluate`; nothing here changes a system or the model.
 
 Definitions (classes weigh equally; a class that accepts several options in a group
 spreads its unit mass evenly over them):
@@ -46,9 +46,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from cotembed.embeddings import EmbeddingSet
+from cotembed._embeddings import EmbeddingSet
 from cotembed.errors import InputError
-from cotembed.inspection.data import (
+from cotembed.inspection._data import (
     DUPLICATE_COSINE,
     WEAK_SKILL,
     DataReport,
@@ -57,8 +57,8 @@ from cotembed.inspection.data import (
     data_report,
     near_duplicate_options,
 )
-from cotembed.inspection.static import GroupInfo, StaticReport, static_report
-from cotembed.inspection.suggest import SUGGESTION_ORDER, Suggestion
+from cotembed.inspection._static import GroupInfo, StaticReport, static_report
+from cotembed.inspection._suggest import SUGGESTION_ORDER, Suggestion
 from cotembed.scoring import ScoringConfig
 from cotembed.system import System
 

@@ -16,7 +16,7 @@ Every system an LM proposes is validated (same classes, every rule valid) and sc
 like the search's candidates: training accuracy steers, validation accuracy picks the
 best, and each one is a history row. An answer that is not a valid system scores 0 and
 tells the LM why. The LM is any ``dspy.BaseLM`` (``dspy.LM("openai/gpt-4o-mini")``,
-``dspy.utils.DummyLM`` in tests) or a :class:`~cotembed.authoring.llm.ChatModel`, which
+``dspy.utils.DummyLM`` in tests) or a :class:`~cotembed.authoring._llm.ChatModel`, which
 is wrapped as a DSPy engine so requests go through cotembed's own client (its settings,
 retries and errors); GEPA's reflection LM is the same model.
 """
@@ -30,10 +30,10 @@ import time
 from typing import Any, Callable, Iterator, Sequence
 
 from cotembed.errors import InputError, MissingDependencyError, SystemValidationError
-from cotembed.evaluation.objective import Objective, Score
-from cotembed.optimize.llm_proposers import describe_diagnostics, system_json, training_diagnostics
-from cotembed.optimize.search import SearchResult, SearchSettings, _better, _selection_key
-from cotembed.scoring.threads import single_blas_thread
+from cotembed.evaluation._objective import Objective, Score
+from cotembed.optimize._llm_proposers import describe_diagnostics, system_json, training_diagnostics
+from cotembed.optimize._search import SearchResult, SearchSettings, _better, _selection_key
+from cotembed.scoring._threads import single_blas_thread
 from cotembed.system import GROUP_KEYS, RULE_KEYS, System, parse_system_text
 
 DSPY_OPTIMIZERS = ("gepa", "bootstrap", "none")
@@ -85,7 +85,7 @@ class Tracker:
 
     ``accepted`` marks a proposal that beat every earlier one on the training rows (the
     system the next round revises), ``new_best`` one that also raised the selection key
-    (validation accuracy, then training accuracy), as in :class:`~cotembed.optimize.search.Search`.
+    (validation accuracy, then training accuracy), as in :class:`~cotembed.optimize._search.Search`.
     """
 
     def __init__(self, objective: Objective, start: System, record: Callable[[dict[str, Any]], None] | None = None,
@@ -114,7 +114,7 @@ class Tracker:
 
     def parse(self, text: str) -> tuple[System | None, list[str]]:
         """A proposed system (YAML or JSON text as it is, or fenced or embedded in prose) checked against the classes."""
-        from cotembed.authoring.drafting import extract_system, review_draft
+        from cotembed.authoring._drafting import extract_system, review_draft
         from cotembed.errors import DraftParseError
 
         try:
@@ -217,7 +217,7 @@ def _classes() -> tuple[Any, Any]:
 
 
 class ChatModelEngine:
-    """A DSPy engine (``complete(Request) -> Response``) over a cotembed :class:`~cotembed.authoring.llm.ChatModel`."""
+    """A DSPy engine (``complete(Request) -> Response``) over a cotembed :class:`~cotembed.authoring._llm.ChatModel`."""
 
     def __init__(self, chat: Any):
         self.chat = chat

@@ -1,1 +1,1 @@
-"""Presentation of results: text tables for the CLI (``text``), and later plots and HTML."""
+"""Presentation of results: text tables for the CLI (``_text``), and later plots and HTML."""

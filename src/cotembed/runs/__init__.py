@@ -11,14 +11,14 @@ table of it). The same calls serve programs that want the CLI's results without 
     print(result.provenance.system.hash, result.predictions[0].prediction)
 """
 
-from cotembed.runs.calibrate import CalibrateRequest, CalibrateResult, calibrate
-from cotembed.runs.classify import ClassifyRequest, ClassifyResult, classify
-from cotembed.runs.embed import EmbedRequest, EmbedResult, embed
-from cotembed.runs.evaluate import EvalRequest, EvalResult, MultiLabelResult, PageOptions, evaluate_multilabel, evaluate_run
-from cotembed.runs.explain import ExplainRequest, ExplainResult, explain
-from cotembed.runs.options import CacheOptions, DecisionOptions, ExamplesOptions, MethodSettings, ModelOptions
-from cotembed.runs.provenance import Provenance, SystemRef
-from cotembed.runs.resources import RunResources
+from cotembed.runs._calibrate import CalibrateRequest, CalibrateResult, calibrate
+from cotembed.runs._classify import ClassifyRequest, ClassifyResult, classify
+from cotembed.runs._embed import EmbedRequest, EmbedResult, embed
+from cotembed.runs._evaluate import EvalRequest, EvalResult, MultiLabelResult, PageOptions, evaluate_multilabel, evaluate_run
+from cotembed.runs._explain import ExplainRequest, ExplainResult, explain
+from cotembed.runs._options import CacheOptions, DecisionOptions, ExamplesOptions, MethodSettings, ModelOptions
+from cotembed.runs._provenance import Provenance, SystemRef
+from cotembed.runs._resources import RunResources
 
 __all__ = [
     "CacheOptions", "CalibrateRequest", "CalibrateResult", "ClassifyRequest", "ClassifyResult", "DecisionOptions",

@@ -1,15 +1,15 @@
 """Pure-numpy scoring: no torch, no encoders, no I/O.
 
-``functions`` holds the building blocks, ``params`` the declared-parameter checks,
-``methods`` the registry of scoring methods (import strings: a method's module is
-imported when it is first used), ``zoo`` the methods CoT is compared with,
-``adaptive`` adaptive questioning, and ``scorer`` the :class:`Scorer` that applies
+``_functions`` holds the building blocks, ``_params`` the declared-parameter checks,
+``_methods`` the registry of scoring methods (import strings: a method's module is
+imported when it is first used), ``_zoo`` the methods CoT is compared with,
+``_adaptive`` adaptive questioning, and ``_scorer`` the :class:`Scorer` that applies
 them to any embeddings.
 """
 
 from __future__ import annotations
 
-from cotembed.scoring.functions import (
+from cotembed.scoring._functions import (
     DEFAULT_TEMPERATURE,
     cosine_similarity,
     cot_scores,
@@ -20,7 +20,7 @@ from cotembed.scoring.functions import (
     softmax,
     sum_normalize,
 )
-from cotembed.scoring.methods import (
+from cotembed.scoring._methods import (
     DEFAULT_EVAL_METHODS,
     METHODS,
     NAMES,
@@ -36,9 +36,9 @@ from cotembed.scoring.methods import (
     register_method,
     registered_method,
 )
-from cotembed.scoring.params import Param, validate_params
-from cotembed.scoring.scorer import SCORING_CHUNK, Scorer
-from cotembed.scoring.zoo import DEFAULT_RANDOM_SEEDS, DEFAULT_TEMPLATES
+from cotembed.scoring._params import Param, validate_params
+from cotembed.scoring._scorer import SCORING_CHUNK, Scorer
+from cotembed.scoring._zoo import DEFAULT_RANDOM_SEEDS, DEFAULT_TEMPLATES
 
 __all__ = [
     "DEFAULT_EVAL_METHODS",

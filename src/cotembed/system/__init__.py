@@ -8,18 +8,18 @@ never runs, and compiles to the matrices the scoring functions need.
 
 The package, one job per module, each importing only the ones above it:
 
-- :mod:`~cotembed.system.parts`: :class:`Group`, :class:`Rule` and the checks of their fields
-- :mod:`~cotembed.system.parse`: UTF-8, strict JSON and the streaming YAML reader
-- :mod:`~cotembed.system.validate`: a parsed dict to a system's parts, every problem with its path
-- :mod:`~cotembed.system.compile`: :class:`CompiledSystem`, the arrays scoring multiplies
-- :mod:`~cotembed.system.model`: :class:`System`, its edits, fingerprint and ``save``
+- :mod:`~cotembed.system._parts`: :class:`Group`, :class:`Rule` and the checks of their fields
+- :mod:`~cotembed.system._parse`: UTF-8, strict JSON and the streaming YAML reader
+- :mod:`~cotembed.system._validate`: a parsed dict to a system's parts, every problem with its path
+- :mod:`~cotembed.system._compile`: :class:`CompiledSystem`, the arrays scoring multiplies
+- :mod:`~cotembed.system._model`: :class:`System`, its edits, fingerprint and ``save``
 """
 
 from cotembed.errors import SystemValidationError
-from cotembed.system.compile import CompiledSystem
-from cotembed.system.model import System
-from cotembed.system.parse import ALIAS_BUDGET, parse_system_text
-from cotembed.system.parts import GROUP_KEYS, QUOTE_LIMIT, RULE_KEYS, SCALE_RANGE, Group, OptionRef, Row, Rule
+from cotembed.system._compile import CompiledSystem
+from cotembed.system._model import System
+from cotembed.system._parse import ALIAS_BUDGET, parse_system_text
+from cotembed.system._parts import GROUP_KEYS, QUOTE_LIMIT, RULE_KEYS, SCALE_RANGE, Group, OptionRef, Row, Rule
 
 __all__ = [
     "ALIAS_BUDGET",

@@ -23,7 +23,7 @@ import numpy as np
 from cotembed._io import atomic_write
 from cotembed.data import Sample
 from cotembed.errors import InputError
-from cotembed.evaluation.evaluate import EvalReport
+from cotembed.evaluation._evaluate import EvalReport
 from cotembed.system import System
 from cotembed_experiments.pokemon.cards import Card, class_counts, keep_classes
 from cotembed_experiments.pokemon.crop import DEFAULT_ART_BOX, ArtBox, crop_artwork
@@ -181,7 +181,7 @@ def _write_manifest(path: Path, samples: Sequence[Sample]) -> Path:
 def evaluate_models(test_set: TestSet, system: System, models: Sequence[str], make_classifier: Callable[[str], Any],
                     methods: Sequence[str] = ("baseline", "cot", "hybrid")) -> list[tuple[str, EvalReport]]:
     """``(spec, report)`` per model: one encoding pass each, every method scored on it.
-    ``make_classifier(spec)`` returns a :class:`cotembed.classifier.CoTClassifier` for the
+    ``make_classifier(spec)`` returns a :class:`cotembed._classifier.CoTClassifier` for the
     system (the CLI passes one built on its cache and lazily loaded encoder)."""
     results = []
     for spec in dict.fromkeys(models):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from cotembed.reporting.text import table
+from cotembed.reporting._text import table
 from cotembed_experiments.pokemon.harness import ARTICLE_NOTE
 
 
