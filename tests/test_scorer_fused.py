@@ -32,23 +32,3 @@ def test_fused_scores_match_the_unfused_path(equal, temperature):
     # Both round the logits differently in the last bit; at temperature T that moves a probability by ~T x 1e-8.
     np.testing.assert_allclose(fused, unfused, atol=2e-5 * max(1.0, temperature / 1000))
     assert (fused.argmax(axis=1) == unfused.argmax(axis=1)).mean() > 0.99
-
-
-@pytest.mark.parametrize("temperature", [100.0, 20000.0])
-def test_chunks_spread_over_threads_give_the_serial_scores_bit_for_bit(temperature):
-    """With two BLAS threads the chunks run on two Python threads (one BLAS thread each):
-    the same arithmetic per chunk as the serial path, so the same bits, in the same rows."""
-    from cotembed.scoring._threads import blas_thread_limit
-
-    rng = np.random.default_rng(7)
-    system = _system(5, 7, 12, rng, equal=False)
-    prompts = rng.normal(size=(system.compile().n_prompts, 24)).astype(np.float32)
-    x = rng.normal(size=(2500, 24)).astype(np.float32)
-    scorer = Scorer(system, {"options": prompts}, ScoringConfig(temperature), ("cot",))
-    with blas_thread_limit(1):
-        serial = scorer.scores(x, "cot", chunk=300)
-    with blas_thread_limit(2):
-        threaded = scorer.scores(x, "cot", chunk=300)
-    np.testing.assert_array_equal(threaded, serial)
-    unfused = np.concatenate([get_method("cot").score(batch) for _, batch in scorer.batches(x, ("cot",), 300)])
-    np.testing.assert_allclose(threaded, unfused, atol=2e-5 * max(1.0, temperature / 1000))

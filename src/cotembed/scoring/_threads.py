@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Iterator
 
 
 @contextmanager
@@ -22,38 +22,3 @@ def single_blas_thread() -> Iterator[bool]:
         return
     with threadpool_limits(1, user_api="blas"):
         yield True
-
-
-_blas_controller: Any = None
-
-
-def _blas() -> Any:
-    """threadpoolctl's controller of the BLAS libraries (built once: finding them costs ~1 ms), or None."""
-    global _blas_controller
-    if _blas_controller is None:
-        try:
-            from threadpoolctl import ThreadpoolController
-        except ImportError:
-            _blas_controller = False
-        else:
-            _blas_controller = ThreadpoolController().select(user_api="blas")
-    return _blas_controller or None
-
-
-def blas_threads() -> int:
-    """The threads the BLAS would use for a product now (1 when unknown)."""
-    controller = _blas()
-    if controller is None or not controller.lib_controllers:
-        return 1
-    return max(1, min(int(lib.num_threads) for lib in controller.lib_controllers))
-
-
-@contextmanager
-def blas_thread_limit(threads: int) -> Iterator[None]:
-    """At most ``threads`` BLAS threads inside the block (process-wide, as BLAS settings are)."""
-    controller = _blas()
-    if controller is None:
-        yield
-        return
-    with controller.limit(limits=threads):
-        yield
