@@ -64,6 +64,16 @@ def test_eval_and_classify_from_embeddings_match_the_data_path(capsys, tmp_path,
     for method in a["methods"]:
         assert b["methods"][method]["acc1"] == a["methods"][method]["acc1"]
         assert b["methods"][method]["correct"] == a["methods"][method]["correct"]
+    # the decision sections are computed on the stored inputs too (not on an empty list)
+    sections = ("--abstain", "-0.2", "--open-set", "1", "--seed", "3")
+    code, from_data, _ = run_cli(capsys, "eval", system, data, "--model", colour_model, "--cache", cache, "-q", "--format", "json",
+                                 *sections)
+    code_store, from_store, _ = run_cli(capsys, "eval", system, "--embeddings", out, "--cache", cache, "-q", "--format", "json",
+                                        *sections)
+    assert code == code_store == 0
+    a, b = json.loads(from_data), json.loads(from_store)
+    assert b["abstention"]["cot"]["n_inputs"] == a["abstention"]["cot"]["n_inputs"] == 12
+    assert b["abstention"] == a["abstention"] and b["open_set"] == a["open_set"]
     code, stdout, _ = run_cli(capsys, "classify", system, "--embeddings", out, "--model", colour_model, "--cache", cache, "-q", "--format", "json")
     code2, stdout2, _ = run_cli(capsys, "classify", system, data, "--model", colour_model, "--cache", cache, "-q", "--format", "json")
     assert code == code2 == 0

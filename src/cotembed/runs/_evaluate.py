@@ -203,7 +203,8 @@ def evaluate_run(request: EvalRequest) -> EvalResult:
 
                 stored, spec = stored_embeddings(request.embeddings, res, request.models[0] if request.models else None, notices)
                 clf = classifier(spec, [])
-                report = evaluate(clf.scorer_for(methods), resolve_stored_labels(stored, system, request.ignore_unknown), methods)
+                stored_set = resolve_stored_labels(stored, system, request.ignore_unknown)
+                report = evaluate(clf.scorer_for(methods), stored_set, methods)
             else:
                 clf = classifier(spec, samples)
                 if request.page is not None:
@@ -213,7 +214,8 @@ def evaluate_run(request: EvalRequest) -> EvalResult:
                     report = clf.evaluate(samples, methods, skipped)
             _record_provenance(report, clf, request, methods, notices)
             if request.wants_sections:
-                report.extras.update(_sections(clf, clf.labelled_embedding_set(samples, skipped), methods, request))
+                data = stored_set if request.embeddings else clf.labelled_embedding_set(samples, skipped)
+                report.extras.update(_sections(clf, data, methods, request))
             reports.append(report)
     figures = [r.extras.pop("figures") for r in reports if "figures" in r.extras]
     return EvalResult(tuple(reports), methods, figures[0] if figures else None, tuple(sections), tuple(notices))
