@@ -22,8 +22,6 @@ from cotembed.cli._common import (
 )
 from cotembed.errors import InputError
 
-WRITE_ROWS = 8192
-
 
 def cmd_embed(args: argparse.Namespace) -> int:
     from cotembed.runs._embed import EmbedRequest, embed
@@ -72,16 +70,13 @@ def embeddings_model(args: argparse.Namespace, res: Resources) -> str:
     """The model spec a verb loads: ``--model``, or with ``--embeddings`` and no typed
     ``--model`` the spec the dataset was written with; a dataset of another model key is
     refused (both keys named)."""
-    from cotembed._parquet import check_model, read_info_or_fail
     from cotembed.cli._common import ModelDefault
+    from cotembed.runs._stored import stored_model_spec
 
     if not getattr(args, "embeddings", None):
         return str(args.model)
-    info = read_info_or_fail(args.embeddings)
     typed = args.model and not isinstance(args.model, ModelDefault)
-    spec = args.model if typed else (info.model_spec or info.model_key)
-    check_model(info, args.embeddings, res.encoder(spec).model_key)
-    return str(spec)
+    return stored_model_spec(args.embeddings, res, str(args.model) if typed else None)[0]
 
 
 def labelled_embeddings(args: argparse.Namespace, res: Resources, system: Any, encoder: Any, samples: list[Any],

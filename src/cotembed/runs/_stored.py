@@ -13,6 +13,17 @@ from cotembed.runs._resources import RunResources
 from cotembed.system import System
 
 
+def stored_model_spec(path: str, res: RunResources, spec: str | None) -> tuple[str, str]:
+    """(model spec, model key) of the dataset at ``path``: ``spec``, or when None the spec the
+    dataset was written with; a model whose key differs from the dataset's is refused (both named)."""
+    from cotembed._parquet import check_model, read_info_or_fail
+
+    info = read_info_or_fail(path)
+    spec = spec or info.model_spec or info.model_key
+    check_model(info, path, res.encoder(spec).model_key)
+    return spec, info.model_key
+
+
 def stored_embeddings(path: str, res: RunResources, spec: str | None,
                       notices: list[str] | None = None) -> tuple[EmbeddingSet, str]:
     """The dataset at ``path`` and the model spec whose prompts score it.
@@ -20,12 +31,10 @@ def stored_embeddings(path: str, res: RunResources, spec: str | None,
     ``spec`` None: the spec the dataset was written with. Another model key is refused. Rows
     that could not be read are skipped, with a notice each unless the run is quiet.
     """
-    from cotembed._parquet import check_model, read_embedding_set, read_info_or_fail
+    from cotembed._parquet import read_embedding_set
 
-    info = read_info_or_fail(path)
-    spec = spec or info.model_spec or info.model_key
-    check_model(info, path, res.encoder(spec).model_key)
-    data = read_embedding_set(path, info.model_key)
+    spec, model_key = stored_model_spec(path, res, spec)
+    data = read_embedding_set(path, model_key)
     if notices is not None and not res.model.quiet:
         notices.extend(f"--embeddings: skipped {e.source}: {e.error}" for e in data.errors)
     return data, spec
@@ -75,6 +84,7 @@ def unlabelled_rows(data: EmbeddingSet, path: str) -> None:
         raise InputError(f"--embeddings {path}: {len(unlabelled)} row(s) have no label (e.g. {unlabelled[0]}); "
                          "this verb learns from labelled data: embed an ImageFolder or a manifest with a label column")
 
+
 def labelled_stored_set(path: str, model_key: str, system: System, ignore_unknown: bool,
                         notices: list[str] | None = None) -> EmbeddingSet:
     """The labelled dataset at ``path`` for a verb that learns from labels: rows without a label
@@ -91,4 +101,5 @@ def labelled_stored_set(path: str, model_key: str, system: System, ignore_unknow
     return data
 
 
-__all__ = ["labelled_stored_set", "predictions_from_set", "resolve_stored_labels", "stored_embeddings", "unlabelled_rows"]
+__all__ = ["labelled_stored_set", "predictions_from_set", "resolve_stored_labels", "stored_embeddings", "stored_model_spec",
+           "unlabelled_rows"]
