@@ -144,6 +144,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def register(sub: Any) -> None:
+    from cotembed.cli._decisions import alpha as conformal_alpha
     from cotembed.encoders import DEFAULT_MODEL, DEFAULT_MODEL_NOTE
     from cotembed.scoring._conformal import SCORES
     from cotembed.serve._settings import API_KEY_ENV, DEFAULT_HOST, DEFAULT_PORT, Batching, Limits, UrlFetching
@@ -160,7 +161,7 @@ def register(sub: Any) -> None:
                    help="labelled examples for the system registered as NAME (a folder with a sub-folder per class, a "
                         "manifest with labels, or an .npz embedding set), for every model: prototype, gda and fused "
                         "answer from the start; embedded through the cache; repeatable")
-    p.add_argument("--conformal", type=bounded_float(0.0, 1.0), default=None, metavar="ALPHA",
+    p.add_argument("--conformal", type=conformal_alpha, default=None, metavar="ALPHA",
                    help="calibrate split-conformal sets (each holds the true class with probability >= 1 - ALPHA) on "
                         "--conformal-data, for the cot method: requests ask for them with \"conformal\": true")
     p.add_argument("--conformal-data", action="append", default=None, metavar="NAME=DATA",
