@@ -224,6 +224,8 @@ def test_start_data_flags_are_checked_before_a_model_loads(capsys: pytest.Captur
     assert code == 2 and "--examples" in err and "NAME=DATA" in err
     code, _, err = run_cli(capsys, "serve", "--system", system, "--conformal", "0.1", "--port", "0")
     assert code == 2 and "--conformal-data" in err
+    code, _, err = run_cli(capsys, "serve", "--system", system, "--examples", "critters=no/such/folder", "--port", "0")
+    assert code == 2 and "no/such/folder: no such file or folder" in err and "loading model" not in err
     for alpha in ("1", "0", "nan"):  # as classify --conformal: strictly between 0 and 1, refused at the flag
         code, _, err = run_cli(capsys, "serve", "--system", system, "--conformal", alpha, "--conformal-data",
                                f"critters={data['support']}", "--port", "0")

@@ -12,6 +12,7 @@ embedded through the embedding cache, so a restart (or a second worker) encodes 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from cotembed.errors import InputError
@@ -67,6 +68,8 @@ def parse_assignments(values: list[str] | None, flag: str) -> tuple[tuple[str, s
         name, sep, data = value.partition("=")
         if not sep or not name.strip() or not data.strip():
             raise InputError(f"{flag} {value!r}: give NAME=DATA (the system's registered name, then its data)")
+        if not Path(data.strip()).exists():  # before any model loads
+            raise InputError(f"{flag} {value!r}: {data.strip()}: no such file or folder")
         out.append((name.strip(), data.strip()))
     return tuple(out)
 
